@@ -1,0 +1,77 @@
+"""The error policy: what an exception from an API call means for the run. One table, one place.
+
+| error                                  | decision                                        |
+|----------------------------------------|-------------------------------------------------|
+| 429 rate limit                         | retry after ``retry-after-ms`` / ``Retry-After`` |
+| 5xx, timeout, connection error         | retry with capped backoff and jitter            |
+| 401 / 403                              | fail now: a key problem is not fixed by retrying |
+| 404 (retrieve, cancel)                 | fail: the remote object is gone                 |
+| 400 / 422 and other 4xx                | fail with the server's message                  |
+| anything unexpected                    | log with the run id, retry a bounded number     |
+
+Retries are Celery countdowns decided here; the SDK never sleeps (``max_retries=0``). After
+``RUNS_MAX_ERROR_RETRIES`` transient errors in a row the run fails with the last error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import openai
+
+from .schedule import Schedule
+
+#: Backoff for transient errors: 1 s, x2, capped at 60 s, +-20 %.
+ERROR_BACKOFF = Schedule(base=1.0, factor=2.0, cap=60.0, jitter=0.2)
+MAX_RETRY_AFTER_S = 300.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    retry: bool
+    code: str
+    message: str
+    countdown: float = 0.0
+    #: For creates: the request may have reached the server (the answer was lost).
+    outcome_unknown: bool = False
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    headers = exc.response.headers
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return min(seconds, MAX_RETRY_AFTER_S)
+    return None
+
+
+def classify(exc: BaseException, attempt: int) -> Decision:
+    """Decide for one failed call; ``attempt`` counts the transient errors in a row before it."""
+    backoff = ERROR_BACKOFF.delay(attempt)
+    if isinstance(exc, openai.APITimeoutError):
+        return Decision(True, "timeout", "the API did not answer in time", backoff, True)
+    if isinstance(exc, openai.APIConnectionError):
+        return Decision(True, "connection_error", f"cannot reach the API: {exc}", backoff, True)
+    if isinstance(exc, openai.RateLimitError):
+        wait = _retry_after(exc)
+        return Decision(True, "rate_limited", exc.message, wait if wait is not None else backoff)
+    if isinstance(exc, openai.InternalServerError):
+        return Decision(True, f"http_{exc.status_code}", exc.message, backoff)
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return Decision(
+            False, f"http_{exc.status_code}", f"OpenAI refused the credentials: {exc.message}"
+        )
+    if isinstance(exc, openai.NotFoundError):
+        return Decision(False, "not_found", f"the remote object was not found: {exc.message}")
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code == 409:
+            return Decision(True, "conflict", exc.message, backoff)
+        return Decision(False, f"http_{exc.status_code}", exc.message)
+    return Decision(True, "unexpected", f"{type(exc).__name__}: {exc}", backoff)

@@ -1,0 +1,209 @@
+"""Threads, messages, runs and the transition log.
+
+Models hold fields and ``Meta``; the writes that must be atomic live in ``states.py`` (status)
+and ``tasks``-side helpers, the queries in ``managers.py``.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from .managers import RunQuerySet
+from .status import ACTIVE, TERMINAL, Backend, EventSource, RunStatus, Strategy
+
+
+class Thread(models.Model):
+    """A conversation: an OpenAI conversation (Responses) or thread (Assistants)."""
+
+    backend = models.CharField(max_length=16, choices=Backend.choices, default=Backend.RESPONSES)
+    remote_id = models.CharField(
+        max_length=128, blank=True, default="", help_text="Conversation id or thread id at OpenAI."
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["remote_id"], name="runs_thread_remote_idx")]
+
+    def __str__(self) -> str:
+        return f"thread {self.pk} ({self.remote_id or 'not yet created'})"
+
+
+class Message(models.Model):
+    """A message of a thread. ``sent_at`` stays empty until a run has carried it to OpenAI."""
+
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, default="user")
+    content = models.TextField()
+    remote_id = models.CharField(max_length=128, blank=True, default="")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"
+
+
+class Run(models.Model):
+    """One model run at OpenAI, tracked from creation to a terminal status."""
+
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="runs")
+    backend = models.CharField(max_length=16, choices=Backend.choices, default=Backend.RESPONSES)
+    strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.POLL)
+    remote_id = models.CharField(
+        max_length=128,
+        blank=True,
+        default="",
+        help_text="Current response id (Responses) or run id (Assistants) at OpenAI.",
+    )
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING)
+    model = models.CharField(max_length=64)
+    instructions = models.TextField(blank=True, default="")
+    tools = models.JSONField(default=list, blank=True, help_text="Names of registered tools.")
+    metadata = models.JSONField(default=dict, blank=True)
+
+    output_text = models.TextField(blank=True, default="")
+    usage = models.JSONField(null=True, blank=True)
+    last_error_code = models.CharField(max_length=64, blank=True, default="")
+    last_error = models.TextField(blank=True, default="", help_text="Why the run did not complete.")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    start_claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set once by the start_run that may create it remotely."
+    )
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True, help_text="When we saw it end.")
+    remote_completed_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+
+    poll_attempt = models.PositiveIntegerField(default=0)
+    poll_generation = models.PositiveIntegerField(
+        default=0,
+        help_text="Ticket of the one poll allowed to run next; any other poll exits at once.",
+    )
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    error_retries = models.PositiveIntegerField(
+        default=0, help_text="Transient API errors in a row (reset by a good answer)."
+    )
+
+    api_calls = models.PositiveIntegerField(default=0)
+    polls = models.PositiveIntegerField(default=0)
+    webhook_events = models.PositiveIntegerField(default=0)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["status"], name="runs_run_status_idx"),
+            models.Index(fields=["remote_id"], name="runs_run_remote_idx"),
+            models.Index(fields=["next_poll_at"], name="runs_run_next_poll_idx"),
+            models.Index(fields=["created_at"], name="runs_run_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} [{self.status}]"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+
+class RunEvent(models.Model):
+    """One status change of a run: the audit trail, the admin timeline, the latency source."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=20, choices=RunStatus.choices)
+    to_status = models.CharField(max_length=20, choices=RunStatus.choices)
+    source = models.CharField(max_length=16, choices=EventSource.choices)
+    at = models.DateTimeField(auto_now_add=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["run", "at"], name="runs_event_run_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.from_status} -> {self.to_status} ({self.source})"
+
+
+class ToolCall(models.Model):
+    """One function call the model asked for, and what we answered."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        ERROR = "error", "error (sent back to the model)"
+        MANUAL = "manual", "waiting for a manual output"
+        SUBMITTED = "submitted", "output submitted"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tool_calls")
+    call_id = models.CharField(max_length=128, help_text="The call id OpenAI gave this call.")
+    name = models.CharField(max_length=128)
+    arguments = models.TextField(blank=True, default="", help_text="As received: may be bad JSON.")
+    output = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    round = models.PositiveIntegerField(default=1)
+    remote_id = models.CharField(
+        max_length=128, blank=True, default="", help_text="The response or run that asked."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "call_id"], name="runs_toolcall_unique_call")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}({self.call_id}) [{self.state}]"
+
+
+class WebhookEvent(models.Model):
+    """One webhook delivery we accepted (signature valid). Unique by ``webhook-id``.
+
+    OpenAI delivers at least once; the unique id makes a second delivery a no-op.
+    """
+
+    class Outcome(models.TextChoices):
+        RECEIVED = "received", "received, not processed yet"
+        APPLIED = "applied", "woke its run"
+        WAITING = "waiting", "waiting for the run's remote id"
+        UNKNOWN_OBJECT = "unknown_object", "no run has this remote id"
+        IGNORED = "ignored", "event type we do not act on"
+        STALE = "stale", "run already terminal"
+
+    webhook_id = models.CharField(max_length=128, unique=True)
+    event_id = models.CharField(max_length=128, blank=True, default="")
+    type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=128, blank=True, default="")
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_deliveries"
+    )
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RECEIVED)
+    payload = models.JSONField(default=dict)
+    created_at_remote = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["object_id"], name="runs_webhook_object_idx"),
+            models.Index(fields=["outcome"], name="runs_webhook_outcome_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.object_id} ({self.outcome})"

@@ -1,0 +1,112 @@
+"""The run state machine: the only place where a run's status changes.
+
+``pending`` (row exists, not sent) -> ``queued`` -> ``in_progress`` -> terminal, with
+``requires_action`` (tool outputs owed) and ``cancelling`` in between. Terminal statuses are
+sticky, and a stale remote status (an old poll answer) never moves a run backwards.
+
+Every change is a compare-and-set: ``UPDATE run SET status = new WHERE id = ? AND status = old``
+with the ``RunEvent`` written in the same transaction. Two writers racing on one run (a poll and a
+webhook, two workers) therefore cannot both win: the loser's UPDATE matches no row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Run, RunEvent
+from .signals import run_status_changed
+from .status import TERMINAL, RunStatus
+
+log = logging.getLogger(__name__)
+
+S = RunStatus
+
+#: For each target status, the statuses a run may move to it from. Remote statuses may skip
+#: states (a run can be seen for the first time already completed), so forward jumps are allowed;
+#: moving back (``in_progress`` -> ``queued``) is not, except that a tool round restarts the run.
+ALLOWED_FROM: Mapping[str, frozenset[str]] = {
+    S.PENDING: frozenset(),
+    S.QUEUED: frozenset({S.PENDING, S.REQUIRES_ACTION}),
+    S.IN_PROGRESS: frozenset({S.PENDING, S.QUEUED, S.REQUIRES_ACTION}),
+    S.REQUIRES_ACTION: frozenset({S.PENDING, S.QUEUED, S.IN_PROGRESS}),
+    S.CANCELLING: frozenset({S.QUEUED, S.IN_PROGRESS, S.REQUIRES_ACTION}),
+    # Any non-terminal status may end; that is what makes every run reach a terminal state.
+    **{
+        t: frozenset({S.PENDING, S.QUEUED, S.IN_PROGRESS, S.REQUIRES_ACTION, S.CANCELLING})
+        for t in TERMINAL
+    },
+}
+# A run that is being cancelled can still finish another way (the cancel lost the race), but it
+# cannot become "un-cancelled".
+
+
+def can_transition(from_status: str, to_status: str) -> bool:
+    """Whether the state machine allows ``from_status`` -> ``to_status`` (pure; for tests too)."""
+    return from_status in ALLOWED_FROM.get(to_status, frozenset())
+
+
+# Timestamps stamped by the state machine itself, so no caller forgets them.
+_STAMPS = {S.IN_PROGRESS: "started_at"}
+
+
+def transition(
+    run_id: int,
+    to_status: str,
+    *,
+    source: str,
+    detail: Mapping[str, Any] | None = None,
+    fields: Mapping[str, Any] | None = None,
+) -> bool:
+    """Move a run to ``to_status`` if the state machine allows it from its current status.
+
+    ``fields`` are saved in the same UPDATE (output, usage, errors...). Returns True when this
+    call made the change; False when the run already was there, is terminal, or another writer
+    moved it first to a status from which ``to_status`` is not allowed.
+    """
+    if to_status not in ALLOWED_FROM:
+        raise ValueError(f"unknown run status {to_status!r}")
+    now = timezone.now()
+    values: dict[str, Any] = dict(fields or {})
+    values["status"] = to_status
+    if to_status in TERMINAL:
+        values.setdefault("completed_at", now)
+        values["next_poll_at"] = None
+    elif to_status in _STAMPS:
+        values.setdefault(_STAMPS[to_status], now)
+
+    # Read-then-CAS instead of "status IN (allowed)" so the event records the exact predecessor.
+    # A lost race re-reads; the number of statuses bounds the loop.
+    for _ in range(len(RunStatus.values)):
+        current = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+        if current is None:
+            raise Run.DoesNotExist(f"run {run_id} does not exist")
+        if not can_transition(current, to_status):
+            return False
+        with transaction.atomic():
+            updated = Run.objects.filter(pk=run_id, status=current).update(**values)
+            if not updated:
+                continue
+            RunEvent.objects.create(
+                run_id=run_id,
+                from_status=current,
+                to_status=to_status,
+                source=source,
+                detail=dict(detail or {}),
+            )
+            transaction.on_commit(
+                lambda cur=current: run_status_changed.send(
+                    sender=Run,
+                    run_id=run_id,
+                    from_status=cur,
+                    to_status=to_status,
+                    source=source,
+                )
+            )
+        log.info("run %s: %s -> %s (%s)", run_id, current, to_status, source)
+        return True
+    return False

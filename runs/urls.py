@@ -1,0 +1,3 @@
+"""URLs of the runs app (the webhook and the JSON API mount here)."""
+
+urlpatterns: list = []

@@ -1,0 +1,55 @@
+"""Test settings: the project's settings with a database chosen for real concurrency.
+
+PostgreSQL when it answers (``TEST_DATABASE_URL``, else the local server with trust auth), so the
+locking tests run on a real server; otherwise a SQLite file, and PostgreSQL-only tests skip with
+a message. The test database name carries a hash of this checkout so two clones on one machine
+(a developer's tree and CI's fresh clone) never drop each other's database.
+"""
+
+import hashlib
+import os
+
+import environ
+
+from project.settings import *  # noqa: F403
+from project.settings import BASE_DIR
+
+_SUFFIX = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    if os.environ.get("RUNS_TEST_SQLITE"):
+        return None
+    try:
+        import psycopg
+
+        psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=2).close()
+    except Exception:  # noqa: BLE001 - any failure means "not available here"
+        return None
+    return "postgres://postgres@127.0.0.1:5432/runs"
+
+
+_url = _postgres_url()
+if _url:
+    DATABASES = {"default": environ.Env.db_url_config(_url)}
+    DATABASES["default"]["TEST"] = {"NAME": f"test_runs_{_SUFFIX}"}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(BASE_DIR / "var" / "test.sqlite3"),
+            "OPTIONS": {"timeout": 30},
+            # A file, not memory: the worker thread must see what the test committed.
+            "TEST": {"NAME": str(BASE_DIR / "var" / f"test-{_SUFFIX}.sqlite3")},
+        }
+    }
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Tests point the client at the simulator they start; a short timeout keeps failures quick.
+OPENAI_API_KEY = "sk-test-simulator"
+OPENAI_TIMEOUT_S = 5.0
+RUNS_DEADLINE_S = 120.0
+LOGGING["loggers"]["runs"]["level"] = "WARNING"  # noqa: F405

@@ -1,0 +1,132 @@
+"""The state machine: every (from, to) pair, sticky terminals, and racing writers."""
+
+import threading
+
+import pytest
+from django.db import close_old_connections
+
+from runs.models import Run, RunEvent, Thread
+from runs.signals import run_status_changed
+from runs.states import can_transition, transition
+from runs.status import TERMINAL, RunStatus
+
+S = RunStatus
+ACTIVE_NOT_PENDING = {S.QUEUED, S.IN_PROGRESS, S.REQUIRES_ACTION, S.CANCELLING}
+
+# The table, written out independently of the implementation: (from, to) pairs that are allowed.
+ALLOWED = (
+    {(S.PENDING, t) for t in set(S) - {S.PENDING, S.CANCELLING}}
+    | {(S.QUEUED, t) for t in {S.IN_PROGRESS, S.REQUIRES_ACTION, S.CANCELLING} | TERMINAL}
+    | {(S.IN_PROGRESS, t) for t in {S.REQUIRES_ACTION, S.CANCELLING} | TERMINAL}
+    | {(S.REQUIRES_ACTION, t) for t in {S.QUEUED, S.IN_PROGRESS, S.CANCELLING} | TERMINAL}
+    | {(S.CANCELLING, t) for t in TERMINAL}
+)
+PAIRS = [(a, b) for a in S for b in S]
+
+
+def make_run(status: str = S.PENDING) -> Run:
+    thread = Thread.objects.create()
+    return Run.objects.create(thread=thread, model="m", status=status)
+
+
+@pytest.mark.parametrize(("from_status", "to_status"), PAIRS, ids=[f"{a}->{b}" for a, b in PAIRS])
+@pytest.mark.django_db
+def test_every_pair(from_status, to_status, django_capture_on_commit_callbacks):
+    run = make_run(from_status)
+    expected = (from_status, to_status) in ALLOWED
+    assert can_transition(from_status, to_status) is expected
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert transition(run.pk, to_status, source="poll") is expected
+    run.refresh_from_db()
+    assert run.status == (to_status if expected else from_status)
+    assert RunEvent.objects.filter(run=run).count() == (1 if expected else 0)
+    assert len(callbacks) == (1 if expected else 0)
+
+
+@pytest.mark.django_db
+def test_terminal_is_sticky():
+    run = make_run(S.IN_PROGRESS)
+    assert transition(run.pk, S.COMPLETED, source="poll")
+    for status in S:
+        assert not transition(run.pk, status, source="webhook")
+    run.refresh_from_db()
+    assert run.status == S.COMPLETED
+    assert run.completed_at is not None
+    assert list(run.events.values_list("from_status", "to_status")) == [
+        (S.IN_PROGRESS, S.COMPLETED)
+    ]
+
+
+@pytest.mark.django_db
+def test_a_stale_poll_never_moves_a_run_backwards():
+    run = make_run(S.IN_PROGRESS)
+    assert not transition(run.pk, S.QUEUED, source="poll")
+    run.refresh_from_db()
+    assert run.status == S.IN_PROGRESS
+
+
+@pytest.mark.django_db
+def test_fields_travel_with_the_change_and_timestamps_are_stamped():
+    run = make_run(S.QUEUED)
+    assert transition(run.pk, S.IN_PROGRESS, source="poll")
+    assert transition(
+        run.pk, S.FAILED, source="poll", fields={"last_error": "boom", "last_error_code": "x"}
+    )
+    run.refresh_from_db()
+    assert run.started_at and run.completed_at
+    assert (run.last_error, run.last_error_code) == ("boom", "x")
+
+
+@pytest.mark.django_db
+def test_signal_is_sent_on_commit_with_the_change(django_capture_on_commit_callbacks):
+    seen = []
+
+    def receiver(sender, **kw):
+        seen.append((kw["run_id"], kw["from_status"], kw["to_status"], kw["source"]))
+
+    run = make_run(S.PENDING)
+    run_status_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            transition(run.pk, S.QUEUED, source="create")
+        assert seen == []  # nothing before the commit
+        for callback in callbacks:
+            callback()
+    finally:
+        run_status_changed.disconnect(receiver)
+    assert seen == [(run.pk, S.PENDING, S.QUEUED, "create")]
+
+
+@pytest.mark.django_db
+def test_unknown_status_is_an_error():
+    run = make_run()
+    with pytest.raises(ValueError, match="unknown run status"):
+        transition(run.pk, "done", source="poll")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("on_postgres")
+@pytest.mark.parametrize("attempt", range(5))
+def test_two_racing_writers_exactly_one_wins(attempt):
+    """A poll and a webhook report different ends at the same instant: one wins, one event."""
+    run = make_run(S.IN_PROGRESS)
+    barrier = threading.Barrier(2)
+    results: dict[str, bool] = {}
+
+    def write(to_status: str) -> None:
+        try:
+            barrier.wait()
+            results[to_status] = transition(run.pk, to_status, source="poll")
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=write, args=(s,)) for s in (S.COMPLETED, S.FAILED)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results.values()) == [False, True]
+    run.refresh_from_db()
+    winner = next(s for s, won in results.items() if won)
+    assert run.status == winner
+    assert list(run.events.values_list("to_status", flat=True)) == [winner]
