@@ -180,8 +180,10 @@ class WebhookEvent(models.Model):
     class Outcome(models.TextChoices):
         RECEIVED = "received", "received, not processed yet"
         APPLIED = "applied", "woke its run"
-        WAITING = "waiting", "waiting for the run's remote id"
-        UNKNOWN_OBJECT = "unknown_object", "no run has this remote id"
+        UNKNOWN_OBJECT = (
+            "unknown_object",
+            "no run has this remote id yet",
+        )
         IGNORED = "ignored", "event type we do not act on"
         STALE = "stale", "run already terminal"
 

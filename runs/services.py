@@ -87,6 +87,9 @@ def create_run(
     if thread is not None and thread.backend != backend:
         raise ValidationError(f"thread {thread.pk} belongs to the {thread.backend} backend")
     strategy = _check_choice(strategy or settings.RUNS_STRATEGY, Strategy, "strategy")
+    if backend == Backend.ASSISTANTS:
+        # The Assistants API sends no run webhooks: such runs are tracked by polling only.
+        strategy = Strategy.POLL
     model = model or settings.RUNS_DEFAULT_MODEL
     if not isinstance(model, str) or not model.strip() or len(model) > 64:
         raise ValidationError("model must be a non-empty name of at most 64 characters")

@@ -218,6 +218,10 @@ def start(run_id: int) -> dict[str, Any]:
         run.refresh_from_db()
         delay = next_delay(poll_schedule(run.strategy), 0, remaining_s=_remaining_s(run))
         arm(run_id, run.poll_generation, delay, attempt=0)
+        # A webhook may have beaten us here (it arrived before the remote id was saved).
+        from .webhook_events import apply_waiting
+
+        apply_waiting(run_id, state.remote_id)
     elif status == RunStatus.CANCELLED and state.status not in TERMINAL:
         # Cancelled by a user while we were creating it: do not leave it running remotely.
         cancel_remote_quietly(run)

@@ -1,3 +1,9 @@
-"""URLs of the runs app (the webhook and the JSON API mount here)."""
+"""URLs of the runs app."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from .webhooks import openai_webhook
+
+urlpatterns = [
+    path("webhooks/openai/", openai_webhook, name="openai-webhook"),
+]

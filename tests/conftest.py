@@ -96,3 +96,65 @@ def wait_terminal() -> Callable[..., Run]:
 def on_postgres() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set TEST_DATABASE_URL or start a local server)")
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+WEBHOOK_SECRET = "whsec_" + "c2VjcmV0LWZvci10ZXN0cy1vbmx5LTAxMjM0NTY3ODk="
+
+
+@pytest.fixture
+def webhook_secret(settings) -> str:
+    """The secret our endpoint verifies with (a test-only value, set for this test)."""
+    settings.OPENAI_WEBHOOK_SECRET = WEBHOOK_SECRET
+    return WEBHOOK_SECRET
+
+
+@pytest.fixture
+def signed():
+    """Build a signed delivery: ``signed(payload_or_bytes, secret=..., msg_id=..., ts=...)``."""
+    import json
+    import uuid
+
+    from simulator.signing import sign
+
+    def build(
+        payload: object,
+        *,
+        secret: str = WEBHOOK_SECRET,
+        msg_id: str | None = None,
+        ts: int | None = None,
+    ) -> tuple[bytes, dict[str, str]]:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        headers = sign(body, secret, msg_id or f"wh_{uuid.uuid4().hex}", ts or int(time.time()))
+        return body, headers
+
+    return build
+
+
+@pytest.fixture
+def event_payload():
+    """An OpenAI ``response.*`` event body for a response id."""
+    import uuid
+
+    def build(response_id: str, event_type: str = "response.completed") -> dict:
+        return {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": event_type,
+            "created_at": int(time.time()),
+            "data": {"id": response_id},
+        }
+
+    return build
+
+
+@pytest.fixture
+def webhook_delivery(worker, simulator, live_server, webhook_secret) -> Iterator[str]:
+    """The simulator delivers signed webhooks to our endpoint on a live server thread."""
+    url = live_server.url + "/webhooks/openai/"
+    simulator.configure(webhook_url=url, webhook_secret=webhook_secret, webhook_delay_s=0.0)
+    yield url
+    simulator.configure(
+        webhook_url=None, webhook_secret=None, webhook_drop_rate=0.0, webhook_duplicate_rate=0.0
+    )

@@ -106,7 +106,7 @@ class Migration(migrations.Migration):
                 ('event_id', models.CharField(blank=True, default='', max_length=128)),
                 ('type', models.CharField(max_length=64)),
                 ('object_id', models.CharField(blank=True, default='', max_length=128)),
-                ('outcome', models.CharField(choices=[('received', 'received, not processed yet'), ('applied', 'woke its run'), ('waiting', "waiting for the run's remote id"), ('unknown_object', 'no run has this remote id'), ('ignored', 'event type we do not act on'), ('stale', 'run already terminal')], default='received', max_length=16)),
+                ('outcome', models.CharField(choices=[('received', 'received, not processed yet'), ('applied', 'woke its run'), ('unknown_object', "no run has this remote id yet"), ('ignored', 'event type we do not act on'), ('stale', 'run already terminal')], default='received', max_length=16)),
                 ('payload', models.JSONField(default=dict)),
                 ('created_at_remote', models.DateTimeField(blank=True, null=True)),
                 ('received_at', models.DateTimeField(auto_now_add=True)),

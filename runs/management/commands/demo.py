@@ -7,9 +7,12 @@ started, also on Ctrl-C. Exit 0 when every run reached a terminal status.
 
 from __future__ import annotations
 
+import base64
 import os
 import random
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,7 +29,7 @@ from rich.live import Live
 from rich.table import Table
 
 from project.celery import app as celery_app
-from project.localredis import RedisUnavailable, ensure_redis
+from project.localredis import RedisUnavailable, ensure_redis, free_port
 from runs.client import get_client
 from runs.models import Run
 from runs.schedule import Schedule
@@ -120,6 +123,11 @@ class Command(BaseCommand):
             "OPENAI_API_KEY": "sk-local-simulator",
             "RUNS_LOG_LEVEL": "WARNING",
         }
+        if settings.RUNS_STRATEGY == "webhook" and settings.RUNS_BACKEND == "responses":
+            webhook_url = self._start_web(stack, env)
+            secret = env["OPENAI_WEBHOOK_SECRET"]
+            sim.configure(webhook_url=webhook_url, webhook_secret=secret)
+            console.print(f"Webhooks: the simulator signs and posts events to {webhook_url}")
         celery_app.conf.update(broker_url=broker, task_default_queue=queue)
         settings.OPENAI_BASE_URL = sim.base_url
         get_client.cache_clear()
@@ -173,6 +181,39 @@ class Command(BaseCommand):
         if not all(r.status in TERMINAL for r in runs):
             raise CommandError(f"not every run finished within {opts['timeout']:.0f} s")
 
+    def _start_web(self, stack: ExitStack, env: dict[str, str]) -> str:
+        """The web app (for the webhook endpoint) under uvicorn, with a fresh secret."""
+        env["OPENAI_WEBHOOK_SECRET"] = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        port = free_port()
+        web = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "project.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        stack.callback(_stop, web)
+        give_up = time.monotonic() + 20
+        while time.monotonic() < give_up:
+            if web.poll() is not None:
+                raise CommandError(f"the web server exited with code {web.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return f"http://127.0.0.1:{port}/webhooks/openai/"
+            except OSError:
+                time.sleep(0.1)
+        raise CommandError("the web server did not start within 20 s")
+
     def _summary(
         self,
         console: Console,
@@ -196,6 +237,8 @@ class Command(BaseCommand):
         table.add_column("value", justify="right")
         for status, count in sorted(Counter(r.status for r in runs).items()):
             table.add_row(f"runs {status}", str(count))
+        table.add_row("strategy", runs[0].strategy)
+        table.add_row("webhook events applied", str(sum(r.webhook_events for r in runs)))
         table.add_row("retrieves per run (mean)", f"{mean(retrieves):.2f}")
         table.add_row("retrieves per run (max)", str(max(retrieves)))
         table.add_row("schedule predicts (mean)", f"{mean(predicted):.2f}")

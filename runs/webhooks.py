@@ -1,0 +1,71 @@
+"""``POST /webhooks/openai/``: verify, record, wake the run, answer fast.
+
+The flow (django-anymail's shape, dj-stripe's idempotency):
+
+1. Verify the Standard Webhooks signature over the raw body with the SDK's
+   ``client.webhooks.unwrap`` (secret from ``OPENAI_WEBHOOK_SECRET``; the SDK also rejects a
+   timestamp outside its 5-minute tolerance). Anything that fails is a 400 with a JSON error and
+   touches nothing: a forged request never reaches the database.
+2. Record the event by its ``webhook-id`` (unique): a second delivery answers 200 and does
+   nothing more.
+3. Wake the run (``webhook_events.process``): no API call in the request.
+
+Which answers make OpenAI retry is chosen on purpose: 400 for requests that will never verify
+(retrying cannot help), 500 only when *we* failed (no secret configured, broker down), so the
+event is delivered again once we are fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import openai
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from . import webhook_events
+from .client import get_client
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+@csrf_exempt
+@transaction.non_atomic_requests
+def openai_webhook(request: HttpRequest) -> JsonResponse:
+    if request.method != "POST":
+        response = _error(405, f"method {request.method} not allowed; OpenAI sends POST")
+        response["Allow"] = "POST"
+        return response
+    secret = settings.OPENAI_WEBHOOK_SECRET
+    if not secret:
+        log.error("webhook received but OPENAI_WEBHOOK_SECRET is not set; answering 500")
+        return _error(500, "webhook secret not configured")
+    body = request.body
+    try:
+        get_client().webhooks.unwrap(body, request.headers, secret=secret)
+    except openai.InvalidWebhookSignatureError as exc:
+        return _error(400, f"invalid signature: {exc}")
+    except json.JSONDecodeError:
+        return _error(400, "the body is not JSON")
+    except ValueError as exc:  # a missing webhook-* header, a body that is not UTF-8
+        return _error(400, str(exc) or "malformed webhook request")
+    try:
+        payload = json.loads(body)
+        event, created = webhook_events.record(request.headers["webhook-id"], payload)
+    except webhook_events.MalformedEvent as exc:
+        return _error(400, str(exc))
+    if not created and event.outcome != event.Outcome.RECEIVED:
+        return JsonResponse({"status": "duplicate", "outcome": event.outcome})
+    try:
+        outcome = webhook_events.process(event)
+    except Exception:
+        log.exception("webhook %s: could not wake run for %s", event.webhook_id, event.object_id)
+        return _error(500, "could not process the event now; it will be processed on redelivery")
+    return JsonResponse({"status": "ok", "outcome": outcome})
