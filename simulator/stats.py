@@ -37,7 +37,7 @@ class Stats:
 
     def __init__(self, latency_window: int = 2000) -> None:
         self.calls: Counter[str] = Counter()
-        self.faults: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter({"429": 0, "500": 0, "slow": 0})
         self.webhooks: Counter[str] = Counter({name: 0 for name in WEBHOOK_COUNTERS})
         self.creates_by_run_id: Counter[str] = Counter()
         self.objects: dict[str, ObjectStats] = {}

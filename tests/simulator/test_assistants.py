@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import openai
 import pytest
@@ -16,8 +17,15 @@ from .helpers import assert_schema, strict, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {
-    "type": "object", "properties": {"q": {"type": "string"}}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+        },
+    }
+]
 
 
 def _thread(client: OpenAI) -> Thread:
@@ -26,8 +34,9 @@ def _thread(client: OpenAI) -> Thread:
 
 def _run(client: OpenAI, thread_id: str, **metadata: str) -> Run:
     meta = {"sim_duration_s": "0.2", "sim_queue_s": "0.05", **metadata}
-    return client.beta.threads.runs.create(thread_id=thread_id, assistant_id="asst_sim",
-                                           tools=TOOLS, metadata=meta)  # type: ignore[arg-type]
+    return client.beta.threads.runs.create(
+        thread_id=thread_id, assistant_id="asst_sim", tools=TOOLS, metadata=meta
+    )  # type: ignore[arg-type]
 
 
 def _get(client: OpenAI, run: Run) -> Run:
@@ -35,20 +44,26 @@ def _get(client: OpenAI, run: Run) -> Run:
 
 
 def _raw_run(client: OpenAI, run: Run) -> dict[str, object]:
-    raw = client.beta.threads.runs.with_raw_response.retrieve(run_id=run.id,
-                                                             thread_id=run.thread_id)
+    raw = client.beta.threads.runs.with_raw_response.retrieve(
+        run_id=run.id, thread_id=run.thread_id
+    )
     payload: dict[str, object] = raw.http_response.json()
     return payload
 
 
-def test_tool_rounds_with_submit_lag_and_completion(client: OpenAI,
-                                                    sim: RunningSimulator) -> None:
+def test_tool_rounds_with_submit_lag_and_completion(client: OpenAI, sim: RunningSimulator) -> None:
     thread = _thread(client)
-    run = _run(client, thread.id, sim_tool_rounds="2", sim_submit_lag_s="0.3",
-               sim_tool_args='{"q": "x"}', run_id="app-run-1")
+    run = _run(
+        client,
+        thread.id,
+        sim_tool_rounds="2",
+        sim_submit_lag_s="0.3",
+        sim_tool_args='{"q": "x"}',
+        run_id="app-run-1",
+    )
     assert run.status == "queued" and run.expires_at is not None and run.usage is None
     for round_number in (1, 2):
-        run = wait_for(lambda: _get(client, run), lambda r: r.status == "requires_action")
+        run = wait_for(partial(_get, client, run), lambda r: r.status == "requires_action")
         assert run.required_action is not None
         (call,) = run.required_action.submit_tool_outputs.tool_calls
         assert call.function.name == "lookup" and call.function.arguments == '{"q": "x"}'
@@ -56,16 +71,20 @@ def test_tool_rounds_with_submit_lag_and_completion(client: OpenAI,
         strict(Run, payload)
         assert_schema("RunObject", payload)
         after = client.beta.threads.runs.submit_tool_outputs(
-            run_id=run.id, thread_id=thread.id,
-            tool_outputs=[{"tool_call_id": call.id, "output": f"result {round_number}"}])
+            run_id=run.id,
+            thread_id=thread.id,
+            tool_outputs=[{"tool_call_id": call.id, "output": f"result {round_number}"}],
+        )
         # The real API keeps reporting requires_action (same calls) right after a submit.
         assert after.status == "requires_action"
         assert after.required_action is not None
         assert after.required_action.submit_tool_outputs.tool_calls[0].id == call.id
         with pytest.raises(openai.BadRequestError, match="already been submitted"):
             client.beta.threads.runs.submit_tool_outputs(
-                run_id=run.id, thread_id=thread.id,
-                tool_outputs=[{"tool_call_id": call.id, "output": "again"}])
+                run_id=run.id,
+                thread_id=thread.id,
+                tool_outputs=[{"tool_call_id": call.id, "output": "again"}],
+            )
         time.sleep(0.3)
         assert _get(client, run).status in ("in_progress", "requires_action", "completed")
     final = wait_for(lambda: _get(client, run), lambda r: r.status == "completed")
@@ -93,8 +112,10 @@ def test_expiry_when_outputs_never_arrive(client: OpenAI) -> None:
     assert expired.required_action is None
     with pytest.raises(openai.BadRequestError, match='status "expired"'):
         client.beta.threads.runs.submit_tool_outputs(
-            run_id=run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": "call_x",
-                                                               "output": "late"}])
+            run_id=run.id,
+            thread_id=thread.id,
+            tool_outputs=[{"tool_call_id": "call_x", "output": "late"}],
+        )
     assert_schema("RunObject", _raw_run(client, expired))
 
 
@@ -104,8 +125,10 @@ def test_wrong_call_ids_are_rejected(client: OpenAI) -> None:
     wait_for(lambda: _get(client, run), lambda r: r.status == "requires_action")
     with pytest.raises(openai.BadRequestError, match="Expected tool outputs"):
         client.beta.threads.runs.submit_tool_outputs(
-            run_id=run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": "call_other",
-                                                               "output": "x"}])
+            run_id=run.id,
+            thread_id=thread.id,
+            tool_outputs=[{"tool_call_id": "call_other", "output": "x"}],
+        )
 
 
 def test_cancel_goes_through_cancelling(client: OpenAI, sim: RunningSimulator) -> None:
@@ -143,8 +166,7 @@ def test_threads_messages_and_not_found(client: OpenAI) -> None:
     thread = _thread(client)
     raw = client.beta.threads.with_raw_response.retrieve(thread.id)
     assert_schema("ThreadObject", raw.http_response.json())
-    message = client.beta.threads.messages.create(thread_id=thread.id, role="user",
-                                                  content="more")
+    message = client.beta.threads.messages.create(thread_id=thread.id, role="user", content="more")
     assert message.content[0].text.value == "more"  # type: ignore[union-attr]
     with pytest.raises(openai.NotFoundError):
         client.beta.threads.retrieve("thread_missing")
@@ -155,8 +177,7 @@ def test_threads_messages_and_not_found(client: OpenAI) -> None:
 def test_poll_hint_and_sdk_poll_helper(client: OpenAI) -> None:
     thread = _thread(client)
     run = _run(client, thread.id, sim_duration_s="0.3")
-    raw = client.beta.threads.runs.with_raw_response.retrieve(run_id=run.id,
-                                                             thread_id=thread.id)
+    raw = client.beta.threads.runs.with_raw_response.retrieve(run_id=run.id, thread_id=thread.id)
     assert raw.headers.get("openai-poll-after-ms") == "250"
     final = client.beta.threads.runs.poll(run_id=run.id, thread_id=thread.id)
     assert final.status == "completed"

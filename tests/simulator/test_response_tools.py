@@ -9,8 +9,14 @@ from openai.types.responses import Response, ResponseFunctionToolCall
 
 from .helpers import strict
 
-TOOLS = [{"type": "function", "name": "lookup", "description": "Look something up",
-          "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "name": "lookup",
+        "description": "Look something up",
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+    }
+]
 
 
 def _calls(response: Response) -> list[ResponseFunctionToolCall]:
@@ -23,29 +29,54 @@ def _answer(call: ResponseFunctionToolCall) -> list[dict[str, str]]:
 
 def test_two_rounds_chained_by_previous_response_id(client: OpenAI) -> None:
     first = client.responses.create(
-        model="gpt-4o", input="weather?", tools=TOOLS,  # type: ignore[arg-type]
-        metadata={"sim_tool_rounds": "2", "sim_tool_args": '{"q": "paris"}',
-                  "sim_outcome": "completed", "run_id": "r1"})
+        model="gpt-4o",
+        input="weather?",
+        tools=TOOLS,  # type: ignore[arg-type]
+        metadata={
+            "sim_tool_rounds": "2",
+            "sim_tool_args": '{"q": "paris"}',
+            "sim_outcome": "completed",
+            "run_id": "r1",
+        },
+    )
     assert first.status == "completed"
     (call,) = _calls(first)
     assert call.name == "lookup" and json.loads(call.arguments) == {"q": "paris"}
     assert call.call_id.startswith("call_") and first.output_text == ""
-    second = client.responses.create(model="gpt-4o", input=_answer(call),  # type: ignore[arg-type]
-                                     previous_response_id=first.id, tools=TOOLS)  # type: ignore[arg-type]
+    second = client.responses.create(
+        model="gpt-4o",
+        input=_answer(call),  # type: ignore[arg-type]
+        previous_response_id=first.id,
+        tools=TOOLS,
+    )  # type: ignore[arg-type]
     (call2,) = _calls(second)
     assert call2.call_id != call.call_id
-    third = client.responses.create(model="gpt-4o", input=_answer(call2),  # type: ignore[arg-type]
-                                    previous_response_id=second.id, tools=TOOLS)  # type: ignore[arg-type]
+    third = client.responses.create(
+        model="gpt-4o",
+        input=_answer(call2),  # type: ignore[arg-type]
+        previous_response_id=second.id,
+        tools=TOOLS,
+    )  # type: ignore[arg-type]
     assert _calls(third) == [] and third.output_text.startswith("Simulated answer to:")
     strict(Response, client.responses.with_raw_response.retrieve(first.id).http_response.json())
 
 
 def test_rounds_in_a_conversation_with_bad_args_and_named_tool(client: OpenAI) -> None:
     conv = client.conversations.create()
-    meta = {"sim_tool_rounds": "1", "sim_tool_name": "other", "sim_bad_args": "1",
-            "sim_duration_s": "0.05"}
-    first = client.responses.create(model="gpt-4o", input="go", tools=TOOLS,  # type: ignore[arg-type]
-                                    conversation=conv.id, metadata=meta, background=True)
+    meta = {
+        "sim_tool_rounds": "1",
+        "sim_tool_name": "other",
+        "sim_bad_args": "1",
+        "sim_duration_s": "0.05",
+    }
+    first = client.responses.create(
+        model="gpt-4o",
+        input="go",
+        tools=TOOLS,  # type: ignore[arg-type]
+        conversation=conv.id,
+        metadata=meta,
+        background=True,
+    )
     assert first.status == "queued"
     import time
 
@@ -59,8 +90,11 @@ def test_rounds_in_a_conversation_with_bad_args_and_named_tool(client: OpenAI) -
         pass
     else:  # pragma: no cover - the knob must produce invalid JSON
         raise AssertionError("sim_bad_args should send invalid JSON arguments")
-    follow = client.responses.create(model="gpt-4o", input=_answer(call),  # type: ignore[arg-type]
-                                     conversation=conv.id)
+    follow = client.responses.create(
+        model="gpt-4o",
+        input=_answer(call),  # type: ignore[arg-type]
+        conversation=conv.id,
+    )
     assert _calls(follow) == [] and follow.status == "completed"
     types = [item.type for item in client.conversations.items.list(conv.id, order="asc")]
     assert types == ["message", "function_call", "function_call_output", "message"]

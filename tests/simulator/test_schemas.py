@@ -21,17 +21,31 @@ def _json(raw: Any) -> Any:
 
 def test_vendored_subset_is_complete() -> None:
     names = set(schemas.names())
-    assert {"Response", "RunObject", "ThreadObject", "MessageObject", "ErrorResponse",
-            "ConversationResource", "ConversationItemList"} <= names
+    assert {
+        "Response",
+        "RunObject",
+        "ThreadObject",
+        "MessageObject",
+        "ErrorResponse",
+        "ConversationResource",
+        "ConversationItemList",
+    } <= names
     assert set(schemas.document()["webhooks"]) == {
-        "response_completed", "response_failed", "response_cancelled", "response_incomplete"}
+        "response_completed",
+        "response_failed",
+        "response_cancelled",
+        "response_incomplete",
+    }
 
 
 @pytest.mark.parametrize("outcome", ["completed", "failed", "incomplete", "cancelled"])
 def test_response_payloads_match_schema(client: OpenAI, outcome: str) -> None:
     created = client.responses.with_raw_response.create(
-        model="gpt-4o", input="hello", background=True,
-        metadata={"sim_duration_s": "0.1", "sim_outcome": outcome})
+        model="gpt-4o",
+        input="hello",
+        background=True,
+        metadata={"sim_duration_s": "0.1", "sim_outcome": outcome},
+    )
     assert_schema("Response", _json(created))
     time.sleep(0.15)
     payload = _json(client.responses.with_raw_response.retrieve(created.parse().id))
@@ -41,22 +55,29 @@ def test_response_payloads_match_schema(client: OpenAI, outcome: str) -> None:
 
 def test_tool_call_response_and_conversation_match_schema(client: OpenAI) -> None:
     conv = client.conversations.with_raw_response.create(
-        items=[{"type": "message", "role": "user", "content": "hi"}])
+        items=[{"type": "message", "role": "user", "content": "hi"}]
+    )
     assert_schema("ConversationResource", _json(conv))
     conv_id = conv.parse().id
     raw = client.responses.with_raw_response.create(
-        model="gpt-4o", input="x", conversation=conv_id,
+        model="gpt-4o",
+        input="x",
+        conversation=conv_id,
         tools=[{"type": "function", "name": "f", "parameters": {"type": "object"}}],  # type: ignore[list-item]
-        metadata={"sim_tool_rounds": "1"})
+        metadata={"sim_tool_rounds": "1"},
+    )
     payload = _json(raw)
     assert payload["output"][0]["type"] == "function_call"
     assert_schema("Response", payload)
     call_id = payload["output"][0]["call_id"]
-    client.responses.create(model="gpt-4o", conversation=conv_id,
-                            input=[{"type": "function_call_output", "call_id": call_id,
-                                    "output": "ok"}])
-    assert_schema("ConversationItemList",
-                  _json(client.conversations.items.with_raw_response.list(conv_id)))
+    client.responses.create(
+        model="gpt-4o",
+        conversation=conv_id,
+        input=[{"type": "function_call_output", "call_id": call_id, "output": "ok"}],
+    )
+    assert_schema(
+        "ConversationItemList", _json(client.conversations.items.with_raw_response.list(conv_id))
+    )
 
 
 def test_error_bodies_match_schema(client: OpenAI) -> None:

@@ -1,0 +1,82 @@
+"""Injected API faults: 429 with retry headers, 500, and slow answers (lost answers)."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+from openai import OpenAI
+
+from simulator.testing import RunningSimulator
+
+from .helpers import assert_schema
+
+
+def test_429_has_real_body_and_retry_headers_and_creates_nothing(
+    client: OpenAI, sim: RunningSimulator
+) -> None:
+    sim.configure(fault_429_rate=1.0, retry_after_ms=1500)
+    with pytest.raises(openai.RateLimitError) as info:
+        client.responses.create(model="gpt-4o", input="x", metadata={"run_id": "r-429"})
+    error = info.value
+    assert error.code == "rate_limit_exceeded"
+    assert error.response.headers["retry-after"] == "2"
+    assert error.response.headers["retry-after-ms"] == "1500"
+    assert_schema("ErrorResponse", error.response.json())
+    stats = sim.stats()
+    assert stats["faults"] == {"429": 1, "500": 0, "slow": 0} and stats["objects"] == {}
+    assert stats["creates_by_run_id"] == {} and stats["calls"]["responses.create"] == 1
+
+
+def test_500_is_internal_server_error_and_creates_nothing(
+    client: OpenAI, sim: RunningSimulator
+) -> None:
+    sim.configure(fault_500_rate=1.0)
+    with pytest.raises(openai.InternalServerError) as info:
+        client.responses.create(model="gpt-4o", input="x", metadata={"run_id": "r-500"})
+    assert info.value.status_code == 500
+    assert_schema("ErrorResponse", info.value.response.json())
+    assert sim.stats()["objects"] == {}
+
+
+def test_slow_answer_times_out_but_object_exists(client: OpenAI, sim: RunningSimulator) -> None:
+    sim.configure(fault_slow_rate=1.0, slow_s=1.0)
+    with pytest.raises(openai.APITimeoutError):
+        client.with_options(timeout=0.3).responses.create(
+            model="gpt-4o", input="x", background=True, metadata={"run_id": "r-slow"}
+        )
+    sim.configure(fault_slow_rate=0.0)
+    stats = sim.stats()
+    assert stats["faults"] == {"429": 0, "500": 0, "slow": 1}
+    assert stats["creates_by_run_id"] == {"r-slow": 1}
+    (response_id,) = stats["objects"]
+    assert client.responses.retrieve(response_id).metadata == {"run_id": "r-slow"}
+
+
+def test_fault_only_limits_faults_to_listed_call_kinds(
+    client: OpenAI, sim: RunningSimulator
+) -> None:
+    created = client.responses.create(model="gpt-4o", input="x")
+    sim.configure(fault_500_rate=1.0, fault_only=["responses.create"])
+    assert client.responses.retrieve(created.id).id == created.id
+    with pytest.raises(openai.InternalServerError):
+        client.responses.create(model="gpt-4o", input="x")
+
+
+def test_control_plane_is_never_faulted_and_reset_restores_config(sim: RunningSimulator) -> None:
+    sim.configure(fault_500_rate=1.0)
+    assert sum(sim.stats()["faults"].values()) == 0
+    sim.reset()
+    assert sim.config()["fault_500_rate"] == 0.0
+    sim.configure(fault_500_rate=0.5)
+    sim.reset(keep_config=True)
+    assert sim.config()["fault_500_rate"] == 0.5
+
+
+def test_bad_config_is_rejected(sim: RunningSimulator) -> None:
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as info:
+        sim.configure(no_such_key=1)
+    assert info.value.code == 400
+    with pytest.raises(urllib.error.HTTPError):
+        sim.configure(fault_429_rate=2)
