@@ -6,12 +6,30 @@ A backend translates between our ``Run`` and one OpenAI API; it never changes a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..models import Run
+
+
+@dataclass(frozen=True)
+class ToolCallRequest:
+    """One function call the model asked for, as the API sent it (arguments may be bad JSON)."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    """Our answer to one call."""
+
+    call_id: str
+    output: str
 
 
 @dataclass(frozen=True)
@@ -30,6 +48,10 @@ class RemoteState:
     poll_after_ms: int | None = None
     #: API calls this answer cost (a first create also creates the conversation or thread).
     api_calls: int = 1
+    #: With ``status == requires_action``: the calls whose outputs the API waits for.
+    tool_calls: tuple[ToolCallRequest, ...] = ()
+    #: When the API itself expires the run (Assistants ``expires_at``); None when it does not.
+    expires_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -50,6 +72,14 @@ class Backend(Protocol):
         """Ask the server to cancel; None when there is nothing remote to cancel."""
         ...
 
+    def submit_tool_outputs(self, run: Run, outputs: Sequence[ToolOutput]) -> RemoteState:
+        """Send one round's outputs; the answer describes the run's (possibly new) remote object.
+
+        Assistants: ``submit_tool_outputs`` on the run. Responses: a new background response in
+        the conversation carrying ``function_call_output`` items (the remote id moves to it).
+        """
+        ...
+
 
 def get_backend(name: str) -> Backend:
     """The backend for ``name``; unknown names are a configuration error, said clearly."""
@@ -58,9 +88,7 @@ def get_backend(name: str) -> Backend:
 
         return ResponsesBackend()
     if name == "assistants":
-        try:
-            from .assistants import AssistantsBackend
-        except ImportError as exc:  # pragma: no cover - until the Assistants backend lands
-            raise NotImplementedError("the Assistants backend is not available yet") from exc
+        from .assistants import AssistantsBackend
+
         return AssistantsBackend()
     raise ValueError(f"unknown runs backend {name!r} (expected 'responses' or 'assistants')")

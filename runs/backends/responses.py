@@ -3,10 +3,16 @@
 A run is one background response (``background=True, store=True``) in the thread's
 conversation; messages not yet sent travel as the response's ``input`` and the API appends them
 (and the answer) to the conversation, so a run costs one create, not one per message.
+
+Tool calls: a response that completes with ``function_call`` items is our ``requires_action``.
+The outputs go back as a *new* background response in the same conversation carrying
+``function_call_output`` items (the conversation already holds the calls), and the run's remote id
+moves to it: one create per tool round, and polling simply continues on the new response.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,10 +20,11 @@ from django.db import transaction
 from django.utils import timezone
 from openai.types.responses import Response
 
-from ..client import get_client
+from ..client import get_client, get_create_client
 from ..models import Message, Run, Thread
 from ..status import RunStatus
-from .base import RemoteState
+from ..tools import tools_for
+from .base import RemoteState, ToolCallRequest, ToolOutput
 
 #: Response status -> run status. Responses have no requires_action status of their own.
 STATUS_MAP: dict[str, str] = {
@@ -48,6 +55,14 @@ def to_state(
 ) -> RemoteState:
     """Map one Response object onto a ``RemoteState``."""
     status = STATUS_MAP.get(response.status or "", RunStatus.IN_PROGRESS)
+    calls = tuple(
+        ToolCallRequest(call_id=item.call_id, name=item.name, arguments=item.arguments)
+        for item in response.output or []
+        if item.type == "function_call"
+    )
+    if status == RunStatus.COMPLETED and calls:
+        # The model stopped to ask for tools: the run is not over, it owes outputs.
+        status = RunStatus.REQUIRES_ACTION
     error_code = error_message = ""
     if response.error is not None:
         error_code, error_message = str(response.error.code or "error"), response.error.message
@@ -67,6 +82,7 @@ def to_state(
         remote_completed_at=datetime.fromtimestamp(completed, UTC) if completed else None,
         poll_after_ms=poll_after_ms,
         api_calls=api_calls,
+        tool_calls=calls if status == RunStatus.REQUIRES_ACTION else (),
     )
 
 
@@ -99,7 +115,7 @@ class ResponsesBackend:
     name = "responses"
 
     def create(self, run: Run) -> RemoteState:
-        client = get_client()
+        client = get_create_client()
         had_conversation = bool(run.thread.remote_id)
         conversation_id = _ensure_conversation(run.thread)
         items, message_ids = _unsent_input(run.thread)
@@ -111,8 +127,7 @@ class ResponsesBackend:
             "metadata": remote_metadata(run),
             "input": items,
         }
-        if run.instructions:
-            kwargs["instructions"] = run.instructions
+        kwargs.update(_tools_and_instructions(run))
         response = client.responses.create(**kwargs)
         with transaction.atomic():
             Message.objects.filter(pk__in=message_ids).update(sent_at=timezone.now())
@@ -126,3 +141,30 @@ class ResponsesBackend:
         if not run.remote_id:
             return None
         return to_state(get_client().responses.cancel(run.remote_id))
+
+    def submit_tool_outputs(self, run: Run, outputs: Sequence[ToolOutput]) -> RemoteState:
+        """Continue in the conversation with a new background response carrying the outputs."""
+        response = get_create_client().responses.create(
+            model=run.model,
+            conversation=run.thread.remote_id,
+            background=True,
+            store=True,
+            metadata=remote_metadata(run),
+            input=[
+                {"type": "function_call_output", "call_id": o.call_id, "output": o.output}
+                for o in outputs
+            ],
+            **_tools_and_instructions(run),
+        )
+        return to_state(response)
+
+
+def _tools_and_instructions(run: Run) -> dict[str, Any]:
+    """What every response of a run repeats: a response does not inherit them from the last."""
+    kwargs: dict[str, Any] = {}
+    if run.instructions:
+        kwargs["instructions"] = run.instructions
+    tools = tools_for(run.tools or [])
+    if tools:
+        kwargs["tools"] = [t.responses_spec() for t in tools]
+    return kwargs

@@ -1,0 +1,222 @@
+"""The Assistants API backend: a thread per our Thread, a run per our Run.
+
+Deprecated by OpenAI in favour of the Responses API but still shipped (``client.beta.threads``);
+kept for applications that already have assistants. Differences from Responses that matter here:
+
+- A run has a real ``requires_action`` status with ``required_action.submit_tool_outputs``; the
+  outputs go to the *same* run (``submit_tool_outputs``), so the remote id never moves.
+- Right after a submission the API keeps reporting ``requires_action`` with the same call ids for
+  a moment; ``tool_loop`` recognises those ids as already answered and never submits twice.
+- A run waiting for outputs expires at its ``expires_at`` (about ten minutes): we report that
+  time so the poll that waits for a manual output wakes for it.
+- There are no webhooks for runs: an Assistants run is always tracked by polling.
+- The answer is a message in the thread, not part of the run object: seeing a run completed costs
+  one more call (listing that run's messages) to fill ``output_text``.
+
+Creates and submissions use the patient client (``get_create_client``): their retry after a lost
+answer is not free, unlike a retrieve's.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import openai
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from openai.types.beta.threads import Run as RemoteRun
+
+from ..client import get_client, get_create_client
+from ..models import Message, Run, Thread
+from ..status import RunStatus
+from ..tools import tools_for
+from .base import RemoteState, ToolCallRequest, ToolOutput
+from .responses import _parse_poll_after, remote_metadata
+
+# The SDK marks every ``beta.threads`` method deprecated. Silence exactly that message, once, for
+# the process: ``warnings.catch_warnings()`` around each call would be the "local" way, but it
+# swaps the global filter list and is not thread-safe, and workers run tasks in threads.
+warnings.filterwarnings(
+    "ignore", message="The Assistants API is deprecated", category=DeprecationWarning
+)
+
+#: Used when ``OPENAI_ASSISTANT_ID`` is not set; the simulator accepts any id, OpenAI will not
+#: (the run then fails with a clear "not found" error naming this id).
+DEFAULT_ASSISTANT_ID = "asst_runs_default"
+
+STATUS_MAP: dict[str, str] = {
+    "queued": RunStatus.QUEUED,
+    "in_progress": RunStatus.IN_PROGRESS,
+    "requires_action": RunStatus.REQUIRES_ACTION,
+    "cancelling": RunStatus.CANCELLING,
+    "cancelled": RunStatus.CANCELLED,
+    "failed": RunStatus.FAILED,
+    "completed": RunStatus.COMPLETED,
+    "incomplete": RunStatus.INCOMPLETE,
+    "expired": RunStatus.EXPIRED,
+}
+
+#: Roles a thread message may have; others become additional instructions of the run.
+MESSAGE_ROLES = ("user", "assistant")
+
+
+def assistant_id() -> str:
+    return settings.OPENAI_ASSISTANT_ID or DEFAULT_ASSISTANT_ID
+
+
+def _when(timestamp: int | None) -> datetime | None:
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
+
+
+def _error(remote: RemoteRun) -> tuple[str, str]:
+    if remote.last_error is not None:
+        return str(remote.last_error.code or "error"), remote.last_error.message
+    if remote.status == "incomplete":
+        reason = remote.incomplete_details.reason if remote.incomplete_details else None
+        return "incomplete", f"Run incomplete: {reason or 'no reason given'}"
+    if remote.status == "expired":
+        return "run_expired", (
+            "The run expired at OpenAI before it finished: it passed its expires_at, which "
+            "happens when tool outputs are not submitted in time."
+        )
+    return "", ""
+
+
+def to_state(
+    remote: RemoteRun,
+    *,
+    output_text: str = "",
+    poll_after_ms: int | None = None,
+    api_calls: int = 1,
+) -> RemoteState:
+    """Map one Assistants run object onto a ``RemoteState``."""
+    status = STATUS_MAP.get(remote.status, RunStatus.IN_PROGRESS)
+    calls: tuple[ToolCallRequest, ...] = ()
+    if status == RunStatus.REQUIRES_ACTION and remote.required_action is not None:
+        calls = tuple(
+            ToolCallRequest(call_id=c.id, name=c.function.name, arguments=c.function.arguments)
+            for c in remote.required_action.submit_tool_outputs.tool_calls
+        )
+    error_code, error_message = _error(remote)
+    ended = remote.completed_at or remote.failed_at or remote.cancelled_at
+    return RemoteState(
+        remote_id=remote.id,
+        status=status,
+        remote_status=remote.status,
+        output_text=output_text,
+        usage=remote.usage.model_dump() if remote.usage else None,
+        error_code=error_code,
+        error_message=error_message,
+        remote_completed_at=_when(ended),
+        poll_after_ms=poll_after_ms,
+        api_calls=api_calls,
+        tool_calls=calls,
+        expires_at=_when(remote.expires_at),
+    )
+
+
+def _ensure_thread(thread: Thread) -> str:
+    """The thread's remote id, creating the remote thread on first use."""
+    if thread.remote_id:
+        return thread.remote_id
+    remote = get_client().beta.threads.create(metadata={"thread_id": str(thread.pk)})
+    # Only set it if still empty: two runs of one thread starting at once keep one thread.
+    Thread.objects.filter(pk=thread.pk, remote_id="").update(remote_id=remote.id)
+    thread.refresh_from_db(fields=["remote_id"])
+    return thread.remote_id
+
+
+def _unsent(thread: Thread) -> tuple[list[dict[str, Any]], list[str], list[int]]:
+    """Unsent messages as ``additional_messages`` (user/assistant) and extra instructions."""
+    messages, instructions, ids = [], [], []
+    for m in Message.objects.filter(thread=thread, sent_at__isnull=True):
+        ids.append(m.pk)
+        if m.role in MESSAGE_ROLES:
+            messages.append({"role": m.role, "content": m.content})
+        else:
+            instructions.append(m.content)
+    return messages, instructions, ids
+
+
+def _output_text(thread_id: str, run_id: str) -> str:
+    """The text of the messages the run added to the thread (one list call)."""
+    page = get_client().beta.threads.messages.list(
+        thread_id=thread_id, run_id=run_id, order="asc", limit=100
+    )
+    parts = [
+        block.text.value
+        for message in page.data
+        if message.role == "assistant"
+        for block in message.content
+        if block.type == "text"
+    ]
+    return "\n\n".join(parts)
+
+
+class AssistantsBackend:
+    name = "assistants"
+
+    def create(self, run: Run) -> RemoteState:
+        had_thread = bool(run.thread.remote_id)
+        thread_id = _ensure_thread(run.thread)
+        messages, extra_instructions, message_ids = _unsent(run.thread)
+        kwargs: dict[str, Any] = {
+            "thread_id": thread_id,
+            "assistant_id": assistant_id(),
+            "model": run.model,
+            "metadata": remote_metadata(run),
+        }
+        if messages:
+            kwargs["additional_messages"] = messages
+        if run.instructions:
+            kwargs["instructions"] = run.instructions
+        if extra_instructions:
+            kwargs["additional_instructions"] = "\n\n".join(extra_instructions)
+        tools = tools_for(run.tools or [])
+        if tools:
+            kwargs["tools"] = [t.assistants_spec() for t in tools]
+        remote = get_create_client().beta.threads.runs.create(**kwargs)
+        with transaction.atomic():
+            Message.objects.filter(pk__in=message_ids).update(sent_at=timezone.now())
+        return to_state(remote, api_calls=1 if had_thread else 2)
+
+    def retrieve(self, run: Run) -> RemoteState:
+        thread_id = run.thread.remote_id
+        raw = get_client().beta.threads.runs.with_raw_response.retrieve(
+            run_id=run.remote_id, thread_id=thread_id
+        )
+        remote = raw.parse()
+        hint = _parse_poll_after(raw.headers)
+        if remote.status != "completed":
+            return to_state(remote, poll_after_ms=hint)
+        text = _output_text(thread_id, remote.id)
+        return to_state(remote, output_text=text, poll_after_ms=hint, api_calls=2)
+
+    def cancel(self, run: Run) -> RemoteState | None:
+        if not run.remote_id:
+            return None
+        remote = get_client().beta.threads.runs.cancel(
+            run_id=run.remote_id, thread_id=run.thread.remote_id
+        )
+        return to_state(remote)
+
+    def submit_tool_outputs(self, run: Run, outputs: Sequence[ToolOutput]) -> RemoteState:
+        try:
+            remote = get_create_client().beta.threads.runs.submit_tool_outputs(
+                run_id=run.remote_id,
+                thread_id=run.thread.remote_id,
+                tool_outputs=[{"tool_call_id": o.call_id, "output": o.output} for o in outputs],
+            )
+        except openai.BadRequestError as exc:
+            # Our earlier attempt reached the API but its answer was lost (a timeout), so this
+            # retry is refused: the outputs are in, which is all we wanted. Read the run instead.
+            if "already" not in exc.message.lower() or "submitted" not in exc.message.lower():
+                raise
+            state = self.retrieve(run)
+            return replace(state, api_calls=state.api_calls + 1)
+        return to_state(remote)

@@ -1,0 +1,228 @@
+"""Tool calls end to end, on both APIs: ``requires_action`` is a loop, never a hang.
+
+Real worker, real Redis, the simulator over HTTP. The simulator plays the model: metadata
+``sim_tool_rounds`` makes it ask for ``sim_tool_name`` (default: the first tool sent) with
+``sim_tool_args`` that many times before it answers; ``sim_bad_args`` makes the arguments bad JSON.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from runs.client import get_client
+from runs.models import Run, ToolCall
+from runs.services import create_run, owed_tool_calls, submit_tool_output
+from runs.tasks import start_run
+
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+#: Each simulated model turn takes 0.3 s.
+QUICK = {"sim_duration_s": "0.3", "sim_queue_s": "0.05", "sim_outcome": "completed"}
+
+
+@pytest.fixture(autouse=True)
+def quick_polls(settings) -> None:
+    """A faster schedule than the tutorial's: these tests are about the loop, not the backoff."""
+    settings.RUNS_POLL_BASE_S = 0.2
+    settings.RUNS_POLL_CAP_S = 1.0
+
+
+def start(backend: str, tools: list[str], deadline_s: float | None = None, **sim: str) -> Run:
+    run = create_run(
+        "What is 2 + 3?",
+        backend=backend,
+        tools=tools,
+        deadline_s=deadline_s,
+        metadata={**QUICK, **sim},
+    )
+    start_run.delay(run.pk)
+    return run
+
+
+def calls(run: Run) -> list[ToolCall]:
+    return list(run.tool_calls.order_by("round", "id"))
+
+
+def transitions(run: Run) -> list[tuple[str, str, str]]:
+    return list(run.events.values_list("from_status", "to_status", "source"))
+
+
+def assert_each_output_sent_once(simulator, run: Run, answered: list[ToolCall]) -> None:
+    """Counted on the server's side: every answered call reached it once, nothing else did."""
+    if run.backend == "assistants":
+        # One submit_tool_outputs call per round carries the round's outputs (the simulator has
+        # one call per round); a second submission of a call would be one call more (and a 400).
+        submits = simulator.stats()["objects"][run.remote_id]["submit_tool_outputs"]
+        assert submits == len({c.round for c in answered})
+    else:
+        # Each round's outputs start a new response in the conversation: count them there.
+        items = get_client().conversations.items.list(run.thread.remote_id, limit=100)
+        sent = Counter(i.call_id for i in items.data if i.type == "function_call_output")
+        assert sent == {c.call_id: 1 for c in answered}
+
+
+def test_two_tool_rounds_then_completed(worker, simulator, wait_terminal, api_backend):
+    run = start(api_backend, ["add"], sim_tool_rounds="2", sim_tool_args='{"a": 2, "b": 3}')
+    run = wait_terminal(run.pk, timeout=30)
+
+    assert run.status == "completed", run.last_error
+    answered = calls(run)
+    assert [(c.round, c.name, c.output, c.state) for c in answered] == [
+        (1, "add", "5", "submitted"),
+        (2, "add", "5", "submitted"),
+    ]
+    assert all(c.started_at and c.finished_at and c.submitted_at for c in answered)
+    # Each round: a poll sees requires_action, then the tool loop answers and the run goes on
+    # (to queued or in_progress: whatever the submission's answer says).
+    waits = [(f, t, s) for f, t, s in transitions(run) if "requires_action" in (f, t)]
+    assert [(t, s) for f, t, s in waits] == [
+        ("requires_action", "poll"),
+        (waits[1][1], "tool"),
+        ("requires_action", "poll"),
+        (waits[3][1], "tool"),
+    ]
+    assert_each_output_sent_once(simulator, run, answered)
+
+
+def test_a_tool_that_raises_sends_the_error_to_the_model(
+    worker, simulator, wait_terminal, api_backend, register_tool
+):
+    def explode() -> str:
+        raise ValueError("boom")
+
+    register_tool(explode)
+    run = wait_terminal(start(api_backend, ["explode"], sim_tool_rounds="1").pk, timeout=30)
+
+    assert run.status == "completed"
+    (call,) = calls(run)
+    assert call.state == "submitted"
+    assert call.error == "explode raised ValueError: boom"
+    assert call.output == '{"error": "explode raised ValueError: boom"}'
+
+
+def test_a_tool_that_times_out_is_abandoned_not_waited_for(
+    worker, simulator, wait_terminal, api_backend, register_tool
+):
+    release = threading.Event()
+
+    def hang() -> str:
+        release.wait(10)
+        return "too late"
+
+    register_tool(hang, timeout_s=0.3)
+    try:
+        run = wait_terminal(start(api_backend, ["hang"], sim_tool_rounds="1").pk, timeout=30)
+    finally:
+        release.set()
+
+    assert run.status == "completed"
+    (call,) = calls(run)
+    assert call.error == "hang did not finish within 0.3 s"
+    assert (call.finished_at - call.started_at).total_seconds() < 2
+
+
+def test_an_unknown_tool_name_gets_an_error_output(worker, simulator, wait_terminal, api_backend):
+    run = start(api_backend, ["add"], sim_tool_rounds="1", sim_tool_name="launch_rockets")
+    run = wait_terminal(run.pk, timeout=30)
+
+    assert run.status == "completed"
+    (call,) = calls(run)
+    assert call.name == "launch_rockets"
+    assert call.error == "unknown tool 'launch_rockets'; this run offers: add"
+
+
+def test_bad_json_arguments_get_an_error_output(worker, simulator, wait_terminal, api_backend):
+    run = wait_terminal(start(api_backend, ["add"], sim_tool_rounds="1", sim_bad_args="1").pk, 30)
+
+    assert run.status == "completed"
+    (call,) = calls(run)
+    assert call.error.startswith("arguments for add are not valid JSON")
+    assert call.state == "submitted"
+
+
+def test_a_run_still_reported_requires_action_after_submitting_is_not_submitted_twice(
+    worker, simulator, wait_terminal, api_backend
+):
+    # Assistants keeps answering requires_action, with the same call ids, for 1 s after each
+    # submit: several polls see that. (Responses has no such lag: a new response carries on.)
+    run = start(
+        api_backend,
+        ["add"],
+        sim_tool_rounds="2",
+        sim_submit_lag_s="1.0",
+        sim_tool_args='{"a": 1, "b": 1}',
+    )
+    run = wait_terminal(run.pk, timeout=30)
+
+    assert run.status == "completed"
+    answered = calls(run)
+    assert len(answered) == 2
+    assert_each_output_sent_once(simulator, run, answered)
+    # The stale answers were recognised as old: the run never went back to requires_action.
+    assert [t for f, t, s in transitions(run)].count("requires_action") == 2
+
+
+def test_a_manual_tool_waits_for_the_python_api(
+    worker, simulator, wait_until, wait_terminal, api_backend, register_tool
+):
+    register_tool(
+        name="ask_human",
+        manual=True,
+        description="Ask a person.",
+        parameters={"type": "object", "properties": {"question": {"type": "string"}}},
+    )
+    run = start(api_backend, ["ask_human"], sim_tool_rounds="1")
+    run = wait_until(run.pk, lambda r: r.status == "requires_action")
+    (call,) = owed_tool_calls(run)
+    assert (call.name, call.state) == ("ask_human", "manual")
+
+    time.sleep(1.0)  # nobody answers: the run just waits, nothing is sent
+    run.refresh_from_db()
+    assert run.status == "requires_action"
+    assert_each_output_sent_once(simulator, run, [])
+
+    answered = submit_tool_output(run, call.call_id, "Yes, go ahead.")
+    assert (answered.state, answered.output) == ("succeeded", "Yes, go ahead.")
+    run = wait_terminal(run.pk, timeout=30)
+
+    assert run.status == "completed"
+    call.refresh_from_db()
+    assert (call.state, call.output) == ("submitted", "Yes, go ahead.")
+    assert_each_output_sent_once(simulator, run, [call])
+    with pytest.raises(ValidationError, match="not waiting for tool outputs"):
+        submit_tool_output(run, call.call_id, "again")
+
+
+def test_a_run_left_in_requires_action_expires_with_a_clear_error(
+    worker, simulator, wait_terminal, api_backend, register_tool
+):
+    register_tool(name="ask_human", manual=True, description="Ask a person.")
+    run = start(api_backend, ["ask_human"], deadline_s=2.0, sim_tool_rounds="1")
+    run = wait_terminal(run.pk, timeout=15)
+
+    assert run.status == "expired"
+    assert run.last_error_code == "deadline_exceeded"
+    (call,) = calls(run)
+    assert run.last_error.startswith(
+        "The run waited for tool outputs past its deadline of 2 s; "
+        f"still owed: ask_human ({call.call_id}, manual)."
+    )
+    assert call.state == "manual"
+    if api_backend == "assistants":  # the remote run was waiting too: it is released
+        assert simulator.stats()["objects"][run.remote_id]["cancel"] == 1
+
+
+def test_too_many_tool_rounds_fail_the_run(worker, simulator, wait_terminal, api_backend, settings):
+    settings.RUNS_MAX_TOOL_ROUNDS = 1
+    run = start(api_backend, ["add"], sim_tool_rounds="3", sim_tool_args='{"a": 1, "b": 2}')
+    run = wait_terminal(run.pk, timeout=30)
+
+    assert run.status == "failed"
+    assert run.last_error_code == "tool_rounds_exceeded"
+    assert "after 1 rounds (RUNS_MAX_TOOL_ROUNDS = 1)" in run.last_error
+    assert [(c.round, c.state) for c in calls(run)] == [(1, "submitted"), (2, "error")]
