@@ -7,5 +7,14 @@ class RunsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Importing registers the example tools the demo and the docs use.
-        from . import example_tools  # noqa: F401
+        from celery.signals import before_task_publish, worker_ready
+
+        # example_tools: importing registers the tools the demo and the docs use.
+        from . import example_tools, flower, live, metrics  # noqa: F401
+        from .signals import run_status_changed
+
+        # Operators (docs/operations.md): live status, metrics, readable tasks in Flower.
+        run_status_changed.connect(live.publish_status_change, dispatch_uid="runs.live")
+        run_status_changed.connect(metrics.on_status_changed, dispatch_uid="runs.metrics")
+        before_task_publish.connect(flower.name_task_arguments, dispatch_uid="runs.flower")
+        worker_ready.connect(metrics.on_worker_ready, dispatch_uid="runs.metrics.worker")

@@ -1,0 +1,173 @@
+"""Live status: run status changes over Redis pub/sub, out to browsers as server-sent events.
+
+    transition() --commit--> run_status_changed --> publish_status_change() --PUBLISH-->
+        Redis channel runs:run:<id> --SUBSCRIBE--> event stream (one per open page) --> browser
+
+Whichever process commits a change (a worker after a poll, the web process after a cancel)
+publishes it; every stream open on that run hears it, in any web process. A message is only a
+nudge: the stream re-reads the run and sends its current state, so a lost or reordered message
+costs nothing but a moment, and the first event of every stream is the state at connect time.
+
+The stream is an async generator on ``redis.asyncio`` under ASGI (uvicorn), so an open page
+holds no thread; under WSGI (``runserver``, the test live server) the same events come from a
+blocking generator, which holds a thread per page: fine for development, not for production.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from functools import lru_cache
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+from django.conf import settings
+
+from .models import Run
+from .status import TERMINAL
+
+log = logging.getLogger(__name__)
+
+#: The fields a stream sends for a run (cheap: one indexed row).
+SNAPSHOT_FIELDS = (
+    "id",
+    "status",
+    "remote_id",
+    "api_calls",
+    "polls",
+    "webhook_events",
+    "last_error_code",
+    "last_error",
+    "output_text",
+    "completed_at",
+)
+
+
+def channel(run_id: int) -> str:
+    return f"runs:run:{run_id}"
+
+
+# --- publishing (any process) --------------------------------------------------------------------
+
+
+#: While Redis is unreachable, warn at most this often.
+WARN_EVERY_S = 60.0
+_last_warning = -WARN_EVERY_S
+
+
+@lru_cache(maxsize=4)
+def _publisher(url: str) -> redis.Redis:
+    # Short timeouts: a Redis outage must not slow down the commit that sends the signal.
+    return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+
+
+def publish_status_change(
+    sender: Any, *, run_id: int, from_status: str, to_status: str, source: str, **kwargs: Any
+) -> None:
+    """``run_status_changed`` receiver: tell open streams. Never raises (it runs on commit)."""
+    url = settings.RUNS_PUBSUB_URL
+    if not url:
+        return
+    message = json.dumps(
+        {"run_id": run_id, "from_status": from_status, "to_status": to_status, "source": source}
+    )
+    try:
+        _publisher(url).publish(channel(run_id), message)
+    except redis.RedisError as exc:
+        global _last_warning
+        if time.monotonic() - _last_warning > WARN_EVERY_S:  # one line per minute, not per run
+            _last_warning = time.monotonic()
+            log.warning(
+                "live status: cannot publish to Redis (%s); open streams now only catch up "
+                "at their heartbeat",
+                exc,
+            )
+
+
+# --- the event stream ---------------------------------------------------------------------------
+
+
+def snapshot_event(snapshot: dict[str, Any]) -> bytes:
+    """One SSE ``status`` event; the run id and status double as the event id."""
+    data = dict(snapshot)
+    if data.get("completed_at") is not None:
+        data["completed_at"] = data["completed_at"].isoformat()
+    data["terminal"] = data["status"] in TERMINAL
+    payload = json.dumps(data, separators=(",", ":"))
+    return f"id: {data['id']}:{data['status']}\nevent: status\ndata: {payload}\n\n".encode()
+
+
+#: Sent first: how long a browser waits before reconnecting when the stream ends early.
+PREAMBLE = b"retry: 2000\n\n"
+HEARTBEAT = b": keep-alive\n\n"
+
+
+def _settings() -> tuple[float, float]:
+    return settings.RUNS_SSE_HEARTBEAT_S, settings.RUNS_SSE_MAX_S
+
+
+def step(
+    snapshot: dict[str, Any] | None, last_status: str | None
+) -> tuple[bytes, str | None, bool]:
+    """What to send for the run as it is now: (bytes to send, status sent, stream done)."""
+    if snapshot is None:
+        return b"", last_status, True  # deleted meanwhile
+    if snapshot["status"] == last_status:
+        return b"", last_status, False
+    return snapshot_event(snapshot), snapshot["status"], snapshot["status"] in TERMINAL
+
+
+async def astream(run_id: int) -> AsyncIterator[bytes]:
+    """Async SSE stream for ASGI: the run now, then each change, until it ends (or max time).
+
+    Subscribes *before* reading the run, so a change between the two is not missed. Each
+    message or heartbeat re-reads the run (one primary-key query), which also covers a lost one.
+    """
+    heartbeat, max_s = _settings()
+    client = aredis.Redis.from_url(settings.RUNS_PUBSUB_URL)
+    pubsub = client.pubsub()
+    try:
+        await pubsub.subscribe(channel(run_id))
+        yield PREAMBLE
+        last: str | None = None
+        deadline = time.monotonic() + max_s
+        while time.monotonic() < deadline:
+            snapshot = await Run.objects.filter(pk=run_id).values(*SNAPSHOT_FIELDS).afirst()
+            chunk, last, done = step(snapshot, last)
+            if chunk:
+                yield chunk
+            if done:
+                return
+            if await pubsub.get_message(ignore_subscribe_messages=True, timeout=heartbeat) is None:
+                yield HEARTBEAT
+    finally:
+        # Also on a client disconnect: Django cancels the generator and we land here.
+        await pubsub.aclose()
+        await client.aclose()
+
+
+def stream(run_id: int) -> Iterator[bytes]:
+    """The same stream for WSGI, blocking (development servers and the test live server)."""
+    heartbeat, max_s = _settings()
+    client = redis.Redis.from_url(settings.RUNS_PUBSUB_URL)
+    pubsub = client.pubsub()
+    try:
+        pubsub.subscribe(channel(run_id))
+        yield PREAMBLE
+        last: str | None = None
+        deadline = time.monotonic() + max_s
+        while time.monotonic() < deadline:
+            snapshot = Run.objects.filter(pk=run_id).values(*SNAPSHOT_FIELDS).first()
+            chunk, last, done = step(snapshot, last)
+            if chunk:
+                yield chunk
+            if done:
+                return
+            if pubsub.get_message(ignore_subscribe_messages=True, timeout=heartbeat) is None:
+                yield HEARTBEAT
+    finally:
+        pubsub.close()
+        client.close()

@@ -1,0 +1,290 @@
+"""The JSON API: what each operation does, and how it says no (nothing written when it does)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from unittest import mock
+
+import pytest
+
+from runs.models import Message, Run, Thread, ToolCall
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def enqueues(django_capture_on_commit_callbacks):
+    """``with enqueues() as started:`` the run ids whose ``start_run`` was enqueued on commit."""
+
+    @contextlib.contextmanager
+    def watch() -> Iterator[list[int]]:
+        started: list[int] = []
+        with (
+            mock.patch("runs.tasks.start_run.delay", side_effect=started.append),
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            yield started
+
+    return watch
+
+
+def snapshot() -> tuple[int, ...]:
+    return tuple(m.objects.count() for m in (Thread, Message, Run, ToolCall))
+
+
+# --- auth -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic dXNlcjpwdw==", "Bearer "])
+def test_every_operation_needs_a_valid_token(client, api_token, header):
+    headers = {"Authorization": header} if header else {}
+    response = client.get("/api/runs", headers=headers)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Unauthorized"}
+
+
+def test_with_no_tokens_configured_nobody_gets_in(client, settings):
+    settings.RUNS_API_TOKENS = []
+    assert client.get("/api/runs", headers={"Authorization": "Bearer "}).status_code == 401
+
+
+def test_the_schema_is_public_and_describes_every_operation(client):
+    schema = client.get("/api/openapi.json").json()
+    operations = {(m.upper(), p) for p, item in schema["paths"].items() for m in item}
+    assert operations == {
+        ("POST", "/api/threads"),
+        ("GET", "/api/threads/{thread_id}"),
+        ("POST", "/api/threads/{thread_id}/messages"),
+        ("POST", "/api/runs"),
+        ("GET", "/api/runs"),
+        ("GET", "/api/runs/{run_id}"),
+        ("POST", "/api/runs/{run_id}/cancel"),
+        ("POST", "/api/runs/{run_id}/retry"),
+        ("POST", "/api/runs/{run_id}/tool_outputs"),
+    }
+    assert schema["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
+
+
+# --- threads, messages, runs ----------------------------------------------------------------------
+
+
+def test_a_thread_gets_messages_then_a_run(api, enqueues):
+    thread = api.post("/threads", {"metadata": {"customer": "c-1"}})
+    assert thread.status_code == 201
+    thread_id = thread.json()["id"]
+    message = api.post(f"/threads/{thread_id}/messages", {"content": "What is 2 + 2?"})
+    assert message.status_code == 201
+    assert message.json()["sent_at"] is None
+
+    with enqueues() as started:
+        run = api.post("/runs", {"thread_id": thread_id, "metadata": {"ticket": "T-1"}})
+    assert run.status_code == 201
+    body = run.json()
+    assert (body["status"], body["thread_id"], body["terminal"]) == ("pending", thread_id, False)
+    assert started == [body["id"]]
+
+
+def test_start_a_run_from_text_in_one_call(api, enqueues):
+    with enqueues() as started:
+        response = api.post(
+            "/runs", {"text": "Say hello", "strategy": "webhook", "deadline_s": 30, "model": "m-1"}
+        )
+    assert response.status_code == 201
+    run = Run.objects.get(pk=response.json()["id"])
+    assert (run.strategy, run.model) == ("webhook", "m-1")
+    assert run.thread.messages.get().content == "Say hello"
+    assert started == [run.pk]
+
+
+def test_get_a_run_with_its_timeline(api, make_run):
+    run = make_run("in_progress", remote_id="resp_1")
+    body = api.get(f"/runs/{run.pk}").json()
+    assert body["remote_id"] == "resp_1"
+    assert [(e["from_status"], e["to_status"]) for e in body["events"]] == [
+        ("pending", "queued"),
+        ("queued", "in_progress"),
+    ]
+    assert body["tool_calls"] == []
+
+
+# --- listing --------------------------------------------------------------------------------------
+
+
+def test_list_filters_by_status_backend_strategy_thread_and_metadata(api, make_run):
+    done = make_run("completed", metadata={"customer": "c-1"})
+    make_run("failed", metadata={"customer": "c-2"})
+
+    def ids(**params: object) -> list[int]:
+        response = api.get("/runs", **params)
+        assert response.status_code == 200, response.content
+        return [r["id"] for r in response.json()["items"]]
+
+    assert ids(status="completed") == [done.pk]
+    assert ids(meta="customer=c-1") == [done.pk]
+    assert ids(thread_id=done.thread_id) == [done.pk]
+    assert len(ids(backend="responses", strategy="poll")) == 2
+    assert ids(created_after="2999-01-01T00:00:00Z") == []
+    assert len(ids(created_before="2999-01-01T00:00:00")) == 2  # naive: UTC
+
+
+def test_list_pages_with_a_cursor_newest_first(api, make_run):
+    runs = [make_run() for _ in range(5)]
+    newest_first = [r.pk for r in reversed(runs)]
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = api.get("/runs", **params).json()
+        seen += [r["id"] for r in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == newest_first
+
+
+# --- cancel, retry, tool outputs ------------------------------------------------------------------
+
+
+def test_cancel_a_run_not_sent_yet(api, make_run):
+    run = make_run("pending")
+    response = api.post(f"/runs/{run.pk}/cancel")
+    assert response.status_code == 202
+    assert response.json()["status"] == "cancelled"
+
+
+def test_cancel_an_active_run_hands_the_call_to_a_task(
+    api, make_run, django_capture_on_commit_callbacks
+):
+    run = make_run("queued", remote_id="resp_1")
+    with (
+        mock.patch("runs.tasks.cancel_run.delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = api.post(f"/runs/{run.pk}/cancel")
+    assert response.json()["status"] == "cancelling"
+    delay.assert_called_once_with(run.pk)
+
+
+def test_cancel_of_an_ended_run_is_a_conflict(api, make_run):
+    run = make_run("completed")
+    before = snapshot()
+    response = api.post(f"/runs/{run.pk}/cancel")
+    assert response.status_code == 409
+    assert response.json() == {"detail": f"run {run.pk} already ended (completed)"}
+    assert snapshot() == before
+
+
+def test_retry_an_ended_run(api, make_run, enqueues):
+    old = make_run("failed")
+    with enqueues() as started:
+        response = api.post(f"/runs/{old.pk}/retry")
+    assert response.status_code == 201
+    assert response.json()["metadata"] == {"retry_of": str(old.pk)}
+    assert started == [response.json()["id"]]
+
+
+def test_tool_outputs_are_all_or_nothing(api, make_run):
+    run = make_run("requires_action", remote_id="resp_1")
+    for call_id in ("call_a", "call_b"):
+        ToolCall.objects.create(run=run, call_id=call_id, name="ask", state="manual")
+    response = api.post(
+        f"/runs/{run.pk}/tool_outputs",
+        {
+            "tool_outputs": [
+                {"call_id": "call_a", "output": "yes"},
+                {"call_id": "nope", "output": ""},
+            ]
+        },
+    )
+    assert response.status_code == 400
+    assert "no tool call 'nope'" in response.json()["detail"]
+    assert set(run.tool_calls.values_list("state", flat=True)) == {"manual"}
+
+
+def test_tool_outputs_are_saved(api, make_run, django_capture_on_commit_callbacks):
+    run = make_run("requires_action", remote_id="resp_1")
+    ToolCall.objects.create(run=run, call_id="call_a", name="ask", state="manual")
+    with (
+        mock.patch("runs.tasks.resume_tool_round.delay") as resume,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = api.post(
+            f"/runs/{run.pk}/tool_outputs",
+            {"tool_outputs": [{"call_id": "call_a", "output": "42"}]},
+        )
+    assert response.status_code == 200, response.content
+    assert response.json()["tool_calls"][0]["output"] == "42"
+    resume.assert_called_once_with(run.pk)
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "says"),
+    [
+        ("/runs", {}, 400, "give the text of the first message"),
+        ("/runs", {"text": "hi", "backend": "nope"}, 422, "backend"),
+        ("/runs", {"text": "hi", "deadline_s": 0}, 422, "deadline_s"),
+        ("/runs", {"text": "hi", "surprise": 1}, 422, "surprise"),
+        ("/runs", {"text": "nul \x00 inside"}, 422, "NUL"),
+        ("/runs", {"text": "hi", "metadata": {f"k{i}": "v" for i in range(16)}}, 422, "metadata"),
+        ("/runs", {"thread_id": 2**63}, 422, "thread_id"),
+        ("/threads", {"backend": 3}, 422, "backend"),
+        ("/threads/{thread}/messages", {"content": "   "}, 422, "content"),
+        ("/threads/{thread}/messages", {"content": "x", "role": "robot"}, 422, "role"),
+    ],
+)
+def test_bad_input_is_refused_with_a_message_and_writes_nothing(
+    api, make_run, path, body, status, says
+):
+    run = make_run("pending")
+    before = snapshot()
+    response = api.post(path.format(thread=run.thread_id), body)
+    assert response.status_code == status, response.content
+    assert says in str(response.json()["detail"])
+    assert snapshot() == before
+
+
+def test_a_thread_of_another_backend_is_refused(api, make_run):
+    run = make_run("pending")
+    before = snapshot()
+    response = api.post("/runs", {"thread_id": run.thread_id, "backend": "assistants"})
+    assert response.status_code == 400
+    assert "belongs to the responses backend" in response.json()["detail"]
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/runs/987654"),
+        ("post", "/runs/987654/cancel"),
+        ("post", "/runs/987654/retry"),
+        ("get", "/threads/987654"),
+        ("post", "/threads/987654/messages"),
+    ],
+)
+def test_unknown_ids_are_404(api, method, path):
+    body = {"content": "hi"} if path.endswith("messages") else None
+    response = api.get(path) if method == "get" else api.post(path, body)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+
+
+def test_a_run_start_on_an_unknown_thread_is_404_and_writes_nothing(api):
+    before = snapshot()
+    assert api.post("/runs", {"thread_id": 987654}).status_code == 404
+    assert snapshot() == before
+
+
+def test_a_body_too_large_to_read_is_a_413_in_json(api, make_run, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+    run = make_run("requires_action")
+    response = api.post(
+        f"/runs/{run.pk}/tool_outputs", {"tool_outputs": [{"call_id": "c", "output": "x" * 2_000}]}
+    )
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": "the request body is larger than the 1000 bytes this server accepts"
+    }

@@ -1,0 +1,218 @@
+"""Live status: status changes travel through a real Redis to server-sent-event streams.
+
+The streams are driven through Django's ASGI application itself (``project.asgi``), the way
+uvicorn calls it, so what is tested is the async view that holds no thread while it waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import redis
+from asgiref.sync import sync_to_async
+from django.db import connections
+from django.urls import reverse
+
+from project.asgi import application
+from runs import live
+from runs.states import transition
+from runs.tasks import start_run
+from tests.conftest import API_TOKEN
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TIMEOUT = 15.0
+
+
+class Stream:
+    """One ``GET`` to the ASGI app, read as it streams; ``close()`` is the browser leaving."""
+
+    def __init__(self, path: str, headers: dict[str, str]) -> None:
+        self.path, self.headers = path, headers
+        self.sent: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.gone = asyncio.Event()
+        self.buffer = b""
+        self.finished = False
+
+    async def open(self) -> int:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": self.path,
+            "raw_path": self.path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"testserver")]
+            + [(k.lower().encode(), v.encode()) for k, v in self.headers.items()],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        requested = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await self.gone.wait()
+            return {"type": "http.disconnect"}
+
+        self.task = asyncio.create_task(application(scope, receive, self.sent.put))
+        start = await asyncio.wait_for(self.sent.get(), TIMEOUT)
+        headers = {bytes(k).lower(): bytes(v) for k, v in start["headers"]}
+        self.content_type = headers.get(b"content-type", b"").decode()
+        return start["status"]
+
+    async def next_status(self) -> dict[str, Any] | None:
+        """The next ``status`` event's data; None when the stream ended."""
+        while True:
+            if b"\n\n" in self.buffer:
+                block, self.buffer = self.buffer.split(b"\n\n", 1)
+                lines = dict(
+                    line.split(": ", 1) for line in block.decode().splitlines() if ": " in line
+                )
+                if lines.get("event") == "status":
+                    return json.loads(lines["data"])
+                continue
+            if self.finished:
+                return None
+            message = await asyncio.wait_for(self.sent.get(), TIMEOUT)
+            self.buffer += message.get("body", b"")
+            self.finished = not message.get("more_body", False)
+
+    async def close(self) -> None:
+        self.gone.set()
+        await asyncio.wait_for(self.task, TIMEOUT)
+
+
+@pytest.fixture(autouse=True)
+def close_connections_of_async_code():
+    """``sync_to_async`` ran the ORM in asgiref's executor thread: close what it opened there,
+    or the test database cannot be dropped at the end of the session."""
+    yield
+
+    async def close() -> None:
+        await sync_to_async(connections.close_all)()
+
+    asyncio.run(close())
+
+
+def events_path(run_id: int) -> str:
+    return reverse("run-events", args=(run_id,))
+
+
+BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def subscribers(redis_url: str, run_id: int) -> int:
+    return dict(redis.Redis.from_url(redis_url).pubsub_numsub(live.channel(run_id)))[
+        live.channel(run_id).encode()
+    ]
+
+
+def test_a_stream_sends_the_run_now_then_each_change_until_it_ends(make_run, pubsub_url, api_token):
+    run = make_run("pending")
+
+    async def scenario() -> list[str]:
+        stream = Stream(events_path(run.pk), BEARER)
+        assert await stream.open() == 200
+        assert stream.content_type == "text/event-stream"
+        statuses = [(await stream.next_status())["status"]]
+        for status in ("queued", "in_progress", "completed"):
+            await sync_to_async(transition)(run.pk, status, source="poll")
+            statuses.append((await stream.next_status())["status"])
+        assert await stream.next_status() is None  # a terminal status ends the stream
+        await stream.close()
+        return statuses
+
+    assert asyncio.run(scenario()) == ["pending", "queued", "in_progress", "completed"]
+
+
+def test_the_last_event_carries_the_result(make_run, pubsub_url, api_token):
+    run = make_run("in_progress")
+
+    async def scenario() -> dict[str, Any]:
+        stream = Stream(events_path(run.pk), BEARER)
+        await stream.open()
+        await stream.next_status()
+        await sync_to_async(transition)(
+            run.pk, "completed", source="poll", fields={"output_text": "4"}
+        )
+        last = await stream.next_status()
+        await stream.close()
+        return last
+
+    last = asyncio.run(scenario())
+    assert (last["status"], last["terminal"], last["output_text"]) == ("completed", True, "4")
+
+
+def test_a_browser_that_leaves_frees_its_subscription(make_run, pubsub_url, redis_url, api_token):
+    run = make_run("queued")
+
+    async def scenario() -> tuple[int, int]:
+        stream = Stream(events_path(run.pk), BEARER)
+        await stream.open()
+        await stream.next_status()
+        during = await sync_to_async(subscribers)(redis_url, run.pk)
+        await stream.close()
+        return during, await sync_to_async(subscribers)(redis_url, run.pk)
+
+    assert asyncio.run(scenario()) == (1, 0)
+
+
+def test_streams_need_a_token_or_a_staff_session(client, make_run, pubsub_url, api_token):
+    run = make_run("completed")
+    assert client.get(events_path(run.pk)).status_code == 401
+    wrong = client.get(events_path(run.pk), headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert client.get(events_path(987654), headers=BEARER).status_code == 404
+
+
+def test_with_publishing_off_the_stream_says_so(client, make_run, api_token):
+    run = make_run("queued")
+    response = client.get(events_path(run.pk), headers=BEARER)
+    assert response.status_code == 503
+    assert "RUNS_PUBSUB_URL" in response.json()["detail"]
+
+
+def test_the_page_shows_a_run_live_for_staff(admin_client, make_run, pubsub_url):
+    run = make_run("completed")
+    page = admin_client.get(reverse("run-live", args=(run.pk,))).content.decode()
+    assert f'new EventSource("{events_path(run.pk)}")' in page
+    # Under WSGI (the dev server) the same stream is served by a blocking generator.
+    response = admin_client.get(events_path(run.pk))
+    body = b"".join(response.streaming_content).decode()
+    assert '"status":"completed"' in body and '"terminal":true' in body
+
+
+def test_nobody_else_sees_the_page(client, make_run):
+    run = make_run("completed")
+    response = client.get(reverse("run-live", args=(run.pk,)))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+@pytest.mark.integration
+def test_a_real_run_streams_to_its_end(worker, simulator, make_run, pubsub_url, api_token):
+    """Worker, simulator and stream together: the browser sees the run finish, no polling."""
+    run = make_run("pending", metadata={"sim_duration_s": "1.5", "sim_outcome": "completed"})
+
+    async def scenario() -> list[str]:
+        stream = Stream(events_path(run.pk), BEARER)
+        await stream.open()
+        seen = [(await stream.next_status())["status"]]
+        await sync_to_async(start_run.delay)(run.pk)
+        while (event := await stream.next_status()) is not None:
+            seen.append(event["status"])
+        await stream.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    # Changes a few milliseconds apart may arrive as one (the stream sends the run as it is).
+    assert seen[0] == "pending" and seen[-1] == "completed"
+    assert seen == sorted(seen, key=["pending", "queued", "in_progress", "completed"].index)
