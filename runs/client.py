@@ -24,3 +24,14 @@ def get_client() -> openai.OpenAI:
         max_retries=0,
         timeout=settings.OPENAI_TIMEOUT_S,
     )
+
+
+@lru_cache(maxsize=1)
+def get_create_client() -> openai.OpenAI:
+    """The client for creates: same pool, more patience.
+
+    A create whose answer is lost may be doubled by the retry (the Responses API offers no way to
+    look a response up by our metadata), so creates wait longer than retrieves, which are free to
+    retry.
+    """
+    return get_client().with_options(timeout=settings.OPENAI_CREATE_TIMEOUT_S)

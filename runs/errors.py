@@ -25,6 +25,8 @@ from .schedule import Schedule
 #: Backoff for transient errors: 1 s, x2, capped at 60 s, +-20 %.
 ERROR_BACKOFF = Schedule(base=1.0, factor=2.0, cap=60.0, jitter=0.2)
 MAX_RETRY_AFTER_S = 300.0
+#: Transport errors raised before the request left this machine (the HTTP client's names).
+_NOT_SENT = frozenset({"ConnectError", "ConnectTimeout"})
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,9 @@ def classify(exc: BaseException, attempt: int) -> Decision:
     if isinstance(exc, openai.APITimeoutError):
         return Decision(True, "timeout", "the API did not answer in time", backoff, True)
     if isinstance(exc, openai.APIConnectionError):
-        return Decision(True, "connection_error", f"cannot reach the API: {exc}", backoff, True)
+        # A refused connection never carried the request; a broken one may have.
+        sent = type(exc.__cause__).__name__ not in _NOT_SENT
+        return Decision(True, "connection_error", f"cannot reach the API: {exc}", backoff, sent)
     if isinstance(exc, openai.RateLimitError):
         wait = _retry_after(exc)
         return Decision(True, "rate_limited", exc.message, wait if wait is not None else backoff)

@@ -61,12 +61,15 @@ def transition(
     source: str,
     detail: Mapping[str, Any] | None = None,
     fields: Mapping[str, Any] | None = None,
+    expected: str | None = None,
 ) -> bool:
     """Move a run to ``to_status`` if the state machine allows it from its current status.
 
-    ``fields`` are saved in the same UPDATE (output, usage, errors...). Returns True when this
-    call made the change; False when the run already was there, is terminal, or another writer
-    moved it first to a status from which ``to_status`` is not allowed.
+    ``fields`` are saved in the same UPDATE (output, usage, errors...). ``expected`` is the status
+    the caller just read, if any: it saves the read, and a wrong guess only costs that read.
+    Returns True when this call made the change; False when the run already was there, is
+    terminal, or another writer moved it first to a status from which ``to_status`` is not
+    allowed.
     """
     if to_status not in ALLOWED_FROM:
         raise ValueError(f"unknown run status {to_status!r}")
@@ -81,8 +84,10 @@ def transition(
 
     # Read-then-CAS instead of "status IN (allowed)" so the event records the exact predecessor.
     # A lost race re-reads; the number of statuses bounds the loop.
+    guess = expected
     for _ in range(len(RunStatus.values)):
-        current = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+        current = guess or Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+        guess = None
         if current is None:
             raise Run.DoesNotExist(f"run {run_id} does not exist")
         if not can_transition(current, to_status):

@@ -112,7 +112,7 @@ def apply_waiting(run_id: int, remote_id: str) -> int:
 def _run_for(object_id: str) -> Run | None:
     if not object_id:
         return None
-    return Run.objects.filter(remote_id=object_id).only("pk", "status").first()
+    return Run.objects.filter(remote_id=object_id).only("pk", "status", "poll_generation").first()
 
 
 def _settle(event: WebhookEvent, expected: str, outcome: str, run: Run | None = None) -> bool:
@@ -131,13 +131,14 @@ def _apply(event: WebhookEvent, run: Run, expected: str) -> str:
         return Outcome.STALE
     if not _settle(event, expected, Outcome.APPLIED, run):
         return WebhookEvent.objects.filter(pk=event.pk).values_list("outcome", flat=True).get()
-    Run.objects.filter(pk=run.pk).update(webhook_events=F("webhook_events") + 1)
     try:
-        tracking.wake(run.pk)
+        tracking.wake(run.pk, generation=run.poll_generation, webhook_events=1)
     except Exception:
         # The broker is down: un-settle so a redelivery (OpenAI retries non-2xx) tries again.
         WebhookEvent.objects.filter(pk=event.pk).update(outcome=expected, processed_at=None)
-        Run.objects.filter(pk=run.pk).update(webhook_events=F("webhook_events") - 1)
+        Run.objects.filter(pk=run.pk, webhook_events__gt=0).update(
+            webhook_events=F("webhook_events") - 1
+        )
         raise
     log.info("run %s: woken by %s (%s)", run.pk, event.type, event.webhook_id)
     return Outcome.APPLIED

@@ -12,6 +12,7 @@ from unittest import mock
 
 import pytest
 from django.db import close_old_connections
+from django.db.models import F
 from django.test import Client
 
 from runs import tracking
@@ -22,7 +23,13 @@ URL = "/webhooks/openai/"
 
 @pytest.fixture
 def wake(monkeypatch):
-    fake = mock.create_autospec(tracking.wake, return_value=True)
+    """The wake, mocked: it is where the run's webhook counter is kept, so count here too."""
+
+    def counting_wake(run_id, *, generation=None, webhook_events=0):
+        Run.objects.filter(pk=run_id).update(webhook_events=F("webhook_events") + webhook_events)
+        return True
+
+    fake = mock.create_autospec(tracking.wake, side_effect=counting_wake)
     monkeypatch.setattr(tracking, "wake", fake)
     return fake
 
@@ -59,7 +66,7 @@ def test_a_valid_event_is_recorded_and_wakes_its_run(
         "resp_1",
         run,
     )
-    wake.assert_called_once_with(run.pk)
+    wake.assert_called_once_with(run.pk, generation=0, webhook_events=1)
     run.refresh_from_db()
     assert run.webhook_events == 1
 
@@ -101,7 +108,7 @@ def test_two_copies_arriving_together_have_one_effect(
         t.join()
     assert codes == [200, 200]
     assert WebhookEvent.objects.count() == 1
-    wake.assert_called_once_with(run.pk)
+    wake.assert_called_once_with(run.pk, generation=0, webhook_events=1)
     run.refresh_from_db()
     assert run.webhook_events == 1
 
@@ -245,20 +252,21 @@ def test_an_event_that_beats_the_remote_id_is_applied_when_the_id_is_saved(
     Run.objects.filter(pk=run.pk).update(remote_id="resp_early", status="queued")
     assert apply_waiting(run.pk, "resp_early") == 1
     assert apply_waiting(run.pk, "resp_early") == 0  # once only
-    wake.assert_called_once_with(run.pk)
+    wake.assert_called_once_with(run.pk, generation=0, webhook_events=1)
     assert WebhookEvent.objects.get().outcome == "applied"
 
 
 def test_when_the_wake_cannot_be_sent_we_answer_500_and_a_redelivery_retries(
     client, webhook_secret, signed, event_payload, run, wake
 ):
+    counting = wake.side_effect
     wake.side_effect = ConnectionError("broker down")
     body, headers = signed(event_payload("resp_1"))
     assert post(client, body, headers).status_code == 500
     assert WebhookEvent.objects.get().outcome == "received"
     assert Run.objects.get(pk=run.pk).webhook_events == 0
 
-    wake.side_effect = None
+    wake.side_effect = counting
     again = post(client, body, headers)
     assert again.status_code == 200
     assert again.json()["outcome"] == "applied"

@@ -1,0 +1,74 @@
+"""A poll budget shared by every worker: a Redis token bucket, refilled at ``RUNS_MAX_RPS``.
+
+One Lua script does refill-and-take atomically, so any number of worker processes and threads
+share one budget without a lock. Creates have priority over polls: a poll may only take a token
+while more than a reserve is left, so when the bucket runs low the remaining tokens go to
+creates (a new run waiting is worse than a running one polled a little later). A call over
+budget is *deferred* by the returned number of seconds, never dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import redis
+from django.conf import settings
+
+from . import metrics
+
+# KEYS[1] bucket hash; ARGV: rate/s, burst, reserve (tokens a poll must leave), now (s).
+# Returns the wait in milliseconds (0: a token was taken).
+_TAKE = """
+local rate, burst, reserve, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+    tonumber(ARGV[4])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens, at = tonumber(state[1]), tonumber(state[2])
+if tokens == nil then tokens, at = burst, now end
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= 1 + reserve then
+  tokens = tokens - 1
+else
+  wait = math.ceil((1 + reserve - tokens) / rate * 1000)
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return wait
+"""
+
+KEY = "runs:budget"
+#: Share of the bucket kept for creates.
+POLL_RESERVE_SHARE = 0.2
+
+
+@lru_cache(maxsize=1)
+def _script() -> redis.commands.core.Script:
+    client = redis.Redis.from_url(settings.RUNS_BUDGET_REDIS_URL or settings.CELERY_BROKER_URL)
+    return client.register_script(_TAKE)
+
+
+def reset_connection() -> None:
+    """Forget the cached connection (tests point the budget at another Redis)."""
+    _script.cache_clear()
+
+
+def take(kind: str) -> float:
+    """Take one API call from the budget: 0.0 to go now, else the seconds to defer it.
+
+    ``kind`` is ``"create"`` (priority) or ``"poll"``. With ``RUNS_MAX_RPS = 0`` there is no
+    budget. If Redis cannot be reached the call goes ahead: the budget protects the account's
+    rate limit, and a 429 is handled by the error policy anyway.
+    """
+    rate = float(settings.RUNS_MAX_RPS or 0)
+    if rate <= 0:
+        return 0.0
+    burst = max(1.0, rate * settings.RUNS_BUDGET_BURST_S)
+    reserve = 0.0 if kind == "create" else burst * POLL_RESERVE_SHARE
+    try:
+        wait_ms = _script()(keys=[KEY], args=[rate, burst, reserve, time.time()])
+    except redis.RedisError:
+        return 0.0
+    wait = int(wait_ms) / 1000.0
+    metrics.observe_budget_wait(kind, wait)
+    return wait

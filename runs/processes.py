@@ -1,0 +1,174 @@
+"""Child processes for the demo, the chaos run and the benchmarks: worker, beat, web server.
+
+Development tooling, not used by the app at run time. Every process started here is meant to be
+stopped by the caller (``stop``), also on Ctrl-C, so nothing outlives the command.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import connection
+
+from project.celery import app as celery_app
+from project.localredis import free_port
+from runs.client import get_client, get_create_client
+
+
+class ChildFailed(RuntimeError):
+    pass
+
+
+def database_url() -> str:
+    """The URL of the database this process uses *now* (under pytest: the test database)."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    if connection.vendor == "postgresql":
+        auth = quote(s.get("USER") or "")
+        if s.get("PASSWORD"):
+            auth += ":" + quote(s["PASSWORD"])
+        host = s.get("HOST") or "127.0.0.1"
+        port = s.get("PORT") or 5432
+        return f"postgres://{auth}@{host}:{port}/{s['NAME']}"
+    raise ChildFailed(f"cannot hand a {connection.vendor} database to a child process")
+
+
+def start_worker(
+    env: Mapping[str, str], *, concurrency: int, queue: str, loglevel: str = "WARNING"
+) -> subprocess.Popen[bytes]:
+    """A Celery worker (threads pool: polls are short and I/O-bound) on ``queue``."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "project",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+            "--queues",
+            queue,
+            "--hostname",
+            f"{queue}-{time.time_ns()}@%h",
+        ],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def start_beat(env: Mapping[str, str], schedule_dir: Path) -> subprocess.Popen[bytes]:
+    """Celery beat (the recovery sweep), with its schedule file in ``schedule_dir``."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "project",
+            "beat",
+            "--loglevel",
+            "WARNING",
+            "--schedule",
+            str(schedule_dir / "celerybeat-schedule"),
+        ],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def start_web(env: Mapping[str, str], timeout: float = 20.0) -> tuple[subprocess.Popen[bytes], str]:
+    """The web app under uvicorn on a free port; (process, base URL) once it accepts."""
+    port = free_port()
+    web = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "project.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+    )
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        if web.poll() is not None:
+            raise ChildFailed(f"the web server exited with code {web.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return web, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    stop(web)
+    raise ChildFailed(f"the web server did not start within {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """Warm shutdown first (a worker finishes its current tasks), then force."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL, as an OOM killer or a lost host would: no cleanup, nothing acknowledged."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def pointed_at(*, broker_url: str, queue: str, openai_base_url: str) -> Iterator[None]:
+    """Send this process's tasks to ``queue`` on ``broker_url`` and its API calls to
+    ``openai_base_url`` for a while, then put everything back (connection pools included)."""
+    saved = (
+        celery_app.conf.broker_url,
+        celery_app.conf.task_default_queue,
+        settings.OPENAI_BASE_URL,
+    )
+
+    def apply(broker: str, default_queue: str, base_url: str) -> None:
+        celery_app.conf.update(broker_url=broker, task_default_queue=default_queue)
+        # Drop the app's pools (they hold connections to the old broker); the next publish takes
+        # kombu's pool for the new URL. Not force_close_all(): kombu keeps pools per URL for the
+        # process, so closing one breaks every later publish to that broker ("Acquire on closed
+        # pool") once we point back at it.
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+        settings.OPENAI_BASE_URL = base_url
+        get_client.cache_clear()
+        get_create_client.cache_clear()
+
+    apply(broker_url, queue, openai_base_url)
+    try:
+        yield
+    finally:
+        apply(*saved)

@@ -1,0 +1,87 @@
+"""The error policy table, one row per kind of failure (pure: no network)."""
+
+import httpx2
+import openai
+import pytest
+
+from runs.errors import classify
+
+REQUEST = httpx2.Request("GET", "http://sim/v1/responses/resp_1")
+
+
+def status_error(cls, code: int, headers: dict[str, str] | None = None):
+    response = httpx2.Response(code, headers=headers or {}, request=REQUEST)
+    return cls(f"error {code}", response=response, body=None)
+
+
+def test_429_waits_for_retry_after_ms_first():
+    d = classify(
+        status_error(openai.RateLimitError, 429, {"retry-after-ms": "1500", "retry-after": "9"}), 0
+    )
+    assert (d.retry, d.code, d.countdown) == (True, "rate_limited", 1.5)
+
+
+def test_429_falls_back_to_retry_after_seconds_then_to_backoff():
+    assert (
+        classify(status_error(openai.RateLimitError, 429, {"retry-after": "3"}), 0).countdown == 3
+    )
+    d = classify(status_error(openai.RateLimitError, 429), 0)
+    assert 0.8 <= d.countdown <= 1.2
+
+
+def test_a_silly_retry_after_is_capped():
+    d = classify(status_error(openai.RateLimitError, 429, {"retry-after": "999999"}), 0)
+    assert d.countdown == 300
+
+
+@pytest.mark.parametrize("attempt", [0, 3, 10])
+def test_5xx_retries_with_capped_backoff(attempt):
+    d = classify(status_error(openai.InternalServerError, 503), attempt)
+    assert d.retry and d.code == "http_503"
+    assert d.countdown <= 60 * 1.2
+
+
+@pytest.mark.parametrize(
+    ("cls", "code"), [(openai.AuthenticationError, 401), (openai.PermissionDeniedError, 403)]
+)
+def test_credentials_problems_fail_at_once(cls, code):
+    d = classify(status_error(cls, code), 0)
+    assert not d.retry
+    assert "credentials" in d.message
+
+
+def test_404_fails_with_a_clear_message():
+    d = classify(status_error(openai.NotFoundError, 404), 0)
+    assert (d.retry, d.code) == (False, "not_found")
+    assert "not found" in d.message
+
+
+def test_400_fails_with_the_servers_message():
+    d = classify(status_error(openai.BadRequestError, 400), 0)
+    assert (d.retry, d.message) == (False, "error 400")
+
+
+def test_a_timeout_retries_and_says_the_outcome_is_unknown():
+    d = classify(openai.APITimeoutError(request=REQUEST), 0)
+    assert d.retry and d.outcome_unknown
+
+
+def test_a_refused_connection_never_sent_the_request():
+    try:
+        raise openai.APIConnectionError(request=REQUEST) from httpx2.ConnectError("refused")
+    except openai.APIConnectionError as exc:
+        d = classify(exc, 0)
+    assert d.retry and not d.outcome_unknown
+
+
+def test_a_broken_connection_may_have_sent_it():
+    try:
+        raise openai.APIConnectionError(request=REQUEST) from httpx2.ReadError("reset")
+    except openai.APIConnectionError as exc:
+        d = classify(exc, 0)
+    assert d.retry and d.outcome_unknown
+
+
+def test_anything_unexpected_is_retried_boundedly():
+    d = classify(KeyError("surprise"), 2)
+    assert d.retry and d.code == "unexpected" and "KeyError" in d.message
