@@ -1,0 +1,218 @@
+"""Webhook intake: signed events per second through our view, against a bare Django view.
+
+Two measurements, each as a ratio to ``/bench/bare/`` measured the same way just before/after:
+
+* **in-process**: requests handed straight to Django's ``WSGIHandler`` in this process, one at
+  a time: no network, no server; the cost of Django + our view per event on one core.
+* **over HTTP**: uvicorn serving ``project.asgi`` with 2 worker processes, loaded by several
+  load-client processes (``bench.loadclient``) with keep-alive connections. Server and client
+  share the same 2 cores, so the absolute figure understates a dedicated server; the ratio is
+  fair because both views are measured alike.
+
+Every signed event names a real in-progress run, so the view does its whole job (verify, record,
+wake: a poll task is enqueued to the private Redis, which no worker consumes here).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from project.localredis import free_port
+
+from . import processes
+from .events import delivery
+
+WEBHOOK_PATH = "/webhooks/openai/"
+BARE_PATH = "/bench/bare/"
+
+
+def make_runs(count: int) -> list[str]:
+    """``count`` in-progress webhook-strategy runs with remote ids; their remote ids."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.models import Run, Thread
+
+    thread = Thread.objects.create(remote_id="conv_intake")
+    deadline = timezone.now() + timedelta(hours=1)
+    ids = [f"resp_intake_{i:06d}" for i in range(count)]
+    Run.objects.bulk_create(
+        [
+            Run(
+                thread=thread,
+                remote_id=rid,
+                status="in_progress",
+                strategy="webhook",
+                model="gpt-4.1-mini",
+                deadline_at=deadline,
+            )
+            for rid in ids
+        ],
+        batch_size=1000,
+    )
+    return ids
+
+
+def _environ(path: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": headers.get("content-type", "application/json"),
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_HOST": "127.0.0.1",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.url_scheme": "http",
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    for name, value in headers.items():
+        if name != "content-type":
+            env["HTTP_" + name.upper().replace("-", "_")] = value
+    return env
+
+
+def _inprocess_rate(
+    path: str, secret: str, object_ids: list[str], seconds: float, tag: str
+) -> float:
+    from django.core.handlers.wsgi import WSGIHandler
+
+    handler = WSGIHandler()
+    statuses: list[str] = []
+
+    def start_response(status: str, _headers: list[Any], *_: Any) -> None:
+        statuses.append(status)
+
+    done, ok = 0, 0
+    started = time.perf_counter()
+    give_up = started + seconds
+    while time.perf_counter() < give_up and done < 50_000:
+        if path == WEBHOOK_PATH:
+            body, headers = delivery(secret, f"wh_{tag}_{done}", object_ids[done % len(object_ids)])
+        else:
+            body, headers = b'{"plain": true}', {"content-type": "application/json"}
+        response = handler(_environ(path, body, headers), start_response)
+        b"".join(response)
+        response.close()
+        ok += statuses[-1].startswith("200")
+        done += 1
+    elapsed = time.perf_counter() - started
+    if ok != done:
+        raise RuntimeError(f"{path}: {done - ok} of {done} in-process requests were not 200")
+    return done / elapsed
+
+
+def inprocess(secret: str, object_ids: list[str], seconds: float, rounds: int) -> dict[str, Any]:
+    """Alternate bare and signed rounds; the best round of each (least disturbed by neighbours)."""
+    from django.conf import settings
+
+    settings.OPENAI_WEBHOOK_SECRET = secret
+    bare, signed = [], []
+    for r in range(rounds):
+        bare.append(_inprocess_rate(BARE_PATH, secret, object_ids, seconds, f"b{r}"))
+        signed.append(_inprocess_rate(WEBHOOK_PATH, secret, object_ids, seconds, f"ip{r}"))
+    return _ratio(bare, signed, "in-process through Django's WSGIHandler, one request at a time")
+
+
+def _http_rate(
+    url: str, secret: str, ids_file: Path, seconds: float, clients: int, threads: int, tag: str
+) -> float:
+    args = [
+        sys.executable,
+        "-m",
+        "bench.loadclient",
+        "--url",
+        url,
+        "--seconds",
+        str(seconds),
+        "--threads",
+        str(threads),
+        "--object-ids",
+        str(ids_file),
+    ]
+    if secret:
+        args += ["--secret", secret]
+    loaders = [
+        subprocess.Popen([*args, "--tag", f"{tag}c{i}"], cwd=processes.ROOT, stdout=subprocess.PIPE)
+        for i in range(clients)
+    ]
+    ok, elapsed = 0, 0.0
+    try:
+        for loader in loaders:
+            out, _ = loader.communicate(timeout=seconds + 60)
+            result = json.loads(out)
+            ok += result["ok"]
+            elapsed = max(elapsed, result["elapsed_s"])
+    finally:
+        for loader in loaders:
+            processes.stop(loader, grace=2)
+    return ok / elapsed if elapsed else 0.0
+
+
+def over_http(
+    env: dict[str, str],
+    secret: str,
+    object_ids: list[str],
+    workdir: Path,
+    *,
+    seconds: float,
+    rounds: int,
+    server_workers: int = 2,
+    clients: int = 2,
+    threads: int = 4,
+) -> dict[str, Any]:
+    ids_file = workdir / "intake-ids.txt"
+    ids_file.write_text("\n".join(object_ids))
+    port = free_port()
+    with ExitStack() as stack:
+        processes.start_web(
+            stack,
+            processes.child_env(env, OPENAI_WEBHOOK_SECRET=secret),
+            port,
+            workers=server_workers,
+        )
+        time.sleep(1.0)  # uvicorn's second worker may still be importing Django
+        base = f"http://127.0.0.1:{port}"
+        _http_rate(base + BARE_PATH, "", ids_file, 1.0, 1, 1, "warm")  # warm both workers up
+        bare, signed = [], []
+        for r in range(rounds):
+            bare.append(
+                _http_rate(base + BARE_PATH, "", ids_file, seconds, clients, threads, f"b{r}")
+            )
+            signed.append(
+                _http_rate(
+                    base + WEBHOOK_PATH, secret, ids_file, seconds, clients, threads, f"h{r}"
+                )
+            )
+    return _ratio(
+        bare,
+        signed,
+        f"over HTTP: uvicorn project.asgi with {server_workers} workers, {clients} load-client "
+        f"processes x {threads} keep-alive connections, same 2 cores",
+    )
+
+
+def _ratio(bare: list[float], signed: list[float], how: str) -> dict[str, Any]:
+    return {
+        "how": how,
+        "bare_per_s": round(max(bare), 1),
+        "signed_per_s": round(max(signed), 1),
+        "ratio": round(max(signed) / max(bare), 3),
+        "rounds": {"bare": [round(x, 1) for x in bare], "signed": [round(x, 1) for x in signed]},
+    }

@@ -1,0 +1,141 @@
+"""Child processes of a benchmark: Celery workers, the uvicorn web app, blocking runners.
+
+Every child is registered on an ``ExitStack`` the moment it starts, so a failure or Ctrl-C stops
+it; stopping is TERM, then KILL after a grace period. Readiness is checked for real (a Celery
+``ping`` answered by that worker, a TCP connect to the web port), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ChildFailed(RuntimeError):
+    """A child process exited or did not become ready in time."""
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """TERM (a Celery warm shutdown finishes running tasks), then KILL."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def spawn(
+    stack: ExitStack, args: list[str], env: dict[str, str], log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``python args...`` in the project root; stopped when ``stack`` closes.
+
+    Output goes to ``log`` when given (worker banners would break the progress bar).
+    """
+    out = stack.enter_context(open(log, "ab")) if log else None  # noqa: SIM115 - closed by stack
+    process = subprocess.Popen(
+        [sys.executable, *args], env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+    )
+    stack.callback(stop, process)
+    return process
+
+
+def start_workers(
+    stack: ExitStack, env: dict[str, str], *, workers: int, threads: int, tag: str, logdir: Path
+) -> list[tuple[subprocess.Popen[bytes], str]]:
+    """``workers`` Celery worker processes (threads pool, ``threads`` slots each)."""
+    started = []
+    for i in range(workers):
+        hostname = f"{tag}-{i}@bench"
+        process = spawn(
+            stack,
+            [
+                "-m",
+                "celery",
+                "-A",
+                "bench.celery_app",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(threads),
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--hostname",
+                hostname,
+            ],
+            env,
+            logdir / f"{hostname}.log",
+        )
+        started.append((process, hostname))
+    return started
+
+
+def wait_workers(app: object, workers: list[tuple[subprocess.Popen[bytes], str]]) -> None:
+    """Until every worker answers a ``ping`` (at most 60 s)."""
+    pending = {hostname for _, hostname in workers}
+    give_up = time.monotonic() + 60
+    while pending and time.monotonic() < give_up:
+        for process, hostname in workers:
+            if process.poll() is not None:
+                raise ChildFailed(f"worker {hostname} exited with code {process.returncode}")
+        replies = app.control.ping(destination=sorted(pending), timeout=0.5)  # type: ignore[attr-defined]
+        for reply in replies:
+            pending -= set(reply)
+    if pending:
+        raise ChildFailed(f"workers did not answer a ping within 60 s: {sorted(pending)}")
+
+
+def start_web(
+    stack: ExitStack, env: dict[str, str], port: int, *, workers: int = 1, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """uvicorn serving ``project.asgi`` (with the bench URLconf) on 127.0.0.1:``port``."""
+    process = spawn(
+        stack,
+        [
+            "-m",
+            "uvicorn",
+            "project.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            str(workers),
+        ],
+        env,
+        log,
+    )
+    give_up = time.monotonic() + 30
+    while time.monotonic() < give_up:
+        if process.poll() is not None:
+            raise ChildFailed(f"the web server exited with code {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    raise ChildFailed("the web server did not start within 30 s")
+
+
+def child_env(base: dict[str, str], **overrides: str) -> dict[str, str]:
+    """The environment for a child: the bench's own plus ``overrides``."""
+    env = {**os.environ, **base, **overrides}
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env

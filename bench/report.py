@@ -1,0 +1,191 @@
+"""Writing results: the JSON (everything) and a Markdown page (the tables people read)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .scenario import LABELS
+from .verdicts import sim_kept_up
+
+
+def write_json(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, sort_keys=False, default=str) + "\n")
+
+
+def _fmt(value: Any, suffix: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        text = f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    else:
+        text = f"{value:,}" if isinstance(value, int) else str(value)
+    return text + suffix
+
+
+def _lateness(s: dict[str, Any]) -> str:
+    poll = (s.get("tasks") or {}).get("poll_run")
+    return _fmt((poll or {}).get("lateness_ms", {}).get("p99"), " ms") if poll else "–"
+
+
+def scenario_table(scenarios: list[dict[str, Any]]) -> list[str]:
+    head = (
+        "| strategy | N | done | create / retrieve / other per run | retrieves per completed run "
+        "| detection p50 / p99 | poll lateness p99 | slots (threads) | worker CPU s | "
+        "peak RSS MB | wall s (x longest) | peak calls/s | $ per 1M runs | simulator kept up |"
+    )
+    rows = [head, "|" + "---|" * 14]
+    for s in scenarios:
+        c = s["calls_per_run"]
+        worker = s.get("processes", {}).get("worker", {})
+        web = s.get("processes", {}).get("web")
+        cpu = worker.get("cpu_s")
+        rss = worker.get("peak_rss_mb")
+        if web:
+            cpu_text = f"{_fmt(cpu)} (+ web {_fmt(web['cpu_s'])})"
+            rss_text = f"{_fmt(rss)} (+ web {_fmt(web['peak_rss_mb'])})"
+        else:
+            cpu_text, rss_text = _fmt(cpu), _fmt(rss)
+        wall = s.get("wall_s")
+        x = f" ({wall / s['longest_run_s']:.2f}x)" if wall else ""
+        ok, evidence = sim_kept_up(s)
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    LABELS[s["strategy"]],
+                    f"{s['n']:,}",
+                    f"{s['terminal']:,}" + ("" if s["finished"] else " **(not all)**"),
+                    f"{c['create']:.2f} / {c['retrieve']:.2f} / {c['other']:.2f}",
+                    _fmt(s.get("retrieves_per_completed_run")),
+                    f"{_fmt(s['detection_ms']['p50'])} / {_fmt(s['detection_ms']['p99'])} ms",
+                    _lateness(s),
+                    f"{s['slots']:,} ({worker.get('peak_threads', '–')})",
+                    cpu_text,
+                    rss_text,
+                    _fmt(wall) + x,
+                    _fmt(s["sim_pace"]["peak_calls_per_s"]),
+                    _fmt(s["cost_per_million_runs_usd"]),
+                    ("yes" if ok else "**no**") + f" ({evidence})",
+                ]
+            )
+            + " |"
+        )
+    return rows
+
+
+def ratio_table(ratios: list[dict[str, Any]]) -> list[str]:
+    rows = [
+        "| N | strategy | baseline | API calls | retrieves | detection p99 | worker CPU | "
+        "peak RSS | slots | wall |",
+        "|" + "---|" * 10,
+    ]
+    for r in ratios:
+        rows.append(
+            f"| {r['n']:,} | {LABELS[r['strategy']]} | {r['baseline']} | "
+            + " | ".join(
+                _fmt(r[k], "x")
+                for k in ("calls", "retrieves", "detection_p99", "cpu", "rss", "slots", "wall")
+            )
+            + " |"
+        )
+    return rows
+
+
+def intake_lines(intake: dict[str, Any]) -> list[str]:
+    rows = ["| measured | bare Django view | webhook view (signed) | ratio |", "|---|---|---|---|"]
+    for key in ("inprocess", "http"):
+        m = intake.get(key)
+        if m:
+            rows.append(
+                f"| {m['how']} | {m['bare_per_s']:,.0f}/s | {m['signed_per_s']:,.0f}/s "
+                f"| {m['ratio']:.2f} |"
+            )
+    return rows
+
+
+def aims_lines(aims: list[dict[str, Any]]) -> list[str]:
+    rows = ["| aim | measured | met |", "|---|---|---|"]
+    for a in aims:
+        met = {True: "yes", False: "**no**", None: "–"}[a["met"]]
+        note = f" ({a['note']})" if a.get("note") else ""
+        rows.append(f"| {a['aim']} | {a['measured']}{note} | {met} |")
+    return rows
+
+
+def tick_lines(scenarios: list[dict[str, Any]]) -> list[str]:
+    rows = [
+        "| strategy | N | poll ticks | CPU per tick p50 / mean (task body) | worker CPU per run "
+        "| worker CPU per retrieve |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in scenarios:
+        poll = (s.get("tasks") or {}).get("poll_run")
+        if not poll:
+            continue
+        cpu = s["processes"]["worker"]["cpu_s"]
+        retrieves = s["calls"]["retrieve"] or 1
+        rows.append(
+            f"| {LABELS[s['strategy']]} | {s['n']:,} | {poll['tasks']:,} | "
+            f"{_fmt(poll['cpu_ms']['p50'])} / {_fmt(poll['cpu_ms']['mean'])} ms | "
+            f"{cpu / s['n'] * 1000:.1f} ms | {cpu / retrieves * 1000:.1f} ms |"
+        )
+    return rows
+
+
+def write_markdown(path: Path, results: dict[str, Any], title: str, plots: list[str]) -> None:
+    w = results["workload_shape"]
+    lines = [
+        f"# {title}",
+        "",
+        f"Generated by `{results['command']}` on {results['generated_at']} "
+        f"({results['machine']['cpus']} cores; {results['database']}). All strategies ran in the "
+        "same invocation, one after another, against the same simulator; the machine is shared "
+        "with other work, so read the **ratios**, not the absolute numbers.",
+        "",
+        f"Workload: N runs, log-normal durations (median {w['median_s']} s, sigma {w['sigma']}, "
+        f"clipped to [{w['min_s']}, {w['max_s']}] s), 90% completed, 4% failed, 3% incomplete, "
+        f"3% cancelled; tool-call share {w['tool_share']:.0%}. Price ${results['price_per_call']} "
+        "per API call. Celery strategies: "
+        f"{results['config']['workers']} worker process(es) x {results['config']['threads']} "
+        f"thread(s) (x {results['config'].get('threads_large')} threads for N > 1,000), "
+        "PostgreSQL, a private Redis; webhooks delivered by the simulator with no "
+        "added delay to uvicorn serving `project.asgi`.",
+        "",
+        "## Results",
+        "",
+        *scenario_table(results["scenarios"]),
+        "",
+    ]
+    if results.get("skipped"):
+        lines += ["Skipped:", ""]
+        lines += [
+            f"- {LABELS[s['strategy']]}, N={s['n']:,}: {s['reason']}" for s in results["skipped"]
+        ]
+        lines.append("")
+    if results.get("ratios"):
+        lines += ["## Side by side (ratio to the baseline in the same run; < 1 is better)", ""]
+        lines += ratio_table(results["ratios"]) + [""]
+    if any((s.get("tasks") or {}).get("poll_run") for s in results["scenarios"]):
+        lines += ["## Poll-tick CPU cost", ""] + tick_lines(results["scenarios"]) + [""]
+    if results.get("intake"):
+        lines += ["## Webhook intake", ""] + intake_lines(results["intake"]) + [""]
+    if results.get("aims"):
+        lines += ["## Against the aims (DESIGN.md)", ""] + aims_lines(results["aims"]) + [""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    if results.get("notes"):
+        lines += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
+    lines += [
+        "Columns: *detection* is the simulator's terminal time to the moment our side knew "
+        "(`Run.completed_at` for Celery, the loop's return for the blocking ones); *poll "
+        "lateness* is how long after its countdown a poll tick started (measured in the worker); "
+        "*slots* are the worker slots held (Celery) or threads (one per run), with the peak "
+        "thread count of the worker processes in brackets; *simulator kept up* judges the "
+        "simulator's own health probe and CPU, so a slow row is not blamed on the project when "
+        "the simulator was the bottleneck.",
+        "",
+    ]
+    path.write_text("\n".join(lines))

@@ -1,0 +1,22 @@
+"""The project's URLs plus ``/bench/bare/``: the cheapest view Django can serve, as a yardstick.
+
+The webhook view's events/s mean little alone (the machine is shared and noisy); as a ratio to
+this view, measured the same way in the same run, they say what verifying, recording and waking
+cost on top of Django's own request handling.
+"""
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from django.views.decorators.csrf import csrf_exempt
+
+
+@csrf_exempt
+def bare(request: HttpRequest) -> JsonResponse:
+    """Read the body (as the webhook view does) and answer: no signature, no database."""
+    return JsonResponse({"status": "ok", "bytes": len(request.body)})
+
+
+urlpatterns = [
+    path("bench/bare/", bare, name="bench-bare"),
+    path("", include("project.urls")),
+]

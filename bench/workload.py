@@ -1,0 +1,91 @@
+"""The one workload every strategy runs: N runs, log-normal durations, some failures.
+
+Per-run behaviour is fixed by the simulator's metadata knobs (``sim_duration_s``,
+``sim_outcome``, ``sim_tool_rounds``), so every strategy faces exactly the same runs and the
+ratios compare the strategies, not luck. Seeded: the same N and seed give the same runs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass
+
+#: The tool a tool-calling run asks for (``runs.example_tools``).
+TOOL_NAME = "add"
+#: Remote outcomes besides ``completed`` and their shares ("some failures").
+FAILURE_SHARES = {"failed": 0.04, "incomplete": 0.03, "cancelled": 0.03}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The duration distribution: log-normal around a median, clipped."""
+
+    median_s: float = 8.0
+    sigma: float = 0.4
+    min_s: float = 1.0
+    max_s: float = 40.0
+    tool_share: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One run of the workload."""
+
+    index: int
+    duration_s: float
+    outcome: str
+    tool_rounds: int = 0
+
+    def metadata(self) -> dict[str, str]:
+        """The simulator knobs, as the string metadata OpenAI requires.
+
+        A run with tool rounds asks for the project's example tool ``add`` (registered out of the
+        box), so every strategy answers the same call.
+        """
+        meta = {"sim_duration_s": f"{self.duration_s:.2f}", "sim_outcome": self.outcome}
+        if self.tool_rounds:
+            meta.update(
+                sim_tool_rounds=str(self.tool_rounds),
+                sim_tool_name=TOOL_NAME,
+                sim_tool_args='{"a": 2, "b": 3}',
+            )
+        return meta
+
+
+def make_workload(n: int, seed: int, shape: Shape) -> list[Plan]:
+    """``n`` plans: durations ~ LogNormal(ln(median), sigma) clipped, outcomes by share."""
+    if n < 1:
+        raise ValueError("a workload needs at least one run")
+    rng = random.Random(seed)
+    plans: list[Plan] = []
+    for i in range(n):
+        duration = math.exp(rng.gauss(math.log(shape.median_s), shape.sigma))
+        duration = min(max(duration, shape.min_s), shape.max_s)
+        draw, outcome = rng.random(), "completed"
+        for name, share in FAILURE_SHARES.items():
+            if draw < share:
+                outcome = name
+                break
+            draw -= share
+        tools = 1 if outcome == "completed" and rng.random() < shape.tool_share else 0
+        plans.append(Plan(i, round(duration, 2), outcome, tools))
+    return plans
+
+
+def summary(plans: list[Plan]) -> dict[str, float | int | dict[str, int]]:
+    """What the workload was, for the report."""
+    durations = sorted(p.duration_s for p in plans)
+    outcomes: dict[str, int] = {}
+    for p in plans:
+        outcomes[p.outcome] = outcomes.get(p.outcome, 0) + 1
+    return {
+        "n": len(plans),
+        "median_s": durations[len(durations) // 2],
+        "longest_s": durations[-1],
+        "outcomes": outcomes,
+        "with_tool_calls": sum(1 for p in plans if p.tool_rounds),
+    }
