@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup migrate demo test lint format simulator worker beat flower clean
+.PHONY: setup migrate demo test lint format simulator worker beat flower clean \
+	bench bench-quick bench-webhooks bench-setup
 
 setup: $(STAMP)
 
@@ -36,8 +37,33 @@ format: setup
 simulator: setup
 	$(BIN)/python -m simulator --port 8765
 
-worker: migrate
+worker: migrate   # its own metrics on :9808/metrics (RUNS_WORKER_METRICS_PORT)
+	RUNS_WORKER_METRICS_PORT=$${RUNS_WORKER_METRICS_PORT:-9808} \
 	$(BIN)/celery -A project worker --pool threads --concurrency 8 --loglevel INFO
+
+beat: migrate     # exactly one per deployment: it enqueues the periodic recovery sweep
+	$(BIN)/celery -A project beat --loglevel INFO --schedule var/celerybeat-schedule
+
+flower: setup     # http://127.0.0.1:5555; a run's tasks: search kwargs:run_id=42
+	$(BIN)/celery -A project flower --address=127.0.0.1 --port=5555
+
+# Benchmarks (bench/, results in docs/bench/): the `bench` extra adds matplotlib and psutil.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+bench-setup: $(BENCH_STAMP)
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+bench-quick: bench-setup   # under 3 minutes: N=100, four strategies -> docs/bench/quick.json
+	$(BIN)/python -m bench --quick
+
+bench: bench-setup         # N = 100, 1,000, 10,000 -> docs/bench/results.{json,md} + plots
+	$(BIN)/python -m bench --full
+
+bench-webhooks: bench-setup  # issue 5's figures: 200 runs polled vs by webhook, intake
+	$(BIN)/python -m bench --webhooks
 
 clean:
 	rm -rf $(VENV) var db.sqlite3

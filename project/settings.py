@@ -4,6 +4,7 @@ Every variable is documented in ``.env.example``. The defaults are the embedded 
 SQLite, a Redis on localhost and the local simulator; production overrides them by environment.
 """
 
+import warnings
 from pathlib import Path
 
 import environ
@@ -26,17 +27,24 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_results",
+    "django_prometheus",
+    "ninja",
     "runs",
 ]
 
 MIDDLEWARE = [
+    # First and last: django-prometheus times every request and counts responses by status.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The admin's CSS and JS from any server (uvicorn in compose), no separate static host.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -61,7 +69,17 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A worker and the web process write the same file: wait for the lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20})
+    # IMMEDIATE: a transaction that reads then writes (a row-locked claim) takes the write lock
+    # up front; a deferred one fails at once with "database is locked" when it must upgrade.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    )
+else:
+    # Workers and sync web processes keep their connection between tasks and requests: opening
+    # a PostgreSQL connection costs more than a poll tick's queries. Health checks drop one that
+    # died. (Under an ASGI server, set DATABASE_CONN_MAX_AGE=0.)
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -70,6 +88,11 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# WhiteNoise serves the apps' static files straight from their folders: no collectstatic step to
+# forget before starting a server (the admin is the only user of static files here).
+WHITENOISE_USE_FINDERS = True
+# ...so an empty STATIC_ROOT (no collectstatic run yet) is normal, not worth a warning.
+warnings.filterwarnings("ignore", message="No directory at: .*static")
 
 LOGGING = {
     "version": 1,
@@ -121,5 +144,45 @@ RUNS_SAFETY_NET_BASE_S = env.float("RUNS_SAFETY_NET_BASE_S", 30.0)
 RUNS_SAFETY_NET_FACTOR = env.float("RUNS_SAFETY_NET_FACTOR", 2.0)
 RUNS_SAFETY_NET_CAP_S = env.float("RUNS_SAFETY_NET_CAP_S", 300.0)
 RUNS_MAX_RPS = env.float("RUNS_MAX_RPS", 0.0)  # 0: no budget
+RUNS_BUDGET_BURST_S = env.float("RUNS_BUDGET_BURST_S", 1.0)  # bucket size, in seconds of rate
+RUNS_BUDGET_REDIS_URL = env("RUNS_BUDGET_REDIS_URL", default="")  # default: the broker
+# Recovery sweep (Celery beat): how often, how late a poll may be before it is re-armed, and how
+# long a start claim may stay without a remote id before the create is tried again.
+RUNS_SWEEP_INTERVAL_S = env.float("RUNS_SWEEP_INTERVAL_S", 5.0)
+RUNS_SWEEP_GRACE_S = env.float("RUNS_SWEEP_GRACE_S", 10.0)
+RUNS_SWEEP_BATCH = env.int("RUNS_SWEEP_BATCH", 1000)
+RUNS_CLAIM_TIMEOUT_S = env.float("RUNS_CLAIM_TIMEOUT_S", 120.0)
+# A create whose answer is lost may double the run (the Responses API has no way to look it up),
+# so creates get more patience than retrieves.
+OPENAI_CREATE_TIMEOUT_S = env.float("OPENAI_CREATE_TIMEOUT_S", 30.0)
+CELERY_BEAT_SCHEDULE = {
+    "runs-sweep": {
+        "task": "runs.sweep",
+        "schedule": RUNS_SWEEP_INTERVAL_S,
+        "options": {"expires": RUNS_SWEEP_INTERVAL_S},
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 # Transient API errors (429, 5xx, timeouts) are retried with a countdown this many times in a row.
 RUNS_MAX_ERROR_RETRIES = env.int("RUNS_MAX_ERROR_RETRIES", 8)
+# Tool calls (docs/tools.md): rounds a run may ask for before it fails, how long the worker waits
+# for one tool (per-tool timeout_s wins), threads that run tools, and how often a run waiting for
+# a manual output is looked at (sooner at its deadline or the API's expires_at).
+RUNS_MAX_TOOL_ROUNDS = env.int("RUNS_MAX_TOOL_ROUNDS", 8)
+RUNS_TOOL_TIMEOUT_S = env.float("RUNS_TOOL_TIMEOUT_S", 5.0)
+RUNS_TOOL_THREADS = env.int("RUNS_TOOL_THREADS", 8)
+RUNS_TOOL_WAIT_POLL_S = env.float("RUNS_TOOL_WAIT_POLL_S", 30.0)
+
+# --- operators: JSON API, live status, Flower, metrics (docs/operations.md) ----------------------
+# Bearer tokens accepted by /api/ (comma-separated). Empty: the API answers 401 to everyone.
+RUNS_API_TOKENS = env.list("RUNS_API_TOKENS", default=[])
+# Redis that carries run_status_changed to the live-status streams (default: the broker, which
+# every process already reaches). Empty: publishing is off.
+RUNS_PUBSUB_URL = env("RUNS_PUBSUB_URL", default=CELERY_BROKER_URL)
+# Seconds between SSE keep-alive comments, and the longest a stream stays open (clients reconnect).
+RUNS_SSE_HEARTBEAT_S = env.float("RUNS_SSE_HEARTBEAT_S", 15.0)
+RUNS_SSE_MAX_S = env.float("RUNS_SSE_MAX_S", 600.0)
+# Where the admin links a run's tasks.
+FLOWER_URL = env("FLOWER_URL", default="http://127.0.0.1:5555")
+# A Celery worker serves its own Prometheus metrics on this port (0: off; one port per worker).
+RUNS_WORKER_METRICS_PORT = env.int("RUNS_WORKER_METRICS_PORT", 0)

@@ -17,8 +17,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from .models import Message, Run, Thread
-from .status import Backend, Strategy
+from . import cancelling
+from .models import Message, Run, Thread, ToolCall
+from .status import TERMINAL, Backend, RunStatus, Strategy
+from .tools import clean_tool_names
 
 MAX_METADATA_KEYS = 15  # OpenAI allows 16; we add our own run_id.
 
@@ -97,6 +99,7 @@ def create_run(
     if not 0 < deadline_s <= 7 * 24 * 3600:
         raise ValidationError("deadline_s must be between 0 and one week")
     clean_meta = _check_metadata(metadata)
+    clean_tools = clean_tool_names(tools)
     with transaction.atomic():
         if thread is None:
             thread = Thread.objects.create(backend=backend)
@@ -109,7 +112,7 @@ def create_run(
             model=model.strip(),
             instructions=instructions,
             metadata=clean_meta,
-            tools=list(tools or []),
+            tools=clean_tools,
             deadline_at=timezone.now() + timedelta(seconds=deadline_s),
         )
 
@@ -119,3 +122,98 @@ def start(run: Run) -> None:
     from .tasks import start_run
 
     transaction.on_commit(lambda: start_run.delay(run.pk))
+
+
+def cancel_run(run: Run, *, by: str = "") -> str:
+    """Cancel a run; returns ``cancelled`` (not sent yet) or ``cancelling`` (OpenAI is asked by
+    the ``runs.cancel_run`` task, never in your request). A run that already ended raises
+    ``ValidationError`` (code ``conflict``) and nothing changes. See ``cancelling.py``.
+    """
+    return cancelling.request_cancel(run, by=by)
+
+
+def retry_run(run: Run) -> Run:
+    """Start a new run with the same input and settings as ``run``, which must have ended.
+
+    A new thread carries copies of the messages ``run`` was given: re-using the old conversation
+    would hand the model the failed attempt too. The new run's metadata names the original
+    (``retry_of``) when there is room for one more key.
+    """
+    if run.status not in TERMINAL:
+        raise ValidationError(
+            f"run {run.pk} is still {run.status}: cancel it before retrying", code="conflict"
+        )
+    metadata = dict(run.metadata or {})
+    if "retry_of" in metadata or len(metadata) < MAX_METADATA_KEYS:
+        metadata["retry_of"] = str(run.pk)
+    messages = run.thread.messages.filter(created_at__lte=run.created_at)
+    deadline_s = (run.deadline_at - run.created_at).total_seconds() if run.deadline_at else None
+    with transaction.atomic():
+        thread = create_thread(backend=run.backend, metadata=run.thread.metadata)
+        for message in messages:
+            add_message(thread, message.content, role=message.role)
+        new = create_run(
+            thread=thread,
+            model=run.model,
+            instructions=run.instructions,
+            metadata=metadata,
+            backend=run.backend,
+            strategy=run.strategy,
+            tools=list(run.tools or []),
+            deadline_s=deadline_s,
+        )
+        start(new)
+    return new
+
+
+def owed_tool_calls(run: Run) -> list[ToolCall]:
+    """The tool calls of ``run`` still waiting for an output (manual ones wait for you)."""
+    from .tool_loop import owed_calls
+
+    return owed_calls(run) if run.status == RunStatus.REQUIRES_ACTION else []
+
+
+def submit_tool_output(run: Run, call_id: str, output: str) -> ToolCall:
+    """Give the output of a manual tool call; the returned ``ToolCall`` holds it.
+
+    When it was the last output the round owed, the ``runs.resume_tool_round`` task submits the
+    round on commit (never in your request) and polling resumes. Bad input (not a string, an
+    unknown call id, a call already answered, a run not waiting for outputs) raises
+    ``ValidationError`` and changes nothing.
+    """
+    if not isinstance(call_id, str) or not call_id:
+        raise ValidationError("call_id must be the id of one of the run's tool calls")
+    if not isinstance(output, str):
+        raise ValidationError(
+            f"the output must be a string (serialise structured results as JSON), "
+            f"not {type(output).__name__}"
+        )
+    from .tasks import resume_tool_round
+
+    with transaction.atomic():
+        # The run's row lock orders this against the worker deciding to submit the same round.
+        status = (
+            Run.objects.select_for_update().filter(pk=run.pk).values_list("status", flat=True).get()
+        )
+        call = ToolCall.objects.filter(run_id=run.pk, call_id=call_id).first()
+        if call is None:
+            raise ValidationError(f"run {run.pk} has no tool call {call_id!r}")
+        if status != RunStatus.REQUIRES_ACTION:
+            raise ValidationError(f"run {run.pk} is {status}, not waiting for tool outputs")
+        if call.state != ToolCall.State.MANUAL:
+            raise ValidationError(
+                f"tool call {call_id} of run {run.pk} was already answered ({call.state})"
+            )
+        now = timezone.now()
+        ToolCall.objects.filter(pk=call.pk).update(
+            state=ToolCall.State.SUCCEEDED, output=output, started_at=now, finished_at=now
+        )
+        owed = ToolCall.objects.filter(
+            run_id=run.pk,
+            round=call.round,
+            state__in=(ToolCall.State.PENDING, ToolCall.State.RUNNING, ToolCall.State.MANUAL),
+        ).exists()
+        if not owed:
+            transaction.on_commit(lambda: resume_tool_round.delay(run.pk))
+    call.refresh_from_db()
+    return call

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from . import budget, metrics
 from .backends import RemoteState, get_backend
 from .errors import classify
 from .models import Run
@@ -49,7 +50,8 @@ def _remaining_s(run: Run) -> float | None:
     return (run.deadline_at - timezone.now()).total_seconds()
 
 
-def _count_calls(run_id: int, calls: int = 1, *, poll: bool = False) -> None:
+def _count_calls(run_id: int, calls: int = 1, *, poll: bool = False, kind: str = "") -> None:
+    metrics.count_api_call(kind or ("retrieve" if poll else "create"), calls)
     Run.objects.filter(pk=run_id).update(
         api_calls=F("api_calls") + calls, polls=F("polls") + (1 if poll else 0)
     )
@@ -58,35 +60,59 @@ def _count_calls(run_id: int, calls: int = 1, *, poll: bool = False) -> None:
 # --- arming polls --------------------------------------------------------------------------------
 
 
-def arm(run_id: int, generation: int, delay: float, *, attempt: int) -> bool:
+def arm(
+    run_id: int,
+    generation: int,
+    delay: float,
+    *,
+    attempt: int,
+    api_calls: int = 0,
+    polls: int = 0,
+) -> bool:
     """Schedule the poll holding ticket ``generation`` in ``delay`` seconds.
 
     Does nothing when the ticket moved on meanwhile (a webhook or the sweep re-armed the run):
-    then that writer owns the schedule and one queued poll is enough.
+    then that writer owns the schedule and one queued poll is enough. ``api_calls`` and ``polls``
+    are counted in the same UPDATE (a poll tick's one write), or on their own if it matched none.
     """
     from .tasks import poll_run
 
+    counters: dict[str, Any] = {}
+    if api_calls or polls:
+        counters = {"api_calls": F("api_calls") + api_calls, "polls": F("polls") + polls}
     updated = Run.objects.filter(pk=run_id, poll_generation=generation, status__in=ACTIVE).update(
-        next_poll_at=timezone.now() + timedelta(seconds=delay), poll_attempt=attempt
+        next_poll_at=timezone.now() + timedelta(seconds=delay), poll_attempt=attempt, **counters
     )
     if updated:
         poll_run.apply_async(args=(run_id, generation), countdown=delay)
+    elif counters:
+        Run.objects.filter(pk=run_id).update(**counters)
     return bool(updated)
 
 
-def wake(run_id: int) -> bool:
-    """Poll now: take a fresh ticket (so the poll already waiting exits) and enqueue it."""
+def wake(run_id: int, *, generation: int | None = None, webhook_events: int = 0) -> bool:
+    """Poll now: take a fresh ticket (so the poll already waiting exits) and enqueue it.
+
+    With the ``generation`` the caller just read, taking the ticket is one compare-and-set; if it
+    moved meanwhile, or without one, the ticket is bumped and read back (two queries).
+    ``webhook_events`` is counted in the same UPDATE.
+    """
     from .tasks import poll_run
 
-    updated = (
-        Run.objects.filter(pk=run_id, status__in=ACTIVE)
-        .exclude(remote_id="")
-        .update(poll_generation=F("poll_generation") + 1, next_poll_at=timezone.now())
-    )
-    if not updated:
+    active = Run.objects.filter(pk=run_id, status__in=ACTIVE).exclude(remote_id="")
+    now = timezone.now()
+    counters: dict[str, Any] = {}
+    if webhook_events:
+        counters["webhook_events"] = F("webhook_events") + webhook_events
+    if generation is not None and active.filter(poll_generation=generation).update(
+        poll_generation=generation + 1, next_poll_at=now, **counters
+    ):
+        poll_run.apply_async(args=(run_id, generation + 1))
+        return True
+    if not active.update(poll_generation=F("poll_generation") + 1, next_poll_at=now, **counters):
         return False
-    generation = Run.objects.filter(pk=run_id).values_list("poll_generation", flat=True).get()
-    poll_run.apply_async(args=(run_id, generation))
+    fresh = Run.objects.filter(pk=run_id).values_list("poll_generation", flat=True).get()
+    poll_run.apply_async(args=(run_id, fresh))
     return True
 
 
@@ -106,7 +132,15 @@ def claim_poll(run_id: int, generation: int) -> Run | None:
 
 
 def apply_remote_state(run: Run, state: RemoteState, *, source: str) -> str:
-    """Move the run to what the server reports (if the state machine allows); the new status."""
+    """Move the run to what the server reports (if the state machine allows); the new status.
+
+    ``run`` is the row as the caller just read it. Most poll answers change nothing: those cost
+    no query here at all (a status that did not move cannot be a transition).
+    """
+    if state.status == run.status:
+        if run.error_retries:
+            Run.objects.filter(pk=run.pk).update(error_retries=0)
+        return run.status
     fields: dict[str, Any] = {"remote_id": state.remote_id, "error_retries": 0}
     if state.status in TERMINAL:
         fields.update(
@@ -122,9 +156,12 @@ def apply_remote_state(run: Run, state: RemoteState, *, source: str) -> str:
         source=source,
         detail={"remote_status": state.remote_status, "remote_id": state.remote_id},
         fields=fields,
+        expected=run.status,
     )
-    if not changed:
-        Run.objects.filter(pk=run.pk).update(error_retries=0)
+    if changed:
+        return state.status
+    # Refused: a stale answer, or another writer moved the run first. Ask the database.
+    Run.objects.filter(pk=run.pk).update(error_retries=0)
     return Run.objects.filter(pk=run.pk).values_list("status", flat=True).get()
 
 
@@ -144,7 +181,7 @@ def cancel_remote_quietly(run: Run) -> None:
     if not run.remote_id:
         return
     try:
-        _count_calls(run.pk)
+        _count_calls(run.pk, kind="cancel")
         get_backend(run.backend).cancel(run)
     except Exception as exc:  # noqa: BLE001 - best effort by design
         log.warning("run %s: remote cancel of %s failed: %s", run.pk, run.remote_id, exc)
@@ -152,6 +189,10 @@ def cancel_remote_quietly(run: Run) -> None:
 
 def expire(run: Run) -> bool:
     """The run passed its deadline: expire it with a clear error and cancel it remotely."""
+    if run.status == RunStatus.REQUIRES_ACTION:
+        from .tool_loop import expire_waiting
+
+        return expire_waiting(run)  # names the tool outputs that were never given
     deadline_s = (run.deadline_at - run.created_at).total_seconds() if run.deadline_at else None
     changed = transition(
         run.pk,
@@ -184,6 +225,13 @@ def start(run_id: int) -> dict[str, Any]:
     if not claimed:
         # A redelivered or duplicated start_run: someone already created (or is creating) it.
         return {"run_id": run_id, "started": False, "reason": "already claimed or not pending"}
+    wait = budget.take("create")
+    if wait > 0:
+        Run.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
+            start_claimed_at=None, next_poll_at=timezone.now() + timedelta(seconds=wait)
+        )
+        start_run.apply_async(args=(run_id,), countdown=wait)
+        return {"run_id": run_id, "started": False, "deferred_s": wait}
     run = Run.objects.select_related("thread").get(pk=run_id)
     try:
         state = get_backend(run.backend).create(run)
@@ -195,8 +243,13 @@ def start(run_id: int) -> dict[str, Any]:
             # Release the claim so the retried start_run may create it. After a lost answer
             # (timeout) the create may have happened: the retry can then double it; see
             # docs/reliability.md for how often and why we accept it.
+            if decision.outcome_unknown:
+                log.warning("run %s: the create's outcome is unknown; retrying it", run_id)
             Run.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
-                start_claimed_at=None, error_retries=F("error_retries") + 1
+                start_claimed_at=None,
+                error_retries=F("error_retries") + 1,
+                # For a pending run, next_poll_at is "next start attempt": the sweep waits too.
+                next_poll_at=timezone.now() + timedelta(seconds=decision.countdown),
             )
             start_run.apply_async(args=(run_id,), countdown=decision.countdown)
             return {"run_id": run_id, "started": False, "retry_in": decision.countdown}
@@ -208,15 +261,20 @@ def start(run_id: int) -> dict[str, Any]:
         )
         return {"run_id": run_id, "started": False, "error": decision.code}
 
+    delay = next_delay(poll_schedule(run.strategy), 0, remaining_s=_remaining_s(run))
+    now = timezone.now()
     Run.objects.filter(pk=run_id).update(
         remote_id=state.remote_id,
-        submitted_at=timezone.now(),
+        submitted_at=now,
         api_calls=F("api_calls") + state.api_calls,
+        # Saved with the id, so a worker killed before the poll is armed leaves an overdue run
+        # for the sweep rather than an active run with no poll time at all.
+        next_poll_at=now + timedelta(seconds=delay),
     )
+    metrics.count_api_call("create", state.api_calls)
     status = apply_remote_state(run, state, source=EventSource.CREATE)
     if status in ACTIVE:
         run.refresh_from_db()
-        delay = next_delay(poll_schedule(run.strategy), 0, remaining_s=_remaining_s(run))
         arm(run_id, run.poll_generation, delay, attempt=0)
         # A webhook may have beaten us here (it arrived before the remote id was saved).
         from .webhook_events import apply_waiting
@@ -233,17 +291,23 @@ def poll(run_id: int, generation: int) -> str:
     run = claim_poll(run_id, generation)
     if run is None:
         return "skipped"
+    metrics.observe_poll_lateness(run.next_poll_at)
     ticket = run.poll_generation
     remaining = _remaining_s(run)
     if remaining is not None and remaining <= 0:
         expire(run)
         return "expired"
+    wait = budget.take("poll")
+    if wait > 0:
+        # Over the shared budget: the same tick again later, never dropped.
+        arm(run_id, ticket, wait, attempt=run.poll_attempt)
+        return "deferred"
     try:
-        _count_calls(run_id, poll=True)
         state = get_backend(run.backend).retrieve(run)
     except Exception as exc:  # noqa: BLE001 - every failure goes through the error policy
         decision = classify(exc, run.error_retries)
         log.warning("run %s: retrieve failed (%s): %s", run_id, decision.code, decision.message)
+        _count_calls(run_id, poll=True)
         if decision.retry and run.error_retries < settings.RUNS_MAX_ERROR_RETRIES:
             Run.objects.filter(pk=run_id).update(error_retries=F("error_retries") + 1)
             arm(run_id, ticket, decision.countdown, attempt=run.poll_attempt)
@@ -255,14 +319,24 @@ def poll(run_id: int, generation: int) -> str:
             source=EventSource.POLL,
         )
         return "failed"
+    # state.api_calls: e.g. Assistants reads the answer's messages with the run.
+    if state.status == RunStatus.REQUIRES_ACTION:
+        from .tool_loop import on_requires_action
+
+        _count_calls(run_id, state.api_calls, poll=True)
+        return on_requires_action(run, state, ticket)  # answers the tools, then re-arms
     status = apply_remote_state(run, state, source=EventSource.POLL)
-    if status in ACTIVE:
-        attempt = run.poll_attempt + 1
-        delay = next_delay(
-            poll_schedule(run.strategy),
-            attempt,
-            poll_after_ms=state.poll_after_ms,
-            remaining_s=_remaining_s(run),
-        )
-        arm(run_id, ticket, delay, attempt=attempt)
+    if status not in ACTIVE:
+        _count_calls(run_id, state.api_calls, poll=True)
+        return status
+    attempt = run.poll_attempt + 1
+    delay = next_delay(
+        poll_schedule(run.strategy),
+        attempt,
+        poll_after_ms=state.poll_after_ms,
+        remaining_s=_remaining_s(run),
+    )
+    # The common tick: one UPDATE re-arms the run and counts the call.
+    metrics.count_api_call("retrieve", state.api_calls)
+    arm(run_id, ticket, delay, attempt=attempt, api_calls=state.api_calls, polls=1)
     return status

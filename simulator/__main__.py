@@ -21,17 +21,26 @@ from .state import SimState
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """CLI options (all optional)."""
-    parser = argparse.ArgumentParser(prog="python -m simulator",
-                                     description="Local OpenAI-compatible API simulator.")
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator", description="Local OpenAI-compatible API simulator."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--seed", type=int, default=None, help="seed for ids, timelines, faults")
-    parser.add_argument("--poll-after-ms", type=int, default=None,
-                        help="send openai-poll-after-ms on GETs of non-terminal objects")
+    parser.add_argument(
+        "--poll-after-ms",
+        type=int,
+        default=None,
+        help="send openai-poll-after-ms on GETs of non-terminal objects",
+    )
     parser.add_argument("--webhook-url", default=None, help="default: $SIM_WEBHOOK_URL")
     parser.add_argument("--webhook-secret", default=None, help="default: $SIM_WEBHOOK_SECRET")
-    parser.add_argument("--run-expires-s", type=float, default=None,
-                        help="seconds before a run left in requires_action expires (600)")
+    parser.add_argument(
+        "--run-expires-s",
+        type=float,
+        default=None,
+        help="seconds before a run left in requires_action expires (600)",
+    )
     parser.add_argument("--log-level", default="warning")
     return parser.parse_args(argv)
 
@@ -63,8 +72,15 @@ async def serve(args: argparse.Namespace) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, access_log=False,
-                                           lifespan="on", timeout_graceful_shutdown=2))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level=args.log_level,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+        )
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():
         await asyncio.sleep(0.01)

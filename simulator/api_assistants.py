@@ -36,15 +36,17 @@ async def retrieve_thread(request: Request, state: SimState) -> Response:
 
 async def create_message(request: Request, state: SimState) -> Response:
     """``POST /v1/threads/{id}/messages``."""
-    message = service.create_message(state, request.path_params["thread_id"],
-                                     await json_body(request))
+    message = service.create_message(
+        state, request.path_params["thread_id"], await json_body(request)
+    )
     return json_answer(message)
 
 
 async def list_messages(request: Request, state: SimState) -> Response:
     """``GET /v1/threads/{id}/messages``."""
-    page = service.list_messages(state, request.path_params["thread_id"],
-                                 dict(request.query_params))
+    page = service.list_messages(
+        state, request.path_params["thread_id"], dict(request.query_params)
+    )
     return json_answer(page)
 
 
@@ -61,22 +63,26 @@ async def list_runs(request: Request, state: SimState) -> Response:
 
 async def retrieve_run(request: Request, state: SimState) -> Response:
     """``GET /v1/threads/{id}/runs/{run_id}`` (poll hint while not terminal)."""
-    run = service.retrieve_run(state, request.path_params["thread_id"],
-                               request.path_params["run_id"])
+    run = service.retrieve_run(
+        state, request.path_params["thread_id"], request.path_params["run_id"]
+    )
     return _run_answer(state, run, poll_hint=True)
 
 
 async def cancel_run(request: Request, state: SimState) -> Response:
     """``POST /v1/threads/{id}/runs/{run_id}/cancel``."""
-    run = service.cancel_run(state, request.path_params["thread_id"],
-                             request.path_params["run_id"])
+    run = service.cancel_run(state, request.path_params["thread_id"], request.path_params["run_id"])
     return _run_answer(state, run)
 
 
 async def submit_tool_outputs(request: Request, state: SimState) -> Response:
     """``POST /v1/threads/{id}/runs/{run_id}/submit_tool_outputs``."""
-    run = service.submit_tool_outputs(state, request.path_params["thread_id"],
-                                      request.path_params["run_id"], await json_body(request))
+    run = service.submit_tool_outputs(
+        state,
+        request.path_params["thread_id"],
+        request.path_params["run_id"],
+        await json_body(request),
+    )
     return _run_answer(state, run)
 
 
@@ -89,8 +95,10 @@ routes: list[BaseRoute] = [
     Route(_T + "/runs", api("threads.runs.create", create_run), methods=["POST"]),
     Route(_T + "/runs", api("threads.runs.list", list_runs), methods=["GET"]),
     Route(_T + "/runs/{run_id}", api("threads.runs.retrieve", retrieve_run), methods=["GET"]),
-    Route(_T + "/runs/{run_id}/cancel", api("threads.runs.cancel", cancel_run),
-          methods=["POST"]),
-    Route(_T + "/runs/{run_id}/submit_tool_outputs",
-          api("threads.runs.submit_tool_outputs", submit_tool_outputs), methods=["POST"]),
+    Route(_T + "/runs/{run_id}/cancel", api("threads.runs.cancel", cancel_run), methods=["POST"]),
+    Route(
+        _T + "/runs/{run_id}/submit_tool_outputs",
+        api("threads.runs.submit_tool_outputs", submit_tool_outputs),
+        methods=["POST"],
+    ),
 ]

@@ -13,12 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .assistant_service import refresh
 from .routing import sim_state
 from .state import SimState
 
 
-def _object_status(state: SimState, object_id: str, kind: str,
-                   now: float) -> tuple[str | None, float | None]:
+def _object_status(
+    state: SimState, object_id: str, kind: str, now: float
+) -> tuple[str | None, float | None]:
     """Current status and terminal time of a tracked object (lazy, like every read)."""
     if kind == "response":
         record = state.stores.responses.get(object_id)
@@ -29,7 +31,7 @@ def _object_status(state: SimState, object_id: str, kind: str,
         run = state.stores.runs.get(object_id)
         if run is None:
             return None, None
-        run.advance(now)
+        refresh(state, run)  # same path as a read: posts the reply message once
         return run.status, run.terminal_at
     return None, None
 
@@ -43,8 +45,12 @@ def snapshot(state: SimState, include_objects: bool = True) -> dict[str, Any]:
         for object_id, entry in stats.objects.items():
             status, terminal_at = _object_status(state, object_id, entry.kind, now)
             row: dict[str, Any] = {"kind": entry.kind, **entry.counts}
-            row.update(status=status, created_at=entry.created_at, terminal_at=terminal_at,
-                       metadata_run_id=entry.metadata_run_id)
+            row.update(
+                status=status,
+                created_at=entry.created_at,
+                terminal_at=terminal_at,
+                metadata_run_id=entry.metadata_run_id,
+            )
             objects[object_id] = row
     pending = state.webhooks.pending() if state.webhooks is not None else 0
     return {

@@ -52,30 +52,44 @@ async def retrieve_conversation(request: Request, state: SimState) -> Response:
 
 async def create_items(request: Request, state: SimState) -> Response:
     """``POST /v1/conversations/{id}/items``."""
-    page = conversation_service.add_items(state, request.path_params["conversation_id"],
-                                          await json_body(request))
+    page = conversation_service.add_items(
+        state, request.path_params["conversation_id"], await json_body(request)
+    )
     return json_answer(page)
 
 
 async def list_items(request: Request, state: SimState) -> Response:
     """``GET /v1/conversations/{id}/items``."""
-    page = conversation_service.list_items(state, request.path_params["conversation_id"],
-                                           dict(request.query_params))
+    page = conversation_service.list_items(
+        state, request.path_params["conversation_id"], dict(request.query_params)
+    )
     return json_answer(page)
 
 
 routes = [
     Route("/v1/responses", api("responses.create", create_response), methods=["POST"]),
-    Route("/v1/responses/{response_id}", api("responses.retrieve", retrieve_response),
-          methods=["GET"]),
-    Route("/v1/responses/{response_id}/cancel", api("responses.cancel", cancel_response),
-          methods=["POST"]),
-    Route("/v1/conversations", api("conversations.create", create_conversation),
-          methods=["POST"]),
-    Route("/v1/conversations/{conversation_id}",
-          api("conversations.retrieve", retrieve_conversation), methods=["GET"]),
-    Route("/v1/conversations/{conversation_id}/items",
-          api("conversations.items.create", create_items), methods=["POST"]),
-    Route("/v1/conversations/{conversation_id}/items",
-          api("conversations.items.list", list_items), methods=["GET"]),
+    Route(
+        "/v1/responses/{response_id}", api("responses.retrieve", retrieve_response), methods=["GET"]
+    ),
+    Route(
+        "/v1/responses/{response_id}/cancel",
+        api("responses.cancel", cancel_response),
+        methods=["POST"],
+    ),
+    Route("/v1/conversations", api("conversations.create", create_conversation), methods=["POST"]),
+    Route(
+        "/v1/conversations/{conversation_id}",
+        api("conversations.retrieve", retrieve_conversation),
+        methods=["GET"],
+    ),
+    Route(
+        "/v1/conversations/{conversation_id}/items",
+        api("conversations.items.create", create_items),
+        methods=["POST"],
+    ),
+    Route(
+        "/v1/conversations/{conversation_id}/items",
+        api("conversations.items.list", list_items),
+        methods=["GET"],
+    ),
 ]

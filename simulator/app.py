@@ -39,8 +39,11 @@ def create_app(state: SimState) -> Starlette:
         *api_control.routes,
         *api_responses.routes,
         *api_assistants.routes,
-        Route("/v1/{rest:path}", api("unknown", _unknown),
-              methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        Route(
+            "/v1/{rest:path}",
+            api("unknown", _unknown),
+            methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        ),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sim = state

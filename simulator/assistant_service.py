@@ -49,9 +49,17 @@ def refresh(state: SimState, run: RunRecord) -> RunRecord:
         thread = state.stores.threads.get(run.thread_id)
         if thread is not None:
             text = f"Simulated answer to: {run.prompt_text}".rstrip()
-            thread.add_message(message_payload(alnum_id(state.rng, "msg"), thread.id,
-                                               "assistant", text, run.terminal_at,
-                                               assistant_id=run.assistant_id, run_id=run.id))
+            thread.add_message(
+                message_payload(
+                    alnum_id(state.rng, "msg"),
+                    thread.id,
+                    "assistant",
+                    text,
+                    run.terminal_at,
+                    assistant_id=run.assistant_id,
+                    run_id=run.id,
+                )
+            )
         run.message_added = True
     return run
 
@@ -70,14 +78,20 @@ def _add_message(state: SimState, thread: ThreadRecord, raw: Any) -> dict[str, A
         raise bad_request("Invalid message: expected an object.", "messages")
     role = raw.get("role")
     if role not in ("user", "assistant"):
-        raise bad_request(f"Invalid value: {role!r}. Supported values are: 'user' and "
-                          "'assistant'.", "role")
+        raise bad_request(
+            f"Invalid value: {role!r}. Supported values are: 'user' and 'assistant'.", "role"
+        )
     if "content" not in raw:
         raise bad_request("Missing required parameter: 'content'.", "content")
-    message = message_payload(alnum_id(state.rng, "msg"), thread.id, str(role),
-                              _content_text(raw["content"]), state.now(),
-                              metadata=validation.metadata(raw.get("metadata")),
-                              attachments=raw.get("attachments") or [])
+    message = message_payload(
+        alnum_id(state.rng, "msg"),
+        thread.id,
+        str(role),
+        _content_text(raw["content"]),
+        state.now(),
+        metadata=validation.metadata(raw.get("metadata")),
+        attachments=raw.get("attachments") or [],
+    )
     thread.add_message(message)
     return message
 
@@ -86,8 +100,12 @@ def create_thread(state: SimState, body: dict[str, Any]) -> ThreadRecord:
     """``POST /v1/threads`` with optional ``messages``, ``metadata``, ``tool_resources``."""
     now = state.now()
     metadata = validation.metadata(body.get("metadata"))
-    thread = ThreadRecord(id=alnum_id(state.rng, "thread"), created=now, metadata=metadata,
-                          tool_resources=body.get("tool_resources"))
+    thread = ThreadRecord(
+        id=alnum_id(state.rng, "thread"),
+        created=now,
+        metadata=metadata,
+        tool_resources=body.get("tool_resources"),
+    )
     for raw in body.get("messages") or []:
         _add_message(state, thread, raw)
     state.stores.threads[thread.id] = thread
@@ -119,8 +137,9 @@ def list_messages(state: SimState, thread_id: str, query: dict[str, str]) -> dic
         limit = int(query.get("limit", "20"))
     except ValueError:
         raise bad_request("Invalid 'limit': expected an integer.", "limit") from None
-    return list_page(items, positions, limit=limit, order=query.get("order", "desc"),
-                     after=query.get("after"))
+    return list_page(
+        items, positions, limit=limit, order=query.get("order", "desc"), after=query.get("after")
+    )
 
 
 def _active_run(state: SimState, thread: ThreadRecord) -> RunRecord | None:
@@ -140,18 +159,28 @@ def _normalize_tools(raw: Any) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = []
     for index, tool in enumerate(raw):
         if not isinstance(tool, dict) or "type" not in tool:
-            raise bad_request(f"Missing required parameter: 'tools[{index}].type'.",
-                              f"tools[{index}].type")
+            raise bad_request(
+                f"Missing required parameter: 'tools[{index}].type'.", f"tools[{index}].type"
+            )
         if tool["type"] == "function":
             function = tool.get("function")
             if not isinstance(function, dict) or not function.get("name"):
-                raise bad_request(f"Missing required parameter: 'tools[{index}].function.name'.",
-                                  f"tools[{index}].function.name")
-            tools.append({"type": "function", "function": {
-                "name": function["name"], "description": function.get("description", ""),
-                "parameters": function.get("parameters") or {"type": "object",
-                                                             "properties": {}},
-                "strict": bool(function.get("strict", False))}})
+                raise bad_request(
+                    f"Missing required parameter: 'tools[{index}].function.name'.",
+                    f"tools[{index}].function.name",
+                )
+            tools.append(
+                {
+                    "type": "function",
+                    "function": {
+                        "name": function["name"],
+                        "description": function.get("description", ""),
+                        "parameters": function.get("parameters")
+                        or {"type": "object", "properties": {}},
+                        "strict": bool(function.get("strict", False)),
+                    },
+                }
+            )
         else:
             tools.append(dict(tool))
     return tools
@@ -173,13 +202,19 @@ def create_run(state: SimState, thread_id: str, body: dict[str, Any]) -> RunReco
     timeline = plan(metadata, config, state.rng, now, allowed_outcomes=RUN_OUTCOMES)
     expires_s = meta_float(metadata, "sim_expires_s")
     lag = meta_float(metadata, "sim_submit_lag_s")
-    user_texts = [m["content"][0]["text"]["value"] for m in thread.messages
-                  if m["role"] == "user"]
+    user_texts = [m["content"][0]["text"]["value"] for m in thread.messages if m["role"] == "user"]
     run = RunRecord(
-        id=alnum_id(state.rng, "run"), thread_id=thread.id, assistant_id=assistant_id,
-        model=str(body.get("model") or "gpt-4o"), instructions=str(body.get("instructions") or ""),
-        tools=tools, metadata=metadata, created=now, queue_s=timeline.queue_s,
-        segment_s=timeline.duration_s, outcome=timeline.outcome,
+        id=alnum_id(state.rng, "run"),
+        thread_id=thread.id,
+        assistant_id=assistant_id,
+        model=str(body.get("model") or "gpt-4o"),
+        instructions=str(body.get("instructions") or ""),
+        tools=tools,
+        metadata=metadata,
+        created=now,
+        queue_s=timeline.queue_s,
+        segment_s=timeline.duration_s,
+        outcome=timeline.outcome,
         plan=tool_plan(metadata, tools),
         expires_at=now + (config.run_expires_s if expires_s is None else expires_s),
         submit_lag_s=config.submit_lag_s if lag is None else lag,
@@ -204,8 +239,13 @@ def list_runs(state: SimState, thread_id: str) -> dict[str, Any]:
     """``GET /v1/threads/{id}/runs`` (newest first, one page)."""
     thread = get_thread(state, thread_id)
     data = [refresh(state, state.stores.runs[r]).render() for r in reversed(thread.run_ids)]
-    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None, "has_more": False}
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": False,
+    }
 
 
 def cancel_run(state: SimState, thread_id: str, run_id: str) -> RunRecord:
@@ -218,8 +258,9 @@ def cancel_run(state: SimState, thread_id: str, run_id: str) -> RunRecord:
     return refresh(state, run)
 
 
-def submit_tool_outputs(state: SimState, thread_id: str, run_id: str,
-                        body: dict[str, Any]) -> RunRecord:
+def submit_tool_outputs(
+    state: SimState, thread_id: str, run_id: str, body: dict[str, Any]
+) -> RunRecord:
     """``POST .../submit_tool_outputs``: all outputs at once, each call id only once."""
     run = refresh(state, get_run(state, thread_id, run_id))
     state.stats.touch(run_id, "submit_tool_outputs")
@@ -231,11 +272,16 @@ def submit_tool_outputs(state: SimState, thread_id: str, run_id: str,
         raise bad_request(f'Runs in status "{run.status}" do not accept tool outputs.')
     repeated = sorted(set(ids) & run.submitted_ids)
     if not run.awaiting_outputs or repeated:
-        raise bad_request("Tool outputs have already been submitted for tool call(s): "
-                          f"{', '.join(repeated or sorted(ids))}.", "tool_outputs")
+        raise bad_request(
+            "Tool outputs have already been submitted for tool call(s): "
+            f"{', '.join(repeated or sorted(ids))}.",
+            "tool_outputs",
+        )
     expected = {call["id"] for call in run.tool_calls}
     if set(ids) != expected or len(ids) != len(expected):
-        raise bad_request(f"Expected tool outputs for call_ids {sorted(expected)}, got "
-                          f"{sorted(ids)}.", "tool_outputs")
+        raise bad_request(
+            f"Expected tool outputs for call_ids {sorted(expected)}, got {sorted(ids)}.",
+            "tool_outputs",
+        )
     run.accept_outputs(state.now())
     return refresh(state, run)

@@ -40,25 +40,46 @@ class ThreadRecord:
 
     def render(self) -> dict[str, Any]:
         """The ``ThreadObject`` shape."""
-        return {"id": self.id, "object": "thread", "created_at": int(self.created),
-                "metadata": self.metadata, "tool_resources": self.tool_resources}
+        return {
+            "id": self.id,
+            "object": "thread",
+            "created_at": int(self.created),
+            "metadata": self.metadata,
+            "tool_resources": self.tool_resources,
+        }
 
 
 # Kept for the store's type hints: messages are stored rendered, as dicts.
 MessageRecord = dict[str, Any]
 
 
-def message_payload(message_id: str, thread_id: str, role: str, text: str, created: float, *,
-                    assistant_id: str | None = None, run_id: str | None = None,
-                    metadata: dict[str, str] | None = None,
-                    attachments: list[Any] | None = None) -> dict[str, Any]:
+def message_payload(
+    message_id: str,
+    thread_id: str,
+    role: str,
+    text: str,
+    created: float,
+    *,
+    assistant_id: str | None = None,
+    run_id: str | None = None,
+    metadata: dict[str, str] | None = None,
+    attachments: list[Any] | None = None,
+) -> dict[str, Any]:
     """A ``MessageObject`` with a single text part."""
     return {
-        "id": message_id, "object": "thread.message", "created_at": int(created),
-        "thread_id": thread_id, "status": "completed", "incomplete_details": None,
-        "completed_at": int(created) if role == "assistant" else None, "incomplete_at": None,
-        "role": role, "content": [{"type": "text", "text": {"value": text, "annotations": []}}],
-        "assistant_id": assistant_id, "run_id": run_id, "attachments": attachments or [],
+        "id": message_id,
+        "object": "thread.message",
+        "created_at": int(created),
+        "thread_id": thread_id,
+        "status": "completed",
+        "incomplete_details": None,
+        "completed_at": int(created) if role == "assistant" else None,
+        "incomplete_at": None,
+        "role": role,
+        "content": [{"type": "text", "text": {"value": text, "annotations": []}}],
+        "assistant_id": assistant_id,
+        "run_id": run_id,
+        "attachments": attachments or [],
         "metadata": metadata or {},
     }
 
@@ -135,9 +156,13 @@ class RunRecord:
             self.status = "in_progress"
             return
         if self.plan is not None and self.rounds_done < self.plan.rounds:
-            self.tool_calls = [{"id": self.new_call_id(), "type": "function",
-                                "function": {"name": self.plan.name,
-                                             "arguments": self.plan.arguments}}]
+            self.tool_calls = [
+                {
+                    "id": self.new_call_id(),
+                    "type": "function",
+                    "function": {"name": self.plan.name, "arguments": self.plan.arguments},
+                }
+            ]
             self.awaiting_outputs = True
             self.action_since = segment_end
             self.status = "requires_action"
@@ -167,29 +192,50 @@ class RunRecord:
         at = int(self.terminal_at) if self.terminal_at is not None else None
         required = None
         if status == "requires_action":
-            required = {"type": "submit_tool_outputs",
-                        "submit_tool_outputs": {"tool_calls": self.tool_calls}}
+            required = {
+                "type": "submit_tool_outputs",
+                "submit_tool_outputs": {"tool_calls": self.tool_calls},
+            }
         prompt_tokens = max(1, (len(self.prompt_text) + 3) // 4) + 20
         completion_tokens = 12 + 8 * self.rounds_done
         return {
-            "id": self.id, "object": "thread.run", "created_at": int(self.created),
-            "thread_id": self.thread_id, "assistant_id": self.assistant_id, "status": status,
+            "id": self.id,
+            "object": "thread.run",
+            "created_at": int(self.created),
+            "thread_id": self.thread_id,
+            "assistant_id": self.assistant_id,
+            "status": status,
             "required_action": required,
-            "last_error": ({"code": "server_error", "message": FAILED_MESSAGE}
-                           if status == "failed" else None),
+            "last_error": (
+                {"code": "server_error", "message": FAILED_MESSAGE} if status == "failed" else None
+            ),
             "expires_at": None if terminal else math.ceil(self.expires_at),
             "started_at": int(self.started_at) if self.started_at is not None else None,
             "cancelled_at": at if status == "cancelled" else None,
             "failed_at": at if status == "failed" else None,
             "completed_at": at if status == "completed" else None,
-            "incomplete_details": ({"reason": "max_completion_tokens"}
-                                   if status == "incomplete" else None),
-            "model": self.model, "instructions": self.instructions, "tools": self.tools,
+            "incomplete_details": (
+                {"reason": "max_completion_tokens"} if status == "incomplete" else None
+            ),
+            "model": self.model,
+            "instructions": self.instructions,
+            "tools": self.tools,
             "metadata": self.metadata,
-            "usage": ({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                       "total_tokens": prompt_tokens + completion_tokens} if terminal else None),
-            "temperature": 1.0, "top_p": 1.0, "max_prompt_tokens": None,
+            "usage": (
+                {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                }
+                if terminal
+                else None
+            ),
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "max_prompt_tokens": None,
             "max_completion_tokens": None,
             "truncation_strategy": {"type": "auto", "last_messages": None},
-            "tool_choice": "auto", "parallel_tool_calls": True, "response_format": "auto",
+            "tool_choice": "auto",
+            "parallel_tool_calls": True,
+            "response_format": "auto",
         }

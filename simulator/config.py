@@ -72,8 +72,13 @@ class SimConfig:
 
     def validate(self) -> None:
         """Reject values that would make the simulator misbehave."""
-        for name in ("fault_429_rate", "fault_500_rate", "fault_slow_rate",
-                     "webhook_duplicate_rate", "webhook_drop_rate"):
+        for name in (
+            "fault_429_rate",
+            "fault_500_rate",
+            "fault_slow_rate",
+            "webhook_duplicate_rate",
+            "webhook_drop_rate",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")

@@ -80,5 +80,10 @@ def list_items(state: SimState, conversation_id: str, query: dict[str, str]) -> 
         limit = int(query.get("limit", "20"))
     except ValueError:
         raise bad_request("Invalid 'limit': expected an integer.", "limit") from None
-    return list_page(conversation.items, conversation.positions, limit=limit,
-                     order=query.get("order", "desc"), after=query.get("after"))
+    return list_page(
+        conversation.items,
+        conversation.positions,
+        limit=limit,
+        order=query.get("order", "desc"),
+        after=query.get("after"),
+    )

@@ -36,12 +36,22 @@ class Conversation:
 
     def render(self) -> dict[str, Any]:
         """The ``ConversationResource`` shape."""
-        return {"id": self.id, "object": "conversation", "created_at": int(self.created),
-                "metadata": self.metadata}
+        return {
+            "id": self.id,
+            "object": "conversation",
+            "created_at": int(self.created),
+            "metadata": self.metadata,
+        }
 
 
-def list_page(items: list[Item], positions: dict[str, int], *, limit: int = 20,
-              order: str = "desc", after: str | None = None) -> dict[str, Any]:
+def list_page(
+    items: list[Item],
+    positions: dict[str, int],
+    *,
+    limit: int = 20,
+    order: str = "desc",
+    after: str | None = None,
+) -> dict[str, Any]:
     """A ``ConversationItemList`` page: ``data``, ``first_id``, ``last_id``, ``has_more``."""
     if order not in ("asc", "desc"):
         raise bad_request(f"Invalid value for 'order': {order!r}.", "order")
@@ -53,7 +63,7 @@ def list_page(items: list[Item], positions: dict[str, int], *, limit: int = 20,
             if after not in positions:
                 raise not_found(f"Item with id '{after}' not found.", "after")
             start = positions[after] + 1
-        page = items[start:start + limit]
+        page = items[start : start + limit]
         has_more = start + limit < len(items)
     else:
         end = len(items)
@@ -64,11 +74,21 @@ def list_page(items: list[Item], positions: dict[str, int], *, limit: int = 20,
         start = max(0, end - limit)
         page = list(reversed(items[start:end]))
         has_more = start > 0
-    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else "",
-            "last_id": page[-1]["id"] if page else "", "has_more": has_more}
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else "",
+        "last_id": page[-1]["id"] if page else "",
+        "has_more": has_more,
+    }
 
 
 def added_page(items: list[Item]) -> dict[str, Any]:
     """The list page answered by ``POST .../items`` (the added items, in order)."""
-    return {"object": "list", "data": items, "first_id": items[0]["id"] if items else "",
-            "last_id": items[-1]["id"] if items else "", "has_more": False}
+    return {
+        "object": "list",
+        "data": items,
+        "first_id": items[0]["id"] if items else "",
+        "last_id": items[-1]["id"] if items else "",
+        "has_more": False,
+    }

@@ -64,8 +64,7 @@ MISSING_KEY_MESSAGE = (
 )
 
 SERVER_ERROR_MESSAGE = (
-    "The server had an error while processing your request. Sorry about that! "
-    "(simulated fault)"
+    "The server had an error while processing your request. Sorry about that! (simulated fault)"
 )
 
 

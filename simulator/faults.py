@@ -20,8 +20,11 @@ def roll(config: SimConfig, rng: random.Random, kind: str) -> str | None:
     """Return the fault to inject for a call of ``kind``, or ``None``."""
     if config.fault_only and kind not in config.fault_only:
         return None
-    rates = ((FAULT_429, config.fault_429_rate), (FAULT_500, config.fault_500_rate),
-             (FAULT_SLOW, config.fault_slow_rate))
+    rates = (
+        (FAULT_429, config.fault_429_rate),
+        (FAULT_500, config.fault_500_rate),
+        (FAULT_SLOW, config.fault_slow_rate),
+    )
     for name, rate in rates:
         if rate > 0 and rng.random() < rate:
             return name

@@ -46,21 +46,37 @@ def normalize_item(rng: random.Random, raw: Any) -> Item:
     if kind == "message":
         role = str(raw.get("role", "user"))
         content = raw.get("content", "")
-        parts = [_text_part(role, content)] if isinstance(content, str) else [
-            _normalize_part(role, part) for part in content
-        ]
-        return {"type": "message", "id": raw.get("id") or hex_id(rng, "msg"),
-                "status": raw.get("status") or "completed", "role": role, "content": parts}
+        parts = (
+            [_text_part(role, content)]
+            if isinstance(content, str)
+            else [_normalize_part(role, part) for part in content]
+        )
+        return {
+            "type": "message",
+            "id": raw.get("id") or hex_id(rng, "msg"),
+            "status": raw.get("status") or "completed",
+            "role": role,
+            "content": parts,
+        }
     if kind == "function_call_output":
         if not raw.get("call_id"):
             raise bad_request("Missing required parameter: 'input[].call_id'.", "input")
-        return {"type": "function_call_output", "id": raw.get("id") or hex_id(rng, "fco"),
-                "call_id": raw["call_id"], "output": raw.get("output", ""),
-                "status": raw.get("status") or "completed"}
+        return {
+            "type": "function_call_output",
+            "id": raw.get("id") or hex_id(rng, "fco"),
+            "call_id": raw["call_id"],
+            "output": raw.get("output", ""),
+            "status": raw.get("status") or "completed",
+        }
     if kind == "function_call":
-        return {"type": "function_call", "id": raw.get("id") or hex_id(rng, "fc"),
-                "call_id": raw.get("call_id", ""), "name": raw.get("name", ""),
-                "arguments": raw.get("arguments", "{}"), "status": raw.get("status") or "completed"}
+        return {
+            "type": "function_call",
+            "id": raw.get("id") or hex_id(rng, "fc"),
+            "call_id": raw.get("call_id", ""),
+            "name": raw.get("name", ""),
+            "arguments": raw.get("arguments", "{}"),
+            "status": raw.get("status") or "completed",
+        }
     if kind is None:
         raise bad_request("Invalid input item: missing 'type'.", "input")
     stored = dict(raw)
@@ -95,14 +111,25 @@ def input_text(items: list[Item]) -> str:
 
 def assistant_message(item_id: str, text: str, status: str = "completed") -> Item:
     """An ``OutputMessage`` item carrying one ``output_text`` part."""
-    return {"id": item_id, "type": "message", "role": "assistant", "status": status,
-            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+    return {
+        "id": item_id,
+        "type": "message",
+        "role": "assistant",
+        "status": status,
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
 
 
 def function_call(item_id: str, call_id: str, name: str, arguments: str) -> Item:
     """A ``function_call`` output item (the model asking the client to run a tool)."""
-    return {"id": item_id, "type": "function_call", "status": "completed",
-            "call_id": call_id, "name": name, "arguments": arguments}
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "status": "completed",
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    }
 
 
 def token_estimate(text: str) -> int:

@@ -21,8 +21,17 @@ from .state import SimState, ToolChain
 from .timeline import TERMINAL_RESPONSE, plan
 from .tool_scenario import sim_metadata, tool_plan
 
-_ECHOED = ("max_output_tokens", "max_tool_calls", "parallel_tool_calls", "prompt_cache_key",
-           "safety_identifier", "temperature", "text", "top_p", "truncation")
+_ECHOED = (
+    "max_output_tokens",
+    "max_tool_calls",
+    "parallel_tool_calls",
+    "prompt_cache_key",
+    "safety_identifier",
+    "temperature",
+    "text",
+    "top_p",
+    "truncation",
+)
 
 
 def _normalize_tools(raw: Any) -> list[dict[str, Any]]:
@@ -34,17 +43,23 @@ def _normalize_tools(raw: Any) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = []
     for index, tool in enumerate(raw):
         if not isinstance(tool, dict) or "type" not in tool:
-            raise bad_request(f"Missing required parameter: 'tools[{index}].type'.",
-                              f"tools[{index}].type")
+            raise bad_request(
+                f"Missing required parameter: 'tools[{index}].type'.", f"tools[{index}].type"
+            )
         if tool["type"] == "function":
             if not tool.get("name"):
-                raise bad_request(f"Missing required parameter: 'tools[{index}].name'.",
-                                  f"tools[{index}].name")
-            tools.append({"type": "function", "name": tool["name"],
-                          "description": tool.get("description"),
-                          "parameters": tool.get("parameters") or {"type": "object",
-                                                                   "properties": {}},
-                          "strict": tool.get("strict", True)})
+                raise bad_request(
+                    f"Missing required parameter: 'tools[{index}].name'.", f"tools[{index}].name"
+                )
+            tools.append(
+                {
+                    "type": "function",
+                    "name": tool["name"],
+                    "description": tool.get("description"),
+                    "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
+                    "strict": tool.get("strict", True),
+                }
+            )
         else:
             tools.append(dict(tool))
     return tools
@@ -57,8 +72,10 @@ def _conversation_id(raw: Any) -> str | None:
         return raw
     if isinstance(raw, dict) and isinstance(raw.get("id"), str):
         return str(raw["id"])
-    raise bad_request("Invalid type for 'conversation': expected a string or an object with "
-                      "an 'id'.", "conversation")
+    raise bad_request(
+        "Invalid type for 'conversation': expected a string or an object with an 'id'.",
+        "conversation",
+    )
 
 
 def get_response(state: SimState, response_id: str) -> ResponseRecord:
@@ -69,8 +86,9 @@ def get_response(state: SimState, response_id: str) -> ResponseRecord:
     return record
 
 
-def _find_chain(state: SimState, previous: ResponseRecord | None,
-                conversation_chain: str | None) -> ToolChain | None:
+def _find_chain(
+    state: SimState, previous: ResponseRecord | None, conversation_chain: str | None
+) -> ToolChain | None:
     chain_id = previous.chain_id if previous is not None else conversation_chain
     return state.stores.chains.get(chain_id) if chain_id else None
 
@@ -78,19 +96,25 @@ def _find_chain(state: SimState, previous: ResponseRecord | None,
 def create(state: SimState, body: dict[str, Any]) -> ResponseRecord:
     """``POST /v1/responses``: plan the whole life of a response and store it."""
     model = validation.required_str(body, "model")
+    if body.get("stream"):
+        raise bad_request("The simulator does not stream; create with stream=false.", "stream")
     metadata = validation.metadata(body.get("metadata"))
     conversation_id = _conversation_id(body.get("conversation"))
     previous_id = body.get("previous_response_id")
     if conversation_id and previous_id:
-        raise bad_request("Mutually exclusive parameters: Ensure you are only providing one of: "
-                          "'previous_response_id' or 'conversation'.", "conversation")
+        raise bad_request(
+            "Mutually exclusive parameters: Ensure you are only providing one of: "
+            "'previous_response_id' or 'conversation'.",
+            "conversation",
+        )
     conversation = get_conversation(state, conversation_id) if conversation_id else None
     previous = None
     if previous_id:
         previous = state.stores.responses.get(str(previous_id))
         if previous is None:
-            raise not_found(f"Previous response with id '{previous_id}' not found.",
-                            "previous_response_id")
+            raise not_found(
+                f"Previous response with id '{previous_id}' not found.", "previous_response_id"
+            )
     items = normalize_input(state.rng, body.get("input"))
     tools = _normalize_tools(body.get("tools"))
     background = bool(body.get("background", False))
@@ -103,36 +127,60 @@ def create(state: SimState, body: dict[str, Any]) -> ResponseRecord:
     if chain is None:
         tool = tool_plan(effective, tools)
         if tool is not None:
-            chain = ToolChain(id=hex_id(state.rng, "chain", 8), plan=tool,
-                              inherited=sim_metadata(metadata))
+            chain = ToolChain(
+                id=hex_id(state.rng, "chain", 8), plan=tool, inherited=sim_metadata(metadata)
+            )
             state.stores.chains[chain.id] = chain
     if chain is not None and any(item["type"] == "function_call_output" for item in items):
         chain.answered += 1
     wants_tool = chain is not None and chain.answered < chain.plan.rounds
 
     now = state.now()
-    timeline = plan(effective, state.config, state.rng, now,
-                    allowed_outcomes=RESPONSE_OUTCOMES, instant=not background)
+    timeline = plan(
+        effective,
+        state.config,
+        state.rng,
+        now,
+        allowed_outcomes=RESPONSE_OUTCOMES,
+        instant=not background,
+    )
     if wants_tool:
         timeline = replace(timeline, outcome="completed")
     prompt = input_text(items)
     output: list[Item]
     if wants_tool and chain is not None:
-        output = [function_call(hex_id(state.rng, "fc"), alnum_id(state.rng, "call"),
-                                chain.plan.name, chain.plan.arguments)]
+        output = [
+            function_call(
+                hex_id(state.rng, "fc"),
+                alnum_id(state.rng, "call"),
+                chain.plan.name,
+                chain.plan.arguments,
+            )
+        ]
     elif timeline.outcome == "incomplete":
         text = f"Simulated answer to: {prompt}"
-        output = [assistant_message(hex_id(state.rng, "msg"), text[: max(1, len(text) // 2)],
-                                    status="incomplete")]
+        output = [
+            assistant_message(
+                hex_id(state.rng, "msg"), text[: max(1, len(text) // 2)], status="incomplete"
+            )
+        ]
     else:
         output = [assistant_message(hex_id(state.rng, "msg"), f"Simulated answer to: {prompt}")]
 
     record = ResponseRecord(
-        id=hex_id(state.rng, "resp"), timeline=timeline, model=model, background=background,
-        store=store, metadata=metadata, instructions=body.get("instructions"), tools=tools,
+        id=hex_id(state.rng, "resp"),
+        timeline=timeline,
+        model=model,
+        background=background,
+        store=store,
+        metadata=metadata,
+        instructions=body.get("instructions"),
+        tools=tools,
         tool_choice=body.get("tool_choice", "auto"),
         extras={key: body[key] for key in _ECHOED if key in body},
-        input_items=items, prompt_text=prompt, output_items=output,
+        input_items=items,
+        prompt_text=prompt,
+        output_items=output,
         conversation_id=conversation.id if conversation else None,
         previous_response_id=str(previous_id) if previous_id else None,
         chain_id=chain.id if chain else None,

@@ -25,9 +25,11 @@ from .state import SimState
 Handler = Callable[[Request, SimState], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-INVALID_JSON = ("We could not parse the JSON body of your request. (HINT: This likely means "
-                "you aren't using your HTTP library correctly. The OpenAI API expects a JSON "
-                "payload, but what was sent was not valid JSON.)")
+INVALID_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means "
+    "you aren't using your HTTP library correctly. The OpenAI API expects a JSON "
+    "payload, but what was sent was not valid JSON.)"
+)
 
 
 def sim_state(request: Request) -> SimState:

@@ -43,8 +43,15 @@ class Stats:
         self.objects: dict[str, ObjectStats] = {}
         self.latencies_ms: deque[float] = deque(maxlen=max(1, latency_window))
 
-    def register(self, object_id: str, kind: str, created_at: float,
-                 metadata: dict[str, str] | None, *, counts_as_create: bool = False) -> None:
+    def register(
+        self,
+        object_id: str,
+        kind: str,
+        created_at: float,
+        metadata: dict[str, str] | None,
+        *,
+        counts_as_create: bool = False,
+    ) -> None:
         """Start tracking a new object; response/run creates are also counted per run id."""
         run_id = (metadata or {}).get("run_id")
         entry = ObjectStats(kind=kind, created_at=created_at, metadata_run_id=run_id)
@@ -74,5 +81,9 @@ class Stats:
             index = min(len(values) - 1, max(0, int(round(p * len(values) + 0.5)) - 1))
             return round(values[index], 3)
 
-        return {"count": len(values), "p50_ms": rank(0.50), "p99_ms": rank(0.99),
-                "max_ms": round(values[-1], 3)}
+        return {
+            "count": len(values),
+            "p50_ms": rank(0.50),
+            "p99_ms": rank(0.99),
+            "max_ms": round(values[-1], 3),
+        }

@@ -48,8 +48,14 @@ def _cli_args(options: dict[str, Any]) -> list[str]:
 class RunningSimulator:
     """Context manager around ``python -m simulator --port 0 ...``."""
 
-    def __init__(self, *, start_timeout: float = 20.0, host: str = "127.0.0.1",
-                 env: dict[str, str] | None = None, **cli_options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        start_timeout: float = 20.0,
+        host: str = "127.0.0.1",
+        env: dict[str, str] | None = None,
+        **cli_options: Any,
+    ) -> None:
         self.start_timeout = start_timeout
         self.host = host
         self.cli_options = cli_options
@@ -67,17 +73,33 @@ class RunningSimulator:
         """Launch the process and wait for ``SIMULATOR_READY <url>``."""
         env = dict(os.environ if self.env is None else self.env)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p)
+            p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p
+        )
         env.setdefault("PYTHONUNBUFFERED", "1")
-        command = [sys.executable, "-m", "simulator", "--host", self.host, "--port", "0",
-                   *_cli_args(self.cli_options)]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        stdin=subprocess.DEVNULL, text=True, env=env)
+        command = [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--host",
+            self.host,
+            "--port",
+            "0",
+            *_cli_args(self.cli_options),
+        ]
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
         lines: queue.Queue[str | None] = queue.Queue()
         assert self.process.stdout is not None and self.process.stderr is not None
         threading.Thread(target=self._pump, args=(self.process.stdout, lines), daemon=True).start()
-        stderr_thread = threading.Thread(target=self._drain_stderr, args=(self.process.stderr,),
-                                         daemon=True)
+        stderr_thread = threading.Thread(
+            target=self._drain_stderr, args=(self.process.stderr,), daemon=True
+        )
         stderr_thread.start()
         deadline = time.monotonic() + self.start_timeout
         while (remaining := deadline - time.monotonic()) > 0:
@@ -88,14 +110,15 @@ class RunningSimulator:
             if line is None:  # stdout closed: the process exited
                 break
             if line.startswith(READY_PREFIX):
-                self.url = line[len(READY_PREFIX):].strip()
+                self.url = line[len(READY_PREFIX) :].strip()
                 return self
         self.stop()
         stderr_thread.join(timeout=2)
         stderr = "".join(self._stderr_lines).strip() or "(empty)"
         raise SimulatorStartError(
             f"simulator did not become ready within {self.start_timeout:.0f}s "
-            f"(exit code {self.process.returncode}); stderr:\n{stderr}")
+            f"(exit code {self.process.returncode}); stderr:\n{stderr}"
+        )
 
     @staticmethod
     def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
@@ -121,8 +144,9 @@ class RunningSimulator:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"content-type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"content-type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as answer:
             return json.loads(answer.read() or b"null")
 
@@ -149,6 +173,10 @@ class RunningSimulator:
     def __enter__(self) -> RunningSimulator:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.stop()

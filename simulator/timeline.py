@@ -50,8 +50,9 @@ def meta_float(metadata: Mapping[str, str], key: str) -> float | None:
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise bad_request(f"Invalid metadata value for '{key}': {raw!r}",
-                          f"metadata.{key}") from None
+        raise bad_request(
+            f"Invalid metadata value for '{key}': {raw!r}", f"metadata.{key}"
+        ) from None
     if not math.isfinite(value) or value < 0:
         raise bad_request(f"Invalid metadata value for '{key}': {raw!r}", f"metadata.{key}")
     return value

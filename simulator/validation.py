@@ -10,8 +10,14 @@ from typing import Any
 
 from .errors import bad_request
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a decimal", list: "an array",
-               dict: "an object", type(None): "null"}
+_TYPE_NAMES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a decimal",
+    list: "an array",
+    dict: "an object",
+    type(None): "null",
+}
 
 
 def _type_name(value: Any) -> str:
@@ -25,15 +31,22 @@ def metadata(raw: Any, param: str = "metadata") -> dict[str, str]:
     if not isinstance(raw, dict):
         raise bad_request(
             f"Invalid type for '{param}': expected an object, but got {_type_name(raw)} instead.",
-            param)
+            param,
+        )
     if len(raw) > 16:
-        raise bad_request(f"Invalid '{param}': too many properties. Expected an object with "
-                          f"at most 16 properties, but got an object with {len(raw)} properties "
-                          "instead.", param)
+        raise bad_request(
+            f"Invalid '{param}': too many properties. Expected an object with "
+            f"at most 16 properties, but got an object with {len(raw)} properties "
+            "instead.",
+            param,
+        )
     for key, value in raw.items():
         if not isinstance(value, str):
-            raise bad_request(f"Invalid type for '{param}.{key}': expected a string, but got "
-                              f"{_type_name(value)} instead.", f"{param}.{key}")
+            raise bad_request(
+                f"Invalid type for '{param}.{key}': expected a string, but got "
+                f"{_type_name(value)} instead.",
+                f"{param}.{key}",
+            )
         if len(key) > 64 or len(value) > 512:
             raise bad_request(f"Invalid '{param}.{key}': string too long.", f"{param}.{key}")
     return dict(raw)
@@ -45,8 +58,10 @@ def required_str(body: dict[str, Any], key: str) -> str:
     if value is None or value == "":
         raise bad_request(f"Missing required parameter: '{key}'.", key)
     if not isinstance(value, str):
-        raise bad_request(f"Invalid type for '{key}': expected a string, but got "
-                          f"{_type_name(value)} instead.", key)
+        raise bad_request(
+            f"Invalid type for '{key}': expected a string, but got {_type_name(value)} instead.",
+            key,
+        )
     return value
 
 

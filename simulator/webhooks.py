@@ -64,10 +64,10 @@ class WebhookDispatcher:
 
     def schedule_response(self, record: ResponseRecord) -> None:
         """Arm the timer for ``record``'s terminal event (re-armed after a cancel)."""
-        terminal = (record.cancelled_at if record.cancelled_at is not None
-                    else record.timeline.terminal_at)
-        self._call_at(terminal, self._on_terminal, record.id, record.webhook_token,
-                      self.generation)
+        terminal = (
+            record.cancelled_at if record.cancelled_at is not None else record.timeline.terminal_at
+        )
+        self._call_at(terminal, self._on_terminal, record.id, record.webhook_token, self.generation)
 
     def _on_terminal(self, response_id: str, token: int, generation: int) -> None:
         if generation != self.generation:
@@ -85,16 +85,24 @@ class WebhookDispatcher:
             return
         rng = self.state.webhook_rng
         counters = self.state.stats.webhooks
-        event = {"id": hex_id(rng, "evt"), "object": "event", "type": f"response.{status}",
-                 "created_at": int(terminal_at), "data": {"id": record.id}}
+        event = {
+            "id": hex_id(rng, "evt"),
+            "object": "event",
+            "type": f"response.{status}",
+            "created_at": int(terminal_at),
+            "data": {"id": record.id},
+        }
         counters["events"] += 1
         if config.webhook_drop_rate > 0 and rng.random() < config.webhook_drop_rate:
             counters["dropped"] += 1
             return
-        delivery = Delivery(msg_id=hex_id(rng, "wh", 16),
-                            body=json.dumps(event, separators=(",", ":")).encode(),
-                            url=config.webhook_url, secret=config.webhook_secret,
-                            generation=self.generation)
+        delivery = Delivery(
+            msg_id=hex_id(rng, "wh", 16),
+            body=json.dumps(event, separators=(",", ":")).encode(),
+            url=config.webhook_url,
+            secret=config.webhook_secret,
+            generation=self.generation,
+        )
         jitter = rng.uniform(0.0, config.webhook_reorder) if config.webhook_reorder > 0 else 0.0
         first = now + config.webhook_delay_s + jitter
         self._call_at(first, self._start_attempt, delivery, 1)
@@ -122,8 +130,12 @@ class WebhookDispatcher:
         try:
             if self._client is None:
                 self._client = httpx2.AsyncClient()
-            answer = await self._client.post(delivery.url, content=delivery.body,
-                                             headers=headers, timeout=config.webhook_timeout_s)
+            answer = await self._client.post(
+                delivery.url,
+                content=delivery.body,
+                headers=headers,
+                timeout=config.webhook_timeout_s,
+            )
             ok = 200 <= answer.status_code < 300
         except Exception as exc:  # any transport failure is a failed attempt
             log.debug("webhook attempt %s to %s failed: %s", attempt, delivery.url, exc)

@@ -17,7 +17,7 @@ from django.db import connection
 
 from project.celery import app as celery_app
 from project.localredis import RedisUnavailable, start_private_redis
-from runs.client import get_client
+from runs.client import get_client, get_create_client
 from runs.models import Run
 from runs.status import TERMINAL
 
@@ -53,8 +53,14 @@ def celery_worker(
     from celery.contrib.testing.worker import start_worker
 
     celery_app.conf.update(broker_url=redis_url, broker_connection_retry_on_startup=True)
+    # A test that published before this one (an API test whose view enqueues on commit) left the
+    # app's connection and producer pools on the default broker: drop both, as Celery does after
+    # a fork, so this process publishes where the worker consumes.
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
     settings.OPENAI_BASE_URL = simulator.base_url
     get_client.cache_clear()
+    get_create_client.cache_clear()
     with (
         django_db_blocker.unblock(),
         start_worker(
@@ -158,3 +164,117 @@ def webhook_delivery(worker, simulator, live_server, webhook_secret) -> Iterator
     simulator.configure(
         webhook_url=None, webhook_secret=None, webhook_drop_rate=0.0, webhook_duplicate_rate=0.0
     )
+
+
+# --- tool calls (issue 6) ------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["responses", "assistants"])
+def api_backend(request: pytest.FixtureRequest) -> str:
+    """Each OpenAI API we support: a test taking this runs once per backend."""
+    return request.param
+
+
+@pytest.fixture
+def register_tool() -> Iterator[Callable[..., object]]:
+    """Register test-only tools (``runs.tools.register`` arguments); unregistered after the test.
+
+    The worker is a thread of the test process, so it sees them at once.
+    """
+    from runs import tools
+
+    names: list[str] = []
+
+    def register(func: Callable[..., object] | None = None, **options: object) -> object:
+        registered = tools.register(func, **options)
+        names.append(registered.name)
+        return registered
+
+    yield register
+    for name in names:
+        tools.unregister(name)
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., Run]:
+    """Wait (in the test) until ``check(run)`` holds for a run; fail with its story if not."""
+
+    def wait(run_id: int, check: Callable[[Run], bool], timeout: float = 20.0) -> Run:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = Run.objects.get(pk=run_id)
+            if check(run):
+                return run
+            time.sleep(0.05)
+        events = list(Run.objects.get(pk=run_id).events.values_list("to_status", "source"))
+        pytest.fail(f"run {run_id} never got there in {timeout} s: {run.status}, events {events}")
+
+    return wait
+
+
+# --- operators: API, live status, admin (issue 8) ------------------------------------------------
+
+API_TOKEN = "test-token-for-the-runs-api"
+
+
+@pytest.fixture
+def api_token(settings) -> str:
+    """A bearer token the JSON API accepts for this test (``RUNS_API_TOKENS``)."""
+    settings.RUNS_API_TOKENS = [API_TOKEN]
+    return API_TOKEN
+
+
+@pytest.fixture
+def api(client, api_token):
+    """``api.get/post(path, json=...)`` against ``/api/`` with the token; returns the response."""
+
+    class Api:
+        def __init__(self, headers: dict[str, str]) -> None:
+            self.headers = headers
+
+        def get(self, path: str, **params: object):
+            return client.get(f"/api{path}", params, headers=self.headers)
+
+        def post(self, path: str, json: object = None):
+            return client.post(
+                f"/api{path}", json or {}, content_type="application/json", headers=self.headers
+            )
+
+    return Api({"Authorization": f"Bearer {api_token}"})
+
+
+@pytest.fixture
+def pubsub_url(redis_url: str, settings) -> str:
+    """Live-status publishing on, through the private Redis."""
+    settings.RUNS_PUBSUB_URL = redis_url
+    return redis_url
+
+
+@pytest.fixture
+def make_run(db):
+    """A run in any state without OpenAI: ``make_run(status="queued", remote_id="resp_1", ...)``.
+
+    Statuses are reached through the state machine, so the run has a real timeline.
+    """
+    from runs.services import create_run
+    from runs.states import transition
+
+    path = {
+        "queued": ["queued"],
+        "in_progress": ["queued", "in_progress"],
+        "requires_action": ["queued", "in_progress", "requires_action"],
+        "cancelling": ["queued", "in_progress", "cancelling"],
+    }
+
+    def make(status: str = "pending", *, text: str = "hello", **fields: object) -> Run:
+        metadata = fields.pop("metadata", None)
+        run = create_run(text, metadata=metadata)
+        if fields:
+            Run.objects.filter(pk=run.pk).update(**fields)
+        steps = path.get(status, [] if status == "pending" else ["queued", "in_progress", status])
+        for step in steps:
+            assert transition(run.pk, step, source="poll")
+        run.refresh_from_db()
+        return run
+
+    return make

@@ -2,8 +2,9 @@
 
 PostgreSQL when it answers (``TEST_DATABASE_URL``, else the local server with trust auth), so the
 locking tests run on a real server; otherwise a SQLite file, and PostgreSQL-only tests skip with
-a message. The test database name carries a hash of this checkout so two clones on one machine
-(a developer's tree and CI's fresh clone) never drop each other's database.
+a message. The test database name carries a hash of this checkout and the process id, so two
+test sessions on one machine (a developer's tree and CI's fresh clone, or two sessions in one tree)
+never drop each other's database.
 """
 
 import hashlib
@@ -14,7 +15,7 @@ import environ
 from project.settings import *  # noqa: F403
 from project.settings import BASE_DIR
 
-_SUFFIX = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]
+_SUFFIX = f"{hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]}_{os.getpid()}"
 
 
 def _postgres_url() -> str | None:
@@ -41,7 +42,7 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(BASE_DIR / "var" / "test.sqlite3"),
-            "OPTIONS": {"timeout": 30},
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
             # A file, not memory: the worker thread must see what the test committed.
             "TEST": {"NAME": str(BASE_DIR / "var" / f"test-{_SUFFIX}.sqlite3")},
         }
@@ -53,3 +54,5 @@ OPENAI_API_KEY = "sk-test-simulator"
 OPENAI_TIMEOUT_S = 5.0
 RUNS_DEADLINE_S = 120.0
 LOGGING["loggers"]["runs"]["level"] = "WARNING"  # noqa: F405
+# Live status publishing is off unless a test points it at the private Redis (``pubsub_url``).
+RUNS_PUBSUB_URL = ""

@@ -17,14 +17,32 @@ from pathlib import Path
 from typing import Any
 
 ROOTS = (
-    "Response", "RunObject", "ThreadObject", "MessageObject", "ErrorResponse",
-    "ConversationResource", "ConversationItemList", "ConversationItem",
-    "WebhookResponseCompleted", "WebhookResponseFailed", "WebhookResponseCancelled",
+    "Response",
+    "RunObject",
+    "ThreadObject",
+    "MessageObject",
+    "ErrorResponse",
+    "ConversationResource",
+    "ConversationItemList",
+    "ConversationItem",
+    "WebhookResponseCompleted",
+    "WebhookResponseFailed",
+    "WebhookResponseCancelled",
     "WebhookResponseIncomplete",
 )
 WEBHOOKS = ("response_completed", "response_failed", "response_cancelled", "response_incomplete")
-DROP_KEYS = {"description", "example", "examples", "x-oaiMeta", "title", "x-oaiTypeLabel",
-             "x-stainless-const", "x-oaiSupportedSDKs", "x-oaiExpandable", "deprecated"}
+DROP_KEYS = {
+    "description",
+    "example",
+    "examples",
+    "x-oaiMeta",
+    "title",
+    "x-oaiTypeLabel",
+    "x-stainless-const",
+    "x-oaiSupportedSDKs",
+    "x-oaiExpandable",
+    "deprecated",
+}
 PREFIX = "#/components/schemas/"
 OUTPUT = Path(__file__).with_name("openai_subset.json")
 
@@ -33,7 +51,7 @@ def _refs(node: Any, found: set[str]) -> None:
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith(PREFIX):
-            found.add(ref[len(PREFIX):])
+            found.add(ref[len(PREFIX) :])
         for value in node.values():
             _refs(value, found)
     elif isinstance(node, list):
@@ -68,8 +86,11 @@ def clean(node: Any, *, names: bool = False) -> Any:
         return node
     if names:
         return {key: clean(value) for key, value in node.items()}
-    out = {key: clean(value, names=key in ("properties", "patternProperties", "$defs"))
-           for key, value in node.items() if key not in DROP_KEYS}
+    out = {
+        key: clean(value, names=key in ("properties", "patternProperties", "$defs"))
+        for key, value in node.items()
+        if key not in DROP_KEYS
+    }
     members = out.get("allOf")
     if isinstance(members, list) and {"nullable": True} in members:
         rest = [m for m in members if m != {"nullable": True}]
@@ -85,8 +106,12 @@ def build(openapi: dict[str, Any]) -> dict[str, Any]:
     schemas = openapi["components"]["schemas"]
     names = closure(schemas, ROOTS)
     return {
-        "info": {"source": "OpenAI OpenAPI description", "version": openapi["info"]["version"],
-                 "license": "MIT (see LICENSE in this folder)", "roots": list(ROOTS)},
+        "info": {
+            "source": "OpenAI OpenAPI description",
+            "version": openapi["info"]["version"],
+            "license": "MIT (see LICENSE in this folder)",
+            "roots": list(ROOTS),
+        },
         "webhooks": {name: openapi["webhooks"][name] for name in WEBHOOKS},
         "components": {"schemas": {name: clean(schemas[name]) for name in names}},
     }

@@ -37,3 +37,8 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s; last: {result!r}")
         time.sleep(interval)
+
+
+def item_text(item: BaseModel) -> str:
+    """Text of the first content part of a conversation item (SDK unions made simple)."""
+    return str(item.model_dump()["content"][0]["text"])

@@ -8,7 +8,7 @@ from functools import partial
 import openai
 import pytest
 from openai import OpenAI
-from openai.types.beta import Thread
+from openai.types.beta import FunctionToolParam, Thread
 from openai.types.beta.threads import Message, Run
 
 from simulator.testing import RunningSimulator
@@ -17,7 +17,7 @@ from .helpers import assert_schema, strict, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-TOOLS = [
+TOOLS: list[FunctionToolParam] = [
     {
         "type": "function",
         "function": {
@@ -36,7 +36,7 @@ def _run(client: OpenAI, thread_id: str, **metadata: str) -> Run:
     meta = {"sim_duration_s": "0.2", "sim_queue_s": "0.05", **metadata}
     return client.beta.threads.runs.create(
         thread_id=thread_id, assistant_id="asst_sim", tools=TOOLS, metadata=meta
-    )  # type: ignore[arg-type]
+    )
 
 
 def _get(client: OpenAI, run: Run) -> Run:

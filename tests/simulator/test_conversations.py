@@ -11,7 +11,7 @@ from openai.types.conversations import Conversation, ConversationItemList
 
 from simulator.testing import RunningSimulator
 
-from .helpers import strict
+from .helpers import item_text, strict
 
 
 def test_create_add_list_and_response_output_appended(
@@ -41,14 +41,14 @@ def test_create_add_list_and_response_output_appended(
     )
     assert response.conversation is not None and response.conversation.id == conv.id
     listed = client.conversations.items.list(conv.id, order="asc")
-    texts = [item.content[0].text for item in listed.data]  # type: ignore[union-attr]
+    texts = [item_text(item) for item in listed.data]
     assert texts == ["first", "two", "three", "four"]
     time.sleep(0.25)
     raw = client.conversations.items.with_raw_response.list(conv.id, order="asc")
     page = strict(ConversationItemList, raw.http_response.json())
     assert [item.type for item in page.data][-1] == "message"
-    assert page.data[-1].role == "assistant"  # type: ignore[union-attr]
-    assert page.data[-1].content[0].text == "Simulated answer to: four"  # type: ignore[union-attr]
+    assert page.data[-1].model_dump()["role"] == "assistant"
+    assert item_text(page.data[-1]) == "Simulated answer to: four"
     assert page.has_more is False and page.first_id == page.data[0].id
     strict(
         Conversation, client.conversations.with_raw_response.retrieve(conv.id).http_response.json()
@@ -65,13 +65,13 @@ def test_pagination_desc_default_and_after_cursor(client: OpenAI) -> None:
         items=[{"type": "message", "role": "user", "content": str(n)} for n in range(5)]
     )
     first = client.conversations.items.list(conv.id, limit=2)
-    assert [i.content[0].text for i in first.data] == ["4", "3"]  # type: ignore[union-attr]
+    assert [item_text(i) for i in first.data] == ["4", "3"]
     assert first.has_more is True
+    assert first.last_id is not None
     second = client.conversations.items.list(conv.id, limit=2, after=first.last_id)
-    assert [i.content[0].text for i in second.data] == ["2", "1"]  # type: ignore[union-attr]
+    assert [item_text(i) for i in second.data] == ["2", "1"]
     everything = [
-        i.content[0].text  # type: ignore[union-attr]
-        for i in client.conversations.items.list(conv.id, limit=2, order="asc")
+        item_text(i) for i in client.conversations.items.list(conv.id, limit=2, order="asc")
     ]
     assert everything == ["0", "1", "2", "3", "4"]
 

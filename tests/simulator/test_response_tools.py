@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 
 from openai import OpenAI
-from openai.types.responses import Response, ResponseFunctionToolCall
+from openai.types.responses import (
+    FunctionToolParam,
+    Response,
+    ResponseFunctionToolCall,
+    ResponseInputItemParam,
+)
+from openai.types.responses.response_input_param import FunctionCallOutput
 
 from .helpers import strict
 
-TOOLS = [
+TOOLS: list[FunctionToolParam] = [
     {
         "type": "function",
+        "strict": False,
         "name": "lookup",
         "description": "Look something up",
         "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
@@ -23,15 +30,20 @@ def _calls(response: Response) -> list[ResponseFunctionToolCall]:
     return [item for item in response.output if isinstance(item, ResponseFunctionToolCall)]
 
 
-def _answer(call: ResponseFunctionToolCall) -> list[dict[str, str]]:
-    return [{"type": "function_call_output", "call_id": call.call_id, "output": "42"}]
+def _answer(call: ResponseFunctionToolCall) -> list[ResponseInputItemParam]:
+    output: FunctionCallOutput = {
+        "type": "function_call_output",
+        "call_id": call.call_id,
+        "output": "42",
+    }
+    return [output]
 
 
 def test_two_rounds_chained_by_previous_response_id(client: OpenAI) -> None:
     first = client.responses.create(
         model="gpt-4o",
         input="weather?",
-        tools=TOOLS,  # type: ignore[arg-type]
+        tools=TOOLS,
         metadata={
             "sim_tool_rounds": "2",
             "sim_tool_args": '{"q": "paris"}',
@@ -45,18 +57,18 @@ def test_two_rounds_chained_by_previous_response_id(client: OpenAI) -> None:
     assert call.call_id.startswith("call_") and first.output_text == ""
     second = client.responses.create(
         model="gpt-4o",
-        input=_answer(call),  # type: ignore[arg-type]
+        input=_answer(call),
         previous_response_id=first.id,
         tools=TOOLS,
-    )  # type: ignore[arg-type]
+    )
     (call2,) = _calls(second)
     assert call2.call_id != call.call_id
     third = client.responses.create(
         model="gpt-4o",
-        input=_answer(call2),  # type: ignore[arg-type]
+        input=_answer(call2),
         previous_response_id=second.id,
         tools=TOOLS,
-    )  # type: ignore[arg-type]
+    )
     assert _calls(third) == [] and third.output_text.startswith("Simulated answer to:")
     strict(Response, client.responses.with_raw_response.retrieve(first.id).http_response.json())
 
@@ -72,7 +84,7 @@ def test_rounds_in_a_conversation_with_bad_args_and_named_tool(client: OpenAI) -
     first = client.responses.create(
         model="gpt-4o",
         input="go",
-        tools=TOOLS,  # type: ignore[arg-type]
+        tools=TOOLS,
         conversation=conv.id,
         metadata=meta,
         background=True,
@@ -92,7 +104,7 @@ def test_rounds_in_a_conversation_with_bad_args_and_named_tool(client: OpenAI) -
         raise AssertionError("sim_bad_args should send invalid JSON arguments")
     follow = client.responses.create(
         model="gpt-4o",
-        input=_answer(call),  # type: ignore[arg-type]
+        input=_answer(call),
         conversation=conv.id,
     )
     assert _calls(follow) == [] and follow.status == "completed"

@@ -14,12 +14,14 @@ from simulator.testing import RunningSimulator
 from .helpers import strict, wait_for
 
 
-def _create(client: OpenAI, duration: float, outcome: str, **extra: object) -> Response:
-    metadata = {"sim_duration_s": str(duration), "sim_outcome": outcome, "sim_queue_s": "0.1"}
-    metadata.update(extra.pop("metadata", {}))  # type: ignore[arg-type]
+def _create(
+    client: OpenAI, duration: float, outcome: str, metadata: dict[str, str] | None = None
+) -> Response:
+    meta = {"sim_duration_s": str(duration), "sim_outcome": outcome, "sim_queue_s": "0.1"}
+    meta.update(metadata or {})
     return client.responses.create(
-        model="gpt-4o", input="What is 2+2?", background=True, metadata=metadata, **extra
-    )  # type: ignore[arg-type]
+        model="gpt-4o", input="What is 2+2?", background=True, metadata=meta
+    )
 
 
 def _raw(client: OpenAI, response_id: str) -> dict[str, object]:
@@ -32,12 +34,13 @@ def test_background_lifecycle_queued_in_progress_completed(client: OpenAI) -> No
     created = _create(client, 0.6, "completed")
     assert created.status == "queued"
     assert created.background is True and created.output == [] and created.usage is None
-    seen = {created.status}
-    final = wait_for(
-        lambda: client.responses.retrieve(created.id),
-        lambda r: seen.add(r.status) or r.status == "completed",
-        interval=0.03,
-    )
+    seen: set[str | None] = {created.status}
+
+    def finished(response: Response) -> bool:
+        seen.add(response.status)
+        return response.status == "completed"
+
+    final = wait_for(lambda: client.responses.retrieve(created.id), finished, interval=0.03)
     assert seen >= {"queued", "in_progress", "completed"}
     assert final.output_text == "Simulated answer to: What is 2+2?"
     assert final.usage is not None and final.usage.total_tokens == (
@@ -64,7 +67,8 @@ def test_every_outcome_parses_strictly(client: OpenAI, outcome: str) -> None:
     elif outcome == "incomplete":
         assert response.incomplete_details is not None
         assert response.incomplete_details.reason == "max_output_tokens"
-        assert response.output[0].status == "incomplete" and response.usage is not None
+        assert response.output[0].model_dump()["status"] == "incomplete"
+        assert response.usage is not None
     else:
         assert response.output == [] and response.usage is None
 

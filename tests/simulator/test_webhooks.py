@@ -8,6 +8,7 @@ import time
 
 import pytest
 from openai import OpenAI
+from openai.types.webhooks import ResponseCompletedWebhookEvent
 
 from simulator.signing import sign
 from simulator.testing import RunningSimulator
@@ -39,7 +40,9 @@ def test_delivery_is_accepted_by_sdk_unwrap(client: OpenAI, sim: RunningSimulato
         response_id = _background(client)
         (delivery,) = wait_for(receiver.received, lambda got: len(got) == 1)
         event = client.webhooks.unwrap(delivery.body, delivery.headers, secret=SECRET)
-        assert event.type == "response.completed" and event.data.id == response_id
+        assert event.type == "response.completed"
+        assert isinstance(event, ResponseCompletedWebhookEvent)
+        assert event.data.id == response_id
         assert event.id.startswith("evt_") and delivery.headers["webhook-id"].startswith("wh_")
         payload = json.loads(delivery.body)
         assert payload["object"] == "event"
@@ -57,7 +60,8 @@ def test_event_type_per_outcome(client: OpenAI, sim: RunningSimulator, outcome: 
         response_id = _background(client, outcome)
         (delivery,) = wait_for(receiver.received, lambda got: len(got) == 1)
         event = client.webhooks.unwrap(delivery.body, delivery.headers, secret=SECRET)
-        assert event.type == f"response.{outcome}" and event.data.id == response_id
+        assert event.type == f"response.{outcome}"
+        assert json.loads(delivery.body)["data"]["id"] == response_id
         assert_schema(f"WebhookResponse{outcome.capitalize()}", json.loads(delivery.body))
 
 
@@ -155,4 +159,4 @@ def test_signing_helper_matches_sdk(client: OpenAI) -> None:
     for secret in (SECRET, "plain-secret"):
         headers = sign(body, secret, "wh_test", int(time.time()))
         event = client.webhooks.unwrap(body, headers, secret=secret)
-        assert event.data.id == "resp_1"
+        assert isinstance(event, ResponseCompletedWebhookEvent) and event.data.id == "resp_1"

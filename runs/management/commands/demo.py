@@ -8,17 +8,17 @@ started, also on Ctrl-C. Exit 0 when every run reached a terminal status.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import random
 import secrets
 import signal
-import socket
-import subprocess
-import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
 from contextlib import ExitStack
+from pathlib import Path
 from statistics import mean
 from typing import Any
 
@@ -28,10 +28,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from project.celery import app as celery_app
-from project.localredis import RedisUnavailable, ensure_redis, free_port
-from runs.client import get_client
-from runs.models import Run
+from project.localredis import RedisUnavailable, ensure_redis
+from runs import processes
+from runs.models import Run, ToolCall
 from runs.schedule import Schedule
 from runs.services import create_run
 from runs.status import TERMINAL
@@ -42,6 +41,8 @@ from ._args import bad
 
 #: The demo's mix of remote outcomes (the rest complete); one run outlives its deadline.
 OUTCOMES = ["failed"] * 4 + ["incomplete"] * 3 + ["cancelled"] * 2
+#: Runs that call the example ``add`` tool (one or two rounds) before they answer.
+TOOL_RUNS = 5
 STATUS_STYLE = {
     "completed": "green",
     "failed": "red",
@@ -70,6 +71,14 @@ def demo_workload(n: int, seed: int) -> list[dict[str, str]]:
         plans[rng.randrange(n)].update(
             sim_duration_s="120", sim_outcome="completed", demo_deadline_s="15"
         )
+    # Tool runs: short turns (each round is one more turn), answered by the worker itself.
+    short = [p for p in plans if p["sim_outcome"] == "completed" and float(p["sim_duration_s"]) < 4]
+    for i, plan in enumerate(rng.sample(short, min(TOOL_RUNS, len(short)))):
+        plan.update(
+            demo_tools="add",
+            sim_tool_rounds=str(1 + i % 2),
+            sim_tool_args=json.dumps({"a": i + 1, "b": 2}),
+        )
     rng.shuffle(plans)
     return plans
 
@@ -91,7 +100,7 @@ class Command(BaseCommand):
         console = Console()
         with ExitStack() as stack:
             # SIGTERM ends the demo like Ctrl-C: the ExitStack still stops every child.
-            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+            signal.signal(signal.SIGTERM, _interrupt)
             try:
                 self._run(stack, console, opts)
             except KeyboardInterrupt:
@@ -124,44 +133,37 @@ class Command(BaseCommand):
             "RUNS_LOG_LEVEL": "WARNING",
         }
         if settings.RUNS_STRATEGY == "webhook" and settings.RUNS_BACKEND == "responses":
-            webhook_url = self._start_web(stack, env)
-            secret = env["OPENAI_WEBHOOK_SECRET"]
+            secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+            env["OPENAI_WEBHOOK_SECRET"] = secret
+            try:
+                web, web_url = processes.start_web(env)
+            except processes.ChildFailed as exc:
+                raise CommandError(str(exc)) from exc
+            stack.callback(processes.stop, web)
+            webhook_url = web_url + "/webhooks/openai/"
             sim.configure(webhook_url=webhook_url, webhook_secret=secret)
             console.print(f"Webhooks: the simulator signs and posts events to {webhook_url}")
-        celery_app.conf.update(broker_url=broker, task_default_queue=queue)
-        settings.OPENAI_BASE_URL = sim.base_url
-        get_client.cache_clear()
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "project",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(opts["concurrency"]),
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--hostname",
-                f"{queue}@%h",
-            ],
-            env=env,
-            stdin=subprocess.DEVNULL,
+        stack.enter_context(
+            processes.pointed_at(broker_url=broker, queue=queue, openai_base_url=sim.base_url)
         )
-        stack.callback(_stop, worker)
-        console.print(f"Worker: pid {worker.pid}, {opts['concurrency']} threads, queue {queue}")
+        worker = processes.start_worker(env, concurrency=opts["concurrency"], queue=queue)
+        stack.callback(processes.stop, worker)
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="runs-demo-"))
+        stack.callback(processes.stop, processes.start_beat(env, Path(workdir)))
+        console.print(
+            f"Worker: pid {worker.pid}, {opts['concurrency']} threads, queue {queue}; "
+            "beat runs the recovery sweep"
+        )
 
         plans = demo_workload(opts["runs"], opts["seed"])
         started = time.monotonic()
         run_ids = []
         for i, plan in enumerate(plans):
             deadline = float(plan.pop("demo_deadline_s", 0)) or None
-            run = create_run(f"Demo question {i + 1}", metadata=plan, deadline_s=deadline)
+            tools = [t for t in plan.pop("demo_tools", "").split(",") if t]
+            run = create_run(
+                f"Demo question {i + 1}", metadata=plan, deadline_s=deadline, tools=tools
+            )
             start_run.delay(run.pk)
             run_ids.append(run.pk)
 
@@ -181,39 +183,6 @@ class Command(BaseCommand):
         if not all(r.status in TERMINAL for r in runs):
             raise CommandError(f"not every run finished within {opts['timeout']:.0f} s")
 
-    def _start_web(self, stack: ExitStack, env: dict[str, str]) -> str:
-        """The web app (for the webhook endpoint) under uvicorn, with a fresh secret."""
-        env["OPENAI_WEBHOOK_SECRET"] = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-        port = free_port()
-        web = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "project.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
-        stack.callback(_stop, web)
-        give_up = time.monotonic() + 20
-        while time.monotonic() < give_up:
-            if web.poll() is not None:
-                raise CommandError(f"the web server exited with code {web.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return f"http://127.0.0.1:{port}/webhooks/openai/"
-            except OSError:
-                time.sleep(0.1)
-        raise CommandError("the web server did not start within 20 s")
-
     def _summary(
         self,
         console: Console,
@@ -223,14 +192,17 @@ class Command(BaseCommand):
         plans: list[dict[str, str]],
     ) -> None:
         objects = stats.get("objects", {})
-        retrieves = [objects.get(r.remote_id, {}).get("retrieve", 0) for r in runs]
+        # The schedule predicts one response's polls: compare on the runs without tool rounds.
+        tool_runs = [r for r in runs if r.tools]
+        plain = [r for r in runs if not r.tools] or runs
+        retrieves = [objects.get(r.remote_id, {}).get("retrieve", 0) for r in plain]
         schedule: Schedule = poll_schedule(runs[0].strategy)
-        durations = {str(r.pk): float(r.metadata.get("sim_duration_s", 0)) for r in runs}
+        durations = {str(r.pk): float(r.metadata.get("sim_duration_s", 0)) for r in plain}
         predicted = [
             schedule.predicted_polls(
                 min(durations[str(r.pk)], (r.deadline_at - r.created_at).total_seconds())
             )
-            for r in runs
+            for r in plain
         ]
         table = Table(title="Demo summary")
         table.add_column("figure")
@@ -246,7 +218,24 @@ class Command(BaseCommand):
         table.add_row(
             "API calls per run", f"{sum(stats.get('calls', {}).values()) / len(runs):.2f}"
         )
-        dupes = sum(1 for c in stats.get("creates_by_run_id", {}).values() if c > 1)
+        if tool_runs:
+            answered = ToolCall.objects.filter(run__in=tool_runs, state=ToolCall.State.SUBMITTED)
+            rounds = sum(int(r.metadata.get("sim_tool_rounds", 0)) for r in tool_runs)
+            table.add_row(
+                "tool-calling runs (completed)",
+                f"{len(tool_runs)} ({sum(r.status == 'completed' for r in tool_runs)})",
+            )
+            table.add_row("tool calls answered / asked", f"{answered.count()} / {rounds}")
+            table.add_row(
+                "API calls per tool-calling run", f"{mean(r.api_calls for r in tool_runs):.2f}"
+            )
+        # A tool round creates a new response (Responses): count only duplicate *first* creates.
+        extra = {str(r.pk): int(r.metadata.get("sim_tool_rounds", 0)) for r in tool_runs}
+        dupes = sum(
+            1
+            for run_id, count in stats.get("creates_by_run_id", {}).items()
+            if count > 1 + (extra.get(run_id, 0) if runs[0].backend == "responses" else 0)
+        )
         table.add_row("duplicate remote creates", str(dupes))
         table.add_row("wall time", f"{wall:.1f} s")
         console.print(table)
@@ -276,13 +265,6 @@ def _cells(run: Run) -> list[str]:
     return [str(run.pk), f"[{style}]{run.status}[/]", str(run.polls)]
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Warm shutdown first (the worker finishes its current tasks), then force."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM ends the demo like Ctrl-C, so the ExitStack still stops every child."""
+    raise KeyboardInterrupt

@@ -31,6 +31,9 @@ class Command(BaseCommand):
             w(f"  output: {run.output_text}")
         if run.last_error:
             w(f"  error ({run.last_error_code}): {run.last_error}")
+        for call in run.tool_calls.all():
+            result = f"error: {call.error}" if call.error else call.output
+            w(f"  tool round {call.round}: {call.name}({call.arguments}) -> {result}")
         for event in run.events.order_by("id"):
             w(
                 f"  {event.at:%Y-%m-%d %H:%M:%S.%f}"[:-3]

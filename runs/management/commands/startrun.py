@@ -39,6 +39,14 @@ class Command(BaseCommand):
             metavar="KEY=VALUE",
             help="metadata pair sent with the run (repeatable)",
         )
+        parser.add_argument(
+            "--tool",
+            action="append",
+            default=[],
+            dest="tools",
+            metavar="NAME",
+            help="a registered tool the model may call (repeatable), e.g. --tool add",
+        )
         parser.add_argument("--deadline", type=float, help="seconds before the run expires")
         parser.add_argument("--wait", action="store_true", help="follow the run to its end")
         parser.add_argument(
@@ -61,6 +69,7 @@ class Command(BaseCommand):
                 backend=opts["backend"],
                 strategy=opts["strategy"],
                 metadata=parse_metadata(opts["metadata"]),
+                tools=opts["tools"],
                 deadline_s=opts["deadline"],
             )
         except ValidationError as exc:
@@ -104,6 +113,9 @@ class Command(BaseCommand):
                     returncode=1,
                 )
             time.sleep(WATCH_INTERVAL_S)
+        for call in run.tool_calls.all():
+            result = f"error: {call.error}" if call.error else call.output
+            self.stdout.write(f"tool {call.name}({call.arguments}) -> {result}  [{call.state}]")
         if run.output_text:
             self.stdout.write(f"output: {run.output_text}")
         if run.last_error:
