@@ -8,7 +8,6 @@ it; stopping is TERM, then KILL after a grace period. Readiness is checked for r
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,23 +15,9 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from runs.processes import ChildFailed, stop
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class ChildFailed(RuntimeError):
-    """A child process exited or did not become ready in time."""
-
-
-def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """TERM (a Celery warm shutdown finishes running tasks), then KILL."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def spawn(
