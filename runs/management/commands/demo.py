@@ -211,6 +211,13 @@ class Command(BaseCommand):
             table.add_row(f"runs {status}", str(count))
         table.add_row("strategy", runs[0].strategy)
         table.add_row("webhook events applied", str(sum(r.webhook_events for r in runs)))
+        deliveries = stats.get("webhooks", {})
+        if deliveries.get("sent"):
+            table.add_row(
+                "webhooks sent / delivered / failed",
+                f"{deliveries['sent']} / {deliveries.get('delivered', 0)} / "
+                f"{deliveries.get('failed', 0)}",
+            )
         table.add_row("retrieves per run (mean)", f"{mean(retrieves):.2f}")
         table.add_row("retrieves per run (max)", str(max(retrieves)))
         table.add_row("schedule predicts (mean)", f"{mean(predicted):.2f}")
