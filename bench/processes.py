@@ -8,14 +8,13 @@ it; stopping is TERM, then KILL after a grace period. Readiness is checked for r
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from runs.processes import ChildFailed, stop
+from runs.processes import ChildFailed, stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,16 +106,8 @@ def start_web(
         env,
         log,
     )
-    give_up = time.monotonic() + 30
-    while time.monotonic() < give_up:
-        if process.poll() is not None:
-            raise ChildFailed(f"the web server exited with code {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.1)
-    raise ChildFailed("the web server did not start within 30 s")
+    wait_for_port(process, port, timeout=30)
+    return process
 
 
 def child_env(base: dict[str, str], **overrides: str) -> dict[str, str]:

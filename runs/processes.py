@@ -113,16 +113,26 @@ def start_web(env: Mapping[str, str], timeout: float = 20.0) -> tuple[subprocess
         env=dict(env),
         stdin=subprocess.DEVNULL,
     )
+    try:
+        wait_for_port(web, port, timeout)
+    except ChildFailed:
+        stop(web)
+        raise
+    return web, f"http://127.0.0.1:{port}"
+
+
+def wait_for_port(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    """Return once ``process`` accepts connections on ``port``; ``ChildFailed`` if it exits or
+    does not within ``timeout`` (readiness is checked for real, not guessed with a sleep)."""
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
-        if web.poll() is not None:
-            raise ChildFailed(f"the web server exited with code {web.returncode}")
+        if process.poll() is not None:
+            raise ChildFailed(f"the web server exited with code {process.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return web, f"http://127.0.0.1:{port}"
+            return
         except OSError:
             time.sleep(0.1)
-    stop(web)
     raise ChildFailed(f"the web server did not start within {timeout:.0f} s")
 
 
