@@ -14,7 +14,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from runs.processes import ChildFailed, stop, wait_for_port
+from runs.processes import ChildFailed, stop, uvicorn_args, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,25 +87,7 @@ def start_web(
     stack: ExitStack, env: dict[str, str], port: int, *, workers: int = 1, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """uvicorn serving ``project.asgi`` (with the bench URLconf) on 127.0.0.1:``port``."""
-    process = spawn(
-        stack,
-        [
-            "-m",
-            "uvicorn",
-            "project.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--workers",
-            str(workers),
-        ],
-        env,
-        log,
-    )
+    process = spawn(stack, uvicorn_args(port, workers), env, log)
     wait_for_port(process, port, timeout=30)
     return process
 

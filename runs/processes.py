@@ -93,23 +93,19 @@ def start_beat(env: Mapping[str, str], schedule_dir: Path) -> subprocess.Popen[b
     )
 
 
+def uvicorn_args(port: int, workers: int = 1) -> list[str]:
+    """``python`` arguments that serve ``project.asgi`` with uvicorn on 127.0.0.1:``port``."""
+    return [
+        "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        "--log-level", "warning", "--no-access-log", "--workers", str(workers),
+    ]  # fmt: skip
+
+
 def start_web(env: Mapping[str, str], timeout: float = 20.0) -> tuple[subprocess.Popen[bytes], str]:
     """The web app under uvicorn on a free port; (process, base URL) once it accepts."""
     port = free_port()
     web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "project.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
+        [sys.executable, *uvicorn_args(port)],
         env=dict(env),
         stdin=subprocess.DEVNULL,
     )
