@@ -4,6 +4,7 @@ management commands that refuse bad arguments with exit code 2 and a message."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runs.models import Run, RunEvent, Thread, WebhookEvent
+from runs.processes import database_url
 from simulator.signing import sign
 from tests.conftest import WEBHOOK_SECRET
 
@@ -115,8 +117,10 @@ def run_manage(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         env={
-            **__import__("os").environ,
+            **os.environ,
             "DJANGO_SETTINGS_MODULE": "project.settings",
+            # The test database: a fresh clone has no migrated db.sqlite3 of its own.
+            "DATABASE_URL": database_url(),
             "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
         },
     )
@@ -139,7 +143,7 @@ def run_manage(*args: str) -> subprocess.CompletedProcess[str]:
         ["demo", "--runs", "-1"],
     ],
 )
-def test_bad_command_arguments_exit_2_with_a_message(args):
+def test_bad_command_arguments_exit_2_with_a_message(db, args):
     result = run_manage(*args)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert result.stderr.strip()
