@@ -4,6 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY project ./project
 COPY runs ./runs
+COPY runs_dev ./runs_dev
 COPY simulator ./simulator
 COPY manage.py ./
 RUN pip install --no-cache-dir .

@@ -27,8 +27,9 @@ demo: migrate
 test: setup lint
 	$(BIN)/python -m pytest
 
-lint: setup
+lint: setup   # style, then the import contract (layers, no cycles: docs/architecture.md)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format .

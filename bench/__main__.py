@@ -373,8 +373,9 @@ NOTES = [
     "delay is not ours to measure); detection for strategy 4 is webhook POST + intake + an "
     "immediate poll task + one retrieve.",
     "Tool calls: a share of completed runs (--tool-share) asks for one call of the example tool "
-    "add; every strategy answers it (the blocking loops by hand, ours through runs/tool_loop.py), "
-    "and a run's retrieves add up over the responses of its tool rounds.",
+    "add; every strategy answers it (the blocking loops by hand, ours through "
+    "runs/engine/tool_round.py), and a run's retrieves add up over the responses of its "
+    "tool rounds.",
     "Poll lateness and per-tick CPU come from a probe in the bench's worker "
     "(bench/celery_app.py: Celery task_prerun/postrun signals, one Redis RPUSH per task).",
     "Worker CPU and peak RSS: psutil samples of the worker processes every 0.5 s (the blocking "

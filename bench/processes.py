@@ -14,7 +14,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from runs.processes import ChildFailed, stop, uvicorn_args, wait_for_port
+from runs_dev.processes import ChildFailed, stop, uvicorn_args, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

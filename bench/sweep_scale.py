@@ -4,7 +4,7 @@
         .venv/bin/python bench/sweep_scale.py [--rows 100000]
 
 Creates the rows (most terminal, some active on time, some overdue, some pending), then times
-``runs.sweep.sweep()`` with the enqueueing replaced by counters (the sweep's own cost is the
+``runs.engine.sweep.sweep()`` with the enqueueing replaced by counters (the sweep's own cost is the
 database work; enqueueing is one Redis write per recovered run). Writes docs/bench/sweep.json
 and docs/bench/sweep.md, including the query plan of the overdue-poll query.
 """
@@ -38,10 +38,9 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from runs import sweep as sweep_module
-    from runs import tracking
+    from runs.engine import enqueue, writer
+    from runs.engine import sweep as sweep_module
     from runs.models import Run, Thread
-    from runs.tasks import start_run
 
     if connection.vendor != "postgresql":
         sys.exit("use a PostgreSQL DATABASE_URL: the point is the query plan at scale")
@@ -88,8 +87,8 @@ def main() -> None:
     insert_s = time.perf_counter() - t0
 
     counts = {"woken": 0, "started": 0}
-    tracking.wake = lambda run_id: counts.__setitem__("woken", counts["woken"] + 1) or True
-    start_run.delay = lambda run_id: counts.__setitem__("started", counts["started"] + 1)
+    writer.wake = lambda run_id, **_: counts.__setitem__("woken", counts["woken"] + 1) or True
+    enqueue.send = lambda name, *args, **_: counts.__setitem__("started", counts["started"] + 1)
 
     timings = []
     report = None

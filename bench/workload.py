@@ -11,7 +11,7 @@ import math
 import random
 from dataclasses import asdict, dataclass
 
-#: The tool a tool-calling run asks for (``runs.example_tools``).
+#: The tool a tool-calling run asks for (``runs_dev.example_tools``).
 TOOL_NAME = "add"
 #: Remote outcomes besides ``completed`` and their shares ("some failures").
 FAILURE_SHARES = {"failed": 0.04, "incomplete": 0.03, "cancelled": 0.03}

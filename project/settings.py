@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "django_prometheus",
     "ninja",
     "runs",
+    # Development tools (demo, chaos, runsimulator; the example tools): a host app leaves it out.
+    "runs_dev",
 ]
 
 MIDDLEWARE = [
@@ -152,6 +154,8 @@ RUNS_SWEEP_INTERVAL_S = env.float("RUNS_SWEEP_INTERVAL_S", 5.0)
 RUNS_SWEEP_GRACE_S = env.float("RUNS_SWEEP_GRACE_S", 10.0)
 RUNS_SWEEP_BATCH = env.int("RUNS_SWEEP_BATCH", 1000)
 RUNS_CLAIM_TIMEOUT_S = env.float("RUNS_CLAIM_TIMEOUT_S", 120.0)
+# The longest single countdown handed to the broker; longer waits hop (docs/celery.md).
+RUNS_MAX_COUNTDOWN_S = env.float("RUNS_MAX_COUNTDOWN_S", 300.0)
 # A create whose answer is lost may double the run (the Responses API has no way to look it up),
 # so creates get more patience than retrieves.
 OPENAI_CREATE_TIMEOUT_S = env.float("OPENAI_CREATE_TIMEOUT_S", 30.0)

@@ -9,8 +9,7 @@ class RunsConfig(AppConfig):
     def ready(self) -> None:
         from celery.signals import before_task_publish, worker_ready
 
-        # example_tools: importing registers the tools the demo and the docs use.
-        from . import example_tools, flower, live, metrics  # noqa: F401
+        from . import flower, live, metrics
         from .signals import run_status_changed
 
         # Operators (docs/operations.md): live status, metrics, readable tasks in Flower.

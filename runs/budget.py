@@ -13,9 +13,9 @@ import time
 from functools import lru_cache
 
 import redis
-from django.conf import settings
 
 from . import metrics
+from .conf import settings
 
 # KEYS[1] bucket hash; ARGV: rate/s, burst, reserve (tokens a poll must leave), now (s).
 # Returns the wait in milliseconds (0: a token was taken).

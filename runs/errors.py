@@ -16,7 +16,7 @@ Retries are Celery countdowns decided here; the SDK never sleeps (``max_retries=
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import openai
 
@@ -54,8 +54,19 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
     return None
 
 
-def classify(exc: BaseException, attempt: int) -> Decision:
-    """Decide for one failed call; ``attempt`` counts the transient errors in a row before it."""
+def classify(exc: BaseException, attempt: int, max_retries: int | None = None) -> Decision:
+    """Decide for one failed call; ``attempt`` counts the transient errors in a row before it.
+
+    With ``max_retries``, a transient error past that many in a row is final: the caller gets one
+    answer ("retry after N s" or "give up with this code and message") and never re-checks.
+    """
+    decision = _classify(exc, attempt)
+    if decision.retry and max_retries is not None and attempt >= max_retries:
+        return replace(decision, retry=False, countdown=0.0)
+    return decision
+
+
+def _classify(exc: BaseException, attempt: int) -> Decision:
     backoff = ERROR_BACKOFF.delay(attempt)
     if isinstance(exc, openai.APITimeoutError):
         return Decision(True, "timeout", "the API did not answer in time", backoff, True)

@@ -17,13 +17,13 @@ from typing import Any
 from urllib.parse import quote
 
 from celery import current_app
-from django.conf import settings
+
+from . import tasks  # noqa: F401 - registers ours even where nothing else imported them
+from .conf import settings
 
 
 @lru_cache(maxsize=64)
 def _signature(task_name: str) -> inspect.Signature | None:
-    from . import tasks  # noqa: F401 - registers ours even where nothing else imported them
-
     task = current_app.tasks.get(task_name)
     return inspect.signature(task.run) if task is not None else None
 

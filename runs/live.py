@@ -24,8 +24,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
-from django.conf import settings
 
+from .conf import settings
 from .models import Run
 from .status import TERMINAL
 

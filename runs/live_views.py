@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -11,6 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from . import live
 from .api.auth import bearer_token, token_is_valid
 from .api.schemas import MAX_ID
+from .conf import settings
 from .models import Run
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 from .status import ACTIVE, TERMINAL
 
@@ -13,3 +14,25 @@ class RunQuerySet(models.QuerySet):
 
     def terminal(self) -> RunQuerySet:
         return self.filter(status__in=TERMINAL)
+
+
+class ThreadQuerySet(models.QuerySet):
+    def keep_remote_id(self, thread_id: int, remote_id: str) -> str:
+        """Save the thread's remote id unless one is saved already; the id it keeps.
+
+        Two runs of one thread starting at once may each create a remote conversation: the first
+        saved wins and both runs use it.
+        """
+        if self.filter(pk=thread_id, remote_id="").update(remote_id=remote_id):
+            return remote_id
+        return self.filter(pk=thread_id).values_list("remote_id", flat=True).get()
+
+
+class MessageQuerySet(models.QuerySet):
+    def unsent(self, thread_id: int) -> MessageQuerySet:
+        """Messages no run has carried to OpenAI yet, oldest first."""
+        return self.filter(thread_id=thread_id, sent_at__isnull=True).order_by("id")
+
+    def mark_sent(self, ids: list[int]) -> None:
+        if ids:
+            self.filter(pk__in=ids).update(sent_at=timezone.now())

@@ -38,9 +38,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from .conf import settings
 from .models import Run, WebhookEvent
 from .status import RunStatus
 
@@ -165,9 +167,6 @@ def on_worker_ready(sender: Any = None, **kwargs: Any) -> None:
     Off by default (``RUNS_WORKER_METRICS_PORT=0``) because two workers on one host would fight
     over one port; compose and ``make worker`` set it.
     """
-    from django.conf import settings
-    from prometheus_client import start_http_server
-
     port = settings.RUNS_WORKER_METRICS_PORT
     if port:
         start_http_server(port, registry=process_registry())

@@ -1,14 +1,14 @@
 """Threads, messages, runs and the transition log.
 
-Models hold fields and ``Meta``; the writes that must be atomic live in ``states.py`` (status)
-and ``tasks``-side helpers, the queries in ``managers.py``.
+Models hold fields and ``Meta``; status changes live in ``states.py``, the engine's writes in
+``engine/writer.py`` and ``engine/tool_calls.py``, named queries in ``managers.py``.
 """
 
 from __future__ import annotations
 
 from django.db import models
 
-from .managers import RunQuerySet
+from .managers import MessageQuerySet, RunQuerySet, ThreadQuerySet
 from .status import ACTIVE, TERMINAL, Backend, EventSource, RunStatus, Strategy
 
 
@@ -21,6 +21,8 @@ class Thread(models.Model):
     )
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ThreadQuerySet.as_manager()
 
     class Meta:
         indexes = [models.Index(fields=["remote_id"], name="runs_thread_remote_idx")]
@@ -38,6 +40,8 @@ class Message(models.Model):
     remote_id = models.CharField(max_length=128, blank=True, default="")
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = MessageQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -159,10 +163,21 @@ class ToolCall(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    submitted_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Claimed for submission at; a claim older than RUNS_CLAIM_TIMEOUT_S is released.",
+    )
+    submit_attempts = models.PositiveIntegerField(
+        default=0,
+        help_text="Submissions sent; more than one means an earlier answer was lost.",
+    )
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            models.Index(fields=["state", "submitted_at"], name="runs_toolcall_claim_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["run", "call_id"], name="runs_toolcall_unique_call")
         ]

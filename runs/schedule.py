@@ -8,6 +8,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from .conf import settings
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -83,3 +85,21 @@ def next_delay(
     if remaining_s is not None:
         delay = min(delay, max(remaining_s, 0.0) + 0.05)
     return delay
+
+
+def schedule_for(strategy: str) -> Schedule:
+    """The schedule a run's strategy polls on, from settings: the fast schedule, or for webhook
+    runs the slow safety net (a lost event delays such a run, never strands it)."""
+    if strategy == "webhook":
+        return Schedule(
+            base=settings.RUNS_SAFETY_NET_BASE_S,
+            factor=settings.RUNS_SAFETY_NET_FACTOR,
+            cap=settings.RUNS_SAFETY_NET_CAP_S,
+            jitter=settings.RUNS_POLL_JITTER,
+        )
+    return Schedule(
+        base=settings.RUNS_POLL_BASE_S,
+        factor=settings.RUNS_POLL_FACTOR,
+        cap=settings.RUNS_POLL_CAP_S,
+        jitter=settings.RUNS_POLL_JITTER,
+    )

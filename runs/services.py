@@ -12,12 +12,14 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from . import cancelling
+from .backends.registry import get_backend
+from .conf import settings
+from .engine import cancel, enqueue, tool_calls, tool_round, writer
+from .engine.decisions import Task
 from .models import Message, Run, Thread, ToolCall
 from .status import TERMINAL, Backend, RunStatus, Strategy
 from .tools import clean_tool_names
@@ -89,8 +91,8 @@ def create_run(
     if thread is not None and thread.backend != backend:
         raise ValidationError(f"thread {thread.pk} belongs to the {thread.backend} backend")
     strategy = _check_choice(strategy or settings.RUNS_STRATEGY, Strategy, "strategy")
-    if backend == Backend.ASSISTANTS:
-        # The Assistants API sends no run webhooks: such runs are tracked by polling only.
+    if not get_backend(backend).capabilities.webhooks:
+        # OpenAI sends no webhooks for this API's runs: they are tracked by polling only.
         strategy = Strategy.POLL
     model = model or settings.RUNS_DEFAULT_MODEL
     if not isinstance(model, str) or not model.strip() or len(model) > 64:
@@ -119,17 +121,21 @@ def create_run(
 
 def start(run: Run) -> None:
     """Enqueue ``start_run`` once the current transaction commits (so the worker sees the row)."""
-    from .tasks import start_run
+    writer.enqueue_on_commit(Task(enqueue.START_RUN, (run.pk,)))
 
-    transaction.on_commit(lambda: start_run.delay(run.pk))
+
+def poll_now(run: Run) -> bool:
+    """Look at a run now instead of on its schedule; False for a run OpenAI does not know or
+    that has ended (nothing to poll)."""
+    return writer.wake(run.pk)
 
 
 def cancel_run(run: Run, *, by: str = "") -> str:
     """Cancel a run; returns ``cancelled`` (not sent yet) or ``cancelling`` (OpenAI is asked by
     the ``runs.cancel_run`` task, never in your request). A run that already ended raises
-    ``ValidationError`` (code ``conflict``) and nothing changes. See ``cancelling.py``.
+    ``ValidationError`` (code ``conflict``) and nothing changes. See ``runs/engine/cancel.py``.
     """
-    return cancelling.request_cancel(run, by=by)
+    return cancel.request_cancel(run, by=by)
 
 
 def retry_run(run: Run) -> Run:
@@ -168,9 +174,7 @@ def retry_run(run: Run) -> Run:
 
 def owed_tool_calls(run: Run) -> list[ToolCall]:
     """The tool calls of ``run`` still waiting for an output (manual ones wait for you)."""
-    from .tool_loop import owed_calls
-
-    return owed_calls(run) if run.status == RunStatus.REQUIRES_ACTION else []
+    return tool_calls.owed_calls(run) if run.status == RunStatus.REQUIRES_ACTION else []
 
 
 def submit_tool_output(run: Run, call_id: str, output: str) -> ToolCall:
@@ -188,32 +192,7 @@ def submit_tool_output(run: Run, call_id: str, output: str) -> ToolCall:
             f"the output must be a string (serialise structured results as JSON), "
             f"not {type(output).__name__}"
         )
-    from .tasks import resume_tool_round
-
-    with transaction.atomic():
-        # The run's row lock orders this against the worker deciding to submit the same round.
-        status = (
-            Run.objects.select_for_update().filter(pk=run.pk).values_list("status", flat=True).get()
-        )
-        call = ToolCall.objects.filter(run_id=run.pk, call_id=call_id).first()
-        if call is None:
-            raise ValidationError(f"run {run.pk} has no tool call {call_id!r}")
-        if status != RunStatus.REQUIRES_ACTION:
-            raise ValidationError(f"run {run.pk} is {status}, not waiting for tool outputs")
-        if call.state != ToolCall.State.MANUAL:
-            raise ValidationError(
-                f"tool call {call_id} of run {run.pk} was already answered ({call.state})"
-            )
-        now = timezone.now()
-        ToolCall.objects.filter(pk=call.pk).update(
-            state=ToolCall.State.SUCCEEDED, output=output, started_at=now, finished_at=now
-        )
-        owed = ToolCall.objects.filter(
-            run_id=run.pk,
-            round=call.round,
-            state__in=(ToolCall.State.PENDING, ToolCall.State.RUNNING, ToolCall.State.MANUAL),
-        ).exists()
-        if not owed:
-            transaction.on_commit(lambda: resume_tool_round.delay(run.pk))
-    call.refresh_from_db()
-    return call
+    try:
+        return tool_round.give_output(run, call_id, output)
+    except (LookupError, ValueError) as exc:
+        raise ValidationError(str(exc)) from None

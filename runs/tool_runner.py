@@ -2,8 +2,8 @@
 
 The model asked for ``name(arguments)``; whatever happens here — the tool raises, runs too long,
 does not exist, or the arguments are not a JSON object — the answer is an ``Outcome`` whose output
-goes back to the model, so a run can never hang on a tool. No database access here: ``tool_loop``
-records outcomes on the ``ToolCall`` rows.
+goes back to the model, so a run can never hang on a tool. No database access here:
+``engine.tool_calls`` records outcomes on the ``ToolCall`` rows.
 
 Why a thread pool: Python cannot interrupt a running function, so the worker runs the tool in a
 pool thread and waits at most the tool's timeout. A timed-out tool keeps its pool thread until it
@@ -24,10 +24,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.db import connections
 
-from .tools import Tool, get_tool
+from .conf import settings
+from .tools import _CALL_ID, Tool, get_tool
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,13 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def _call(tool: Tool, kwargs: dict[str, Any]) -> Any:
+def _call(tool: Tool, kwargs: dict[str, Any], call_id: str) -> Any:
     assert tool.func is not None
+    token = _CALL_ID.set(call_id)
     try:
         return tool.func(**kwargs)
     finally:
+        _CALL_ID.reset(token)
         # A tool may use the ORM; pool threads live long, so do not leave connections open.
         connections.close_all()
 
@@ -118,10 +120,11 @@ def _wait(tool: Tool, future: Future[Any], deadline: float) -> Outcome:
 
 @dataclass(frozen=True)
 class Request:
-    """One call to execute."""
+    """One call to execute; ``call_id`` is what ``tools.current_call_id()`` tells the tool."""
 
     name: str
     arguments: str
+    call_id: str = ""
 
 
 def execute_many(requests: Sequence[Request], allowed: Sequence[str]) -> list[Outcome]:
@@ -146,7 +149,8 @@ def execute_many(requests: Sequence[Request], allowed: Sequence[str]) -> list[Ou
             outcomes[index] = kwargs
             continue
         deadline = time.monotonic() + timeout_for(tool)
-        pending.append((index, tool, _executor().submit(_call, tool, kwargs), deadline))
+        future = _executor().submit(_call, tool, kwargs, request.call_id)
+        pending.append((index, tool, future, deadline))
     for index, tool, future, deadline in pending:
         outcomes[index] = _wait(tool, future, deadline)
     return [o for o in outcomes if o is not None]

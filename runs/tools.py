@@ -15,8 +15,8 @@ web process validates ``create_run(tools=...)`` against it, the worker executes 
 JSON schema is derived here from the type hints (or given explicitly) and sent with each request,
 so changing a tool's signature takes effect on the next request, not the next run.
 
-This module only describes tools; ``tool_runner`` executes them and ``tool_loop`` drives a run's
-``requires_action`` rounds.
+This module only describes tools; ``tool_runner`` executes them and ``engine.tool_round`` drives
+a run's ``requires_action`` rounds.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import threading
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union, overload
 
@@ -93,6 +94,17 @@ class Tool:
 
 _registry: dict[str, Tool] = {}
 _lock = threading.Lock()
+#: The call id of the tool call running in this thread (set by ``tool_runner``).
+_CALL_ID: ContextVar[str] = ContextVar("runs_tool_call_id", default="")
+
+
+def current_call_id() -> str:
+    """Inside a tool: the id OpenAI gave this call ("" outside a call).
+
+    A tool runs again only when the worker running it died mid-call, and then with the same call
+    id: key side effects on it (an idempotency key, a unique row) to make the repeat harmless.
+    """
+    return _CALL_ID.get()
 
 
 # --- schemas from type hints ---------------------------------------------------------------------

@@ -3,9 +3,9 @@
 from django.urls import path
 
 from .api import api
+from .intake.views import openai_webhook
 from .live_views import run_events, run_page
 from .metrics import metrics_view
-from .webhooks import openai_webhook
 
 urlpatterns = [
     path("webhooks/openai/", openai_webhook, name="openai-webhook"),

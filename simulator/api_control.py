@@ -57,6 +57,7 @@ def snapshot(state: SimState, include_objects: bool = True) -> dict[str, Any]:
         "calls": dict(stats.calls),
         "objects": objects,
         "creates_by_run_id": dict(stats.creates_by_run_id),
+        "tool_outputs_by_call_id": dict(stats.tool_outputs_by_call_id),
         "faults": dict(stats.faults),
         "webhooks": {**stats.webhooks, "pending_timers": pending},
         "latency": stats.latency(),

@@ -268,6 +268,8 @@ def submit_tool_outputs(
     if not isinstance(outputs, list):
         raise bad_request("Missing required parameter: 'tool_outputs'.", "tool_outputs")
     ids = [str(o.get("tool_call_id")) for o in outputs if isinstance(o, dict)]
+    # Counted before the checks: a refused repeat is still a client answering a call twice.
+    state.stats.count_tool_outputs(ids)
     if run.status != "requires_action":
         raise bad_request(f'Runs in status "{run.status}" do not accept tool outputs.')
     repeated = sorted(set(ids) & run.submitted_ids)

@@ -42,6 +42,11 @@ class SimConfig:
     fault_500_rate: float = 0.0
     fault_slow_rate: float = 0.0
     slow_s: float = 5.0
+    # Trickle: headers at once, then the body in small pieces ``trickle_interval_s`` apart over
+    # ``trickle_s`` seconds, so no single read waits long but the whole answer takes long.
+    fault_trickle_rate: float = 0.0
+    trickle_s: float = 10.0
+    trickle_interval_s: float = 0.5
     retry_after_ms: int = 1000
     fault_only: list[str] = field(default_factory=list)
     # Webhooks.
@@ -76,12 +81,15 @@ class SimConfig:
             "fault_429_rate",
             "fault_500_rate",
             "fault_slow_rate",
+            "fault_trickle_rate",
             "webhook_duplicate_rate",
             "webhook_drop_rate",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
+        if self.trickle_interval_s <= 0 or self.trickle_s < 0:
+            raise ValueError("trickle_interval_s must be > 0 and trickle_s >= 0")
         if self.duration_min_s > self.duration_max_s:
             raise ValueError("duration_min_s must not exceed duration_max_s")
         if self.webhook_max_attempts < 1:

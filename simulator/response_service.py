@@ -189,6 +189,9 @@ def create(state: SimState, body: dict[str, Any]) -> ResponseRecord:
     if store:
         state.stores.responses[record.id] = record
     state.stats.register(record.id, "response", now, metadata, counts_as_create=True)
+    state.stats.count_tool_outputs(
+        str(item["call_id"]) for item in items if item["type"] == "function_call_output"
+    )
     if conversation is not None:
         settle(state, conversation)  # earlier responses' output precedes this input
         conversation.append(items)

@@ -2,8 +2,8 @@
 
 Why one wrapper: the order of these steps is itself behaviour we imitate (an
 unauthenticated call is refused before anything else; a 429/500 fault happens before the
-handler, so nothing is created; a slow fault happens after it, so the object exists but
-the answer arrives late) and must be identical for every endpoint.
+handler, so nothing is created; a slow or trickle fault happens after it, so the object
+exists but the answer arrives late) and must be identical for every endpoint.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from . import errors, faults
+from .config import SimConfig
 from .errors import ApiError
 from .state import SimState
 
@@ -86,9 +87,31 @@ def api(kind: str, handler: Handler) -> Endpoint:
         if fault == faults.FAULT_SLOW:
             state.stats.faults[fault] += 1
             await asyncio.sleep(state.config.slow_s)
+        if fault == faults.FAULT_TRICKLE:
+            state.stats.faults[fault] += 1
+            return _trickled(response, state.config)
         return response
 
     return endpoint
+
+
+def _trickled(response: Response, config: SimConfig) -> Response:
+    """``response`` with its status and headers sent at once and its body a piece at a time.
+
+    The headers (``content-length`` included) go out first, like a server that answers and
+    then stalls, so a client's connect and first-read timeouts are met; each later read waits
+    only ``trickle_interval_s``. Only a deadline on the whole call stops the client earlier.
+    A client that hangs up ends the stream (Starlette cancels it on disconnect).
+    """
+    interval_s = config.trickle_interval_s
+    pieces = faults.trickle_pieces(bytes(response.body), config.trickle_s, interval_s)
+
+    async def body() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            await asyncio.sleep(interval_s)
+            yield piece
+
+    return StreamingResponse(body(), status_code=response.status_code, headers=response.headers)
 
 
 def json_answer(payload: dict[str, Any], *, poll_after_ms: int | None = None) -> JSONResponse:

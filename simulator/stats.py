@@ -8,6 +8,7 @@ Counting here, on the server, is the only place those facts are observable.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +38,11 @@ class Stats:
 
     def __init__(self, latency_window: int = 2000) -> None:
         self.calls: Counter[str] = Counter()
-        self.faults: Counter[str] = Counter({"429": 0, "500": 0, "slow": 0})
+        self.faults: Counter[str] = Counter({"429": 0, "500": 0, "slow": 0, "trickle": 0})
         self.webhooks: Counter[str] = Counter({name: 0 for name in WEBHOOK_COUNTERS})
         self.creates_by_run_id: Counter[str] = Counter()
+        # Tool outputs received per call id: above 1, a client answered the same call twice.
+        self.tool_outputs_by_call_id: Counter[str] = Counter()
         self.objects: dict[str, ObjectStats] = {}
         self.latencies_ms: deque[float] = deque(maxlen=max(1, latency_window))
 
@@ -60,6 +63,10 @@ class Stats:
         self.objects[object_id] = entry
         if counts_as_create and run_id is not None:
             self.creates_by_run_id[run_id] += 1
+
+    def count_tool_outputs(self, call_ids: Iterable[str]) -> None:
+        """Count one received output for each call id (a retried submit counts again)."""
+        self.tool_outputs_by_call_id.update(call_ids)
 
     def touch(self, object_id: str, action: str) -> None:
         """Count one ``action`` (retrieve, cancel...) on a known object."""

@@ -99,6 +99,24 @@ def wait_terminal() -> Callable[..., Run]:
 
 
 @pytest.fixture
+def sent_tasks(monkeypatch) -> list[tuple[str, tuple, float | None]]:
+    """What the engine enqueued, as ``(task name, args, countdown)``, instead of a broker.
+
+    The engine sends every task through ``runs.engine.enqueue.send`` by name, so this one stand-in
+    sees starts, polls, cancels and tool rounds alike (for tests of a view or an admin action).
+    """
+    from runs.engine import enqueue
+
+    sent: list[tuple[str, tuple, float | None]] = []
+
+    def send(name: str, *args: object, countdown: float | None = None) -> None:
+        sent.append((name, args, countdown))
+
+    monkeypatch.setattr(enqueue, "send", send)
+    return sent
+
+
+@pytest.fixture
 def on_postgres() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set TEST_DATABASE_URL or start a local server)")

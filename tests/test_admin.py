@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
@@ -146,17 +144,14 @@ def test_cancel_a_pending_run_ends_it_at_once(admin_client, make_run):
 
 
 def test_cancel_an_active_run_asks_openai_from_a_task(
-    admin_client, make_run, django_capture_on_commit_callbacks
+    admin_client, make_run, django_capture_on_commit_callbacks, sent_tasks
 ):
     run = make_run("in_progress", remote_id="resp_live")
-    with (
-        mock.patch("runs.tasks.cancel_run.delay") as delay,
-        django_capture_on_commit_callbacks(execute=True),
-    ):
+    with django_capture_on_commit_callbacks(execute=True):
         admin_client.post(operate(run, "cancel"))
     run.refresh_from_db()
     assert run.status == "cancelling"
-    delay.assert_called_once_with(run.pk)
+    assert sent_tasks == [("runs.cancel_run", (run.pk,), None)]
 
 
 def test_cancel_of_an_ended_run_is_refused_and_changes_nothing(admin_client, make_run):
@@ -168,34 +163,29 @@ def test_cancel_of_an_ended_run_is_refused_and_changes_nothing(admin_client, mak
     assert RunEvent.objects.count() == events
 
 
-def test_poll_now_takes_a_fresh_ticket_and_enqueues_a_poll(admin_client, make_run):
+def test_poll_now_takes_a_fresh_ticket_and_enqueues_a_poll(admin_client, make_run, sent_tasks):
     run = make_run("in_progress", remote_id="resp_poll")
-    with mock.patch("runs.tasks.poll_run.apply_async") as apply_async:
-        response = bulk(admin_client, "poll_selected", run)
+    response = bulk(admin_client, "poll_selected", run)
     run.refresh_from_db()
-    apply_async.assert_called_once_with(args=(run.pk, run.poll_generation))
+    assert sent_tasks == [("runs.poll_run", (run.pk, run.poll_generation), None)]
     assert f"run {run.pk}: poll enqueued" in messages_of(response)
 
 
-def test_poll_now_refuses_a_run_openai_does_not_know(admin_client, make_run):
+def test_poll_now_refuses_a_run_openai_does_not_know(admin_client, make_run, sent_tasks):
     run = make_run("pending")
-    with mock.patch("runs.tasks.poll_run.apply_async") as apply_async:
-        response = bulk(admin_client, "poll_selected", run)
-    apply_async.assert_not_called()
+    response = bulk(admin_client, "poll_selected", run)
+    assert sent_tasks == []
     assert "only a run OpenAI knows" in messages_of(response)[0]
 
 
 def test_retry_starts_a_new_run_with_the_same_input(
-    admin_client, make_run, django_capture_on_commit_callbacks
+    admin_client, make_run, django_capture_on_commit_callbacks, sent_tasks
 ):
     old = make_run("failed", text="try me again", metadata={"ticket": "T-1"})
-    with (
-        mock.patch("runs.tasks.start_run.delay") as delay,
-        django_capture_on_commit_callbacks(execute=True),
-    ):
+    with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(operate(old, "retry"), follow=True)
     new = Run.objects.exclude(pk=old.pk).get()
-    delay.assert_called_once_with(new.pk)
+    assert sent_tasks == [("runs.start_run", (new.pk,), None)]
     assert new.status == "pending" and new.thread_id != old.thread_id
     assert list(new.thread.messages.values_list("content", flat=True)) == ["try me again"]
     assert new.metadata == {"ticket": "T-1", "retry_of": str(old.pk)}
@@ -218,19 +208,16 @@ def manual_call(make_run) -> tuple[Run, ToolCall]:
 
 
 def test_a_manual_tool_output_is_given_on_the_run_page(
-    admin_client, make_run, django_capture_on_commit_callbacks
+    admin_client, make_run, django_capture_on_commit_callbacks, sent_tasks
 ):
     run, call = manual_call(make_run)
     assert 'name="call_id" value="call_m"' in admin_client.get(page(run)).content.decode()
     url = reverse("admin:runs_run_tool_output", args=(run.pk,))
-    with (
-        mock.patch("runs.tasks.resume_tool_round.delay") as resume,
-        django_capture_on_commit_callbacks(execute=True),
-    ):
+    with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(url, {"call_id": "call_m", "output": "approved"}, follow=True)
     call.refresh_from_db()
     assert (call.state, call.output) == ("succeeded", "approved")
-    resume.assert_called_once_with(run.pk)
+    assert sent_tasks == [("runs.resume_tool_round", (run.pk,), None)]
     assert "Output of approve_refund (call_m) submitted." in messages_of(response)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from unittest import mock
 
 import pytest
 
@@ -14,17 +13,15 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def enqueues(django_capture_on_commit_callbacks):
+def enqueues(django_capture_on_commit_callbacks, sent_tasks):
     """``with enqueues() as started:`` the run ids whose ``start_run`` was enqueued on commit."""
 
     @contextlib.contextmanager
     def watch() -> Iterator[list[int]]:
         started: list[int] = []
-        with (
-            mock.patch("runs.tasks.start_run.delay", side_effect=started.append),
-            django_capture_on_commit_callbacks(execute=True),
-        ):
+        with django_capture_on_commit_callbacks(execute=True):
             yield started
+        started.extend(args[0] for name, args, _ in sent_tasks if name == "runs.start_run")
 
     return watch
 
@@ -153,16 +150,13 @@ def test_cancel_a_run_not_sent_yet(api, make_run):
 
 
 def test_cancel_an_active_run_hands_the_call_to_a_task(
-    api, make_run, django_capture_on_commit_callbacks
+    api, make_run, django_capture_on_commit_callbacks, sent_tasks
 ):
     run = make_run("queued", remote_id="resp_1")
-    with (
-        mock.patch("runs.tasks.cancel_run.delay") as delay,
-        django_capture_on_commit_callbacks(execute=True),
-    ):
+    with django_capture_on_commit_callbacks(execute=True):
         response = api.post(f"/runs/{run.pk}/cancel")
     assert response.json()["status"] == "cancelling"
-    delay.assert_called_once_with(run.pk)
+    assert sent_tasks == [("runs.cancel_run", (run.pk,), None)]
 
 
 def test_cancel_of_an_ended_run_is_a_conflict(api, make_run):
@@ -201,20 +195,17 @@ def test_tool_outputs_are_all_or_nothing(api, make_run):
     assert set(run.tool_calls.values_list("state", flat=True)) == {"manual"}
 
 
-def test_tool_outputs_are_saved(api, make_run, django_capture_on_commit_callbacks):
+def test_tool_outputs_are_saved(api, make_run, django_capture_on_commit_callbacks, sent_tasks):
     run = make_run("requires_action", remote_id="resp_1")
     ToolCall.objects.create(run=run, call_id="call_a", name="ask", state="manual")
-    with (
-        mock.patch("runs.tasks.resume_tool_round.delay") as resume,
-        django_capture_on_commit_callbacks(execute=True),
-    ):
+    with django_capture_on_commit_callbacks(execute=True):
         response = api.post(
             f"/runs/{run.pk}/tool_outputs",
             {"tool_outputs": [{"call_id": "call_a", "output": "42"}]},
         )
     assert response.status_code == 200, response.content
     assert response.json()["tool_calls"][0]["output"] == "42"
-    resume.assert_called_once_with(run.pk)
+    assert sent_tasks == [("runs.resume_tool_round", (run.pk,), None)]
 
 
 # --- bad input ------------------------------------------------------------------------------------

@@ -8,12 +8,11 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from runs import sweep as sweep_module
-from runs import tracking
+from runs.engine import enqueue, lifecycle, writer
+from runs.engine import sweep as sweep_module
+from runs.engine.sweep import sweep
 from runs.models import Run, Thread
 from runs.services import create_run
-from runs.sweep import sweep
-from runs.tasks import start_run
 
 pytestmark = pytest.mark.django_db
 
@@ -21,10 +20,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def enqueued(monkeypatch):
     """Record what the sweep would enqueue instead of sending it (the unit tests' broker)."""
-    wake = mock.create_autospec(tracking.wake, return_value=True)
+    wake = mock.create_autospec(writer.wake, return_value=True)
+    sent = mock.Mock()
+    monkeypatch.setattr(writer, "wake", wake)
+    monkeypatch.setattr(enqueue, "send", sent)
     start = mock.Mock()
-    monkeypatch.setattr(tracking, "wake", wake)
-    monkeypatch.setattr(start_run, "delay", start)
+    sent.side_effect = lambda name, *args, **kw: start(*args) if name == enqueue.START_RUN else None
     return mock.Mock(wake=wake, start=start)
 
 
@@ -91,8 +92,8 @@ def test_a_run_whose_countdown_was_lost_is_recovered(worker, simulator, wait_ter
     """The countdown poll vanishes (a Redis flush, a SIGKILL): the sweep brings the run home."""
     settings.RUNS_SWEEP_GRACE_S = 0.5
     run = create_run("lost poll", metadata={"sim_duration_s": "0.5", "sim_outcome": "completed"})
-    with mock.patch.object(tracking, "arm", return_value=True):  # every countdown is lost
-        tracking.start(run.pk)
+    with mock.patch.object(enqueue, "send"):  # every countdown is lost
+        lifecycle.start(run.pk)
     run.refresh_from_db()
     assert run.status == "queued"
     assert run.next_poll_at is not None  # saved with the remote id: the sweep can see it

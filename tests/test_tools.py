@@ -24,8 +24,10 @@ from runs.services import create_run, owed_tool_calls, submit_tool_output
 # --- describing tools ----------------------------------------------------------------------------
 
 
-def test_the_example_tools_are_registered_out_of_the_box():
+def test_the_dev_app_registers_the_example_tools():
+    """``runs_dev`` (installed in the demo project) registers them; ``runs`` registers none."""
     assert {"add", "utc_now"} <= set(tools.registered())
+    assert tools.get_tool("add").func.__module__ == "runs_dev.example_tools"
     assert tools.get_tool("add").responses_spec() == {
         "type": "function",
         "name": "add",
@@ -273,19 +275,19 @@ def test_a_run_not_waiting_for_outputs_refuses_them(waiting_run):
 @pytest.mark.parametrize("attempt", range(3))
 def test_two_tasks_finding_a_round_complete_claim_it_once(attempt, register_tool):
     """The person's resume task and a poll both see every output in: exactly one submits."""
-    from runs.tool_loop import Next, _claim_round
+    from runs.engine.tool_calls import Step, next_step
 
     register_tool(name="approve", manual=True)
     run = create_run("refund?", tools=["approve"])
     Run.objects.filter(pk=run.pk).update(status="requires_action", remote_id="resp_1")
     ToolCall.objects.create(run=run, call_id="call_m", name="approve", state="succeeded")
     barrier = threading.Barrier(2)
-    decisions: list[Next] = []
+    decisions: list[Step] = []
 
     def claim() -> None:
         try:
             barrier.wait()
-            decisions.append(_claim_round(run.pk, 1)[0])
+            decisions.append(next_step(run.pk, 1).step)
         finally:
             close_old_connections()
 
@@ -295,3 +297,15 @@ def test_two_tasks_finding_a_round_complete_claim_it_once(attempt, register_tool
     for t in threads:
         t.join()
     assert sorted(d.value for d in decisions) == ["outputs_already_sent", "submit"]
+
+
+def test_a_tool_can_read_the_call_id_it_answers(register_tool):
+    """Tools must be idempotent by call id: a repeat after a dead worker has the same id."""
+    from runs.tools import current_call_id
+
+    register_tool(current_call_id, name="whoami")
+    outcome = tool_runner.execute_many(
+        [tool_runner.Request("whoami", "{}", call_id="call_42")], allowed=["whoami"]
+    )[0]
+    assert (outcome.output, outcome.error) == ("call_42", "")
+    assert current_call_id() == ""  # nothing leaks out of the call

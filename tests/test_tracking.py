@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from runs import tracking
+from runs.engine import lifecycle
 from runs.models import Run
-from runs.schedule import Schedule
+from runs.schedule import Schedule, schedule_for
 from runs.services import create_run
 from runs.tasks import poll_run, start_run
 
@@ -33,7 +33,7 @@ def test_a_run_goes_pending_queued_in_progress_completed(worker, simulator, wait
         ("in_progress", "completed"),
     ]
     # The retrieves are what the schedule predicts for a 3 s run (jitter may move one).
-    schedule: Schedule = tracking.poll_schedule(run.strategy)
+    schedule: Schedule = schedule_for(run.strategy)
     retrieves = remote(simulator, run)["retrieve"]
     assert abs(retrieves - schedule.predicted_polls(3.0)) <= 1
     assert run.polls == retrieves
@@ -84,7 +84,7 @@ def test_a_duplicate_or_stale_poll_makes_no_api_call(worker, simulator, wait_ter
     before = remote(simulator, run)["retrieve"]
     # Replays of old tickets (a Redis redelivery, say) and a poll of a terminal run.
     for generation in range(run.poll_generation + 1):
-        assert tracking.poll(run.pk, generation) == "skipped"
+        assert lifecycle.poll(run.pk, generation) == "skipped"
     poll_run.delay(run.pk, run.poll_generation)
     time.sleep(1.0)  # give the worker time to (not) call the API
     assert remote(simulator, run)["retrieve"] == before

@@ -15,7 +15,7 @@ from django.db import close_old_connections
 from django.db.models import F
 from django.test import Client
 
-from runs import tracking
+from runs.engine import writer
 from runs.models import Run, Thread, WebhookEvent
 
 URL = "/webhooks/openai/"
@@ -25,12 +25,12 @@ URL = "/webhooks/openai/"
 def wake(monkeypatch):
     """The wake, mocked: it is where the run's webhook counter is kept, so count here too."""
 
-    def counting_wake(run_id, *, generation=None, webhook_events=0):
+    def counting_wake(run_id, *, ticket=None, webhook_events=0):
         Run.objects.filter(pk=run_id).update(webhook_events=F("webhook_events") + webhook_events)
         return True
 
-    fake = mock.create_autospec(tracking.wake, side_effect=counting_wake)
-    monkeypatch.setattr(tracking, "wake", fake)
+    fake = mock.create_autospec(writer.wake, side_effect=counting_wake)
+    monkeypatch.setattr(writer, "wake", fake)
     return fake
 
 
@@ -66,7 +66,7 @@ def test_a_valid_event_is_recorded_and_wakes_its_run(
         "resp_1",
         run,
     )
-    wake.assert_called_once_with(run.pk, generation=0, webhook_events=1)
+    wake.assert_called_once_with(run.pk, ticket=0, webhook_events=1)
     run.refresh_from_db()
     assert run.webhook_events == 1
 
@@ -108,7 +108,7 @@ def test_two_copies_arriving_together_have_one_effect(
         t.join()
     assert codes == [200, 200]
     assert WebhookEvent.objects.count() == 1
-    wake.assert_called_once_with(run.pk, generation=0, webhook_events=1)
+    wake.assert_called_once_with(run.pk, ticket=0, webhook_events=1)
     run.refresh_from_db()
     assert run.webhook_events == 1
 
@@ -242,7 +242,7 @@ def test_an_event_for_a_finished_run_is_stale(
 def test_an_event_that_beats_the_remote_id_is_applied_when_the_id_is_saved(
     client, webhook_secret, signed, event_payload, wake
 ):
-    from runs.webhook_events import apply_waiting
+    from runs.engine.events import apply_waiting
 
     run = Run.objects.create(thread=Thread.objects.create(), model="m", status="pending")
     body, headers = signed(event_payload("resp_early"))
@@ -252,7 +252,7 @@ def test_an_event_that_beats_the_remote_id_is_applied_when_the_id_is_saved(
     Run.objects.filter(pk=run.pk).update(remote_id="resp_early", status="queued")
     assert apply_waiting(run.pk, "resp_early") == 1
     assert apply_waiting(run.pk, "resp_early") == 0  # once only
-    wake.assert_called_once_with(run.pk, generation=0, webhook_events=1)
+    wake.assert_called_once_with(run.pk, ticket=0, webhook_events=1)
     assert WebhookEvent.objects.get().outcome == "applied"
 
 

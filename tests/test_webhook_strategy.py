@@ -11,8 +11,8 @@ import time
 import pytest
 from openai import OpenAI
 
-from runs import tracking
 from runs.backends.responses import ResponsesBackend, to_state
+from runs.engine import lifecycle
 from runs.models import WebhookEvent
 from runs.services import create_run
 from runs.tasks import start_run
@@ -90,9 +90,9 @@ def test_an_event_that_beats_the_create_commit_is_applied_once_the_id_is_saved(
         time.sleep(0.05)
     assert WebhookEvent.objects.get(object_id=early.id).outcome == "unknown_object"
 
-    monkeypatch.setattr(ResponsesBackend, "create", lambda self, run: to_state(early))
+    monkeypatch.setattr(ResponsesBackend, "create", lambda self, run, *args: to_state(early))
     run = create_run("late", strategy="webhook")
-    tracking.start(run.pk)
+    lifecycle.start(run.pk)
     run = wait_terminal(run.pk, timeout=30)
     assert run.status == "completed"
     assert run.remote_id == early.id

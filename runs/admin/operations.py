@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 
-from .. import services, tracking
+from .. import services
 from ..models import Run, ToolCall
 
 
@@ -37,7 +37,7 @@ def cancel(runs: Iterable[Run], *, by: str) -> Outcome:
 def poll_now(runs: Iterable[Run]) -> Outcome:
     outcome = Outcome()
     for run in runs:
-        if tracking.wake(run.pk):
+        if services.poll_now(run):
             outcome.done.append(f"run {run.pk}: poll enqueued")
         else:
             outcome.refused.append(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hmac
 
-from django.conf import settings
 from django.http import HttpRequest
 from ninja.security import HttpBearer
+
+from ..conf import settings
 
 
 def token_is_valid(token: str) -> bool:

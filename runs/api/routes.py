@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import transaction
 from django.db.models.fields.json import KeyTextTransform
@@ -20,6 +19,7 @@ from django.shortcuts import get_object_or_404
 from ninja import NinjaAPI, Path, Query, Status
 
 from .. import services
+from ..conf import settings
 from ..models import Run, Thread
 from .auth import BearerToken
 from .schemas import (

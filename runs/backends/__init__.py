@@ -1,5 +1,3 @@
-"""OpenAI API backends behind one small interface (``base.Backend``)."""
-
-from .base import Backend, RemoteState, get_backend
-
-__all__ = ["Backend", "RemoteState", "get_backend"]
+"""OpenAI API backends behind one small interface (``base.Backend``), looked up by name in
+``registry``. Import from the submodules; this package module imports nothing, so loading the
+interface never loads every API."""

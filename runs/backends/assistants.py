@@ -6,7 +6,8 @@ kept for applications that already have assistants. Differences from Responses t
 - A run has a real ``requires_action`` status with ``required_action.submit_tool_outputs``; the
   outputs go to the *same* run (``submit_tool_outputs``), so the remote id never moves.
 - Right after a submission the API keeps reporting ``requires_action`` with the same call ids for
-  a moment; ``tool_loop`` recognises those ids as already answered and never submits twice.
+  a moment; the engine's tool round recognises those ids as already answered and never
+  submits twice.
 - A run waiting for outputs expires at its ``expires_at`` (about ten minutes): we report that
   time so the poll that waits for a manual output wakes for it.
 - There are no webhooks for runs: an Assistants run is always tracked by polling.
@@ -22,21 +23,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
-from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 from openai.types.beta.threads import Run as RemoteRun
 
 from ..client import get_client, get_create_client
-from ..models import Message, Run, Thread
+from ..conf import settings
 from ..status import RunStatus
-from ..tools import tools_for
-from .base import RemoteState, ToolCallRequest, ToolOutput
-from .responses import _parse_poll_after, remote_metadata
+from .base import Capabilities, OutgoingMessage, RemoteState, ToolCallRequest, ToolOutput
+from .common import parse_poll_after, remote_metadata, tool_specs, when
+
+if TYPE_CHECKING:
+    from ..models import Run
 
 # The SDK marks every ``beta.threads`` method deprecated. Silence exactly that message, once, for
 # the process: ``warnings.catch_warnings()`` around each call would be the "local" way, but it
@@ -69,10 +68,6 @@ def assistant_id() -> str:
     return settings.OPENAI_ASSISTANT_ID or DEFAULT_ASSISTANT_ID
 
 
-def _when(timestamp: int | None) -> datetime | None:
-    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
-
-
 def _error(remote: RemoteRun) -> tuple[str, str]:
     if remote.last_error is not None:
         return str(remote.last_error.code or "error"), remote.last_error.message
@@ -103,7 +98,6 @@ def to_state(
             for c in remote.required_action.submit_tool_outputs.tool_calls
         )
     error_code, error_message = _error(remote)
-    ended = remote.completed_at or remote.failed_at or remote.cancelled_at
     return RemoteState(
         remote_id=remote.id,
         status=status,
@@ -112,35 +106,12 @@ def to_state(
         usage=remote.usage.model_dump() if remote.usage else None,
         error_code=error_code,
         error_message=error_message,
-        remote_completed_at=_when(ended),
+        remote_completed_at=when(remote.completed_at or remote.failed_at or remote.cancelled_at),
         poll_after_ms=poll_after_ms,
         api_calls=api_calls,
         tool_calls=calls,
-        expires_at=_when(remote.expires_at),
+        expires_at=when(remote.expires_at),
     )
-
-
-def _ensure_thread(thread: Thread) -> str:
-    """The thread's remote id, creating the remote thread on first use."""
-    if thread.remote_id:
-        return thread.remote_id
-    remote = get_client().beta.threads.create(metadata={"thread_id": str(thread.pk)})
-    # Only set it if still empty: two runs of one thread starting at once keep one thread.
-    Thread.objects.filter(pk=thread.pk, remote_id="").update(remote_id=remote.id)
-    thread.refresh_from_db(fields=["remote_id"])
-    return thread.remote_id
-
-
-def _unsent(thread: Thread) -> tuple[list[dict[str, Any]], list[str], list[int]]:
-    """Unsent messages as ``additional_messages`` (user/assistant) and extra instructions."""
-    messages, instructions, ids = [], [], []
-    for m in Message.objects.filter(thread=thread, sent_at__isnull=True):
-        ids.append(m.pk)
-        if m.role in MESSAGE_ROLES:
-            messages.append({"role": m.role, "content": m.content})
-        else:
-            instructions.append(m.content)
-    return messages, instructions, ids
 
 
 def _output_text(thread_id: str, run_id: str) -> str:
@@ -160,30 +131,38 @@ def _output_text(thread_id: str, run_id: str) -> str:
 
 class AssistantsBackend:
     name = "assistants"
+    capabilities = Capabilities(
+        # OpenAI sends no webhooks for Assistants runs: they are always polled.
+        webhooks=False,
+        remote_waits_for_tool_outputs=True,
+        # Outputs go to the same run; a repeated submission is refused, never doubled.
+        submit_creates_remote_object=False,
+    )
 
-    def create(self, run: Run) -> RemoteState:
-        had_thread = bool(run.thread.remote_id)
-        thread_id = _ensure_thread(run.thread)
-        messages, extra_instructions, message_ids = _unsent(run.thread)
+    def create_thread(self, run: Run) -> str:
+        return get_client().beta.threads.create(metadata={"thread_id": str(run.thread_id)}).id
+
+    def create(
+        self, run: Run, thread_remote_id: str, messages: Sequence[OutgoingMessage]
+    ) -> RemoteState:
         kwargs: dict[str, Any] = {
-            "thread_id": thread_id,
+            "thread_id": thread_remote_id,
             "assistant_id": assistant_id(),
             "model": run.model,
             "metadata": remote_metadata(run),
         }
-        if messages:
-            kwargs["additional_messages"] = messages
+        said = [{"role": m.role, "content": m.content} for m in messages if m.role in MESSAGE_ROLES]
+        extra = [m.content for m in messages if m.role not in MESSAGE_ROLES]
+        if said:
+            kwargs["additional_messages"] = said
         if run.instructions:
             kwargs["instructions"] = run.instructions
-        if extra_instructions:
-            kwargs["additional_instructions"] = "\n\n".join(extra_instructions)
-        tools = tools_for(run.tools or [])
+        if extra:
+            kwargs["additional_instructions"] = "\n\n".join(extra)
+        tools = tool_specs(run, "assistants")
         if tools:
-            kwargs["tools"] = [t.assistants_spec() for t in tools]
-        remote = get_create_client().beta.threads.runs.create(**kwargs)
-        with transaction.atomic():
-            Message.objects.filter(pk__in=message_ids).update(sent_at=timezone.now())
-        return to_state(remote, api_calls=1 if had_thread else 2)
+            kwargs["tools"] = tools
+        return to_state(get_create_client().beta.threads.runs.create(**kwargs))
 
     def retrieve(self, run: Run) -> RemoteState:
         thread_id = run.thread.remote_id
@@ -191,7 +170,7 @@ class AssistantsBackend:
             run_id=run.remote_id, thread_id=thread_id
         )
         remote = raw.parse()
-        hint = _parse_poll_after(raw.headers)
+        hint = parse_poll_after(raw.headers)
         if remote.status != "completed":
             return to_state(remote, poll_after_ms=hint)
         text = _output_text(thread_id, remote.id)

@@ -1,7 +1,10 @@
-"""The interface every OpenAI API backend implements, and the lookup by name.
+"""The interface every OpenAI API backend implements, and the values it answers with.
 
-A backend translates between our ``Run`` and one OpenAI API; it never changes a status itself
-(the state machine does) and never sleeps or retries (the tasks do, with countdowns).
+A backend translates between our rows and one OpenAI API. It makes exactly the API calls a
+method names and reports what the API said: it never writes a row, never changes a status (the
+engine and the state machine do), and never sleeps or retries (the engine does, with countdowns).
+What differs between APIs and matters to the engine is declared as ``Capabilities`` rather than
+tested by name elsewhere.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ class ToolOutput:
 
 
 @dataclass(frozen=True)
+class OutgoingMessage:
+    """A message of the thread that no run has carried to OpenAI yet."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
 class RemoteState:
     """What one API answer told us about a run, already mapped onto our statuses."""
 
@@ -46,7 +57,7 @@ class RemoteState:
     remote_completed_at: datetime | None = None
     #: The server's ``openai-poll-after-ms`` hint, when it sent one.
     poll_after_ms: int | None = None
-    #: API calls this answer cost (a first create also creates the conversation or thread).
+    #: API calls this answer cost (Assistants reads a completed run's messages with it).
     api_calls: int = 1
     #: With ``status == requires_action``: the calls whose outputs the API waits for.
     tool_calls: tuple[ToolCallRequest, ...] = ()
@@ -55,13 +66,34 @@ class RemoteState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What the engine and the services must know about an API, declared once per backend."""
+
+    #: OpenAI sends webhooks for this API's runs (else a run is always polled).
+    webhooks: bool
+    #: A run waiting for tool outputs is still open remotely (and must be cancelled when we give
+    #: up on it); False where the waiting remote object has already ended (Responses).
+    remote_waits_for_tool_outputs: bool
+    #: Submitting tool outputs creates a new remote object: a submit whose answer was lost may,
+    #: when repeated, create a second one (like a lost create). False where a repeat is refused.
+    submit_creates_remote_object: bool
+
+
 class Backend(Protocol):
     """One OpenAI API. Each method makes exactly the API calls it names, no retries."""
 
     name: str
+    capabilities: Capabilities
 
-    def create(self, run: Run) -> RemoteState:
-        """Create the run remotely (and its thread / conversation if needed)."""
+    def create_thread(self, run: Run) -> str:
+        """Create the remote conversation (Responses) or thread (Assistants); its id."""
+        ...
+
+    def create(
+        self, run: Run, thread_remote_id: str, messages: Sequence[OutgoingMessage]
+    ) -> RemoteState:
+        """Create the run remotely in ``thread_remote_id``, carrying the unsent ``messages``."""
         ...
 
     def retrieve(self, run: Run) -> RemoteState:
@@ -79,16 +111,3 @@ class Backend(Protocol):
         the conversation carrying ``function_call_output`` items (the remote id moves to it).
         """
         ...
-
-
-def get_backend(name: str) -> Backend:
-    """The backend for ``name``; unknown names are a configuration error, said clearly."""
-    if name == "responses":
-        from .responses import ResponsesBackend
-
-        return ResponsesBackend()
-    if name == "assistants":
-        from .assistants import AssistantsBackend
-
-        return AssistantsBackend()
-    raise ValueError(f"unknown runs backend {name!r} (expected 'responses' or 'assistants')")

@@ -13,18 +13,17 @@ moves to it: one create per tool round, and polling simply continues on the new 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
-from django.utils import timezone
 from openai.types.responses import Response
 
 from ..client import get_client, get_create_client
-from ..models import Message, Run, Thread
 from ..status import RunStatus
-from ..tools import tools_for
-from .base import RemoteState, ToolCallRequest, ToolOutput
+from .base import Capabilities, OutgoingMessage, RemoteState, ToolCallRequest, ToolOutput
+from .common import parse_poll_after, remote_metadata, tool_specs, when
+
+if TYPE_CHECKING:
+    from ..models import Run
 
 #: Response status -> run status. Responses have no requires_action status of their own.
 STATUS_MAP: dict[str, str] = {
@@ -35,19 +34,6 @@ STATUS_MAP: dict[str, str] = {
     "cancelled": RunStatus.CANCELLED,
     "incomplete": RunStatus.INCOMPLETE,
 }
-
-#: OpenAI accepts at most 16 metadata pairs of strings (values up to 512 characters).
-MAX_METADATA_KEYS = 16
-
-
-def remote_metadata(run: Run) -> dict[str, str]:
-    """Our run id plus the caller's metadata, as the strings OpenAI requires."""
-    meta = {"run_id": str(run.pk)}
-    for key, value in (run.metadata or {}).items():
-        if len(meta) >= MAX_METADATA_KEYS:
-            break
-        meta.setdefault(str(key)[:64], str(value)[:512])
-    return meta
 
 
 def to_state(
@@ -70,7 +56,6 @@ def to_state(
         reason = response.incomplete_details.reason if response.incomplete_details else None
         error_code = "incomplete"
         error_message = f"Response incomplete: {reason or 'no reason given'}"
-    completed = getattr(response, "completed_at", None)
     return RemoteState(
         remote_id=response.id,
         status=status,
@@ -79,63 +64,43 @@ def to_state(
         usage=response.usage.model_dump() if response.usage else None,
         error_code=error_code,
         error_message=error_message,
-        remote_completed_at=datetime.fromtimestamp(completed, UTC) if completed else None,
+        remote_completed_at=when(getattr(response, "completed_at", None)),
         poll_after_ms=poll_after_ms,
         api_calls=api_calls,
         tool_calls=calls if status == RunStatus.REQUIRES_ACTION else (),
     )
 
 
-def _ensure_conversation(thread: Thread) -> str:
-    """The thread's conversation id, creating the conversation on first use."""
-    if thread.remote_id:
-        return thread.remote_id
-    conversation = get_client().conversations.create(metadata={"thread_id": str(thread.pk)})
-    # Only set it if still empty: two runs of one thread starting at once keep one conversation.
-    Thread.objects.filter(pk=thread.pk, remote_id="").update(remote_id=conversation.id)
-    thread.refresh_from_db(fields=["remote_id"])
-    return thread.remote_id
-
-
-def _unsent_input(thread: Thread) -> tuple[list[dict[str, Any]], list[int]]:
-    messages = list(Message.objects.filter(thread=thread, sent_at__isnull=True))
-    items = [{"type": "message", "role": m.role, "content": m.content} for m in messages]
-    return items, [m.pk for m in messages]
-
-
-def _parse_poll_after(headers: Any) -> int | None:
-    value = headers.get("openai-poll-after-ms")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 class ResponsesBackend:
     name = "responses"
+    capabilities = Capabilities(
+        webhooks=True,
+        # A response that asks for tools has *completed*: nothing waits remotely.
+        remote_waits_for_tool_outputs=False,
+        # The outputs travel in a new response: a repeated submit can create a second one.
+        submit_creates_remote_object=True,
+    )
 
-    def create(self, run: Run) -> RemoteState:
-        client = get_create_client()
-        had_conversation = bool(run.thread.remote_id)
-        conversation_id = _ensure_conversation(run.thread)
-        items, message_ids = _unsent_input(run.thread)
-        kwargs: dict[str, Any] = {
-            "model": run.model,
-            "conversation": conversation_id,
-            "background": True,
-            "store": True,
-            "metadata": remote_metadata(run),
-            "input": items,
-        }
-        kwargs.update(_tools_and_instructions(run))
-        response = client.responses.create(**kwargs)
-        with transaction.atomic():
-            Message.objects.filter(pk__in=message_ids).update(sent_at=timezone.now())
-        return to_state(response, api_calls=1 if had_conversation else 2)
+    def create_thread(self, run: Run) -> str:
+        return get_client().conversations.create(metadata={"thread_id": str(run.thread_id)}).id
+
+    def create(
+        self, run: Run, thread_remote_id: str, messages: Sequence[OutgoingMessage]
+    ) -> RemoteState:
+        response = get_create_client().responses.create(
+            model=run.model,
+            conversation=thread_remote_id,
+            background=True,
+            store=True,
+            metadata=remote_metadata(run),
+            input=[{"type": "message", "role": m.role, "content": m.content} for m in messages],
+            **_tools_and_instructions(run),
+        )
+        return to_state(response)
 
     def retrieve(self, run: Run) -> RemoteState:
         raw = get_client().responses.with_raw_response.retrieve(run.remote_id)
-        return to_state(raw.parse(), poll_after_ms=_parse_poll_after(raw.headers))
+        return to_state(raw.parse(), poll_after_ms=parse_poll_after(raw.headers))
 
     def cancel(self, run: Run) -> RemoteState | None:
         if not run.remote_id:
@@ -164,7 +129,7 @@ def _tools_and_instructions(run: Run) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if run.instructions:
         kwargs["instructions"] = run.instructions
-    tools = tools_for(run.tools or [])
+    tools = tool_specs(run, "responses")
     if tools:
-        kwargs["tools"] = [t.responses_spec() for t in tools]
+        kwargs["tools"] = tools
     return kwargs

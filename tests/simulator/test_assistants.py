@@ -104,6 +104,27 @@ def test_tool_rounds_with_submit_lag_and_completion(client: OpenAI, sim: Running
     assert stats["calls"]["threads.runs.submit_tool_outputs"] == 4
 
 
+def test_stats_count_every_submit_naming_a_call_even_a_refused_one(
+    client: OpenAI, sim: RunningSimulator
+) -> None:
+    """The API refuses a repeat, but the client still answered twice: the count says so."""
+    thread = _thread(client)
+    run = _run(client, thread.id, sim_tool_rounds="1")
+    run = wait_for(partial(_get, client, run), lambda r: r.status == "requires_action")
+    assert run.required_action is not None
+    (call,) = run.required_action.submit_tool_outputs.tool_calls
+    outputs = [{"tool_call_id": call.id, "output": "42"}]
+    client.beta.threads.runs.submit_tool_outputs(
+        run_id=run.id, thread_id=thread.id, tool_outputs=outputs
+    )
+    assert sim.stats(objects=False)["tool_outputs_by_call_id"] == {call.id: 1}
+    with pytest.raises(openai.BadRequestError, match="already been submitted"):
+        client.beta.threads.runs.submit_tool_outputs(
+            run_id=run.id, thread_id=thread.id, tool_outputs=outputs
+        )
+    assert sim.stats(objects=False)["tool_outputs_by_call_id"] == {call.id: 2}
+
+
 def test_expiry_when_outputs_never_arrive(client: OpenAI) -> None:
     thread = _thread(client)
     run = _run(client, thread.id, sim_tool_rounds="1", sim_expires_s="0.5")

@@ -13,6 +13,8 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_input_param import FunctionCallOutput
 
+from simulator.testing import RunningSimulator
+
 from .helpers import strict
 
 TOOLS: list[FunctionToolParam] = [
@@ -110,3 +112,21 @@ def test_rounds_in_a_conversation_with_bad_args_and_named_tool(client: OpenAI) -
     assert _calls(follow) == [] and follow.status == "completed"
     types = [item.type for item in client.conversations.items.list(conv.id, order="asc")]
     assert types == ["message", "function_call", "function_call_output", "message"]
+
+
+def test_stats_count_the_outputs_each_call_received(client: OpenAI, sim: RunningSimulator) -> None:
+    """A client that sends the same call's output in two creates answered it twice: visible."""
+    first = client.responses.create(
+        model="gpt-4o", input="go", tools=TOOLS, metadata={"sim_tool_rounds": "1"}
+    )
+    (call,) = _calls(first)
+    assert sim.stats(objects=False)["tool_outputs_by_call_id"] == {}
+    client.responses.create(
+        model="gpt-4o", input=_answer(call), previous_response_id=first.id, tools=TOOLS
+    )
+    assert sim.stats(objects=False)["tool_outputs_by_call_id"] == {call.call_id: 1}
+    # A retry after a lost answer: the server takes it and the model reads the output again.
+    client.responses.create(
+        model="gpt-4o", input=_answer(call), previous_response_id=first.id, tools=TOOLS
+    )
+    assert sim.stats(objects=False)["tool_outputs_by_call_id"] == {call.call_id: 2}

@@ -10,26 +10,21 @@ Two halves, so no web request ever waits on OpenAI:
   schedule. Transient errors retry with a countdown, like every other call.
 
 A start that is creating the run remotely while it is cancelled notices on its own
-(``tracking.start`` cancels a run that became ``cancelled`` during the create).
+(``lifecycle.start`` cancels a run that became ``cancelled`` during the create).
 """
 
 from __future__ import annotations
 
-import logging
-
-from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import F
 
-from . import tracking
-from .backends import get_backend
-from .errors import classify
-from .models import Run
-from .states import transition
-from .status import TERMINAL, EventSource, RunStatus
-
-log = logging.getLogger(__name__)
+from .. import metrics
+from ..backends.registry import get_backend
+from ..conf import settings
+from ..errors import classify
+from ..models import Run
+from ..status import TERMINAL, EventSource, RunStatus
+from . import answers, enqueue, writer
+from .decisions import Counters, Decision, Move, Task
 
 
 def request_cancel(run: Run, *, by: str = "") -> str:
@@ -44,41 +39,48 @@ def request_cancel(run: Run, *, by: str = "") -> str:
             raise ValidationError(f"run {run.pk} already ended ({run.status})", code="conflict")
         if run.status == RunStatus.CANCELLING:
             return run.status
-        if run.status == RunStatus.PENDING:
-            # Not created at OpenAI yet (or being created: start() cleans that up).
-            if transition(run.pk, RunStatus.CANCELLED, source=EventSource.USER, detail=detail):
-                return RunStatus.CANCELLED
-            continue
-        if transition(run.pk, RunStatus.CANCELLING, source=EventSource.USER, detail=detail):
-            from .tasks import cancel_run
-
-            transaction.on_commit(lambda: cancel_run.delay(run.pk))
-            return RunStatus.CANCELLING
+        # Not created at OpenAI yet (or being created: start() cleans that up): cancelled now.
+        target = RunStatus.CANCELLED if run.status == RunStatus.PENDING else RunStatus.CANCELLING
+        changed, _ = writer.move(
+            run.pk, Move(target, EventSource.USER, expected=run.status, detail=detail)
+        )
+        if changed:
+            if target == RunStatus.CANCELLING:
+                writer.enqueue_on_commit(Task(enqueue.CANCEL_RUN, (run.pk,)))
+            return target
     run.refresh_from_db(fields=["status"])
     return run.status
 
 
 def send_cancel(run_id: int) -> str:
     """The ``runs.cancel_run`` task: ask OpenAI to cancel, apply its answer, wake the poll."""
-    from .tasks import cancel_run
-
-    run = Run.objects.filter(pk=run_id).first()
+    run = Run.objects.select_related("thread").filter(pk=run_id).first()
     if run is None or run.status != RunStatus.CANCELLING or not run.remote_id:
         return "skipped"  # ended meanwhile, or a duplicate delivery after the first one worked
-    tracking._count_calls(run_id, kind="cancel")
+    metrics.count_api_call("cancel")
+    counters = Counters(api_calls=1)
     try:
         state = get_backend(run.backend).cancel(run)
     except Exception as exc:  # noqa: BLE001 - every failure goes through the error policy
-        decision = classify(exc, run.error_retries)
-        log.warning("run %s: cancel failed (%s): %s", run_id, decision.code, decision.message)
-        if decision.retry and run.error_retries < settings.RUNS_MAX_ERROR_RETRIES:
-            Run.objects.filter(pk=run_id).update(error_retries=F("error_retries") + 1)
-            cancel_run.apply_async(args=(run_id,), countdown=decision.countdown)
+        decision = classify(exc, run.error_retries, settings.RUNS_MAX_ERROR_RETRIES)
+        if decision.retry:
+            writer.apply(
+                Decision(
+                    run_id,
+                    "retry",
+                    counters=counters,
+                    errors="count",
+                    then=(Task(enqueue.CANCEL_RUN, (run_id,), countdown=decision.countdown),),
+                )
+            )
             return "retry"
         # The server will not cancel (it already ended, say): the poll learns how it ended.
-        tracking.wake(run_id)
+        writer.count(run_id, counters)
+        writer.wake(run_id)
         return "refused"
-    if state is not None:
-        tracking.apply_remote_state(run, state, source=EventSource.USER)
-    tracking.wake(run_id)  # confirms the final status now; exits at once if already terminal
+    change = None
+    if state is not None and state.status != run.status:
+        change = answers.move_to(run, state, EventSource.USER)
+    writer.apply(Decision(run_id, "cancel_sent", move=change, counters=counters))
+    writer.wake(run_id)  # confirms the final status now; exits at once if already terminal
     return Run.objects.filter(pk=run_id).values_list("status", flat=True).get()

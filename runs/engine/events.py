@@ -1,28 +1,24 @@
-"""Recording and applying OpenAI webhook events: idempotent, race-free, no API calls.
+"""Applying recorded OpenAI webhook events: wake the run, idempotently, with no API call.
 
-An event carries only the object id, so applying it means *waking* the run: take a fresh poll
-ticket and enqueue an immediate poll, which retrieves once. The poll already waiting in the queue
-then finds its ticket gone and exits without calling the API. That is what makes a run tracked by
-webhook cost one retrieve.
+An event carries only the object id, so applying it means *waking* the run: a fresh poll ticket
+and an immediate poll, which retrieves once; the poll already waiting finds its ticket gone and
+exits without calling the API. That is what makes a run tracked by webhook cost one retrieve.
 
 Every step that could run twice (OpenAI delivers at least once, two copies may arrive together,
 the run's remote id may land while we look) is a conditional UPDATE on the event's ``outcome``,
-so exactly one writer acts on each event.
+so exactly one writer acts on each event. Recording (verify, parse, store by ``webhook-id``) is
+the intake's job (``runs.intake``); this is the engine's half.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
-from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
-from . import tracking
-from .models import Run, WebhookEvent
-from .status import TERMINAL
+from ..models import Run, WebhookEvent
+from ..status import TERMINAL
+from . import writer
 
 log = logging.getLogger(__name__)
 
@@ -32,53 +28,6 @@ Outcome = WebhookEvent.Outcome
 RESPONSE_TERMINAL_EVENTS = frozenset(
     {"response.completed", "response.failed", "response.cancelled", "response.incomplete"}
 )
-
-
-class MalformedEvent(ValueError):
-    """A correctly signed body that is not an OpenAI event."""
-
-
-def parse(payload: Any) -> tuple[str, str, str, datetime | None]:
-    """(event id, type, object id, created at) from an event body, or ``MalformedEvent``."""
-    if not isinstance(payload, dict):
-        raise MalformedEvent("the event body must be a JSON object")
-    event_type = payload.get("type")
-    if not isinstance(event_type, str) or not event_type:
-        raise MalformedEvent("the event has no 'type'")
-    data = payload.get("data")
-    object_id = data.get("id", "") if isinstance(data, dict) else ""
-    if not isinstance(object_id, str):
-        raise MalformedEvent("'data.id' must be a string")
-    created = payload.get("created_at")
-    created_at = (
-        datetime.fromtimestamp(created, UTC)
-        if isinstance(created, int | float) and 0 < created < 1e11
-        else None
-    )
-    event_id = payload.get("id", "")
-    return (event_id if isinstance(event_id, str) else ""), event_type, object_id, created_at
-
-
-def record(webhook_id: str, payload: dict[str, Any]) -> tuple[WebhookEvent, bool]:
-    """Store a verified delivery keyed by its ``webhook-id``; (event, created).
-
-    A concurrent copy of the same delivery loses the unique constraint and reads the winner's
-    row instead (dj-stripe's pattern), so both copies answer the same way.
-    """
-    event_id, event_type, object_id, created_at = parse(payload)
-    try:
-        with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                webhook_id=webhook_id,
-                event_id=event_id[:128],
-                type=event_type[:64],
-                object_id=object_id[:128],
-                payload=payload,
-                created_at_remote=created_at,
-            )
-        return event, True
-    except IntegrityError:
-        return WebhookEvent.objects.get(webhook_id=webhook_id), False
 
 
 def process(event: WebhookEvent) -> str:
@@ -103,7 +52,7 @@ def apply_waiting(run_id: int, remote_id: str) -> int:
     """Apply events that arrived before ``remote_id`` was saved on run ``run_id``."""
     applied = 0
     for event in WebhookEvent.objects.filter(object_id=remote_id, outcome=Outcome.UNKNOWN_OBJECT):
-        run = Run.objects.get(pk=run_id)
+        run = Run.objects.only("pk", "status", "poll_generation").get(pk=run_id)
         if _apply(event, run, Outcome.UNKNOWN_OBJECT) == Outcome.APPLIED:
             applied += 1
     return applied
@@ -132,13 +81,10 @@ def _apply(event: WebhookEvent, run: Run, expected: str) -> str:
     if not _settle(event, expected, Outcome.APPLIED, run):
         return WebhookEvent.objects.filter(pk=event.pk).values_list("outcome", flat=True).get()
     try:
-        tracking.wake(run.pk, generation=run.poll_generation, webhook_events=1)
+        writer.wake(run.pk, ticket=run.poll_generation, webhook_events=1)
     except Exception:
         # The broker is down: un-settle so a redelivery (OpenAI retries non-2xx) tries again.
         WebhookEvent.objects.filter(pk=event.pk).update(outcome=expected, processed_at=None)
-        Run.objects.filter(pk=run.pk, webhook_events__gt=0).update(
-            webhook_events=F("webhook_events") - 1
-        )
         raise
     log.info("run %s: woken by %s (%s)", run.pk, event.type, event.webhook_id)
     return Outcome.APPLIED

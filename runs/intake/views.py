@@ -8,7 +8,7 @@ The flow (django-anymail's shape, dj-stripe's idempotency):
    touches nothing: a forged request never reaches the database.
 2. Record the event by its ``webhook-id`` (unique): a second delivery answers 200 and does
    nothing more.
-3. Wake the run (``webhook_events.process``): no API call in the request.
+3. Wake the run (``runs.engine.events.process``): no API call in the request.
 
 Which answers make OpenAI retry is chosen on purpose: 400 for requests that will never verify
 (retrying cannot help), 500 only when *we* failed (no secret configured, broker down), so the
@@ -21,13 +21,14 @@ import json
 import logging
 
 import openai
-from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import webhook_events
-from .client import get_client
+from ..client import get_client
+from ..conf import settings
+from ..engine import events
+from . import recording
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,13 @@ def openai_webhook(request: HttpRequest) -> JsonResponse:
         return _error(400, str(exc) or "malformed webhook request")
     try:
         payload = json.loads(body)
-        event, created = webhook_events.record(request.headers["webhook-id"], payload)
-    except webhook_events.MalformedEvent as exc:
+        event, created = recording.record(request.headers["webhook-id"], payload)
+    except recording.MalformedEvent as exc:
         return _error(400, str(exc))
     if not created and event.outcome != event.Outcome.RECEIVED:
         return JsonResponse({"status": "duplicate", "outcome": event.outcome})
     try:
-        outcome = webhook_events.process(event)
+        outcome = events.process(event)
     except Exception:
         log.exception("webhook %s: could not wake run for %s", event.webhook_id, event.object_id)
         return _error(500, "could not process the event now; it will be processed on redelivery")

@@ -29,15 +29,14 @@ from rich.live import Live
 from rich.table import Table
 
 from project.localredis import RedisUnavailable, ensure_redis
-from runs import processes
+from runs.management.commands._args import bad
 from runs.models import Run, ToolCall
 from runs.schedule import Schedule
+from runs.schedule import schedule_for as poll_schedule
 from runs.services import create_run
 from runs.status import TERMINAL
 from runs.tasks import start_run
-from runs.tracking import poll_schedule
-
-from ._args import bad
+from runs_dev import processes
 
 #: The demo's mix of remote outcomes (the rest complete); one run outlives its deadline.
 OUTCOMES = ["failed"] * 4 + ["incomplete"] * 3 + ["cancelled"] * 2

@@ -1,0 +1,47 @@
+"""What both API backends share: the metadata we tag remote objects with, the server's poll hint,
+timestamps and the tool and instruction arguments every request repeats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..tools import tools_for
+
+if TYPE_CHECKING:
+    from ..models import Run
+
+#: OpenAI accepts at most 16 metadata pairs of strings (values up to 512 characters).
+MAX_METADATA_KEYS = 16
+
+
+def remote_metadata(run: Run) -> dict[str, str]:
+    """Our run id plus the caller's metadata, as the strings OpenAI requires."""
+    meta = {"run_id": str(run.pk)}
+    for key, value in (run.metadata or {}).items():
+        if len(meta) >= MAX_METADATA_KEYS:
+            break
+        meta.setdefault(str(key)[:64], str(value)[:512])
+    return meta
+
+
+def parse_poll_after(headers: Any) -> int | None:
+    """The ``openai-poll-after-ms`` header as milliseconds; None when absent or not a number."""
+    value = headers.get("openai-poll-after-ms")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def when(timestamp: int | float | None) -> datetime | None:
+    """A Unix timestamp from the API as an aware datetime (None and 0 mean "not yet")."""
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
+
+
+def tool_specs(run: Run, shape: str) -> list[dict[str, Any]]:
+    """The run's registered tools in the API's ``shape`` ("responses" or "assistants")."""
+    tools = tools_for(run.tools or [])
+    if shape == "assistants":
+        return [t.assistants_spec() for t in tools]
+    return [t.responses_spec() for t in tools]

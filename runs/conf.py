@@ -1,0 +1,100 @@
+"""Every setting the app reads, with its default: the one place ``runs`` looks at Django settings.
+
+django-anymail's ``get_anymail_setting`` is the model: a host project sets only what it must (an
+API key, a webhook secret) and everything else has a documented default here. Modules of ``runs``
+import ``settings`` from this module instead of ``django.conf``::
+
+    from .conf import settings
+    settings.RUNS_POLL_BASE_S      # the host's value if it set one, else the default below
+
+Reads are live (never cached), so ``override_settings`` and pytest-django's ``settings`` fixture
+work as usual. A name that is not listed here is an ``AttributeError``: a typo fails loudly
+instead of silently reading a default. Secrets default to the process environment, like the
+``openai`` SDK does, and are never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings as django_settings
+
+#: name -> default, grouped as in ``.env.example``.
+DEFAULTS: dict[str, Any] = {
+    # OpenAI
+    "OPENAI_API_KEY": None,  # None: the environment's OPENAI_API_KEY (see ``_ENV``)
+    "OPENAI_BASE_URL": None,
+    "OPENAI_WEBHOOK_SECRET": None,
+    "OPENAI_ASSISTANT_ID": None,
+    # Total seconds one API call may take (retrieve, cancel) / a create or submit (which may
+    # be doubled by a retry, so it gets more patience). Enforced by our own transport, not
+    # only by httpx's per-phase timeouts: see ``client.py``.
+    "OPENAI_TIMEOUT_S": 10.0,
+    "OPENAI_CREATE_TIMEOUT_S": 30.0,
+    # What a run gets when create_run does not say
+    "RUNS_BACKEND": "responses",
+    "RUNS_STRATEGY": "poll",
+    "RUNS_DEFAULT_MODEL": "gpt-4.1-mini",
+    "RUNS_DEADLINE_S": 600.0,
+    # Poll schedule (strategy "poll") and the safety net (strategy "webhook")
+    "RUNS_POLL_BASE_S": 0.5,
+    "RUNS_POLL_FACTOR": 1.5,
+    "RUNS_POLL_CAP_S": 5.0,
+    "RUNS_POLL_JITTER": 0.1,
+    "RUNS_SAFETY_NET_BASE_S": 30.0,
+    "RUNS_SAFETY_NET_FACTOR": 2.0,
+    "RUNS_SAFETY_NET_CAP_S": 300.0,
+    # The longest single countdown handed to the broker. A later poll is stored as
+    # next_poll_at and reached by hops of at most this long (Redis redelivers unacked tasks
+    # after its visibility timeout, RabbitMQ's consumer_timeout is 15-30 min).
+    "RUNS_MAX_COUNTDOWN_S": 300.0,
+    # Errors and the shared request budget
+    "RUNS_MAX_ERROR_RETRIES": 8,
+    "RUNS_MAX_RPS": 0.0,
+    "RUNS_BUDGET_BURST_S": 1.0,
+    "RUNS_BUDGET_REDIS_URL": "",
+    # Recovery sweep (Celery beat)
+    "RUNS_SWEEP_INTERVAL_S": 5.0,
+    "RUNS_SWEEP_GRACE_S": 10.0,
+    "RUNS_SWEEP_BATCH": 1000,
+    "RUNS_CLAIM_TIMEOUT_S": 120.0,
+    # Tools
+    "RUNS_MAX_TOOL_ROUNDS": 8,
+    "RUNS_TOOL_TIMEOUT_S": 5.0,
+    "RUNS_TOOL_THREADS": 8,
+    "RUNS_TOOL_WAIT_POLL_S": 30.0,
+    # Operators
+    "RUNS_API_TOKENS": [],
+    "RUNS_PUBSUB_URL": "",
+    "RUNS_SSE_HEARTBEAT_S": 15.0,
+    "RUNS_SSE_MAX_S": 600.0,
+    "FLOWER_URL": "",
+    "RUNS_WORKER_METRICS_PORT": 0,
+    # Django's own, read by the API's size check
+    "DATA_UPLOAD_MAX_MEMORY_SIZE": 2621440,
+    "CELERY_BROKER_URL": "",
+}
+
+#: Settings whose default comes from the environment (secrets and the SDK's own variables).
+_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_WEBHOOK_SECRET", "OPENAI_ASSISTANT_ID")
+
+
+class _Settings:
+    """Attribute access to the host's settings, falling back to ``DEFAULTS``."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"runs has no setting {name!r} (known: see runs/conf.py)")
+        value = getattr(django_settings, name, None)
+        if value is not None:
+            return value
+        if name in _ENV:
+            return os.environ.get(name, "")
+        return DEFAULTS[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("runs settings are read-only: set them in Django settings")
+
+
+settings = _Settings()

@@ -1,0 +1,161 @@
+"""How the API's answer, or its error, becomes a tick's decision; and concluding a tick.
+
+Pure but for reading settings: given the run as read and what the API said, these return values
+(``Move``, ``Decision``) and write nothing. ``conclude`` is the one exit of every tick: it hands
+the decision to the writer and, for a run that ended here but may still run at OpenAI, sends a
+best-effort cancel.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from .. import deadline, metrics
+from ..backends.base import RemoteState
+from ..backends.registry import get_backend
+from ..conf import settings
+from ..errors import classify
+from ..models import Run
+from ..schedule import next_delay, schedule_for
+from ..status import ACTIVE, TERMINAL, RunStatus
+from . import writer
+from .decisions import Counters, Decision, Move
+
+log = logging.getLogger(__name__)
+
+
+def move_to(run: Run, state: RemoteState, source: str) -> Move:
+    """The status change the answer asks for, with the output and errors of an end."""
+    fields: dict[str, Any] = {"remote_id": state.remote_id, "error_retries": 0}
+    if state.status in TERMINAL:
+        fields.update(
+            output_text=state.output_text,
+            usage=state.usage,
+            remote_completed_at=state.remote_completed_at,
+            last_error_code=state.error_code,
+            last_error=state.error_message,
+        )
+    return Move(
+        state.status,
+        source,
+        expected=run.status,
+        fields=fields,
+        detail={"remote_status": state.remote_status, "remote_id": state.remote_id},
+    )
+
+
+def decide_answer(
+    run: Run,
+    state: RemoteState,
+    ticket: int,
+    counters: Counters,
+    *,
+    source: str,
+    attempt: int,
+) -> Decision:
+    """A status the run may move to, then poll again on the schedule unless it ended."""
+    change = None if state.status == run.status else move_to(run, state, source)
+    if state.status not in ACTIVE:
+        return Decision(run.pk, state.status, ticket=ticket, move=change, counters=counters)
+    delay = next_delay(
+        schedule_for(run.strategy),
+        attempt,
+        poll_after_ms=state.poll_after_ms,
+        remaining_s=deadline.remaining_s(run),
+    )
+    return Decision(
+        run.pk,
+        state.status,
+        ticket=ticket,
+        move=change,
+        poll_in_s=delay,
+        attempt=attempt,
+        remote_id=state.remote_id if state.remote_id != run.remote_id else None,
+        counters=counters,
+        errors="reset",
+    )
+
+
+def decide_error(
+    run: Run,
+    exc: BaseException,
+    ticket: int | None,
+    counters: Counters,
+    *,
+    what: str,
+    source: str,
+) -> Decision:
+    """One failed call (``what``: "create", "retrieve", "submit the tool outputs of"): the one
+    place a failure becomes "try again after the policy's countdown" or "fail with its reason".
+
+    The retry is a poll after the countdown for a tick that holds a ticket, and a start again
+    for a start (``ticket`` None).
+    """
+    decision = classify(exc, run.error_retries, settings.RUNS_MAX_ERROR_RETRIES)
+    log.warning("run %s: %s failed (%s): %s", run.pk, what, decision.code, decision.message)
+    if not decision.retry:
+        return fail(
+            run, decision.code, f"Could not {what} the run: {decision.message}", source, counters
+        )
+    if decision.outcome_unknown and what != "retrieve":
+        # The request may have reached OpenAI: repeating it may make a second remote object
+        # (docs/reliability.md says when, and how it is counted).
+        log.warning("run %s: the %s's outcome is unknown; it will be sent again", run.pk, what)
+    again = {"poll_in_s": decision.countdown} if ticket is not None else {}
+    return Decision(
+        run.pk,
+        "retry",
+        ticket=ticket,
+        counters=counters,
+        errors="count",
+        start_in_s=None if ticket is not None else decision.countdown,
+        **again,
+    )
+
+
+def fail(run: Run, code: str, message: str, source: str, counters: Counters) -> Decision:
+    """End the run as failed with a clear reason."""
+    return Decision(
+        run.pk,
+        RunStatus.FAILED,
+        move=Move(
+            RunStatus.FAILED,
+            source,
+            detail={"error": code},
+            fields={"last_error_code": code, "last_error": message},
+        ),
+        counters=counters,
+    )
+
+
+def conclude(run: Run, decision: Decision) -> str:
+    """Apply the tick's decision; cancel remotely what ended here. Returns the outcome.
+
+    The cancel that follows an end is counted with the end (its call is made only if the end
+    was ours), so the counters are final as soon as the terminal status is visible.
+    """
+    cancelling = decision.cancel_remote and bool(run.remote_id)
+    if cancelling:
+        decision = replace(decision, counters=decision.counters + Counters(api_calls=1))
+    changed = writer.apply(decision)
+    if cancelling:
+        if changed:
+            cancel_remote_quietly(run, counted=True)
+        else:
+            writer.count(run.pk, Counters(api_calls=-1))  # the end was not ours: no call made
+    return decision.outcome
+
+
+def cancel_remote_quietly(run: Run, *, counted: bool = False) -> None:
+    """Best-effort remote cancel: a failure is logged, never raised (the run is already ended)."""
+    if not run.remote_id:
+        return
+    metrics.count_api_call("cancel")
+    if not counted:
+        writer.count(run.pk, Counters(api_calls=1))
+    try:
+        get_backend(run.backend).cancel(run)
+    except Exception as exc:  # noqa: BLE001 - best effort by design
+        log.warning("run %s: remote cancel of %s failed: %s", run.pk, run.remote_id, exc)

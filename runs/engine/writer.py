@@ -1,0 +1,273 @@
+"""The one writer: the only code that writes a run's poll ticket, ``next_poll_at``, counters and
+error count, that moves a status on the engine's behalf, and that enqueues the engine's tasks.
+
+Everything else in the engine *decides* (``decisions.Decision``); this module applies. That makes
+the invariants checkable in one place:
+
+- **Tickets.** ``Run.poll_generation`` names the one poll allowed to run next. A poll claims its
+  ticket with a compare-and-set that also advances it (``claim_poll``); re-arming is a
+  compare-and-set on the ticket the tick holds (``apply``), and a wake takes a fresh one. A
+  duplicated, redelivered or stale poll therefore exits without an API call, and a tick whose
+  ticket was taken meanwhile arms nothing.
+- **Waits of any length.** ``next_poll_at`` is the due time; the broker is handed at most
+  ``RUNS_MAX_COUNTDOWN_S`` of it, and a poll that wakes early hops again without an API call.
+  No countdown outlives Redis's visibility timeout or RabbitMQ's ``consumer_timeout``.
+- **Counters are final when the end is visible.** A terminal move saves the tick's counters in
+  the same UPDATE as the status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ..conf import settings
+from ..models import Run
+from ..states import transition
+from ..status import ACTIVE, TERMINAL, RunStatus
+from . import enqueue
+from .decisions import Counters, Decision, Errors, Move, Task
+
+log = logging.getLogger(__name__)
+
+
+# --- claims and tickets ---------------------------------------------------------------------------
+
+
+def claim_start(run_id: int) -> bool:
+    """Take the right to create run ``run_id`` remotely; False when someone has it already."""
+    return bool(
+        Run.objects.filter(
+            pk=run_id, status=RunStatus.PENDING, start_claimed_at__isnull=True
+        ).update(start_claimed_at=timezone.now())
+    )
+
+
+def release_start_claim(run_id: int, claimed_at: datetime) -> bool:
+    """The sweep's release of a stale start claim; only the caller that clears it restarts."""
+    released = Run.objects.filter(pk=run_id, start_claimed_at=claimed_at).update(
+        start_claimed_at=None
+    )
+    if released:
+        enqueue_now(Task(enqueue.START_RUN, (run_id,)))
+    return bool(released)
+
+
+def claim_poll(run_id: int, ticket: int) -> Run | None:
+    """Take poll ticket ``ticket``; the run as read, or None when the ticket is not ours."""
+    claimed = (
+        Run.objects.filter(pk=run_id, poll_generation=ticket, status__in=ACTIVE)
+        .exclude(remote_id="")
+        .update(poll_generation=ticket + 1)
+    )
+    if not claimed:
+        return None
+    return Run.objects.select_related("thread").get(pk=run_id)
+
+
+def take_ticket(run_id: int, status: str) -> int | None:
+    """A fresh ticket for a run in ``status`` (the poll already waiting then exits); no enqueue."""
+    taken = (
+        Run.objects.filter(pk=run_id, status=status)
+        .exclude(remote_id="")
+        .update(poll_generation=F("poll_generation") + 1)
+    )
+    if not taken:
+        return None
+    return Run.objects.filter(pk=run_id).values_list("poll_generation", flat=True).get()
+
+
+def wake(run_id: int, *, ticket: int | None = None, webhook_events: int = 0) -> bool:
+    """Poll now: take a fresh ticket (so the poll already waiting exits) and enqueue it.
+
+    With the ``ticket`` the caller just read, taking the ticket is one compare-and-set; if it
+    moved meanwhile, or without one, the ticket is bumped and read back (two queries).
+    ``webhook_events`` is counted in the same UPDATE, and taken back if the poll cannot be
+    enqueued (the broker is down), so the caller may raise and let the event be redelivered.
+    """
+    active = Run.objects.filter(pk=run_id, status__in=ACTIVE).exclude(remote_id="")
+    values: dict[str, Any] = {"next_poll_at": timezone.now()}
+    values.update(_counter_values(Counters(webhook_events=webhook_events)))
+    if ticket is not None and active.filter(poll_generation=ticket).update(
+        poll_generation=ticket + 1, **values
+    ):
+        fresh = ticket + 1
+    elif active.update(poll_generation=F("poll_generation") + 1, **values):
+        fresh = Run.objects.filter(pk=run_id).values_list("poll_generation", flat=True).get()
+    else:
+        return False
+    try:
+        enqueue_now(Task(enqueue.POLL_RUN, (run_id, fresh)))
+    except Exception:
+        if webhook_events:
+            Run.objects.filter(pk=run_id, webhook_events__gte=webhook_events).update(
+                webhook_events=F("webhook_events") - webhook_events
+            )
+        raise
+    return True
+
+
+# --- applying decisions ---------------------------------------------------------------------------
+
+
+def move(run_id: int, change: Move) -> tuple[bool, str]:
+    """Make one status change through the state machine; (changed, the status the run has now)."""
+    changed = transition(
+        run_id,
+        change.to_status,
+        source=change.source,
+        detail=change.detail,
+        fields=change.fields,
+        expected=change.expected,
+    )
+    if changed:
+        return True, change.to_status
+    return False, Run.objects.filter(pk=run_id).values_list("status", flat=True).get()
+
+
+def apply(decision: Decision) -> bool:
+    """Apply one decision; True when its status change was made."""
+    d = decision
+    pending: dict[str, Any] = _counter_values(d.counters)
+    pending.update(_error_values(d.errors))
+    if d.remote_id:
+        pending["remote_id"] = d.remote_id
+    changed = False
+    if d.move is not None:
+        change = d.move
+        if change.to_status in TERMINAL:
+            # The counters and the end in one UPDATE: whoever sees the end sees final counters.
+            change = Move(
+                change.to_status,
+                change.source,
+                change.expected,
+                {**pending, **change.fields},
+                change.detail,
+            )
+        changed, _ = move(d.run_id, change)
+        if changed and change.to_status in TERMINAL:
+            pending = {}
+    if d.start_in_s is not None:
+        _start_again(d.run_id, d.start_in_s, pending)
+        pending = {}
+    elif (
+        d.poll_in_s is not None
+        and d.ticket is not None
+        and _rearm(d.run_id, d.ticket, d.poll_in_s, d.attempt, pending)
+    ):
+        pending = {}
+    if pending:
+        Run.objects.filter(pk=d.run_id).update(**pending)
+    for task in d.then:
+        enqueue_now(task)
+    return changed
+
+
+def apply_all(decisions: Iterable[Decision]) -> list[bool]:
+    """Apply several decisions (a batch of ticks); each stays its own compare-and-set."""
+    return [apply(d) for d in decisions]
+
+
+def count(run_id: int, counters: Counters) -> None:
+    """Count calls made outside a tick's decision (a best-effort remote cancel)."""
+    if counters:
+        Run.objects.filter(pk=run_id).update(**_counter_values(counters))
+
+
+def enqueue_now(task: Task) -> None:
+    enqueue.send(task.name, *task.args, countdown=task.countdown)
+
+
+def enqueue_on_commit(task: Task) -> None:
+    """Enqueue once the caller's transaction commits, so the worker sees what it wrote."""
+    transaction.on_commit(lambda: enqueue_now(task))
+
+
+# --- the writes behind them -----------------------------------------------------------------------
+
+
+def _rearm(
+    run_id: int, ticket: int, delay: float, attempt: int | None, values: dict[str, Any]
+) -> bool:
+    """Store the due time and enqueue the poll holding ``ticket``; nothing if the ticket moved."""
+    now = timezone.now()
+    fields = {**values, "next_poll_at": now + timedelta(seconds=delay)}
+    if attempt is not None:
+        fields["poll_attempt"] = attempt
+    updated = Run.objects.filter(pk=run_id, poll_generation=ticket, status__in=ACTIVE).update(
+        **fields
+    )
+    if updated:
+        hop = min(delay, settings.RUNS_MAX_COUNTDOWN_S)
+        enqueue_now(Task(enqueue.POLL_RUN, (run_id, ticket), countdown=hop))
+    return bool(updated)
+
+
+def _start_again(run_id: int, delay: float, values: dict[str, Any]) -> None:
+    """Release the start claim and try the start again later (a retry or a budget deferral).
+
+    For a pending run ``next_poll_at`` means "next start attempt", so the sweep waits for it too.
+    """
+    Run.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
+        start_claimed_at=None, next_poll_at=timezone.now() + timedelta(seconds=delay), **values
+    )
+    countdown = min(delay, settings.RUNS_MAX_COUNTDOWN_S)
+    enqueue_now(Task(enqueue.START_RUN, (run_id,), countdown=countdown))
+
+
+def _counter_values(counters: Counters) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in ("api_calls", "polls", "webhook_events"):
+        n = getattr(counters, name)
+        if n:
+            values[name] = F(name) + n
+    return values
+
+
+def _error_values(errors: Errors) -> dict[str, Any]:
+    if errors == "reset":
+        return {"error_retries": 0}
+    if errors == "count":
+        return {"error_retries": F("error_retries") + 1}
+    return {}
+
+
+def started(
+    run_id: int, change: Move, ticket: int, first_poll_in_s: float, counters: Counters
+) -> bool:
+    """A create answered: save the remote id, its first due time and the counters *with* the first
+    status change (one UPDATE), then enqueue the first poll. True when the change was made.
+
+    No ticket compare-and-set is needed here: until this UPDATE commits the run has no remote id,
+    so nothing else can take a ticket. A worker killed before the enqueue leaves an overdue run
+    for the sweep, never an active run with no due time.
+    """
+    now = timezone.now()
+    due = now + timedelta(seconds=first_poll_in_s)
+    saved = {
+        "remote_id": change.fields.get("remote_id", ""),
+        "submitted_at": now,
+        "error_retries": 0,
+        **_counter_values(counters),
+    }
+    if change.to_status in ACTIVE:
+        saved.update(next_poll_at=due, poll_attempt=0)
+    fields = {**change.fields, **saved}
+    changed, _ = move(
+        run_id, Move(change.to_status, change.source, change.expected, fields, change.detail)
+    )
+    if not changed:
+        # Ended while we created it (a user's cancel): keep what OpenAI made, to cancel it.
+        Run.objects.filter(pk=run_id).update(
+            **{k: v for k, v in saved.items() if k != "next_poll_at"}
+        )
+    elif change.to_status in ACTIVE:
+        hop = min(first_poll_in_s, settings.RUNS_MAX_COUNTDOWN_S)
+        enqueue_now(Task(enqueue.POLL_RUN, (run_id, ticket), countdown=hop))
+    return changed

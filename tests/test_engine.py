@@ -1,0 +1,89 @@
+"""The engine's one writer: what applying a decision writes, and what it enqueues.
+
+Pure database tests (no broker: ``sent_tasks`` records what would be enqueued, by task name).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from runs.engine import lifecycle, writer
+from runs.engine.decisions import Counters, Decision, Move
+from runs.models import Run
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_terminal_decision_saves_its_counters_in_the_same_update_as_the_status(
+    make_run, sent_tasks
+):
+    run = make_run("in_progress", remote_id="resp_1")
+    decision = Decision(
+        run.pk,
+        "completed",
+        ticket=run.poll_generation,
+        move=Move("completed", "poll", expected="in_progress", fields={"output_text": "hi"}),
+        counters=Counters(api_calls=2, polls=1),
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert writer.apply(decision) is True
+    run_updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "runs_run"')]
+    assert len(run_updates) == 1  # whoever sees "completed" sees the final counters
+    run.refresh_from_db()
+    assert (run.status, run.api_calls, run.polls, run.output_text) == ("completed", 2, 1, "hi")
+    assert sent_tasks == []  # an ended run arms nothing
+
+
+def test_a_rearm_holding_a_stale_ticket_arms_nothing_but_still_counts(make_run, sent_tasks):
+    run = make_run("in_progress", remote_id="resp_1")
+    stale = run.poll_generation
+    assert writer.wake(run.pk)  # a webhook took a fresh ticket meanwhile
+    sent_tasks.clear()
+    writer.apply(
+        Decision(run.pk, "in_progress", ticket=stale, poll_in_s=1.0, counters=Counters(1, 1))
+    )
+    assert sent_tasks == []
+    run.refresh_from_db()
+    assert (run.api_calls, run.polls) == (1, 1)
+
+
+def test_a_long_wait_is_stored_and_reached_by_short_hops_without_api_calls(
+    make_run, sent_tasks, settings
+):
+    settings.RUNS_MAX_COUNTDOWN_S = 2.0
+    run = make_run("in_progress", remote_id="resp_1")
+    writer.apply(Decision(run.pk, "waiting", ticket=run.poll_generation, poll_in_s=7200.0))
+    run.refresh_from_db()
+    assert run.next_poll_at - timezone.now() > timedelta(seconds=7190)
+    (name, args, countdown) = sent_tasks.pop()
+    assert (name, countdown) == ("runs.poll_run", 2.0)  # never one long countdown
+
+    with mock.patch("runs.engine.lifecycle.get_backend") as backend:
+        assert lifecycle.poll(*args) == "hop"
+    backend.assert_not_called()
+    (name, _, countdown) = sent_tasks.pop()
+    assert (name, countdown) == ("runs.poll_run", 2.0)
+    assert Run.objects.get(pk=run.pk).polls == 0
+
+
+def test_a_duplicate_poll_finds_its_ticket_taken(make_run, sent_tasks):
+    run = make_run("in_progress", remote_id="resp_1")
+    Run.objects.filter(pk=run.pk).update(next_poll_at=timezone.now() + timedelta(hours=1))
+    assert lifecycle.poll(run.pk, run.poll_generation) == "hop"
+    assert lifecycle.poll(run.pk, run.poll_generation) == "skipped"
+
+
+def test_a_start_retry_releases_the_claim_and_starts_again_later(make_run, sent_tasks):
+    run = make_run("pending")
+    assert writer.claim_start(run.pk)
+    assert not writer.claim_start(run.pk)  # a duplicate start_run does nothing
+    writer.apply(Decision(run.pk, "retry", start_in_s=3.0, errors="count"))
+    run.refresh_from_db()
+    assert run.start_claimed_at is None and run.error_retries == 1
+    assert sent_tasks == [("runs.start_run", (run.pk,), 3.0)]
