@@ -64,7 +64,9 @@ def take(kind: str) -> float:
     if rate <= 0:
         return 0.0
     burst = max(1.0, rate * settings.RUNS_BUDGET_BURST_S)
-    reserve = 0.0 if kind == "create" else burst * POLL_RESERVE_SHARE
+    # A poll must leave the reserve, and still find a whole token in a bucket of ``burst``: with
+    # a bucket under 1.25 tokens a fixed share would leave polls no token ever.
+    reserve = 0.0 if kind == "create" else min(burst * POLL_RESERVE_SHARE, burst - 1.0)
     try:
         wait_ms = _script()(keys=[KEY], args=[rate, burst, reserve, time.time()])
     except redis.RedisError:

@@ -8,7 +8,7 @@ A kill must test recovery, not starve the system: a worker is killed only once i
 (its ``worker_ready`` signal, see ``worker_probe``) and has *taken work* since (the simulator
 counted at least ``kill_after_calls`` API calls, which only a worker running starts and polls
 makes), and never sooner than ``kill_every_s`` after the previous kill. The loop measures
-progress, not wall time: it ends when every run is terminal, or when no run has become terminal
+progress, not wall time: it ends when every run is terminal, or when no run has changed status
 for ``stuck_after_s`` ("stuck"); ``timeout_s`` only bounds a hang.
 """
 
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import redis
+from django.db.models import Max
 
 from project.localredis import start_private_redis
 from runs.models import Run, RunEvent, ToolCall
@@ -69,7 +70,8 @@ class ChaosConfig:
     #: Each run's own deadline: far beyond the expected time, so a slow machine does not make
     #: runs ``expired`` (they are reported apart anyway).
     run_deadline_s: float = 1800.0
-    #: End as "stuck" when no run has become terminal for this long.
+    #: End as "stuck" when no run has changed status for this long (longer than the slowest
+    #: recovery: a tool call whose worker died is run again after its timeout plus 30 s).
     stuck_after_s: float = 120.0
     #: Only a bound on a hang: the loop normally ends on progress (all terminal, or stuck).
     timeout_s: float = 900.0
@@ -80,7 +82,7 @@ class ChaosConfig:
 @dataclass
 class ChaosReport:
     config: dict[str, Any]
-    #: Why the loop ended: "all_terminal", "stuck" (no run became terminal for
+    #: Why the loop ended: "all_terminal", "stuck" (no run changed status for
     #: ``stuck_after_s``) or "timeout" (the hang bound).
     ended: str
     runs: int
@@ -124,6 +126,74 @@ class _Worker:
     kill_at: float | None = None
 
 
+class _Killer:
+    """Runs one worker at a time and SIGKILLs it by the rules in the module docstring."""
+
+    def __init__(
+        self,
+        cfg: ChaosConfig,
+        start: Callable[[], subprocess.Popen[bytes]],
+        probe: WorkerProbe,
+        sim: RunningSimulator,
+        started: float,
+    ) -> None:
+        self.cfg, self.start, self.probe, self.sim = cfg, start, probe, sim
+        self.started = self.last_kill = started
+        self.rng = random.Random(cfg.seed + 2)
+        self.first_ready: float | None = None
+        self.kill_log: list[dict[str, float]] = []
+        self.notes: list[str] = []
+        self.worker = self._spawn()
+
+    def _spawn(self) -> _Worker:
+        return _Worker(self.start(), time.monotonic())
+
+    def _calls_since_ready(self) -> int:
+        return _total_calls(self.sim) - self.worker.calls_at_ready
+
+    def step(self, now: float) -> None:
+        """Look at the worker once: restart it if it died, note when it is ready, kill it when
+        its time has come."""
+        worker = self.worker
+        if worker.process.poll() is not None:
+            self.notes.append(
+                f"worker pid {worker.process.pid} exited by itself (code "
+                f"{worker.process.returncode}) at {now - self.started:.1f} s; restarted"
+            )
+            self.worker = self._spawn()
+            return
+        if worker.ready_at is None:
+            if not self.probe.is_ready(worker.process.pid):
+                return
+            worker.ready_at, worker.calls_at_ready = now, _total_calls(self.sim)
+            if self.first_ready is None:
+                self.first_ready = now
+        if worker.kill_at is None:
+            if self._calls_since_ready() < self.cfg.kill_after_calls:
+                return
+            # At a random moment of its work, as an OOM kill would strike: killing on the very
+            # burst of calls that made it eligible would catch nearly every create of that burst
+            # before its answer is saved, and double them all.
+            every = self.cfg.kill_every_s
+            worker.kill_at = max(self.last_kill + every, now + self.rng.uniform(0, every))
+        if now < worker.kill_at:
+            return
+        processes.kill(worker.process)
+        self.last_kill = now
+        self.kill_log.append(
+            {
+                "at_s": round(now - self.started, 1),
+                "ready_after_s": round(worker.ready_at - worker.spawned_at, 1),
+                "api_calls": self._calls_since_ready(),
+                "tasks": self.probe.tasks_started(worker.process.pid),
+            }
+        )
+        self.worker = self._spawn()
+
+    def stop(self) -> None:
+        processes.stop(self.worker.process)
+
+
 def _durations(cfg: ChaosConfig) -> list[float]:
     rng = random.Random(cfg.seed)
     sigma = 0.6
@@ -160,6 +230,14 @@ def workload(cfg: ChaosConfig) -> list[dict[str, Any]]:
 
 def _total_calls(sim: RunningSimulator) -> int:
     return sum(sim.stats(objects=False).get("calls", {}).values())
+
+
+def _progress_marks(run_ids: list[int]) -> tuple[int, int]:
+    """How many runs are terminal, and the newest status change of any: while either moves,
+    the runs progress (a tool round moves a run without ending it)."""
+    done = Run.objects.filter(pk__in=run_ids, status__in=TERMINAL).count()
+    newest = RunEvent.objects.filter(run__in=run_ids).aggregate(newest=Max("id"))["newest"]
+    return done, newest or 0
 
 
 def run_chaos(cfg: ChaosConfig, progress: Callable[[str], None] = lambda _: None) -> ChaosReport:
@@ -214,16 +292,18 @@ def run_chaos(cfg: ChaosConfig, progress: Callable[[str], None] = lambda _: None
         probe.directory.mkdir()
         worker_env = {**env, **probe.env()}
 
-        def spawn() -> _Worker:
-            process = processes.start_worker(worker_env, concurrency=cfg.concurrency, queue=queue)
-            return _Worker(process, time.monotonic())
-
-        current = [spawn()]
-        stack.callback(lambda: processes.stop(current[0].process))
-
         plans = workload(cfg)
         durations = sorted(float(p["metadata"]["sim_duration_s"]) for p in plans)
         flush_at = cfg.flush_at_s if cfg.flush_at_s is not None else durations[len(durations) // 2]
+        started = time.monotonic()
+        killer = _Killer(
+            cfg,
+            lambda: processes.start_worker(worker_env, concurrency=cfg.concurrency, queue=queue),
+            probe,
+            sim,
+            started,
+        )
+        stack.callback(killer.stop)
         run_ids = []
         for i, plan in enumerate(plans):
             run = create_run(
@@ -236,23 +316,18 @@ def run_chaos(cfg: ChaosConfig, progress: Callable[[str], None] = lambda _: None
             start_run.delay(run.pk)
             run_ids.append(run.pk)
 
-        rng = random.Random(cfg.seed + 2)
-        notes: list[str] = []
-        kill_log: list[dict[str, float]] = []
         flushes = 0
-        started = last_kill = last_progress = time.monotonic()
-        first_ready: float | None = None
-        done_before = 0
+        seen, last_progress = (0, 0), started
         ended: Ended = "timeout"
         while True:
             now = time.monotonic()
-            worker = current[0]
-            done = Run.objects.filter(pk__in=run_ids, status__in=TERMINAL).count()
-            if done > done_before:
-                done_before, last_progress = done, now
+            done, last_event = _progress_marks(run_ids)
+            if (done, last_event) != seen:
+                seen, last_progress = (done, last_event), now
             progress(
-                f"{done}/{len(run_ids)} terminal, {len(kill_log)} kills, {flushes} flushes, "
-                f"worker {'ready' if worker.ready_at else 'starting'}, {now - started:.0f} s"
+                f"{done}/{len(run_ids)} terminal, {len(killer.kill_log)} kills, {flushes} "
+                f"flushes, worker {'ready' if killer.worker.ready_at else 'starting'}, "
+                f"{now - started:.0f} s"
             )
             if done == len(run_ids):
                 ended = "all_terminal"
@@ -262,56 +337,23 @@ def run_chaos(cfg: ChaosConfig, progress: Callable[[str], None] = lambda _: None
                 break
             if now - started > cfg.timeout_s:
                 break
-
-            if worker.process.poll() is not None:
-                notes.append(
-                    f"worker pid {worker.process.pid} exited by itself (code "
-                    f"{worker.process.returncode}) at {now - started:.1f} s; restarted"
-                )
-                current[0] = worker = spawn()
-            if worker.ready_at is None and probe.is_ready(worker.process.pid):
-                worker.ready_at, worker.calls_at_ready = now, _total_calls(sim)
-                first_ready = first_ready if first_ready is not None else now
-            took_work = (
-                worker.ready_at is not None
-                and worker.kill_at is None
-                and _total_calls(sim) - worker.calls_at_ready >= cfg.kill_after_calls
-            )
-            if took_work:
-                # At a random moment of its work, as an OOM kill would strike: killing on the
-                # very burst of calls that made it eligible would catch nearly every create of
-                # that burst before its answer is saved, and double them all.
-                worker.kill_at = max(
-                    last_kill + cfg.kill_every_s, now + rng.uniform(0, cfg.kill_every_s)
-                )
-            if worker.kill_at is not None and now >= worker.kill_at:
-                processes.kill(worker.process)
-                last_kill = now
-                kill_log.append(
-                    {
-                        "at_s": round(now - started, 1),
-                        "ready_after_s": round((worker.ready_at or now) - worker.spawned_at, 1),
-                        "api_calls": _total_calls(sim) - worker.calls_at_ready,
-                        "tasks": probe.tasks_started(worker.process.pid),
-                    }
-                )
-                current[0] = spawn()
-            if not flushes and first_ready is not None and now - first_ready >= flush_at:
+            killer.step(now)
+            ready = killer.first_ready
+            if not flushes and ready is not None and now - ready >= flush_at:
                 redis.Redis.from_url(private.url).flushall()
                 flushes += 1
             time.sleep(0.25)
         wall = time.monotonic() - started
-        if ended != "all_terminal":
-            notes.append(
-                f"ended {ended}: no run became terminal for {now - last_progress:.0f} s"
-                if ended == "stuck"
-                else f"ended {ended}: the {cfg.timeout_s:.0f} s hang bound passed"
-            )
-        return _report(cfg, run_ids, sim.stats(), kill_log, flushes, wall, ended, notes)
+        notes = killer.notes
+        if ended == "stuck":
+            notes.append(f"ended stuck: no run changed status for {now - last_progress:.0f} s")
+        elif ended == "timeout":
+            notes.append(f"ended at the hang bound ({cfg.timeout_s:.0f} s) while runs progressed")
+        return _report(cfg, run_ids, sim.stats(), killer.kill_log, flushes, wall, ended, notes)
     raise AssertionError("unreachable")  # pragma: no cover - for type checkers
 
 
-def _duplicate_creates(runs: list[Run], stats: dict[str, Any]) -> dict[int, int]:
+def duplicate_creates(runs: list[Run], stats: dict[str, Any]) -> dict[int, int]:
     """Extra first creates per run (only runs that have any).
 
     On the Responses API every tool round is one more create (carrying the outputs), counted by
@@ -335,6 +377,17 @@ def _duplicate_creates(runs: list[Run], stats: dict[str, Any]) -> dict[int, int]
     return extra
 
 
+def _stuck_round_note(run: Run, stats: dict[str, Any]) -> str:
+    """What a stuck round looks like from both sides, for whoever debugs the engine."""
+    outputs = stats.get("tool_outputs_by_call_id", {})
+    calls = "; ".join(
+        f"round {c.round} {c.call_id} asked by {c.remote_id}: {c.state}, the simulator "
+        f"received {outputs.get(c.call_id, 0)} output(s)"
+        for c in ToolCall.objects.filter(run=run).order_by("round", "pk")
+    )
+    return f"run {run.pk} stuck in a tool round ({run.status}, remote {run.remote_id}): {calls}"
+
+
 def _report(
     cfg: ChaosConfig,
     run_ids: list[int],
@@ -348,14 +401,15 @@ def _report(
     runs = list(Run.objects.filter(pk__in=run_ids))
     statuses = Counter(r.status for r in runs)
     terminal = sum(statuses[s] for s in TERMINAL)
-    duplicated = _duplicate_creates(runs, stats)
+    duplicated = duplicate_creates(runs, stats)
     tool_runs = [r for r in runs if r.tools]
-    expired_waiting = (
-        RunEvent.objects.filter(run__in=runs, to_status="expired", from_status="requires_action")
-        .values("run")
-        .distinct()
-        .count()
+    expired_waiting = set(
+        RunEvent.objects.filter(
+            run__in=runs, to_status="expired", from_status="requires_action"
+        ).values_list("run", flat=True)
     )
+    stuck = [r for r in runs if r.status == "requires_action" or r.pk in expired_waiting]
+    notes = notes + [_stuck_round_note(run, stats) for run in stuck]
     objects = stats.get("objects", {})
     delays = []
     for run in runs:
@@ -379,7 +433,7 @@ def _report(
         tool_calls_answered_more_than_once=sum(
             1 for count in stats.get("tool_outputs_by_call_id", {}).values() if count > 1
         ),
-        stuck_rounds=expired_waiting + statuses.get("requires_action", 0),
+        stuck_rounds=len(stuck),
         api_calls_per_run=round(sum(calls.values()) / max(len(runs), 1), 2),
         calls_by_kind=dict(calls),
         faults_injected=stats.get("faults", {}),

@@ -34,6 +34,9 @@ def _postgres_url() -> str | None:
 
 
 _url = _postgres_url()
+if os.environ.get("RUNS_TEST_STRICT") == "1" and not _url:
+    # CI must run the PostgreSQL-only tests (row locks, races): never fall back to SQLite there.
+    raise RuntimeError("RUNS_TEST_STRICT=1 but PostgreSQL does not answer on 127.0.0.1:5432")
 if _url:
     DATABASES = {"default": environ.Env.db_url_config(_url)}
     DATABASES["default"]["TEST"] = {"NAME": f"test_runs_{_SUFFIX}"}

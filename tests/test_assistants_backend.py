@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import pytest
+from openai import OpenAI
 
 from runs.models import Run
 from runs.services import add_message, cancel_run, create_run
 from runs.tasks import start_run
 
-pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.usefixtures("quick_polls"),
+]
 
 QUICK = {"sim_duration_s": "0.3", "sim_queue_s": "0.05", "sim_outcome": "completed"}
 #: Every call the simulator counts per object.
 ACTIONS = ("create", "retrieve", "cancel", "submit_tool_outputs", "messages_create")
 ACTIONS += ("messages_list",)
-
-
-@pytest.fixture(autouse=True)
-def quick_polls(settings) -> None:
-    settings.RUNS_POLL_BASE_S = 0.2
-    settings.RUNS_POLL_CAP_S = 1.0
 
 
 def server_calls(simulator, run: Run) -> int:
@@ -37,12 +36,15 @@ def test_a_run_completes_with_the_answer_from_the_thread(worker, simulator, wait
     assert run.status == "completed"
     assert run.strategy == "poll"  # no run webhooks in this API
     assert run.output_text == "Simulated answer to: Hello, assistant"
-    assert run.usage["total_tokens"] > 0
     assert run.remote_id.startswith("run_") and run.thread.remote_id.startswith("thread_")
     statuses = list(run.events.values_list("to_status", flat=True))
     assert statuses[0] == "queued" and statuses[-1] == "completed"  # a poll may skip in_progress
     # Our counter agrees with the server: thread + run create, the polls, one messages list.
     assert run.api_calls == server_calls(simulator, run) == run.polls + 3
+    # The usage kept is the server's (read after the counts: this read is one more call).
+    server = OpenAI(base_url=simulator.base_url, api_key="sk-test", max_retries=0)
+    remote = server.beta.threads.runs.retrieve(run.remote_id, thread_id=run.thread.remote_id)
+    assert run.usage == remote.usage.model_dump()
 
 
 def test_a_second_run_reuses_the_thread_and_sends_only_the_new_message(

@@ -14,7 +14,7 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runs.models import Run, RunEvent, Thread, WebhookEvent
+from runs.models import Run, RunEvent, WebhookEvent
 from runs_dev.processes import database_url
 from simulator.signing import sign
 from tests.conftest import WEBHOOK_SECRET
@@ -46,15 +46,8 @@ def as_meta(headers: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def target(db, settings_fixture):
-    thread = Thread.objects.create()
-    return Run.objects.create(thread=thread, model="m", status="in_progress", remote_id="resp_1")
-
-
-@pytest.fixture
-def settings_fixture(settings):
-    settings.OPENAI_WEBHOOK_SECRET = WEBHOOK_SECRET
-    return settings
+def target(run_row, webhook_secret):
+    return run_row("in_progress", remote_id="resp_1")
 
 
 @settings(
@@ -140,6 +133,8 @@ def run_manage(*args: str) -> subprocess.CompletedProcess[str]:
         ["runstatus", "999999999"],
         ["chaos", "--runs", "0"],
         ["chaos", "--fault-rate", "2"],
+        ["chaos", "--tool-share", "-0.1"],
+        ["chaos", "--stuck-after", "0"],
         ["demo", "--runs", "-1"],
     ],
 )

@@ -2,7 +2,7 @@
 
 The end-to-end case starts its own Redis, simulator and worker processes and writes to a
 temporary directory with its own database (``BENCH_DB_NAME``), so it never meets a real bench
-run. It needs the ``bench`` extra (psutil); without it, it skips with a message.
+run. It needs psutil (in the ``test`` extra); without it, it skips with a message.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def test_percentile_and_peak_rate() -> None:
 
 @pytest.mark.integration
 def test_bench_runs_end_to_end_at_tiny_n(tmp_path: Path) -> None:
-    pytest.importorskip("psutil", reason="the bench extra is not installed (make bench-setup)")
+    pytest.importorskip("psutil", reason="psutil is not installed (pip install -e '.[test]')")
     env = {**os.environ, "BENCH_DB_NAME": "runs_bench_smoke"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     done = subprocess.run(

@@ -1,28 +1,19 @@
-"""The shared poll budget: a Redis token bucket; creates first, polls deferred, never dropped."""
+"""The shared poll budget: a Redis token bucket; creates first, polls deferred, never dropped.
+
+The unit tests freeze the bucket's clock (``budget_clock``), so nothing refills unless a test
+advances it and every grant and wait is exact.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
-import redis
+from prometheus_client import REGISTRY
 
 from runs import budget
 from runs.services import create_run
 from runs.tasks import start_run
-
-
-@pytest.fixture
-def bucket(settings, redis_url):
-    settings.RUNS_BUDGET_REDIS_URL = redis_url
-    settings.RUNS_MAX_RPS = 5.0
-    settings.RUNS_BUDGET_BURST_S = 1.0
-    budget.reset_connection()
-    redis.Redis.from_url(redis_url).delete(budget.KEY)
-    yield settings
-    redis.Redis.from_url(redis_url).delete(budget.KEY)
-    budget.reset_connection()
 
 
 def test_no_budget_means_no_waiting(settings):
@@ -30,39 +21,50 @@ def test_no_budget_means_no_waiting(settings):
     assert all(budget.take("poll") == 0 for _ in range(100))
 
 
-def test_a_burst_goes_then_calls_are_deferred_by_the_refill_time(bucket):
+def test_a_burst_goes_then_calls_are_deferred_by_the_refill_time(token_bucket, budget_clock):
     assert [budget.take("create") for _ in range(5)] == [0] * 5
-    wait = budget.take("create")
-    assert 0 < wait <= 0.25  # one token at 5/s
+    assert budget.take("create") == 0.2  # one token at 5/s
+    budget_clock.advance(0.25)  # 1.25 tokens refilled
+    assert budget.take("create") == 0
+    assert budget.take("create") == 0.15  # 0.25 token left: 0.75 to go
 
 
-def test_polls_leave_a_reserve_for_creates(bucket):
-    granted_polls = 0
-    while budget.take("poll") == 0:
-        granted_polls += 1
-    assert granted_polls == 4  # 5 tokens, 1 kept for creates
+def test_polls_leave_a_reserve_for_creates(token_bucket, budget_clock):
+    # 5 tokens, 1 kept for creates: four polls go, then polls wait for the reserve to refill.
+    assert [budget.take("poll") for _ in range(6)] == [0, 0, 0, 0, 0.2, 0.2]
     assert budget.take("create") == 0  # the reserve
-    assert budget.take("create") > 0
+    assert budget.take("create") == 0.2
 
 
-def test_many_threads_share_one_budget(bucket):
-    granted: list[float] = []
+def test_a_bucket_of_one_token_still_lets_polls_through(token_bucket, budget_clock):
+    """At 1 call/s a 20 % reserve would leave a poll needing 1.2 of the 1 token the bucket holds:
+    no poll would ever go. The reserve shrinks so a poll can still take the one token."""
+    token_bucket.RUNS_MAX_RPS = 1.0
+    assert budget.take("poll") == 0
+    assert budget.take("poll") == 1.0
+    budget_clock.advance(1.0)
+    assert budget.take("poll") == 0
+
+
+def test_many_threads_share_one_budget(token_bucket, budget_clock):
+    waits: list[float] = []
     lock = threading.Lock()
-    started = time.monotonic()
+    barrier = threading.Barrier(8)
 
     def hammer() -> None:
+        barrier.wait(timeout=10)
         for _ in range(20):
-            if budget.take("create") == 0:
-                with lock:
-                    granted.append(time.monotonic())
+            wait = budget.take("create")
+            with lock:
+                waits.append(wait)
 
     threads = [threading.Thread(target=hammer) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.monotonic() - started
-    assert len(granted) <= 5 + 5 * elapsed + 1
+    assert len(waits) == 160
+    assert waits.count(0) == 5  # the burst, shared: no thread got a token of its own
 
 
 def test_when_redis_is_unreachable_calls_go_ahead(settings):
@@ -75,9 +77,17 @@ def test_when_redis_is_unreachable_calls_go_ahead(settings):
         budget.reset_connection()
 
 
+def deferred(kind: str) -> float:
+    """Calls of ``kind`` the budget has deferred in this process (the worker is a thread of it)."""
+    return REGISTRY.get_sample_value("runs_token_bucket_deferred_total", {"kind": kind}) or 0.0
+
+
 @pytest.mark.integration
-def test_runs_over_budget_are_deferred_and_still_finish(bucket, worker, simulator, wait_terminal):
-    bucket.RUNS_MAX_RPS = 3.0
+def test_runs_over_budget_are_deferred_and_still_finish(
+    token_bucket, worker, simulator, wait_terminal
+):
+    token_bucket.RUNS_MAX_RPS = 3.0  # a burst of 3: six creates and their polls cannot all go now
+    before = deferred("create") + deferred("poll")
     runs = [
         create_run(f"tight {i}", metadata={"sim_duration_s": "1", "sim_outcome": "completed"})
         for i in range(6)
@@ -85,4 +95,12 @@ def test_runs_over_budget_are_deferred_and_still_finish(bucket, worker, simulato
     for run in runs:
         start_run.delay(run.pk)
     finished = [wait_terminal(run.pk, timeout=60) for run in runs]
-    assert {r.status for r in finished} == {"completed"}
+
+    assert deferred("create") + deferred("poll") > before  # the budget did hold calls back
+    assert [r.status for r in finished] == ["completed"] * 6  # ...and dropped none
+    stats = simulator.stats()
+    for run in finished:
+        # A deferred call was made later, once: the server saw exactly what the run counted.
+        assert stats["creates_by_run_id"][str(run.pk)] == 1
+        assert stats["objects"][run.remote_id]["retrieve"] == run.polls
+        assert run.api_calls == run.polls + 2  # conversation + response create

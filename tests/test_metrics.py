@@ -6,7 +6,7 @@ import time
 import urllib.request
 
 import pytest
-import redis
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from project.localredis import free_port
@@ -91,25 +91,21 @@ def test_a_run_counts_its_api_calls_by_kind_and_its_poll_lateness(
     assert delta("runs_status_changes_total", to_status="completed", source="poll") == 1
 
 
-def test_token_bucket_waits_are_recorded(settings, redis_url):
-    settings.RUNS_BUDGET_REDIS_URL, settings.RUNS_MAX_RPS, settings.RUNS_BUDGET_BURST_S = (
-        redis_url,
-        2.0,
-        1.0,
-    )
-    budget.reset_connection()
-    redis.Redis.from_url(redis_url).delete(budget.KEY)
-    deferred = metrics.TOKEN_BUCKET_DEFERRED.labels(kind="create")
-    waits = metrics.TOKEN_BUCKET_WAIT.labels(kind="create")
-    count_before, sum_before = deferred._value.get(), waits._sum.get()
-    try:
-        taken = [budget.take("create") for _ in range(3)]  # a burst of 2, then a wait
-    finally:
-        redis.Redis.from_url(redis_url).delete(budget.KEY)
-        budget.reset_connection()
-    assert taken[:2] == [0, 0] and taken[2] > 0
-    assert deferred._value.get() == count_before + 1
-    assert waits._sum.get() == pytest.approx(sum_before + taken[2])
+def test_token_bucket_waits_are_recorded(token_bucket, budget_clock):
+    token_bucket.RUNS_MAX_RPS = 2.0  # a burst of 2, then a wait of half a second
+
+    def recorded() -> tuple[float, float]:
+        labels = {"kind": "create"}
+        return (
+            REGISTRY.get_sample_value("runs_token_bucket_deferred_total", labels) or 0.0,
+            REGISTRY.get_sample_value("runs_token_bucket_wait_seconds_sum", labels) or 0.0,
+        )
+
+    deferred_before, waited_before = recorded()
+    assert [budget.take("create") for _ in range(3)] == [0, 0, 0.5]
+    deferred_after, waited_after = recorded()
+    assert deferred_after == deferred_before + 1  # only the deferred call counts
+    assert waited_after == pytest.approx(waited_before + 0.5)
 
 
 def test_a_worker_serves_its_own_metrics_without_the_database_counts(settings):
@@ -126,6 +122,12 @@ def test_a_worker_serves_its_own_metrics_without_the_database_counts(settings):
     assert "runs_in_status" not in text
 
 
-def test_no_port_no_exporter(settings):
+def test_no_port_no_exporter(settings, monkeypatch):
+    served: list[int] = []
+    monkeypatch.setattr(metrics, "start_http_server", lambda port, **kw: served.append(port))
     settings.RUNS_WORKER_METRICS_PORT = 0
-    metrics.on_worker_ready()  # returns without binding anything
+    metrics.on_worker_ready()
+    assert served == []  # no port was bound
+    settings.RUNS_WORKER_METRICS_PORT = 9
+    metrics.on_worker_ready()
+    assert served == [9]  # while with a port set, the same call serves on it

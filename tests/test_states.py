@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import close_old_connections
 
-from runs.models import Run, RunEvent, Thread
+from runs.models import RunEvent
 from runs.signals import run_status_changed
 from runs.states import can_transition, transition
 from runs.status import TERMINAL, RunStatus
@@ -24,15 +24,10 @@ ALLOWED = (
 PAIRS = [(a, b) for a in S for b in S]
 
 
-def make_run(status: str = S.PENDING) -> Run:
-    thread = Thread.objects.create()
-    return Run.objects.create(thread=thread, model="m", status=status)
-
-
 @pytest.mark.parametrize(("from_status", "to_status"), PAIRS, ids=[f"{a}->{b}" for a, b in PAIRS])
 @pytest.mark.django_db
-def test_every_pair(from_status, to_status, django_capture_on_commit_callbacks):
-    run = make_run(from_status)
+def test_every_pair(from_status, to_status, run_row, django_capture_on_commit_callbacks):
+    run = run_row(from_status)
     expected = (from_status, to_status) in ALLOWED
     assert can_transition(from_status, to_status) is expected
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
@@ -44,8 +39,8 @@ def test_every_pair(from_status, to_status, django_capture_on_commit_callbacks):
 
 
 @pytest.mark.django_db
-def test_terminal_is_sticky():
-    run = make_run(S.IN_PROGRESS)
+def test_terminal_is_sticky(run_row):
+    run = run_row(S.IN_PROGRESS)
     assert transition(run.pk, S.COMPLETED, source="poll")
     for status in S:
         assert not transition(run.pk, status, source="webhook")
@@ -58,16 +53,16 @@ def test_terminal_is_sticky():
 
 
 @pytest.mark.django_db
-def test_a_stale_poll_never_moves_a_run_backwards():
-    run = make_run(S.IN_PROGRESS)
+def test_a_stale_poll_never_moves_a_run_backwards(run_row):
+    run = run_row(S.IN_PROGRESS)
     assert not transition(run.pk, S.QUEUED, source="poll")
     run.refresh_from_db()
     assert run.status == S.IN_PROGRESS
 
 
 @pytest.mark.django_db
-def test_fields_travel_with_the_change_and_timestamps_are_stamped():
-    run = make_run(S.QUEUED)
+def test_fields_travel_with_the_change_and_timestamps_are_stamped(run_row):
+    run = run_row(S.QUEUED)
     assert transition(run.pk, S.IN_PROGRESS, source="poll")
     assert transition(
         run.pk, S.FAILED, source="poll", fields={"last_error": "boom", "last_error_code": "x"}
@@ -78,13 +73,13 @@ def test_fields_travel_with_the_change_and_timestamps_are_stamped():
 
 
 @pytest.mark.django_db
-def test_signal_is_sent_on_commit_with_the_change(django_capture_on_commit_callbacks):
+def test_signal_is_sent_on_commit_with_the_change(run_row, django_capture_on_commit_callbacks):
     seen = []
 
     def receiver(sender, **kw):
         seen.append((kw["run_id"], kw["from_status"], kw["to_status"], kw["source"]))
 
-    run = make_run(S.PENDING)
+    run = run_row(S.PENDING)
     run_status_changed.connect(receiver)
     try:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -98,8 +93,8 @@ def test_signal_is_sent_on_commit_with_the_change(django_capture_on_commit_callb
 
 
 @pytest.mark.django_db
-def test_unknown_status_is_an_error():
-    run = make_run()
+def test_unknown_status_is_an_error(run_row):
+    run = run_row()
     with pytest.raises(ValueError, match="unknown run status"):
         transition(run.pk, "done", source="poll")
 
@@ -107,9 +102,9 @@ def test_unknown_status_is_an_error():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("on_postgres")
 @pytest.mark.parametrize("attempt", range(5))
-def test_two_racing_writers_exactly_one_wins(attempt):
+def test_two_racing_writers_exactly_one_wins(attempt, run_row):
     """A poll and a webhook report different ends at the same instant: one wins, one event."""
-    run = make_run(S.IN_PROGRESS)
+    run = run_row(S.IN_PROGRESS)
     barrier = threading.Barrier(2)
     results: dict[str, bool] = {}
 

@@ -8,83 +8,82 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from runs.engine import enqueue, lifecycle, writer
+from runs.engine import enqueue, lifecycle
 from runs.engine import sweep as sweep_module
 from runs.engine.sweep import sweep
-from runs.models import Run, Thread
+from runs.models import Run
 from runs.services import create_run
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture
-def enqueued(monkeypatch):
-    """Record what the sweep would enqueue instead of sending it (the unit tests' broker)."""
-    wake = mock.create_autospec(writer.wake, return_value=True)
-    sent = mock.Mock()
-    monkeypatch.setattr(writer, "wake", wake)
-    monkeypatch.setattr(enqueue, "send", sent)
-    start = mock.Mock()
-    sent.side_effect = lambda name, *args, **kw: start(*args) if name == enqueue.START_RUN else None
-    return mock.Mock(wake=wake, start=start)
-
-
-def make(status="in_progress", **fields) -> Run:
-    thread = Thread.objects.create()
-    fields.setdefault("remote_id", "resp_x" if status != "pending" else "")
-    fields.setdefault("deadline_at", timezone.now() + timedelta(hours=1))
-    return Run.objects.create(thread=thread, model="m", status=status, **fields)
+# The unit tests run the real writer (wakes take real tickets); only the broker is a stand-in
+# (``sent_tasks``), so each test sees exactly what the sweep enqueued.
 
 
 def ago(seconds: float):
     return timezone.now() - timedelta(seconds=seconds)
 
 
-def test_an_overdue_poll_is_rearmed_and_an_on_time_one_is_left_alone(enqueued, settings):
+def row(run: Run) -> dict:
+    return Run.objects.filter(pk=run.pk).values().get()
+
+
+def test_an_overdue_poll_is_rearmed_and_an_on_time_one_is_left_alone(run_row, sent_tasks, settings):
     settings.RUNS_SWEEP_GRACE_S = 10
-    late = make(next_poll_at=ago(60))
-    on_time = make(next_poll_at=ago(2))
-    finished = make(status="completed", next_poll_at=None)
+    late = run_row("in_progress", remote_id="resp_late", next_poll_at=ago(60))
+    on_time = run_row("in_progress", remote_id="resp_on_time", next_poll_at=ago(2))
+    finished = run_row("completed", remote_id="resp_done", next_poll_at=None)
+    untouched = [row(on_time), row(finished)]
+    swept_at = timezone.now()
     report = sweep()
     assert report.rearmed == 1
-    enqueued.wake.assert_called_once_with(late.pk)
-    assert on_time.pk and finished.pk
+    # The late run was woken: a fresh ticket, due now, and one poll holding it.
+    assert sent_tasks == [("runs.poll_run", (late.pk, 1), None)]
+    late.refresh_from_db()
+    assert late.poll_generation == 1 and late.next_poll_at >= swept_at
+    # The others were not: no task for them, and their rows are as they were.
+    assert [row(on_time), row(finished)] == untouched
 
 
-def test_a_pending_run_whose_start_was_lost_is_started(enqueued, settings):
+def test_a_pending_run_whose_start_was_lost_is_started(run_row, sent_tasks, settings):
     settings.RUNS_SWEEP_GRACE_S = 10
-    lost = make(status="pending")
+    lost = run_row("pending")
     Run.objects.filter(pk=lost.pk).update(created_at=ago(60))
-    make(status="pending")  # just created: its start_run is probably on its way
-    retrying = make(status="pending", next_poll_at=timezone.now() + timedelta(seconds=30))
+    run_row("pending")  # just created: its start_run is probably on its way
+    retrying = run_row("pending", next_poll_at=timezone.now() + timedelta(seconds=30))
     Run.objects.filter(pk=retrying.pk).update(created_at=ago(60))
     assert sweep().restarted == 1
-    enqueued.start.assert_called_once_with(lost.pk)
+    assert sent_tasks == [("runs.start_run", (lost.pk,), None)]
 
 
-def test_a_stale_start_claim_is_released_once(enqueued, settings):
+def test_a_stale_start_claim_is_released_once(run_row, sent_tasks, settings):
     settings.RUNS_CLAIM_TIMEOUT_S = 120
-    stale = make(status="pending", start_claimed_at=ago(600))
-    make(status="pending", start_claimed_at=ago(5))  # a create may still be under way
+    stale = run_row("pending", start_claimed_at=ago(600))
+    run_row("pending", start_claimed_at=ago(5))  # a create may still be under way
     Run.objects.update(created_at=timezone.now())
     assert sweep().reclaimed == 1
-    enqueued.start.assert_called_once_with(stale.pk)
+    assert sent_tasks == [("runs.start_run", (stale.pk,), None)]
     assert sweep().reclaimed == 0
+    assert len(sent_tasks) == 1
 
 
-def test_a_pending_run_past_its_deadline_expires(enqueued):
-    run = make(status="pending", deadline_at=ago(1))
+def test_a_pending_run_past_its_deadline_expires(run_row, sent_tasks):
+    run = run_row("pending", deadline_at=ago(1))
     assert sweep().expired == 1
     run.refresh_from_db()
     assert run.status == "expired"
     assert run.events.get().source == "sweep"
+    assert sent_tasks == []  # nothing was created at OpenAI, so nothing to cancel or start
 
 
-def test_batches_bound_the_work_of_one_sweep(enqueued, settings):
+def test_batches_bound_the_work_of_one_sweep(run_row, sent_tasks, settings):
     settings.RUNS_SWEEP_GRACE_S = 1
-    for _ in range(7):
-        make(next_poll_at=ago(60))
+    overdue = [
+        run_row("in_progress", remote_id=f"resp_{i}", next_poll_at=ago(60 + i)) for i in range(7)
+    ]
     assert sweep(batch=5).rearmed == 5
+    # The five most overdue, each woken once.
+    assert sorted(sent_tasks) == sorted(("runs.poll_run", (r.pk, 1), None) for r in overdue[2:])
 
 
 @pytest.mark.integration

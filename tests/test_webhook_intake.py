@@ -1,43 +1,30 @@
 """The webhook endpoint: verify with the SDK, record once, wake the run, never trust a forgery.
 
-The wake itself is mocked here (autospec) so these tests read as the contract of the view; the
-integration tests in test_webhook_strategy.py run the whole loop with a worker and the simulator.
+The wake is the real one (``runs.engine.writer.wake``: a fresh poll ticket, the event counted);
+only the broker is a stand-in (``sent_tasks``), so each test sees the poll the wake enqueued.
+The integration tests in test_webhook_strategy.py run the whole loop with a worker and the
+simulator.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from unittest import mock
 
 import pytest
 from django.db import close_old_connections
-from django.db.models import F
 from django.test import Client
 
-from runs.engine import writer
-from runs.models import Run, Thread, WebhookEvent
+from runs.engine import enqueue
+from runs.models import Run, WebhookEvent
 
 URL = "/webhooks/openai/"
 
 
 @pytest.fixture
-def wake(monkeypatch):
-    """The wake, mocked: it is where the run's webhook counter is kept, so count here too."""
-
-    def counting_wake(run_id, *, ticket=None, webhook_events=0):
-        Run.objects.filter(pk=run_id).update(webhook_events=F("webhook_events") + webhook_events)
-        return True
-
-    fake = mock.create_autospec(writer.wake, side_effect=counting_wake)
-    monkeypatch.setattr(writer, "wake", fake)
-    return fake
-
-
-@pytest.fixture
-def run() -> Run:
-    thread = Thread.objects.create()
-    return Run.objects.create(thread=thread, model="m", status="in_progress", remote_id="resp_1")
+def run(run_row) -> Run:
+    """An active run whose poll holds ticket 0."""
+    return run_row("in_progress", remote_id="resp_1")
 
 
 def post(client: Client, body: bytes, headers: dict[str, str]):
@@ -49,11 +36,26 @@ def post(client: Client, body: bytes, headers: dict[str, str]):
     )
 
 
+def assert_woken_once(run: Run, sent_tasks: list, *, ticket: int = 1) -> None:
+    """The real wake's effects: the event counted, a fresh ticket, and one immediate poll holding
+    it (the poll already waiting holds an older ticket, so it will exit without an API call)."""
+    run.refresh_from_db()
+    assert run.webhook_events == 1
+    assert run.poll_generation == ticket
+    assert sent_tasks == [("runs.poll_run", (run.pk, ticket), None)]
+
+
+def assert_not_woken(run: Run, sent_tasks: list) -> None:
+    run.refresh_from_db()
+    assert (run.webhook_events, run.poll_generation) == (0, 0)
+    assert sent_tasks == []
+
+
 pytestmark = pytest.mark.django_db
 
 
 def test_a_valid_event_is_recorded_and_wakes_its_run(
-    client, webhook_secret, signed, event_payload, run, wake
+    client, webhook_secret, signed, event_payload, run, sent_tasks
 ):
     body, headers = signed(event_payload("resp_1"))
     response = post(client, body, headers)
@@ -66,13 +68,11 @@ def test_a_valid_event_is_recorded_and_wakes_its_run(
         "resp_1",
         run,
     )
-    wake.assert_called_once_with(run.pk, ticket=0, webhook_events=1)
-    run.refresh_from_db()
-    assert run.webhook_events == 1
+    assert_woken_once(run, sent_tasks)
 
 
 def test_a_duplicate_delivery_answers_200_and_does_nothing(
-    client, webhook_secret, signed, event_payload, run, wake
+    client, webhook_secret, signed, event_payload, run, sent_tasks
 ):
     body, headers = signed(event_payload("resp_1"))
     assert post(client, body, headers).status_code == 200
@@ -80,15 +80,13 @@ def test_a_duplicate_delivery_answers_200_and_does_nothing(
     assert again.status_code == 200
     assert again.json()["status"] == "duplicate"
     assert WebhookEvent.objects.count() == 1
-    wake.assert_called_once()
-    run.refresh_from_db()
-    assert run.webhook_events == 1
+    assert_woken_once(run, sent_tasks)
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("on_postgres")
 def test_two_copies_arriving_together_have_one_effect(
-    webhook_secret, signed, event_payload, run, wake
+    webhook_secret, signed, event_payload, run, sent_tasks
 ):
     body, headers = signed(event_payload("resp_1"))
     barrier = threading.Barrier(2)
@@ -96,7 +94,7 @@ def test_two_copies_arriving_together_have_one_effect(
 
     def deliver() -> None:
         try:
-            barrier.wait()
+            barrier.wait(timeout=10)
             codes.append(post(Client(), body, headers).status_code)
         finally:
             close_old_connections()
@@ -108,9 +106,7 @@ def test_two_copies_arriving_together_have_one_effect(
         t.join()
     assert codes == [200, 200]
     assert WebhookEvent.objects.count() == 1
-    wake.assert_called_once_with(run.pk, ticket=0, webhook_events=1)
-    run.refresh_from_db()
-    assert run.webhook_events == 1
+    assert_woken_once(run, sent_tasks)
 
 
 def forged(signed, event_payload):
@@ -181,15 +177,14 @@ BAD = [
 
 @pytest.mark.parametrize("build", BAD, ids=[b.__name__ for b in BAD])
 def test_a_bad_request_gets_400_and_touches_nothing(
-    build, client, webhook_secret, signed, event_payload, run, wake
+    build, client, webhook_secret, signed, event_payload, run, sent_tasks
 ):
     body, headers = build(signed, event_payload)
     response = post(client, body, headers)
     assert response.status_code == 400
     assert response.json()["error"]
     assert WebhookEvent.objects.count() == 0
-    wake.assert_not_called()
-    assert Run.objects.get(pk=run.pk).webhook_events == 0
+    assert_not_woken(run, sent_tasks)
 
 
 def test_only_post_is_allowed(client, webhook_secret):
@@ -200,7 +195,7 @@ def test_only_post_is_allowed(client, webhook_secret):
 
 
 def test_without_a_configured_secret_we_answer_500_so_openai_retries(
-    client, settings, signed, event_payload, run, wake
+    client, settings, signed, event_payload, run, sent_tasks
 ):
     settings.OPENAI_WEBHOOK_SECRET = ""
     body, headers = signed(event_payload("resp_1"))
@@ -208,66 +203,75 @@ def test_without_a_configured_secret_we_answer_500_so_openai_retries(
     assert response.status_code == 500
     assert "secret" in response.json()["error"]
     assert WebhookEvent.objects.count() == 0
+    assert_not_woken(run, sent_tasks)
 
 
 def test_unknown_event_types_are_stored_and_answered_200(
-    client, webhook_secret, signed, event_payload, run, wake
+    client, webhook_secret, signed, event_payload, run, sent_tasks
 ):
     body, headers = signed(event_payload("batch_1", "batch.completed"))
     response = post(client, body, headers)
     assert response.status_code == 200
     assert WebhookEvent.objects.get().outcome == "ignored"
-    wake.assert_not_called()
+    assert_not_woken(run, sent_tasks)
 
 
 def test_events_for_responses_we_do_not_know_are_kept_and_marked(
-    client, webhook_secret, signed, event_payload, run, wake
+    client, webhook_secret, signed, event_payload, run, sent_tasks
 ):
     body, headers = signed(event_payload("resp_someone_elses"))
     response = post(client, body, headers)
     assert response.status_code == 200
     assert response.json()["outcome"] == "unknown_object"
-    wake.assert_not_called()
+    assert WebhookEvent.objects.get().outcome == "unknown_object"
+    assert_not_woken(run, sent_tasks)
 
 
 def test_an_event_for_a_finished_run_is_stale(
-    client, webhook_secret, signed, event_payload, run, wake
+    client, webhook_secret, signed, event_payload, run, sent_tasks
 ):
     Run.objects.filter(pk=run.pk).update(status="completed")
     body, headers = signed(event_payload("resp_1"))
     assert post(client, body, headers).json()["outcome"] == "stale"
-    wake.assert_not_called()
+    assert_not_woken(run, sent_tasks)
 
 
 def test_an_event_that_beats_the_remote_id_is_applied_when_the_id_is_saved(
-    client, webhook_secret, signed, event_payload, wake
+    client, webhook_secret, signed, event_payload, run_row, sent_tasks
 ):
     from runs.engine.events import apply_waiting
 
-    run = Run.objects.create(thread=Thread.objects.create(), model="m", status="pending")
+    run = run_row("pending")
     body, headers = signed(event_payload("resp_early"))
     assert post(client, body, headers).json()["outcome"] == "unknown_object"
-    wake.assert_not_called()
+    assert_not_woken(run, sent_tasks)
 
     Run.objects.filter(pk=run.pk).update(remote_id="resp_early", status="queued")
     assert apply_waiting(run.pk, "resp_early") == 1
     assert apply_waiting(run.pk, "resp_early") == 0  # once only
-    wake.assert_called_once_with(run.pk, ticket=0, webhook_events=1)
     assert WebhookEvent.objects.get().outcome == "applied"
+    assert_woken_once(run, sent_tasks)
 
 
 def test_when_the_wake_cannot_be_sent_we_answer_500_and_a_redelivery_retries(
-    client, webhook_secret, signed, event_payload, run, wake
+    client, webhook_secret, signed, event_payload, run, sent_tasks, monkeypatch
 ):
-    counting = wake.side_effect
-    wake.side_effect = ConnectionError("broker down")
+    broker = enqueue.send  # the sent_tasks stand-in
+
+    def broker_down(name: str, *args: object, countdown: float | None = None) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(enqueue, "send", broker_down)
     body, headers = signed(event_payload("resp_1"))
     assert post(client, body, headers).status_code == 500
-    assert WebhookEvent.objects.get().outcome == "received"
-    assert Run.objects.get(pk=run.pk).webhook_events == 0
+    assert WebhookEvent.objects.get().outcome == "received"  # so the redelivery processes it
+    run.refresh_from_db()
+    assert run.webhook_events == 0  # counted only with a poll actually enqueued
+    assert sent_tasks == []
+    burnt = run.poll_generation  # the failed wake took a ticket whose poll was never sent
 
-    wake.side_effect = counting
+    monkeypatch.setattr(enqueue, "send", broker)
     again = post(client, body, headers)
     assert again.status_code == 200
     assert again.json()["outcome"] == "applied"
-    assert Run.objects.get(pk=run.pk).webhook_events == 1
+    assert_woken_once(run, sent_tasks, ticket=burnt + 1)

@@ -96,9 +96,11 @@ def decide_error(
     decision = classify(exc, run.error_retries, settings.RUNS_MAX_ERROR_RETRIES)
     log.warning("run %s: %s failed (%s): %s", run.pk, what, decision.code, decision.message)
     if not decision.retry:
-        return fail(
+        failed = fail(
             run, decision.code, f"Could not {what} the run: {decision.message}", source, counters
         )
+        # We give up on it, OpenAI may not have: a best-effort cancel, so it does not run on.
+        return replace(failed, cancel_remote=bool(run.remote_id))
     if decision.outcome_unknown and what != "retrieve":
         # The request may have reached OpenAI: repeating it may make a second remote object
         # (docs/reliability.md says when, and how it is counted).

@@ -82,3 +82,7 @@ class Decision:
     then: tuple[Task, ...] = ()
     #: Best-effort remote cancel once the move is made (the run ended here, not at OpenAI).
     cancel_remote: bool = False
+    #: Tool calls whose outputs OpenAI accepted: marked ``submitted`` in the same transaction as
+    #: the move and the new remote id, so no crash can leave "sent" calls on a run that still
+    #: points at the remote object that asked for them (it would wait on it for ever).
+    submitted_calls: tuple[int, ...] = ()

@@ -220,10 +220,6 @@ def release_claim(calls: Sequence[ToolCall]) -> None:
     )
 
 
-def mark_submitted(calls: Sequence[ToolCall]) -> None:
-    ToolCall.objects.filter(pk__in=[c.pk for c in calls]).update(state=State.SUBMITTED)
-
-
 def fail_owed(calls: Sequence[ToolCall], error: str) -> None:
     ToolCall.objects.filter(pk__in=[c.pk for c in calls], state__in=OWED).update(
         state=State.ERROR, error=error

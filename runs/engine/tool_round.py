@@ -173,8 +173,19 @@ def _submit(
     """One API call with every output of the round; then the run goes on and is polled again."""
     wait = budget.take("create")  # a waiting run goes first, like a create
     if wait > 0:
+        # Over budget: try the *submit* again when a token is due (a poll in between would spend
+        # that token on a retrieve and defer the submit for ever on a small budget). The poll
+        # armed behind it only matters if that task is lost: the resume takes a fresh ticket.
         tool_calls.release_claim(calls)
-        return Decision(run.pk, "deferred", ticket=ticket, poll_in_s=wait, counters=counters)
+        safety = wait + schedule_for(run.strategy).cap
+        return Decision(
+            run.pk,
+            "deferred",
+            ticket=ticket,
+            poll_in_s=deadline.cap_delay(run, safety),
+            counters=counters,
+            then=(Task(enqueue.RESUME_TOOL_ROUND, (run.pk,), countdown=wait),),
+        )
     backend = get_backend(run.backend)
     if resubmit:
         log.warning(
@@ -203,13 +214,15 @@ def _submit(
             what=f"submit the tool outputs of round {round_no} of",
             source=EventSource.TOOL,
         )
-    tool_calls.mark_submitted(calls)
     counters = counters + Counters(api_calls=state.api_calls - 1)
     if state.status == RunStatus.REQUIRES_ACTION:
         # We owe nothing now, whatever this answer says (Assistants lags behind a submit).
         state = replace(state, status=RunStatus.IN_PROGRESS, tool_calls=())
     log.info("run %s: submitted %d tool output(s) of round %d", run.pk, len(calls), round_no)
-    return answers.decide_answer(run, state, ticket, counters, source=EventSource.TOOL, attempt=0)
+    decision = answers.decide_answer(
+        run, state, ticket, counters, source=EventSource.TOOL, attempt=0
+    )
+    return replace(decision, submitted_calls=tuple(c.pk for c in calls))
 
 
 def _too_many_rounds(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..conf import settings
-from ..models import Run
+from ..models import Run, ToolCall
 from ..states import transition
 from ..status import ACTIVE, TERMINAL, RunStatus
 from . import enqueue
@@ -139,20 +140,25 @@ def apply(decision: Decision) -> bool:
     if d.remote_id:
         pending["remote_id"] = d.remote_id
     changed = False
-    if d.move is not None:
-        change = d.move
-        if change.to_status in TERMINAL:
-            # The counters and the end in one UPDATE: whoever sees the end sees final counters.
-            change = Move(
-                change.to_status,
-                change.source,
-                change.expected,
-                {**pending, **change.fields},
-                change.detail,
-            )
-        changed, _ = move(d.run_id, change)
-        if changed and change.to_status in TERMINAL:
-            pending = {}
+    with transaction.atomic() if d.submitted_calls else nullcontext():
+        if d.submitted_calls:
+            ToolCall.objects.filter(pk__in=d.submitted_calls).update(state=ToolCall.State.SUBMITTED)
+        if d.move is not None:
+            change = d.move
+            if change.to_status in TERMINAL:
+                # The counters and the end in one UPDATE: whoever sees the end sees final counters.
+                change = Move(
+                    change.to_status,
+                    change.source,
+                    change.expected,
+                    {**pending, **change.fields},
+                    change.detail,
+                )
+            changed, _ = move(d.run_id, change)
+            if changed and change.to_status in TERMINAL:
+                pending = {}
+        if d.submitted_calls and not changed and "remote_id" in pending:
+            Run.objects.filter(pk=d.run_id).update(remote_id=pending.pop("remote_id"))
     if d.start_in_s is not None:
         _start_again(d.run_id, d.start_in_s, pending)
         pending = {}

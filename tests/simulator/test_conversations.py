@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import openai
 import pytest
 from openai import OpenAI
@@ -11,7 +9,7 @@ from openai.types.conversations import Conversation, ConversationItemList
 
 from simulator.testing import RunningSimulator
 
-from .helpers import item_text, strict
+from .helpers import item_text, strict, wait_for
 
 
 def test_create_add_list_and_response_output_appended(
@@ -37,13 +35,18 @@ def test_create_add_list_and_response_output_appended(
         input="four",
         conversation=conv.id,
         background=True,
-        metadata={"sim_duration_s": "0.2", "sim_outcome": "completed"},
+        # Long enough that the list below comes first even on a slow first request.
+        metadata={"sim_duration_s": "2", "sim_outcome": "completed"},
     )
     assert response.conversation is not None and response.conversation.id == conv.id
     listed = client.conversations.items.list(conv.id, order="asc")
     texts = [item_text(item) for item in listed.data]
-    assert texts == ["first", "two", "three", "four"]
-    time.sleep(0.25)
+    assert texts == ["first", "two", "three", "four"]  # the answer is not there yet...
+    wait_for(  # ...until the response ends
+        lambda: client.responses.retrieve(response.id).status,
+        lambda status: status == "completed",
+        timeout=10,
+    )
     raw = client.conversations.items.with_raw_response.list(conv.id, order="asc")
     page = strict(ConversationItemList, raw.http_response.json())
     assert [item.type for item in page.data][-1] == "message"

@@ -1,8 +1,10 @@
-"""10,000 live objects stay cheap: every operation is a dict lookup, status is lazy."""
+"""10,000 live objects: each one a dict entry whose status is computed when read.
+
+No timer or task per object and no scan on a read, which is what keeps a large simulation cheap.
+How fast that is belongs to a benchmark, not to a test: nothing here is timed.
+"""
 
 from __future__ import annotations
-
-import time
 
 from simulator import response_service
 from simulator.api_control import snapshot
@@ -11,9 +13,8 @@ from simulator.responses import render
 from simulator.state import SimState
 
 
-def test_ten_thousand_live_responses_are_cheap() -> None:
+def test_ten_thousand_live_responses_are_held_and_their_status_is_computed_when_read() -> None:
     state = SimState(SimConfig(), seed=1)
-    started = time.perf_counter()
     ids = [
         response_service.create(
             state,
@@ -21,17 +22,19 @@ def test_ten_thousand_live_responses_are_cheap() -> None:
                 "model": "gpt-4o",
                 "input": f"q{n}",
                 "background": True,
-                "metadata": {"run_id": f"r{n}", "sim_duration_s": "60"},
+                "metadata": {"run_id": f"r{n}", "sim_duration_s": "60", "sim_outcome": "completed"},
             },
         ).id
         for n in range(10_000)
     ]
-    created = time.perf_counter() - started
-    started = time.perf_counter()
-    for response_id in ids[:2000]:
-        render(response_service.retrieve(state, response_id), state.now())
-    per_retrieve = (time.perf_counter() - started) / 2000
-    assert created < 5.0
-    assert per_retrieve < 0.001, f"{per_retrieve * 1e6:.0f} us per retrieve"
+    assert len(set(ids)) == 10_000
+    # Nothing runs in the background: the same records read as running now, finished later.
+    read = [response_service.retrieve(state, response_id) for response_id in ids[:2000]]
+    now = state.now()  # after every create: each one planned to take 60 s from its own
+    assert {render(r, now)["status"] for r in read} <= {"queued", "in_progress"}
+    assert {render(r, now + 61)["status"] for r in read} == {"completed"}
+    # A retrieve touches its own object only.
     stats = snapshot(state)
     assert len(stats["objects"]) == 10_000 and len(stats["creates_by_run_id"]) == 10_000
+    retrieves = [stats["objects"][response_id]["retrieve"] for response_id in ids]
+    assert retrieves == [1] * 2000 + [0] * 8000
