@@ -15,7 +15,6 @@ import threading
 from collections.abc import Callable
 
 import pytest
-import redis
 
 from runs import budget
 from runs.models import ToolCall
@@ -40,17 +39,9 @@ def spend(take: Callable[[str], float]) -> None:
 
 
 @pytest.fixture
-def bucket(settings, redis_url):
-    """The budget in the private Redis, empty of history; a fast poll schedule."""
-    settings.RUNS_POLL_BASE_S = 0.2
-    settings.RUNS_POLL_CAP_S = 1.0
-    settings.RUNS_BUDGET_REDIS_URL = redis_url
-    settings.RUNS_BUDGET_BURST_S = 1.0
-    budget.reset_connection()
-    redis.Redis.from_url(redis_url).delete(budget.KEY)
-    yield settings
-    redis.Redis.from_url(redis_url).delete(budget.KEY)
-    budget.reset_connection()
+def bucket(token_bucket, quick_polls):
+    """The shared budget in the private Redis, full (``token_bucket``), and a fast schedule."""
+    return token_bucket
 
 
 @pytest.fixture

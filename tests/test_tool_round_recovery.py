@@ -28,6 +28,8 @@ from runs.status import TERMINAL
 from runs.tasks import start_run
 from runs_dev import processes
 
+from .through_broker import wait_for
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,16 +44,6 @@ def _worker(env: dict[str, str], app: str, queue: str) -> subprocess.Popen[bytes
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
     )
-
-
-def _wait_for(check, timeout: float, what: str):
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.mark.parametrize(("point", "most_submissions"), [("after_claim", 1), ("after_submit", 2)])
@@ -100,14 +92,14 @@ def test_a_worker_killed_mid_round_still_ends_the_run(
                 },
             )
             start_run.delay(run.pk)
-            _wait_for(flag.exists, 60, f"the worker to reach {point}")
+            wait_for(flag.exists, f"the worker to reach {point}", timeout=60)
             processes.kill(children[0])
             children.append(_worker(env, "project", queue))
             children.append(processes.start_beat(env, tmp_path))
-            run = _wait_for(
+            run = wait_for(
                 lambda: (r := Run.objects.get(pk=run.pk)).status in TERMINAL and r,
-                90,
                 "the run to end after the kill",
+                timeout=90,
             )
     finally:
         for child in children:

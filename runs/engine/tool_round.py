@@ -77,38 +77,27 @@ def advance(
     step = current.step
     if step is Step.SUBMIT:
         return _submit(run, ticket, round_no, current.calls, counters, current.resubmit)
+    then: tuple[Task, ...] = ()
     if step is Step.RUN_TOOLS:
         delay = tool_calls.dispatch_wait_s(current.calls)
-        return Decision(
-            run.pk,
-            step.value,
-            ticket=ticket,
-            poll_in_s=deadline.cap_delay(run, delay),
-            counters=counters,
-            then=(Task(enqueue.EXECUTE_TOOL_CALLS, (run.pk, round_no)),),
-        )
-    if step is Step.TOOLS_RUNNING:
+        then = (Task(enqueue.EXECUTE_TOOL_CALLS, (run.pk, round_no)),)
+    elif step is Step.TOOLS_RUNNING:
         delay = tool_calls.wait_for_running_s(current.calls)
-        return Decision(
-            run.pk,
-            step.value,
-            ticket=ticket,
-            poll_in_s=deadline.cap_delay(run, delay),
-            counters=counters,
-        )
-    if step is Step.WAIT_MANUAL:
+    elif step is Step.WAIT_MANUAL:
         delay = float(settings.RUNS_TOOL_WAIT_POLL_S)
         if expires_at is not None:
             delay = min(delay, (expires_at - timezone.now()).total_seconds() + 0.25)
-        return Decision(
-            run.pk,
-            step.value,
-            ticket=ticket,
-            poll_in_s=deadline.cap_delay(run, delay),
-            counters=counters,
-        )
-    # SENT (another task is submitting it) or NOT_WAITING (the run moved on): look again soon.
-    return _poll_later(run, ticket, step.value, counters, 0)
+    else:
+        # SENT (another task is submitting it) or NOT_WAITING (the run moved on): look again soon.
+        return _poll_later(run, ticket, step.value, counters, 0)
+    return Decision(
+        run.pk,
+        step.value,
+        ticket=ticket,
+        poll_in_s=deadline.cap_delay(run, delay),
+        counters=counters,
+        then=then,
+    )
 
 
 def execute(run_id: int, round_no: int) -> str:
