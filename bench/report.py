@@ -173,7 +173,7 @@ def write_markdown(path: Path, results: dict[str, Any], title: str, plots: list[
     if results.get("intake"):
         lines += ["## Webhook intake", ""] + intake_lines(results["intake"]) + [""]
     if results.get("aims"):
-        lines += ["## Against the aims (DESIGN.md)", ""] + aims_lines(results["aims"]) + [""]
+        lines += ["## Against the aims (README.md)", ""] + aims_lines(results["aims"]) + [""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     if results.get("notes"):

@@ -1,4 +1,4 @@
-"""Where we stand against DESIGN.md's "Figures we aim for", from one bench run's results."""
+"""Where we stand against the target figures (docs/bench/README.md), from one bench run."""
 
 from __future__ import annotations
 
