@@ -213,6 +213,8 @@ def test_a_run_left_in_requires_action_expires_with_a_clear_error(
         f"still owed: ask_human ({call.call_id}, manual)."
     )
     assert call.state == "manual"
+    expired = run.events.get(to_status="expired")
+    assert expired.detail["owed_tool_calls"] == [call.call_id]
     if api_backend == "assistants":  # the remote run was waiting too: it is released
         assert simulator.stats()["objects"][run.remote_id]["cancel"] == 1
 

@@ -15,15 +15,13 @@ from .tool_calls import owed_calls
 
 def expire(run: Run, *, ticket: int | None = None, counters: Counters | None = None) -> Decision:
     """The decision that ends ``run`` (as read) for passing its deadline."""
-    owed: list[str] = []
+    owed = owed_calls(run) if run.status == RunStatus.REQUIRES_ACTION else []
     remote_runs = bool(run.remote_id)
-    if run.status == RunStatus.REQUIRES_ACTION:
-        owed = [f"{c.name} ({c.call_id}, {c.state})" for c in owed_calls(run)]
-        # A Responses run that waits has nothing running remotely (the response completed).
-        remote_runs = get_backend(run.backend).capabilities.remote_waits_for_tool_outputs
     detail: dict[str, object] = {"last_status": run.status}
     if run.status == RunStatus.REQUIRES_ACTION:
-        detail["owed_tool_calls"] = [c.split(" ")[0] for c in owed]
+        # A Responses run that waits has nothing running remotely (the response completed).
+        remote_runs = get_backend(run.backend).capabilities.remote_waits_for_tool_outputs
+        detail["owed_tool_calls"] = [c.call_id for c in owed]
     return Decision(
         run_id=run.pk,
         outcome=RunStatus.EXPIRED,
@@ -35,7 +33,11 @@ def expire(run: Run, *, ticket: int | None = None, counters: Counters | None = N
             expected=run.status,
             fields={
                 "last_error_code": deadline.CODE,
-                "last_error": deadline.message(run, owed=owed, cancelled_remotely=remote_runs),
+                "last_error": deadline.message(
+                    run,
+                    owed=[f"{c.name} ({c.call_id}, {c.state})" for c in owed],
+                    cancelled_remotely=remote_runs,
+                ),
             },
             detail=detail,
         ),
