@@ -44,16 +44,22 @@ def database_url() -> str:
 
 
 def start_worker(
-    env: Mapping[str, str], *, concurrency: int, queue: str, loglevel: str = "WARNING"
+    env: Mapping[str, str],
+    *,
+    concurrency: int,
+    queue: str,
+    loglevel: str = "WARNING",
+    app: str = "project",
 ) -> subprocess.Popen[bytes]:
-    """A Celery worker (threads pool: polls are short and I/O-bound) on ``queue``."""
+    """A Celery worker (threads pool: polls are short and I/O-bound) on ``queue``; ``app`` is
+    the Celery app module (tests pass one that adds a kill point)."""
     return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "celery",
             "-A",
-            "project",
+            app,
             "worker",
             "--pool",
             "threads",

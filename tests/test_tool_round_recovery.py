@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -31,19 +28,6 @@ from runs_dev import processes
 from .through_broker import wait_for
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _worker(env: dict[str, str], app: str, queue: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", "threads"]
-        + ["--concurrency", "4", "--loglevel", "WARNING", "--without-gossip", "--without-mingle"]
-        + ["--queues", queue, "--hostname", f"{queue}-{time.time_ns()}@%h"],
-        env=env,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.mark.parametrize(("point", "most_submissions"), [("after_claim", 1), ("after_submit", 2)])
@@ -74,11 +58,10 @@ def test_a_worker_killed_mid_round_still_ends_the_run(
         with processes.pointed_at(
             broker_url=redis_url, queue=queue, openai_base_url=simulator.base_url
         ):
+            killable = {**env, "RUNS_TEST_KILL_POINT": point, "RUNS_TEST_KILL_FLAG": str(flag)}
             children.append(
-                _worker(
-                    {**env, "RUNS_TEST_KILL_POINT": point, "RUNS_TEST_KILL_FLAG": str(flag)},
-                    "tests.kill_points",
-                    queue,
+                processes.start_worker(
+                    killable, concurrency=4, queue=queue, app="tests.kill_points"
                 )
             )
             run = create_run(
@@ -94,7 +77,7 @@ def test_a_worker_killed_mid_round_still_ends_the_run(
             start_run.delay(run.pk)
             wait_for(flag.exists, f"the worker to reach {point}", timeout=60)
             processes.kill(children[0])
-            children.append(_worker(env, "project", queue))
+            children.append(processes.start_worker(env, concurrency=4, queue=queue))
             children.append(processes.start_beat(env, tmp_path))
             run = wait_for(
                 lambda: (r := Run.objects.get(pk=run.pk)).status in TERMINAL and r,
