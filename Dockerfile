@@ -5,7 +5,7 @@ COPY pyproject.toml README.md ./
 COPY project ./project
 COPY runs ./runs
 COPY runs_dev ./runs_dev
-COPY simulator ./simulator
+COPY runs_simulator ./runs_simulator
 COPY manage.py ./
 RUN pip install --no-cache-dir .
 EXPOSE 8000

@@ -36,7 +36,7 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 simulator: setup
-	$(BIN)/python -m simulator --port 8765
+	$(BIN)/python -m runs_simulator --port 8765
 
 worker: migrate   # its own metrics on :9808/metrics (RUNS_WORKER_METRICS_PORT)
 	RUNS_WORKER_METRICS_PORT=$${RUNS_WORKER_METRICS_PORT:-9808} \

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(stack: ExitStack, console: Console, args: argparse.Namespace, mode: dict[str, Any]) -> int:
     from project.localredis import start_private_redis
-    from simulator.testing import RunningSimulator
+    from runs_simulator.testing import RunningSimulator
 
     from .database import choose_url
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from simulator.signing import sign
+from runs_simulator.signing import sign
 
 
 def delivery(secret: str, webhook_id: str, response_id: str) -> tuple[bytes, dict[str, str]]:

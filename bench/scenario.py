@@ -43,7 +43,7 @@ LABELS = {
 class Bench:
     """What every scenario shares: the simulator, the private Redis, the environment."""
 
-    sim: Any  # simulator.testing.RunningSimulator
+    sim: Any  # runs_simulator.testing.RunningSimulator
     redis_url: str
     redis_pid: int
     env: dict[str, str]

@@ -41,7 +41,7 @@ from runs_dev import processes
 from runs_dev.worker_probe import WorkerProbe
 
 if TYPE_CHECKING:
-    from simulator.testing import RunningSimulator
+    from runs_simulator.testing import RunningSimulator
 
 #: The example tool a tool-calling run offers (registered by ``runs_dev``).
 TOOL = "add"
@@ -242,7 +242,7 @@ def _progress_marks(run_ids: list[int]) -> tuple[int, int]:
 
 def run_chaos(cfg: ChaosConfig, progress: Callable[[str], None] = lambda _: None) -> ChaosReport:
     """Run the whole scenario; every child process is stopped before this returns."""
-    from simulator.testing import RunningSimulator
+    from runs_simulator.testing import RunningSimulator
 
     with ExitStack() as stack:
         private = start_private_redis()

@@ -23,7 +23,7 @@ from runs.models import Run
 from runs.status import TERMINAL
 
 if TYPE_CHECKING:
-    from simulator.testing import RunningSimulator
+    from runs_simulator.testing import RunningSimulator
 
 #: ``RUNS_TEST_STRICT=1`` (set by ``.ci/run``): a test that would skip because a service or a
 #: tool is missing (Redis, PostgreSQL, the bench extra, Chromium, Compose) fails instead, so CI
@@ -68,7 +68,7 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def simulator() -> Iterator[RunningSimulator]:
     """The local OpenAI-compatible server, started as a subprocess on a free port."""
-    from simulator.testing import RunningSimulator
+    from runs_simulator.testing import RunningSimulator
 
     with RunningSimulator() as sim:
         yield sim
@@ -177,7 +177,7 @@ def signed():
     import json
     import uuid
 
-    from simulator.signing import sign
+    from runs_simulator.signing import sign
 
     def build(
         payload: object,

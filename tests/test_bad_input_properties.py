@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from runs.models import Run, RunEvent, WebhookEvent
 from runs_dev.processes import database_url
-from simulator.signing import sign
+from runs_simulator.signing import sign
 from tests.conftest import WEBHOOK_SECRET
 
 header_names = st.sampled_from(

@@ -21,7 +21,7 @@ from runs.client import get_client, get_create_client
 from runs.errors import classify
 
 if TYPE_CHECKING:
-    from simulator.testing import RunningSimulator
+    from runs_simulator.testing import RunningSimulator
 
 DEADLINE_S = 1.0  # OPENAI_TIMEOUT_S in these tests
 CREATE_DEADLINE_S = 4.0  # OPENAI_CREATE_TIMEOUT_S

@@ -33,7 +33,7 @@ def test_every_service_is_there(services):
         ("worker", "celery -A project worker"),
         ("beat", "celery -A project beat"),
         ("flower", "celery -A project flower"),
-        ("simulator", "python -m simulator"),
+        ("simulator", "python -m runs_simulator"),
     ],
 )
 def test_each_app_service_runs_its_process(services, service, command):

@@ -15,7 +15,7 @@ from django.core.management import get_commands
 
 RUNS = Path(__file__).resolve().parent.parent / "runs"
 #: Top-level packages of this repository that ``runs`` must never import.
-FORBIDDEN = {"runs_dev", "project", "simulator", "bench", "tests"}
+FORBIDDEN = {"runs_dev", "project", "runs_simulator", "bench", "tests"}
 
 
 def imported_modules(path: Path) -> set[str]:

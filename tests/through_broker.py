@@ -22,7 +22,7 @@ T = TypeVar("T")
 #: A simulated run that is over quickly: short queue, short work, a known outcome.
 QUICK = {"sim_queue_s": "0.05", "sim_duration_s": "0.3", "sim_outcome": "completed"}
 
-#: The simulator's fault settings as it starts (``simulator/config.py``): what ``faults()``
+#: The simulator's fault settings as it starts (``runs_simulator/config.py``): what ``faults()``
 #: restores.
 NO_FAULTS: dict[str, Any] = {
     "fault_429_rate": 0.0,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from openai import OpenAI
 
-from simulator.testing import RunningSimulator
+from runs_simulator.testing import RunningSimulator
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from simulator import schemas
+from runs_simulator import schemas
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")

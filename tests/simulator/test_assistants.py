@@ -11,7 +11,7 @@ from openai import OpenAI
 from openai.types.beta import FunctionToolParam, Thread
 from openai.types.beta.threads import Message, Run
 
-from simulator.testing import RunningSimulator
+from runs_simulator.testing import RunningSimulator
 
 from .helpers import assert_schema, strict, wait_for
 

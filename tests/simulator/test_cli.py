@@ -12,8 +12,8 @@ import urllib.request
 import pytest
 import uvicorn
 
-from simulator import __main__ as cli
-from simulator.testing import RunningSimulator, SimulatorStartError
+from runs_simulator import __main__ as cli
+from runs_simulator.testing import RunningSimulator, SimulatorStartError
 
 from .helpers import wait_for
 

@@ -7,7 +7,7 @@ import pytest
 from openai import OpenAI
 from openai.types.conversations import Conversation, ConversationItemList
 
-from simulator.testing import RunningSimulator
+from runs_simulator.testing import RunningSimulator
 
 from .helpers import item_text, strict, wait_for
 

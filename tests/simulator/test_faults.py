@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from simulator.testing import RunningSimulator
+from runs_simulator.testing import RunningSimulator
 
 from .helpers import assert_schema
 

@@ -3,7 +3,7 @@ and clients keep them: a repeated ``webhook-id`` would be dropped as a duplicate
 
 from openai import OpenAI
 
-from simulator.testing import RunningSimulator
+from runs_simulator.testing import RunningSimulator
 
 
 def test_two_simulators_with_one_seed_hand_out_different_ids():

@@ -13,7 +13,7 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_input_param import FunctionCallOutput
 
-from simulator.testing import RunningSimulator
+from runs_simulator.testing import RunningSimulator
 
 from .helpers import strict
 

@@ -9,7 +9,7 @@ import pytest
 from openai import OpenAI
 from openai.types.responses import Response
 
-from simulator.testing import RunningSimulator
+from runs_simulator.testing import RunningSimulator
 
 from .helpers import strict, wait_for
 

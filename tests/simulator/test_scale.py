@@ -6,11 +6,11 @@ How fast that is belongs to a benchmark, not to a test: nothing here is timed.
 
 from __future__ import annotations
 
-from simulator import response_service
-from simulator.api_control import snapshot
-from simulator.config import SimConfig
-from simulator.responses import render
-from simulator.state import SimState
+from runs_simulator import response_service
+from runs_simulator.api_control import snapshot
+from runs_simulator.config import SimConfig
+from runs_simulator.responses import render
+from runs_simulator.state import SimState
 
 
 def test_ten_thousand_live_responses_are_held_and_their_status_is_computed_when_read() -> None:

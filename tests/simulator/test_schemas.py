@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from openai import OpenAI
 
-from simulator import schemas
+from runs_simulator import schemas
 
 from .helpers import assert_schema
 

@@ -10,8 +10,8 @@ import pytest
 from openai import OpenAI
 from openai.types.webhooks import ResponseCompletedWebhookEvent
 
-from simulator.signing import sign
-from simulator.testing import RunningSimulator
+from runs_simulator.signing import sign
+from runs_simulator.testing import RunningSimulator
 
 from .helpers import assert_schema, wait_for
 from .receiver import Receiver

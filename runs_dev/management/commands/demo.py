@@ -107,7 +107,7 @@ class Command(BaseCommand):
                 raise CommandError("interrupted", returncode=130) from None
 
     def _run(self, stack: ExitStack, console: Console, opts: dict[str, Any]) -> None:
-        from simulator.testing import RunningSimulator
+        from runs_simulator.testing import RunningSimulator
 
         try:
             broker, private = ensure_redis(settings.CELERY_BROKER_URL)

@@ -9,18 +9,18 @@ from django.core.management.base import BaseCommand, CommandParser
 
 
 class Command(BaseCommand):
-    help = "Run the local OpenAI-compatible simulator (same options as `python -m simulator`)."
+    help = "Run the local OpenAI-compatible simulator (same options as `python -m runs_simulator`)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("args", nargs="*", help="options passed to the simulator")
 
     def run_from_argv(self, argv: list[str]) -> None:
         # Everything after the command name belongs to the simulator's own parser.
-        from simulator.__main__ import main
+        from runs_simulator.__main__ import main
 
         sys.exit(main(argv[2:]))
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        from simulator.__main__ import main
+        from runs_simulator.__main__ import main
 
         main(list(args))

@@ -1,8 +1,8 @@
-"""Command line entry point: ``python -m simulator --port 0 ...``.
+"""Command line entry point: ``python -m runs_simulator --port 0 ...``.
 
 Why a pre-bound socket: with ``--port 0`` the OS picks a free port; binding it ourselves
 lets us print the real port in the ``SIMULATOR_READY <url>`` line that test harnesses
-(``simulator.testing.RunningSimulator``) wait for, once uvicorn is accepting connections.
+(``runs_simulator.testing.RunningSimulator``) wait for, once uvicorn is accepting connections.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .state import SimState
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """CLI options (all optional)."""
     parser = argparse.ArgumentParser(
-        prog="python -m simulator", description="Local OpenAI-compatible API simulator."
+        prog="python -m runs_simulator", description="Local OpenAI-compatible API simulator."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")

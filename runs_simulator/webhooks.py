@@ -25,7 +25,7 @@ from .signing import sign
 from .state import SimState
 from .timeline import TERMINAL_RESPONSE
 
-log = logging.getLogger("simulator.webhooks")
+log = logging.getLogger("runs_simulator.webhooks")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ they reference) are vendored. Descriptions and examples are dropped to keep the 
 small, and OpenAPI 3.0 ``nullable`` is rewritten to JSON Schema ``anyOf [..., null]`` so
 a standard Draft 2020-12 validator understands it.
 
-Usage: ``python -m simulator.schemas.vendor PATH/TO/openapi.json``
+Usage: ``python -m runs_simulator.schemas.vendor PATH/TO/openapi.json``
 """
 
 from __future__ import annotations

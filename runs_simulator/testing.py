@@ -46,7 +46,7 @@ def _cli_args(options: dict[str, Any]) -> list[str]:
 
 
 class RunningSimulator:
-    """Context manager around ``python -m simulator --port 0 ...``."""
+    """Context manager around ``python -m runs_simulator --port 0 ...``."""
 
     def __init__(
         self,
@@ -79,7 +79,7 @@ class RunningSimulator:
         command = [
             sys.executable,
             "-m",
-            "simulator",
+            "runs_simulator",
             "--host",
             self.host,
             "--port",
