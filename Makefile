@@ -6,17 +6,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup migrate demo test lint format simulator worker beat flower clean \
-	bench bench-quick bench-webhooks bench-setup
+.PHONY: setup constraints migrate demo test lint format simulator worker worker-wakes beat flower clean \
+	bench bench-quick bench-webhooks bench-scale-out bench-setup
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The tested versions (constraints.txt) within pyproject.toml's ranges; `test` pulls in the demo
+# host's, PostgreSQL's and Flower's extras.
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=...)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(STAMP)
+
+# Rewrite constraints.txt (keeping its header) from what .venv holds, once `make test` passed
+# with it (constraints.txt's header says how to move to newer versions).
+constraints:
+	{ sed '/^[^#]/,$$d' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } \
+		> constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 migrate: setup
 	$(BIN)/python manage.py migrate --noinput -v 0
@@ -38,9 +47,16 @@ format: setup
 simulator: setup
 	$(BIN)/python -m runs_simulator --port 8765
 
-worker: migrate   # its own metrics on :9808/metrics (RUNS_WORKER_METRICS_PORT)
+# Consumes every queue of the project (CELERY_TASK_QUEUES: the default one and runs.starts,
+# .polls, .wakes, .tools); `make worker-wakes` beside it gives wakes slots of their own
+# (docs/celery.md, "Queues and routing"). Metrics on :9808/metrics (RUNS_WORKER_METRICS_PORT).
+worker: migrate
 	RUNS_WORKER_METRICS_PORT=$${RUNS_WORKER_METRICS_PORT:-9808} \
 	$(BIN)/celery -A project worker --pool threads --concurrency 8 --loglevel INFO
+
+worker-wakes: migrate  # wakes only: a webhook's or Poll now's poll never waits behind starts
+	$(BIN)/celery -A project worker --pool threads --concurrency 2 --loglevel INFO \
+		-Q $${RUNS_QUEUE_PREFIX-runs}.wakes --hostname wakes@%h
 
 beat: migrate     # exactly one per deployment: it enqueues the periodic recovery sweep
 	$(BIN)/celery -A project beat --loglevel INFO --schedule var/celerybeat-schedule
@@ -53,18 +69,24 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 bench-setup: $(BENCH_STAMP)
 
-$(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+$(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,bench]"
 	touch $(BENCH_STAMP)
 
 bench-quick: bench-setup   # under 3 minutes: N=100, four strategies -> docs/bench/quick.json
 	$(BIN)/python -m bench --quick
 
-bench: bench-setup         # N = 100, 1,000, 10,000 -> docs/bench/results.{json,md} + plots
+# N = 100, 1,000, 10,000 -> docs/bench/results.{json,md} + plots; then bench-scale-out's figures.
+bench: bench-setup
 	$(BIN)/python -m bench --full
+	$(BIN)/python -m bench --scale-out
 
 bench-webhooks: bench-setup  # issue 5's figures: 200 runs polled vs by webhook, intake
 	$(BIN)/python -m bench --webhooks
+
+# Two nodes vs one (Redis, RabbitMQ), 1,000 runs on RabbitMQ, tick rate -> docs/bench/scale_out.*
+bench-scale-out: bench-setup
+	$(BIN)/python -m bench --scale-out
 
 clean:
 	rm -rf $(VENV) var db.sqlite3

@@ -64,6 +64,9 @@ MODES: dict[str, dict[str, Any]] = {
         "plots": False,
         "title": "Webhooks vs polling: 200 runs each (issue 5)",
     },
+    # Issue 13: two nodes vs one (Redis, RabbitMQ), RabbitMQ at 1,000 runs, tick rate
+    # (bench/scale_main.py; its own options under "--scale-out").
+    "scale-out": {"json": "scale_out.json", "md": "scale_out.md"},
 }
 #: Where a blocking strategy cannot run, and why.
 BLOCKING_LIMIT = 1000
@@ -115,6 +118,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-intake", action="store_true")
     parser.add_argument("--cap-s", type=float, default=None, help="longest wait per scenario")
+    from .scale_main import add_arguments
+
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -172,7 +178,36 @@ def run(stack: ExitStack, console: Console, args: argparse.Namespace, mode: dict
     migrate()
     console.print(f"bench: {db_note}; Redis {redis_server.url}; simulator {sim.url}")
     env["BENCH_WORKER_DATABASE_URL"] = worker_db_url
+    if args.mode == "scale-out":
+        return scale_out(console, args, sim, redis_server, env, workdir, db_note, started)
     return execute(stack, console, args, mode, sim, redis_server, env, workdir, db_note, started)
+
+
+def scale_out(
+    console: Console,
+    args: argparse.Namespace,
+    sim: Any,
+    redis_server: Any,
+    env: dict[str, str],
+    workdir: Path,
+    db_note: str,
+    t0: float,
+) -> int:
+    """``--scale-out``: bench/scale_main.py, on the same simulator, Redis and database."""
+    from . import scale_main, scenario
+
+    bench = scenario.Bench(
+        sim=sim,
+        redis_url=redis_server.url,
+        redis_pid=redis_server.process.pid,
+        env={**env, "BENCH_DB_NOTE": db_note},
+        workdir=workdir,
+        progress=scale_main.progress(console),
+        workers=args.workers,
+        threads=args.threads or 8,
+        worker_db_url=env["BENCH_WORKER_DATABASE_URL"],
+    )
+    return scale_main.execute(bench, args, console, t0)
 
 
 def _with_conn_max_age(url: str, seconds: int) -> str:
@@ -215,6 +250,7 @@ def execute(
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {
             "cpus": os.cpu_count(),
+            "load1_at_start": os.getloadavg()[0],
             "python": platform.python_version(),
             "openai": openai.__version__,
         },
@@ -301,8 +337,10 @@ def measure_intake(bench: Any, mode: dict[str, Any], progress: Progress) -> dict
     import redis
 
     from . import intake
+    from .load import LoadWindow
 
     task = progress.add_task("webhook intake vs a bare view", total=2)
+    load = LoadWindow().start()
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     bench.clean_slate()
     object_ids = intake.make_runs(2000)
@@ -317,6 +355,7 @@ def measure_intake(bench: Any, mode: dict[str, Any], progress: Progress) -> dict
         rounds=mode["rounds"],
     )
     progress.update(task, completed=2)
+    measured["load"] = load.stop()
     redis.Redis.from_url(bench.redis_url).flushdb()  # the wake tasks nobody consumed
     return measured
 

@@ -38,34 +38,32 @@ def start_workers(
     stack: ExitStack, env: dict[str, str], *, workers: int, threads: int, tag: str, logdir: Path
 ) -> list[tuple[subprocess.Popen[bytes], str]]:
     """``workers`` Celery worker processes (threads pool, ``threads`` slots each)."""
-    started = []
-    for i in range(workers):
-        hostname = f"{tag}-{i}@bench"
-        process = spawn(
-            stack,
-            [
-                "-m",
-                "celery",
-                "-A",
-                "bench.celery_app",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(threads),
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--hostname",
-                hostname,
-            ],
-            env,
-            logdir / f"{hostname}.log",
-        )
-        started.append((process, hostname))
-    return started
+    return [
+        start_node(stack, env, hostname=f"{tag}-{i}@bench", threads=threads, logdir=logdir)
+        for i in range(workers)
+    ]
+
+
+def start_node(
+    stack: ExitStack, env: dict[str, str], *, hostname: str, threads: int, logdir: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """One Celery worker process named ``hostname`` (a node).
+
+    No ``-Q``: a worker started without it consumes every queue the project declares (its default
+    queue and the ``RUNS_QUEUES`` of its ``RUNS_QUEUE_PREFIX``, from the child's own settings),
+    so a bench never leaves a queue without a consumer.
+    """
+    process = spawn(
+        stack,
+        [
+            "-m", "celery", "-A", "bench.celery_app", "worker", "--pool", "threads",
+            "--concurrency", str(threads), "--loglevel", "WARNING", "--without-gossip",
+            "--without-mingle", "--without-heartbeat", "--hostname", hostname,
+        ],
+        env,
+        logdir / f"{hostname}.log",
+    )  # fmt: skip
+    return process, hostname
 
 
 def wait_workers(app: object, workers: list[tuple[subprocess.Popen[bytes], str]]) -> None:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .load import cell as load_cell
+from .load import flag as load_flag
 from .scenario import LABELS
 from .verdicts import sim_kept_up
 
@@ -34,9 +36,10 @@ def scenario_table(scenarios: list[dict[str, Any]]) -> list[str]:
     head = (
         "| strategy | N | done | create / retrieve / other per run | retrieves per completed run "
         "| detection p50 / p99 | poll lateness p99 | slots (threads) | worker CPU s | "
-        "peak RSS MB | wall s (x longest) | peak calls/s | $ per 1M runs | simulator kept up |"
+        "peak RSS MB | wall s (x longest) | peak calls/s | $ per 1M runs | simulator kept up "
+        "| load 1 min (start → end) |"
     )
-    rows = [head, "|" + "---|" * 14]
+    rows = [head, "|" + "---|" * 15]
     for s in scenarios:
         c = s["calls_per_run"]
         worker = s.get("processes", {}).get("worker", {})
@@ -69,6 +72,7 @@ def scenario_table(scenarios: list[dict[str, Any]]) -> list[str]:
                     _fmt(s["sim_pace"]["peak_calls_per_s"]),
                     _fmt(s["cost_per_million_runs_usd"]),
                     ("yes" if ok else "**no**") + f" ({evidence})",
+                    load_cell(s.get("load")),
                 ]
             )
             + " |"
@@ -95,13 +99,17 @@ def ratio_table(ratios: list[dict[str, Any]]) -> list[str]:
 
 
 def intake_lines(intake: dict[str, Any]) -> list[str]:
-    rows = ["| measured | bare Django view | webhook view (signed) | ratio |", "|---|---|---|---|"]
+    rows = [
+        "| measured | bare Django view | webhook view (signed) | ratio "
+        "| load 1 min (start → end) |",
+        "|---|---|---|---|---|",
+    ]
     for key in ("inprocess", "http"):
         m = intake.get(key)
         if m:
             rows.append(
                 f"| {m['how']} | {m['bare_per_s']:,.0f}/s | {m['signed_per_s']:,.0f}/s "
-                f"| {m['ratio']:.2f} |"
+                f"| {m['ratio']:.2f} | {load_cell(intake.get('load'))} |"
             )
     return rows
 
@@ -135,6 +143,22 @@ def tick_lines(scenarios: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
+def busy_lines(results: dict[str, Any]) -> list[str]:
+    """A warning above the tables when any row was measured on a machine busier than its cores."""
+    flagged = [
+        f"{LABELS[s['strategy']]}, N={s['n']:,} ({load_flag(s.get('load'))})"
+        for s in results["scenarios"]
+        if load_flag(s.get("load"))
+    ]
+    if not flagged:
+        return []
+    return [
+        "**Measured on a busy machine:** the 1-minute load average was above the core count "
+        "for " + "; ".join(flagged) + ". Those rows competed for CPU; compare them with care.",
+        "",
+    ]
+
+
 def write_markdown(path: Path, results: dict[str, Any], title: str, plots: list[str]) -> None:
     w = results["workload_shape"]
     lines = [
@@ -156,6 +180,7 @@ def write_markdown(path: Path, results: dict[str, Any], title: str, plots: list[
         "",
         "## Results",
         "",
+        *busy_lines(results),
         *scenario_table(results["scenarios"]),
         "",
     ]
@@ -185,7 +210,8 @@ def write_markdown(path: Path, results: dict[str, Any], title: str, plots: list[
         "*slots* are the worker slots held (Celery) or threads (one per run), with the peak "
         "thread count of the worker processes in brackets; *simulator kept up* judges the "
         "simulator's own health probe and CPU, so a slow row is not blamed on the project when "
-        "the simulator was the bottleneck.",
+        "the simulator was the bottleneck; *load* is the machine's 1-minute load average at the "
+        "row's start and end (⚠ when above the core count: the row competed for CPU).",
         "",
     ]
     path.write_text("\n".join(lines))

@@ -25,7 +25,8 @@ from project.localredis import free_port
 
 from . import processes
 from .analysis import figures
-from .celery_app import LATENESS_KEY
+from .celery_app import FAILURES_KEY, LATENESS_KEY
+from .load import LoadWindow
 from .sampling import ProcessSampler, SimSampler
 from .stats import summarize
 from .workload import TOOL_NAME, Plan
@@ -71,8 +72,14 @@ class Bench:
 
 
 def _finish(
-    procs: ProcessSampler, pace: SimSampler, result: dict[str, Any], cap_hit: bool, cap_s: float
+    procs: ProcessSampler,
+    pace: SimSampler,
+    result: dict[str, Any],
+    cap_hit: bool,
+    cap_s: float,
+    load: LoadWindow,
 ) -> dict[str, Any]:
+    result["load"] = load.stop()
     result["processes"] = procs.stop()
     result["sim_pace"] = pace.stop()
     result["finished"] = not cap_hit and result["terminal"] == result["n"]
@@ -108,6 +115,7 @@ def run_blocking(bench: Bench, strategy: str, plans: list[Plan], cap_s: float) -
     progress_file.write_text("0")
     task = bench.progress.add_task(LABELS[strategy] + f", N={len(plans)}", total=len(plans))
     procs, pace = bench.samplers()
+    load = LoadWindow().start()
     with ExitStack() as stack:
         pace.start()
         child = processes.spawn(
@@ -175,7 +183,7 @@ def run_blocking(bench: Bench, strategy: str, plans: list[Plan], cap_s: float) -
         errors=len(errors),
         error_examples=sorted(set(errors))[:3],
     )
-    return _finish(procs, pace, result, cap_hit, cap_s)
+    return _finish(procs, pace, result, cap_hit, cap_s, load)
 
 
 # --- strategies 3 and 4: our Celery tracking -----------------------------------------------------
@@ -186,12 +194,13 @@ def _probe_records(redis_url: str) -> dict[str, Any]:
     raw = redis.Redis.from_url(redis_url).lrange(LATENESS_KEY, 0, -1)
     by_name: dict[str, dict[str, list[float]]] = {}
     for item in raw:
-        name, lateness, wall, cpu = item.decode().split(",")
-        entry = by_name.setdefault(name, {"lateness": [], "wall": [], "cpu": []})
+        name, lateness, wall, cpu, *rest = item.decode().split(",")
+        entry = by_name.setdefault(name, {"lateness": [], "wall": [], "cpu": [], "queries": []})
         if lateness:
             entry["lateness"].append(float(lateness))
         entry["wall"].append(float(wall))
         entry["cpu"].append(float(cpu))
+        entry["queries"].extend(float(q) for q in rest[:1])
     return {
         name.removeprefix("runs."): {
             "tasks": len(v["wall"]),
@@ -199,9 +208,24 @@ def _probe_records(redis_url: str) -> dict[str, Any]:
             "wall_ms": summarize(v["wall"], 1000.0, 2),
             "cpu_ms": summarize(v["cpu"], 1000.0, 2),
             "cpu_s_total": round(sum(v["cpu"]), 2),
+            "queries_mean": _mean(v["queries"]),
         }
         for name, v in by_name.items()
     }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def task_failures(redis_url: str) -> dict[str, int]:
+    """``"failure runs.poll_run ValueError" -> count`` recorded by the probe (empty: none)."""
+    raw = redis.Redis.from_url(redis_url).lrange(FAILURES_KEY, 0, -1)
+    counts: dict[str, int] = {}
+    for item in raw:
+        key = item.decode().replace(",", " ")
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _create_runs(plans: list[Plan], strategy: str) -> list[int]:
@@ -262,6 +286,7 @@ def run_celery(bench: Bench, strategy: str, plans: list[Plan], cap_s: float) -> 
         procs.baseline()
         procs.start()
         pace.start()
+        load = LoadWindow().start()
         started_at = time.time()
         for run_id in run_ids:
             start_run.delay(run_id)
@@ -303,5 +328,6 @@ def run_celery(bench: Bench, strategy: str, plans: list[Plan], cap_s: float) -> 
         enqueue_s=round(enqueued_s, 2),
         start_lag_ms=summarize(start_lag, 1000.0, 0),
         tasks=_probe_records(bench.redis_url),
+        task_failures=task_failures(bench.redis_url),
     )
-    return _finish(procs, pace, result, cap_hit, cap_s)
+    return _finish(procs, pace, result, cap_hit, cap_s, load)

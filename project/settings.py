@@ -9,15 +9,36 @@ from pathlib import Path
 
 import environ
 
+from project.secret_key import local_secret_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 # A developer's .env is read when present; real deployments set the environment directly.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-insecure-change-me")
+# No known default: without DJANGO_SECRET_KEY this checkout makes a random key once and keeps it
+# in var/secret_key (project/secret_key.py says why). Several hosts must set the same one.
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="") or local_secret_key(
+    BASE_DIR / "var" / "secret_key"
+)
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# Explicit names only, never "*": a wrong Host header gets a 400 instead of poisoned links.
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# HTTPS (docs/operations.md, "Security defaults"). Off by default because the demo and compose
+# serve plain HTTP, where a secure-only cookie would never come back and a redirect would loop;
+# behind TLS turn them on. DJANGO_SECURE_PROXY_SSL_HEADER: trust X-Forwarded-Proto from a proxy
+# that terminates TLS (only when that proxy always sets it: a client could send it otherwise).
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=False)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -105,11 +126,31 @@ LOGGING = {
 }
 
 # --- Celery -------------------------------------------------------------------------------------
-REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+_REDIS_ENV = env("REDIS_URL", default="")
+REDIS_URL = _REDIS_ENV or "redis://127.0.0.1:6379/0"
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+# The Redis of the side channels (live status, the request budget): REDIS_URL when set, else the
+# broker; only ever a Redis URL, so a RabbitMQ broker never ends up in a Redis client.
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+SIDE_REDIS_URL = next(
+    (u for u in (_REDIS_ENV, CELERY_BROKER_URL) if u.startswith(_REDIS_SCHEMES)), ""
+)
 CELERY_RESULT_BACKEND = "django-db"
-# One queue per deployment; the demo uses a private one so it never eats another app's tasks.
+# One default queue per deployment; the demo uses a private one so it never eats another app's.
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+# Wakes first (docs/celery.md, "Queues and routing"): starts, scheduled polls, wakes and tools
+# each get a queue, <prefix>.starts, .polls, .wakes, .tools. RUNS_QUEUE_PREFIX= (empty) sends
+# everything to the default queue. A worker started without -Q consumes every queue below.
+RUNS_QUEUE_PREFIX = env("RUNS_QUEUE_PREFIX", default="runs")
+RUNS_QUEUES = (
+    {kind: f"{RUNS_QUEUE_PREFIX}.{kind}s" for kind in ("start", "poll", "wake", "tool")}
+    if RUNS_QUEUE_PREFIX
+    else {}
+)
+CELERY_TASK_QUEUES = {
+    name: {"exchange": name, "routing_key": name}
+    for name in (CELERY_TASK_DEFAULT_QUEUE, *RUNS_QUEUES.values())
+}
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -118,7 +159,13 @@ CELERY_TIMEZONE = "UTC"
 # visibility timeout. Our longest countdown is minutes, so an hour leaves a wide margin and a
 # redelivered poll is harmless anyway (the poll ticket check). See docs/celery.md.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600)}
-CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4)
+# 1: a worker holds one unacknowledged task per slot, and ours are acknowledged late, so a full
+# worker holds nothing beyond what it runs: a wake waits for one slot to free, not behind a hoard
+# of prefetched starts (measured: 4 -> 1.0-1.6 s, 1 -> 0.22-0.33 s; docs/celery.md).
+# Countdown tasks do not count against it; CELERY_WORKER_ETA_TASK_LIMIT caps how many a worker
+# holds (default: no cap).
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1)
+CELERY_WORKER_ETA_TASK_LIMIT = env.int("CELERY_WORKER_ETA_TASK_LIMIT", default=None)
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -147,7 +194,7 @@ RUNS_SAFETY_NET_FACTOR = env.float("RUNS_SAFETY_NET_FACTOR", 2.0)
 RUNS_SAFETY_NET_CAP_S = env.float("RUNS_SAFETY_NET_CAP_S", 300.0)
 RUNS_MAX_RPS = env.float("RUNS_MAX_RPS", 0.0)  # 0: no budget
 RUNS_BUDGET_BURST_S = env.float("RUNS_BUDGET_BURST_S", 1.0)  # bucket size, in seconds of rate
-RUNS_BUDGET_REDIS_URL = env("RUNS_BUDGET_REDIS_URL", default="")  # default: the broker
+RUNS_BUDGET_REDIS_URL = env("RUNS_BUDGET_REDIS_URL", default=SIDE_REDIS_URL)
 # Recovery sweep (Celery beat): how often, how late a poll may be before it is re-armed, and how
 # long a start claim may stay without a remote id before the create is tried again.
 RUNS_SWEEP_INTERVAL_S = env.float("RUNS_SWEEP_INTERVAL_S", 5.0)
@@ -156,16 +203,15 @@ RUNS_SWEEP_BATCH = env.int("RUNS_SWEEP_BATCH", 1000)
 RUNS_CLAIM_TIMEOUT_S = env.float("RUNS_CLAIM_TIMEOUT_S", 120.0)
 # The longest single countdown handed to the broker; longer waits hop (docs/celery.md).
 RUNS_MAX_COUNTDOWN_S = env.float("RUNS_MAX_COUNTDOWN_S", 300.0)
+# "per_run" (a countdown task per run) or "batched" (runs.poll_due claims due runs in batches);
+# docs/architecture.md, "Batched polling", says when each wins.
+RUNS_POLL_MODE = env("RUNS_POLL_MODE", default="per_run")
+RUNS_POLL_BATCH = env.int("RUNS_POLL_BATCH", 200)
+RUNS_POLL_CONCURRENCY = env.int("RUNS_POLL_CONCURRENCY", 16)
 # A create whose answer is lost may double the run (the Responses API has no way to look it up),
 # so creates get more patience than retrieves.
 OPENAI_CREATE_TIMEOUT_S = env.float("OPENAI_CREATE_TIMEOUT_S", 30.0)
-CELERY_BEAT_SCHEDULE = {
-    "runs-sweep": {
-        "task": "runs.sweep",
-        "schedule": RUNS_SWEEP_INTERVAL_S,
-        "options": {"expires": RUNS_SWEEP_INTERVAL_S},
-    },
-}
+# The app adds its "runs-sweep" entry to the beat schedule itself (runs/beat.py).
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 # Transient API errors (429, 5xx, timeouts) are retried with a countdown this many times in a row.
 RUNS_MAX_ERROR_RETRIES = env.int("RUNS_MAX_ERROR_RETRIES", 8)
@@ -180,13 +226,19 @@ RUNS_TOOL_WAIT_POLL_S = env.float("RUNS_TOOL_WAIT_POLL_S", 30.0)
 # --- operators: JSON API, live status, Flower, metrics (docs/operations.md) ----------------------
 # Bearer tokens accepted by /api/ (comma-separated). Empty: the API answers 401 to everyone.
 RUNS_API_TOKENS = env.list("RUNS_API_TOKENS", default=[])
-# Redis that carries run_status_changed to the live-status streams (default: the broker, which
-# every process already reaches). Empty: publishing is off.
-RUNS_PUBSUB_URL = env("RUNS_PUBSUB_URL", default=CELERY_BROKER_URL)
+# Redis that carries run_status_changed to the live-status streams (default: REDIS_URL or the
+# broker, whichever is Redis, which every process already reaches). Empty: publishing is off.
+RUNS_PUBSUB_URL = env("RUNS_PUBSUB_URL", default=SIDE_REDIS_URL)
 # Seconds between SSE keep-alive comments, and the longest a stream stays open (clients reconnect).
 RUNS_SSE_HEARTBEAT_S = env.float("RUNS_SSE_HEARTBEAT_S", 15.0)
 RUNS_SSE_MAX_S = env.float("RUNS_SSE_MAX_S", 600.0)
 # Where the admin links a run's tasks.
 FLOWER_URL = env("FLOWER_URL", default="http://127.0.0.1:5555")
-# A Celery worker serves its own Prometheus metrics on this port (0: off; one port per worker).
+# A Celery worker serves its own Prometheus metrics on this port (0: off; one port per worker),
+# on this address (loopback unless a private network, like compose's, makes wider safe).
 RUNS_WORKER_METRICS_PORT = env.int("RUNS_WORKER_METRICS_PORT", 0)
+RUNS_WORKER_METRICS_ADDR = env("RUNS_WORKER_METRICS_ADDR", default="127.0.0.1")
+# Who may read /metrics: a bearer token, or these networks without one (docs/operations.md).
+RUNS_METRICS_TOKEN = env("RUNS_METRICS_TOKEN", default="")
+RUNS_METRICS_ALLOWED_IPS = env.list("RUNS_METRICS_ALLOWED_IPS", default=["127.0.0.0/8", "::1/128"])
+RUNS_METRICS_CACHE_S = env.float("RUNS_METRICS_CACHE_S", 10.0)

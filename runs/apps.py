@@ -1,3 +1,5 @@
+"""The app's start-up: signal receivers, system checks and the beat schedule it offers."""
+
 from django.apps import AppConfig
 
 
@@ -7,9 +9,10 @@ class RunsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from celery import current_app
         from celery.signals import before_task_publish, worker_ready
 
-        from . import flower, live, metrics
+        from . import beat, checks, flower, live, metrics  # noqa: F401 - checks registers
         from .signals import run_status_changed
 
         # Operators (docs/operations.md): live status, metrics, readable tasks in Flower.
@@ -17,3 +20,5 @@ class RunsConfig(AppConfig):
         run_status_changed.connect(metrics.on_status_changed, dispatch_uid="runs.metrics")
         before_task_publish.connect(flower.name_task_arguments, dispatch_uid="runs.flower")
         worker_ready.connect(metrics.on_worker_ready, dispatch_uid="runs.metrics.worker")
+        # The recovery sweep in the host's beat schedule (runs/beat.py says why here).
+        beat.offer_schedule(current_app._get_current_object())

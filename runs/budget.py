@@ -9,13 +9,16 @@ budget is *deferred* by the returned number of seconds, never dropped.
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import lru_cache
 
 import redis
 
 from . import metrics
-from .conf import settings
+from .conf import redis_url_or_none, settings
+
+log = logging.getLogger(__name__)
 
 # KEYS[1] bucket hash; ARGV: rate/s, burst, reserve (tokens a poll must leave), now (s).
 # Returns the wait in milliseconds (0: a token was taken).
@@ -42,10 +45,36 @@ KEY = "runs:budget"
 POLL_RESERVE_SHARE = 0.2
 
 
+#: While the budget's Redis is unreachable or unusable, warn at most this often.
+WARN_EVERY_S = 60.0
+_last_warning = -WARN_EVERY_S
+
+
+def redis_url() -> str | None:
+    """The budget's Redis: ``RUNS_BUDGET_REDIS_URL``, else the broker if it is Redis, else None.
+
+    An AMQP broker is never handed to the Redis client (it would raise ``ValueError`` on every
+    call); the system check (``runs.checks``) reports the missing Redis at start-up instead.
+    """
+    explicit = settings.RUNS_BUDGET_REDIS_URL
+    if explicit:
+        return redis_url_or_none(explicit)
+    return redis_url_or_none(settings.CELERY_BROKER_URL)
+
+
 @lru_cache(maxsize=1)
 def _script() -> redis.commands.core.Script:
-    client = redis.Redis.from_url(settings.RUNS_BUDGET_REDIS_URL or settings.CELERY_BROKER_URL)
-    return client.register_script(_TAKE)
+    url = redis_url()
+    if url is None:
+        raise ValueError("the request budget needs a Redis URL (RUNS_BUDGET_REDIS_URL)")
+    return redis.Redis.from_url(url).register_script(_TAKE)
+
+
+def _warn(exc: Exception) -> None:
+    global _last_warning
+    if time.monotonic() - _last_warning > WARN_EVERY_S:  # one line a minute, not one per call
+        _last_warning = time.monotonic()
+        log.warning("request budget: not enforced, its Redis is not usable (%s)", exc)
 
 
 def reset_connection() -> None:
@@ -57,8 +86,8 @@ def take(kind: str) -> float:
     """Take one API call from the budget: 0.0 to go now, else the seconds to defer it.
 
     ``kind`` is ``"create"`` (priority) or ``"poll"``. With ``RUNS_MAX_RPS = 0`` there is no
-    budget. If Redis cannot be reached the call goes ahead: the budget protects the account's
-    rate limit, and a 429 is handled by the error policy anyway.
+    budget. If Redis cannot be reached (or none is configured) the call goes ahead: the
+    budget protects the account's rate limit, and a 429 is handled by the error policy anyway.
     """
     rate = float(settings.RUNS_MAX_RPS or 0)
     if rate <= 0:
@@ -69,7 +98,8 @@ def take(kind: str) -> float:
     reserve = 0.0 if kind == "create" else min(burst * POLL_RESERVE_SHARE, burst - 1.0)
     try:
         wait_ms = _script()(keys=[KEY], args=[rate, burst, reserve, time.time()])
-    except redis.RedisError:
+    except (redis.RedisError, ValueError) as exc:
+        _warn(exc)
         return 0.0
     wait = int(wait_ms) / 1000.0
     metrics.observe_budget_wait(kind, wait)

@@ -26,6 +26,9 @@ DEFAULTS: dict[str, Any] = {
     "OPENAI_API_KEY": None,  # None: the environment's OPENAI_API_KEY (see ``_ENV``)
     "OPENAI_BASE_URL": None,
     "OPENAI_WEBHOOK_SECRET": None,
+    # Secrets that still verify during a rotation: comma-separated (or a list), like Django's
+    # SECRET_KEY_FALLBACKS. See runs/intake/secrets.py.
+    "OPENAI_WEBHOOK_SECRET_FALLBACKS": None,
     "OPENAI_ASSISTANT_ID": None,
     # Total seconds one API call may take (retrieve, cancel) / a create or submit (which may
     # be doubled by a retry, so it gets more patience). Enforced by our own transport, not
@@ -49,12 +52,28 @@ DEFAULTS: dict[str, Any] = {
     # next_poll_at and reached by hops of at most this long (Redis redelivers unacked tasks
     # after its visibility timeout, RabbitMQ's consumer_timeout is 15-30 min).
     "RUNS_MAX_COUNTDOWN_S": 300.0,
+    # Polling mode (docs/architecture.md, "Batched polling"): "per_run" (a countdown task per
+    # run) or "batched" (runs.poll_due, every RUNS_POLL_DUE_INTERVAL_S from beat, claims up to
+    # RUNS_POLL_BATCH due runs in one statement, retrieves them on RUNS_POLL_CONCURRENCY
+    # threads and holds them for RUNS_POLL_LEASE_S meanwhile: a dead batch's runs are due again
+    # after it).
+    "RUNS_POLL_MODE": "per_run",
+    "RUNS_POLL_BATCH": 200,
+    "RUNS_POLL_CONCURRENCY": 16,
+    "RUNS_POLL_LEASE_S": 30.0,
+    "RUNS_POLL_DUE_INTERVAL_S": 0.5,
     # Errors and the shared request budget
     "RUNS_MAX_ERROR_RETRIES": 8,
     "RUNS_MAX_RPS": 0.0,
     "RUNS_BUDGET_BURST_S": 1.0,
-    "RUNS_BUDGET_REDIS_URL": "",
-    # Recovery sweep (Celery beat)
+    "RUNS_BUDGET_REDIS_URL": "",  # "": the broker when it is Redis (``redis_url_or_none``)
+    # Queues by kind of task (docs/celery.md, "Queues and routing"): kind -> queue name, None
+    # for Celery's default queue. "wake" is a poll someone is waiting for (a webhook, Poll now,
+    # the sweep) and a cancel; "poll" a scheduled one; "tool" a round's tools and its submit.
+    "RUNS_QUEUES": {"start": None, "poll": None, "wake": None, "tool": None},
+    # Recovery sweep (Celery beat). RUNS_BEAT_SCHEDULE False: the app adds no "runs-sweep"
+    # entry to the host's beat schedule (runs/beat.py).
+    "RUNS_BEAT_SCHEDULE": True,
     "RUNS_SWEEP_INTERVAL_S": 5.0,
     "RUNS_SWEEP_GRACE_S": 10.0,
     "RUNS_SWEEP_BATCH": 1000,
@@ -64,20 +83,49 @@ DEFAULTS: dict[str, Any] = {
     "RUNS_TOOL_TIMEOUT_S": 5.0,
     "RUNS_TOOL_THREADS": 8,
     "RUNS_TOOL_WAIT_POLL_S": 30.0,
+    # Longest tool output sent to the model and stored (UTF-8 bytes); longer ones are cut
+    "RUNS_TOOL_OUTPUT_MAX_BYTES": 65536,
     # Operators
+    # JSON API clients: "SECRET", "name:scope:SECRET" or mappings with allow-lists
+    # (runs/api/tokens.py). Rates per client and bucket, "<count>/<period>" or None for no
+    # limit; a partial mapping keeps the other defaults (runs/api/throttles.py).
     "RUNS_API_TOKENS": [],
+    "RUNS_API_THROTTLE_RATES": {"read": "600/min", "write": "120/min", "start": "30/min"},
+    "RUNS_API_THROTTLE_CACHE": "default",
     "RUNS_PUBSUB_URL": "",
     "RUNS_SSE_HEARTBEAT_S": 15.0,
     "RUNS_SSE_MAX_S": 600.0,
     "FLOWER_URL": "",
     "RUNS_WORKER_METRICS_PORT": 0,
+    "RUNS_WORKER_METRICS_ADDR": "127.0.0.1",  # the worker exporter has no auth: loopback
+    # Who may read /metrics (runs/metrics_access.py): a bearer token ("" = none), or these
+    # networks without one (default: loopback). The database gauges are counted at most once
+    # per RUNS_METRICS_CACHE_S per process.
+    "RUNS_METRICS_TOKEN": "",
+    "RUNS_METRICS_ALLOWED_IPS": ["127.0.0.0/8", "::1/128"],
+    "RUNS_METRICS_CACHE_S": 10.0,
     # Django's own, read by the API's size check
     "DATA_UPLOAD_MAX_MEMORY_SIZE": 2621440,
     "CELERY_BROKER_URL": "",
 }
 
 #: Settings whose default comes from the environment (secrets and the SDK's own variables).
-_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_WEBHOOK_SECRET", "OPENAI_ASSISTANT_ID")
+_ENV = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_WEBHOOK_SECRET",
+    "OPENAI_WEBHOOK_SECRET_FALLBACKS",
+    "OPENAI_ASSISTANT_ID",
+)
+
+
+#: URL schemes redis-py connects to: the side channels (live status, the budget) need one of them.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def redis_url_or_none(url: str) -> str | None:
+    """``url`` if it names a Redis server, else None (an AMQP broker cannot carry pub/sub)."""
+    return url if url and url.lower().startswith(REDIS_SCHEMES) else None
 
 
 class _Settings:

@@ -25,7 +25,7 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
-from .conf import settings
+from .conf import redis_url_or_none, settings
 from .models import Run
 from .status import TERMINAL
 
@@ -67,7 +67,12 @@ def _publisher(url: str) -> redis.Redis:
 def publish_status_change(
     sender: Any, *, run_id: int, from_status: str, to_status: str, source: str, **kwargs: Any
 ) -> None:
-    """``run_status_changed`` receiver: tell open streams. Never raises (it runs on commit)."""
+    """``run_status_changed`` receiver: tell open streams. Never raises (it runs on commit).
+
+    Live status is a side channel: whatever goes wrong here (Redis down, a URL that is not
+    Redis, a bug in a client library) is logged at most once a minute and never reaches the
+    task or request that made the change.
+    """
     url = settings.RUNS_PUBSUB_URL
     if not url:
         return
@@ -75,16 +80,22 @@ def publish_status_change(
         {"run_id": run_id, "from_status": from_status, "to_status": to_status, "source": source}
     )
     try:
+        if redis_url_or_none(url) is None:
+            raise ValueError("RUNS_PUBSUB_URL is not a redis://, rediss:// or unix:// URL")
         _publisher(url).publish(channel(run_id), message)
-    except redis.RedisError as exc:
-        global _last_warning
-        if time.monotonic() - _last_warning > WARN_EVERY_S:  # one line per minute, not per run
-            _last_warning = time.monotonic()
-            log.warning(
-                "live status: cannot publish to Redis (%s); open streams now only catch up "
-                "at their heartbeat",
-                exc,
-            )
+    except Exception as exc:  # noqa: BLE001 - a side channel must never break the engine
+        _warn(exc)
+
+
+def _warn(exc: Exception) -> None:
+    global _last_warning
+    if time.monotonic() - _last_warning > WARN_EVERY_S:  # one line per minute, not per run
+        _last_warning = time.monotonic()
+        log.warning(
+            "live status: cannot publish to Redis (%s); open streams now only catch up "
+            "at their heartbeat",
+            exc,
+        )
 
 
 # --- the event stream ---------------------------------------------------------------------------

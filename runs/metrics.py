@@ -4,7 +4,9 @@ Where each number comes from, chosen on purpose (docs/operations.md has the long
 
 - **Runs by status** and **webhook events by outcome** are read from the database at scrape time
   (``DatabaseCollector``). They are then right whichever process answers the scrape and whoever
-  did the work, survive restarts, and cost two indexed ``GROUP BY`` queries per scrape. Only the
+  did the work, and survive restarts. Both counts are one query (two ``GROUP BY`` joined by
+  ``UNION ALL``), made at most once per ``RUNS_METRICS_CACHE_S`` per process: several scrapers
+  (an HA pair of Prometheus servers, a curious operator) then cost no more than one. Only the
   web ``/metrics`` exports them, so a ``sum()`` over all targets never counts them twice.
 - **API calls by kind**, **poll lateness**, **status changes** and **token-bucket waits** happen
   in Celery workers. They are ordinary in-process metrics, exported by the process that counts
@@ -16,19 +18,22 @@ Where each number comes from, chosen on purpose (docs/operations.md has the long
   the whole directory.
 
 In the tests the worker is a thread of the test process, so one ``/metrics`` shows everything.
+Who may read ``/metrics`` at all is ``metrics_access``'s job (default: loopback only).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError
-from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Count, F, Value
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.utils import timezone
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -43,6 +48,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .conf import settings
+from .metrics_access import may_scrape
 from .models import Run, WebhookEvent
 from .status import RunStatus
 
@@ -108,8 +114,7 @@ class DatabaseCollector:
 
     def collect(self) -> Iterator[Metric]:
         try:
-            runs = _counts(Run, "status")
-            webhooks = _counts(WebhookEvent, "outcome")
+            runs, webhooks = _COUNTS.get(settings.RUNS_METRICS_CACHE_S)
         except DatabaseError as exc:
             # The process metrics are still worth a scrape; the gap in these shows the outage.
             log.warning("metrics: cannot count runs in the database: %s", exc)
@@ -130,9 +135,52 @@ class DatabaseCollector:
         yield by_outcome
 
 
-def _counts(model: Any, field: str) -> dict[str, int]:
-    rows = model.objects.order_by().values_list(field).annotate(n=Count("id"))
-    return {value: n for value, n in rows}
+Counts = tuple[dict[str, int], dict[str, int]]
+
+
+def count_in_database() -> Counts:
+    """Runs by status and webhook events by outcome, in one round trip (``UNION ALL``)."""
+
+    def grouped(model: Any, kind: str, field: str) -> Any:
+        rows = model.objects.order_by().annotate(kind=Value(kind), key=F(field))
+        return rows.values_list("kind", "key").annotate(n=Count("id"))
+
+    runs: dict[str, int] = {}
+    webhooks: dict[str, int] = {}
+    union = grouped(Run, "run", "status").union(
+        grouped(WebhookEvent, "webhook", "outcome"), all=True
+    )
+    for kind, key, n in union:
+        (runs if kind == "run" else webhooks)[key] = n
+    return runs, webhooks
+
+
+class _CachedCounts:
+    """The last counts of this process, reused while younger than the allowed age.
+
+    A lock, not just a timestamp: two scrapes arriving together (uvicorn threads, an HA pair)
+    must not both run the query when the cache has just expired.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counted_at = float("-inf")
+        self._counts: Counts = ({}, {})
+
+    def get(self, max_age_s: float) -> Counts:
+        with self._lock:
+            if time.monotonic() - self._counted_at >= max_age_s:
+                self._counts = count_in_database()  # a DatabaseError keeps the old time
+                self._counted_at = time.monotonic()
+            return self._counts
+
+    def forget(self) -> None:
+        """Count again at the next scrape (tests; after a bulk change an operator wants seen)."""
+        with self._lock:
+            self._counted_at = float("-inf")
+
+
+_COUNTS = _CachedCounts()
 
 
 class _Union:
@@ -156,7 +204,15 @@ def process_registry() -> Any:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """``GET /metrics``: django-prometheus's request metrics, ours, and the database counts."""
+    """``GET /metrics``: django-prometheus's request metrics, ours, and the database counts.
+
+    Only for an allowed scraper (``metrics_access``); anyone else gets a 403 and costs nothing.
+    """
+    if not may_scrape(request):
+        return HttpResponseForbidden(
+            "metrics: not allowed from here (RUNS_METRICS_TOKEN, RUNS_METRICS_ALLOWED_IPS)\n",
+            content_type="text/plain",
+        )
     body = generate_latest(_Union(process_registry(), DatabaseCollector()))
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 
@@ -165,9 +221,12 @@ def on_worker_ready(sender: Any = None, **kwargs: Any) -> None:
     """Celery ``worker_ready`` receiver: serve this worker's metrics when a port is configured.
 
     Off by default (``RUNS_WORKER_METRICS_PORT=0``) because two workers on one host would fight
-    over one port; compose and ``make worker`` set it.
+    over one port; compose and ``make worker`` set it. It listens on ``RUNS_WORKER_METRICS_ADDR``
+    (default loopback: prometheus_client's exporter has no authentication, so only compose,
+    whose network is private, widens it to 0.0.0.0).
     """
     port = settings.RUNS_WORKER_METRICS_PORT
     if port:
-        start_http_server(port, registry=process_registry())
-        log.info("worker metrics on :%s/metrics", port)
+        address = settings.RUNS_WORKER_METRICS_ADDR
+        start_http_server(port, addr=address, registry=process_registry())
+        log.info("worker metrics on %s:%s/metrics", address, port)

@@ -20,6 +20,12 @@ class Thread(models.Model):
         max_length=128, blank=True, default="", help_text="Conversation id or thread id at OpenAI."
     )
     metadata = models.JSONField(default=dict, blank=True)
+    owner = models.CharField(
+        max_length=128,
+        blank=True,
+        default="",
+        help_text="client:<name> (an API token's client) or user:<pk>; blank: nobody's.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = ThreadQuerySet.as_manager()
@@ -67,6 +73,12 @@ class Run(models.Model):
     instructions = models.TextField(blank=True, default="")
     tools = models.JSONField(default=list, blank=True, help_text="Names of registered tools.")
     metadata = models.JSONField(default=dict, blank=True)
+    owner = models.CharField(
+        max_length=128,
+        blank=True,
+        default="",
+        help_text="Its thread's owner: client:<name> or user:<pk>; blank: nobody's.",
+    )
 
     output_text = models.TextField(blank=True, default="")
     usage = models.JSONField(null=True, blank=True)
@@ -106,6 +118,8 @@ class Run(models.Model):
             models.Index(fields=["remote_id"], name="runs_run_remote_idx"),
             models.Index(fields=["next_poll_at"], name="runs_run_next_poll_idx"),
             models.Index(fields=["created_at"], name="runs_run_created_idx"),
+            # The API lists one owner's runs, newest first.
+            models.Index(fields=["owner", "-id"], name="runs_run_owner_idx"),
         ]
 
     def __str__(self) -> str:

@@ -4,6 +4,10 @@
     start_run.delay(run.id)          # or start(run), which waits for the commit
 
 Bad input raises ``django.core.exceptions.ValidationError`` and writes nothing.
+
+Owners: a thread and its runs belong to an owner, ``client:<name>`` (an API token's client,
+which sees only its own) or ``user:<pk>`` (``user_owner(user)``), or nobody (blank, the default
+for code that does not say). The admin is global whatever the owner.
 """
 
 from __future__ import annotations
@@ -25,6 +29,18 @@ from .status import TERMINAL, Backend, RunStatus, Strategy
 from .tools import clean_tool_names
 
 MAX_METADATA_KEYS = 15  # OpenAI allows 16; we add our own run_id.
+MAX_OWNER_LENGTH = 128
+
+
+def user_owner(user: Any) -> str:
+    """The owner key of a Django user's rows: ``user:<pk>``."""
+    return f"user:{user.pk}"
+
+
+def _check_owner(owner: str) -> str:
+    if not isinstance(owner, str) or len(owner) > MAX_OWNER_LENGTH:
+        raise ValidationError(f"owner must be a string of at most {MAX_OWNER_LENGTH} characters")
+    return owner
 
 
 def _check_choice(value: str, choices: type[Backend] | type[Strategy], what: str) -> str:
@@ -53,10 +69,12 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def create_thread(
-    *, backend: str | None = None, metadata: Mapping[str, Any] | None = None
+    *, backend: str | None = None, metadata: Mapping[str, Any] | None = None, owner: str = ""
 ) -> Thread:
     backend = _check_choice(backend or settings.RUNS_BACKEND, Backend, "backend")
-    return Thread.objects.create(backend=backend, metadata=_check_metadata(metadata))
+    return Thread.objects.create(
+        backend=backend, metadata=_check_metadata(metadata), owner=_check_owner(owner)
+    )
 
 
 def add_message(thread: Thread, content: str, *, role: str = "user") -> Message:
@@ -78,13 +96,19 @@ def create_run(
     strategy: str | None = None,
     tools: list[str] | None = None,
     deadline_s: float | None = None,
+    owner: str | None = None,
 ) -> Run:
     """Create a ``pending`` run (and its thread and first message when ``text`` is given).
 
-    Nothing is sent to OpenAI until ``start_run`` runs.
+    The run belongs to its thread's owner: ``owner`` None takes the thread's (or blank for a new
+    thread); an ``owner`` that is not the given thread's is refused, so nobody runs on (and reads
+    the answer of) someone else's conversation. Nothing is sent to OpenAI until ``start_run``.
     """
     if thread is None and not (isinstance(text, str) and text.strip()):
         raise ValidationError("give the text of the first message, or an existing thread")
+    if thread is not None and owner is not None and owner != thread.owner:
+        raise ValidationError(f"thread {thread.pk} belongs to another owner")
+    owner = _check_owner(thread.owner if thread is not None else owner or "")
     backend = _check_choice(
         backend or (thread.backend if thread else settings.RUNS_BACKEND), Backend, "backend"
     )
@@ -104,11 +128,12 @@ def create_run(
     clean_tools = clean_tool_names(tools)
     with transaction.atomic():
         if thread is None:
-            thread = Thread.objects.create(backend=backend)
+            thread = Thread.objects.create(backend=backend, owner=owner)
         if text:
             add_message(thread, text)
         return Run.objects.create(
             thread=thread,
+            owner=owner,
             backend=backend,
             strategy=strategy,
             model=model.strip(),
@@ -143,7 +168,8 @@ def retry_run(run: Run) -> Run:
 
     A new thread carries copies of the messages ``run`` was given: re-using the old conversation
     would hand the model the failed attempt too. The new run's metadata names the original
-    (``retry_of``) when there is room for one more key.
+    (``retry_of``) when there is room for one more key; it has the original's owner, whoever
+    asks (an operator retrying a client's run from the admin leaves it the client's).
     """
     if run.status not in TERMINAL:
         raise ValidationError(
@@ -155,7 +181,7 @@ def retry_run(run: Run) -> Run:
     messages = run.thread.messages.filter(created_at__lte=run.created_at)
     deadline_s = (run.deadline_at - run.created_at).total_seconds() if run.deadline_at else None
     with transaction.atomic():
-        thread = create_thread(backend=run.backend, metadata=run.thread.metadata)
+        thread = create_thread(backend=run.backend, metadata=run.thread.metadata, owner=run.owner)
         for message in messages:
             add_message(thread, message.content, role=message.role)
         new = create_run(

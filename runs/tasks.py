@@ -1,7 +1,9 @@
 """Celery tasks: thin wrappers over the engine, with stable names. No task ever sleeps.
 
 The engine enqueues these by name (``runs.engine.enqueue``), never by importing this module, so
-the dependency points one way. Routing to queues is configuration (``task_routes``), not code.
+the dependency points one way. Queues follow ``RUNS_QUEUES`` by kind (docs/celery.md): the engine
+names the queue when it sends, and ``RoutedTask`` does the same for a host's own
+``start_run.delay(run_id)``, so a view's start lands where the engine's would.
 
 Each task that touches a run is ``acks_late`` with ``reject_on_worker_lost``: a worker killed
 mid-task gets the message redelivered, and the engine's claims make the second delivery harmless
@@ -13,25 +15,53 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 
-from .engine import cancel, lifecycle, tool_round
+from .engine import batch_poll, cancel, enqueue, lifecycle, tool_round
 from .engine import sweep as recovery
 
 
-@shared_task(name="runs.start_run", acks_late=True, reject_on_worker_lost=True)
+class RoutedTask(Task):
+    """A task that goes to the queue ``RUNS_QUEUES`` names for its usual kind.
+
+    Why not ``task_routes``: that is the host's setting, and a host adding ``runs`` should not
+    have to repeat our queue map in it. An explicit ``queue=`` (the engine's wakes) still wins.
+    """
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any) -> Any:
+        if options.get("queue") is None:
+            queue = enqueue.queue_for(self.name)
+            if queue is not None:
+                options["queue"] = queue
+        return super().apply_async(args, kwargs, *rest, **options)
+
+
+@shared_task(base=RoutedTask, name="runs.start_run", acks_late=True, reject_on_worker_lost=True)
 def start_run(run_id: int) -> dict[str, Any]:
     """Create run ``run_id`` at OpenAI and arm its first poll. Its result is kept."""
     return lifecycle.start(run_id)
 
 
-@shared_task(name="runs.poll_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(
+    base=RoutedTask,
+    name="runs.poll_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
 def poll_run(run_id: int, generation: int) -> str:
     """One poll tick for run ``run_id`` holding ticket ``generation`` (no result row per tick)."""
     return lifecycle.poll(run_id, generation)
 
 
-@shared_task(name="runs.cancel_run", acks_late=True, reject_on_worker_lost=True)
+@shared_task(name="runs.poll_due", ignore_result=True)
+def poll_due() -> dict[str, int]:
+    """Batched polling (``RUNS_POLL_MODE = "batched"``): tick every due run, up to a batch, from
+    beat. Not ``acks_late``: a batch lost with its worker is due again when its lease ends."""
+    return batch_poll.poll_due()
+
+
+@shared_task(base=RoutedTask, name="runs.cancel_run", acks_late=True, reject_on_worker_lost=True)
 def cancel_run(run_id: int) -> str:
     """Ask OpenAI to cancel run ``run_id`` (moved to ``cancelling`` by ``services.cancel_run``)."""
     return cancel.send_cancel(run_id)
@@ -44,7 +74,11 @@ def sweep() -> dict[str, int]:
 
 
 @shared_task(
-    name="runs.resume_tool_round", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+    base=RoutedTask,
+    name="runs.resume_tool_round",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
 )
 def resume_tool_round(run_id: int) -> str:
     """Submit a round whose outputs are all in (the tools ran, or a person gave the last one)."""
@@ -52,7 +86,11 @@ def resume_tool_round(run_id: int) -> str:
 
 
 @shared_task(
-    name="runs.execute_tool_calls", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+    base=RoutedTask,
+    name="runs.execute_tool_calls",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
 )
 def execute_tool_calls(run_id: int, round_no: int) -> str:
     """Run the automatic tool calls of a round: user code runs in this task, never in a poll."""

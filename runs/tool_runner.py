@@ -1,8 +1,10 @@
 """Executing one tool call, bounded in time, and turning every failure into an output.
 
 The model asked for ``name(arguments)``; whatever happens here — the tool raises, runs too long,
-does not exist, or the arguments are not a JSON object — the answer is an ``Outcome`` whose output
-goes back to the model, so a run can never hang on a tool. No database access here:
+does not exist, or the arguments are not a JSON object of the declared types — the answer is an
+``Outcome`` whose output goes back to the model, so a run can never hang on a tool. Arguments are
+validated before the call (``tool_args``): a call that does not fit never reaches the function.
+Outputs are capped and errors made safe to show in ``tool_output``. No database access here:
 ``engine.tool_calls`` records outcomes on the ``ToolCall`` rows.
 
 Why a thread pool: Python cannot interrupt a running function, so the worker runs the tool in a
@@ -13,7 +15,6 @@ times out the same way, so a wedged tool degrades to error outputs, never to a s
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import threading
@@ -26,53 +27,43 @@ from typing import Any
 
 from django.db import connections
 
+from . import tool_args
 from .conf import settings
+from .tool_output import Outcome, error_outcome, failure, success
 from .tools import _CALL_ID, Tool, get_tool
+
+__all__ = ["Outcome", "Request", "execute", "execute_many", "parse_arguments", "timeout_for"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """What to send back for one call. ``error`` is empty when the tool succeeded."""
-
-    output: str
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.error
+#: Longest excerpt of bad arguments quoted back in an error.
+QUOTE_CHARS = 200
 
 
-def error_outcome(message: str) -> Outcome:
-    """An error the model can read (JSON, like most tool outputs) and we can record."""
-    return Outcome(output=json.dumps({"error": message}, ensure_ascii=False), error=message)
-
-
-def serialise(result: Any) -> str:
-    """A tool's return value as the string the API wants: strings as they are, else JSON."""
-    if isinstance(result, str):
-        return result
-    try:
-        return json.dumps(result, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return str(result)
+def _quote(arguments: str) -> str:
+    short = arguments if len(arguments) <= QUOTE_CHARS else arguments[:QUOTE_CHARS] + "…"
+    return repr(short)
 
 
 def parse_arguments(tool: Tool, arguments: str) -> dict[str, Any] | Outcome:
-    """The keyword arguments for ``tool``, or the error outcome explaining why there are none."""
+    """The keyword arguments for ``tool``, validated against its hints, or the error outcome
+    explaining why there are none (the function is then not called)."""
     try:
         parsed = json.loads(arguments) if arguments.strip() else {}
     except ValueError as exc:
-        return error_outcome(f"arguments for {tool.name} are not valid JSON ({exc}): {arguments!r}")
+        return error_outcome(
+            f"arguments for {tool.name} are not valid JSON ({exc}): {_quote(arguments)}"
+        )
     if not isinstance(parsed, dict):
-        return error_outcome(f"arguments for {tool.name} must be a JSON object, got {arguments!r}")
-    if tool.func is not None:
-        try:
-            inspect.signature(tool.func).bind(**parsed)
-        except TypeError as exc:
-            return error_outcome(f"bad arguments for {tool.name}: {exc}")
-    return parsed
+        return error_outcome(
+            f"arguments for {tool.name} must be a JSON object, got {_quote(arguments)}"
+        )
+    if tool.func is None:
+        return parsed
+    valid = tool_args.validate(tool.arguments_adapter, arguments if parsed else "{}")
+    if isinstance(valid, str):
+        return error_outcome(f"invalid arguments for {tool.name}: {valid}")
+    return dict(valid)
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -91,6 +82,8 @@ def _executor() -> ThreadPoolExecutor:
 
 def _call(tool: Tool, kwargs: dict[str, Any], call_id: str) -> Any:
     assert tool.func is not None
+    if tool.call_id_param is not None:
+        kwargs = {**kwargs, tool.call_id_param: call_id}
     token = _CALL_ID.set(call_id)
     try:
         return tool.func(**kwargs)
@@ -104,18 +97,17 @@ def timeout_for(tool: Tool) -> float:
     return tool.timeout_s if tool.timeout_s is not None else settings.RUNS_TOOL_TIMEOUT_S
 
 
-def _wait(tool: Tool, future: Future[Any], deadline: float) -> Outcome:
+def _wait(tool: Tool, future: Future[Any], deadline: float, call_id: str) -> Outcome:
     timeout = timeout_for(tool)
     try:
-        return Outcome(output=serialise(future.result(timeout=max(deadline - time.monotonic(), 0))))
+        return success(tool.name, future.result(timeout=max(deadline - time.monotonic(), 0)))
     except FutureTimeout:
         if future.cancel():  # never started: every pool thread is busy with slow tools
             return error_outcome(f"{tool.name} could not start within {timeout:g} s (busy)")
         log.warning("tool %s did not finish within %s s", tool.name, timeout)
         return error_outcome(f"{tool.name} did not finish within {timeout:g} s")
     except Exception as exc:  # noqa: BLE001 - any tool failure is an output, by design
-        log.info("tool %s raised %s: %s", tool.name, type(exc).__name__, exc)
-        return error_outcome(f"{tool.name} raised {type(exc).__name__}: {exc}")
+        return failure(tool.name, exc, call_id)
 
 
 @dataclass(frozen=True)
@@ -134,7 +126,7 @@ def execute_many(requests: Sequence[Request], allowed: Sequence[str]) -> list[Ou
     an unknown one, so a model cannot reach tools the application did not offer it. Manual tools
     are not executed here (the caller never passes them).
     """
-    pending: list[tuple[int, Tool, Future[Any], float]] = []
+    pending: list[tuple[int, Tool, Future[Any], float, str]] = []
     outcomes: list[Outcome | None] = [None] * len(requests)
     for index, request in enumerate(requests):
         tool = get_tool(request.name) if request.name in allowed else None
@@ -150,9 +142,9 @@ def execute_many(requests: Sequence[Request], allowed: Sequence[str]) -> list[Ou
             continue
         deadline = time.monotonic() + timeout_for(tool)
         future = _executor().submit(_call, tool, kwargs, request.call_id)
-        pending.append((index, tool, future, deadline))
-    for index, tool, future, deadline in pending:
-        outcomes[index] = _wait(tool, future, deadline)
+        pending.append((index, tool, future, deadline, request.call_id))
+    for index, tool, future, deadline, call_id in pending:
+        outcomes[index] = _wait(tool, future, deadline, call_id)
     return [o for o in outcomes if o is not None]
 
 

@@ -9,11 +9,18 @@
     @tool(manual=True)                     # never executed: a person answers through the API
     def approve_refund(order_id: str, amount: float) -> str: ...
 
+    @tool                                  # call_id is filled in by the worker, not the model
+    def send_invoice(order_id: str, call_id: ToolCallId) -> str: ...
+
 Registering is process-wide and must happen at import time of a module every process loads (the
 web process validates ``create_run(tools=...)`` against it, the worker executes from it): an
 ``AppConfig.ready()`` import is the usual place. A run carries tool *names* (``Run.tools``); the
 JSON schema is derived here from the type hints (or given explicitly) and sent with each request,
 so changing a tool's signature takes effect on the next request, not the next run.
+
+Before a call, the model's arguments are validated against the same type hints (``tool_args``);
+a parameter annotated ``ToolCallId`` is left out of the schema and receives the call id, which a
+tool that writes anything keys its side effects on (a call may run twice: docs/tools.md).
 
 This module only describes tools; ``tool_runner`` executes them and ``engine.tool_round`` drives
 a run's ``requires_action`` rounds.
@@ -31,9 +38,12 @@ import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, TypeVar, Union, overload
 
 from django.core.exceptions import ValidationError
+
+from .tool_args import ArgumentsAdapter, ToolCallId, build_adapter, call_id_parameter
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +78,14 @@ class Tool:
     manual: bool = False
     #: Seconds the worker waits for one call; None means ``settings.RUNS_TOOL_TIMEOUT_S``.
     timeout_s: float | None = None
+    #: The parameter annotated ``ToolCallId``: not in the schema, given the call id.
+    call_id_param: str | None = None
+
+    @cached_property
+    def arguments_adapter(self) -> ArgumentsAdapter:
+        """Validates the model's arguments against the hints (built on first use, then kept)."""
+        assert self.func is not None, "a manual tool without a function is never executed"
+        return build_adapter(self.func, skip=self.call_id_param)
 
     def responses_spec(self) -> dict[str, Any]:
         """The Responses API shape (flat). Not strict: derived schemas may not meet its rules."""
@@ -103,6 +121,7 @@ def current_call_id() -> str:
 
     A tool runs again only when the worker running it died mid-call, and then with the same call
     id: key side effects on it (an idempotency key, a unique row) to make the repeat harmless.
+    A ``ToolCallId`` parameter gives the same id explicitly, which is easier to test.
     """
     return _CALL_ID.get()
 
@@ -137,11 +156,16 @@ def json_schema_for(annotation: Any) -> dict[str, Any]:
 
 
 def schema_from_signature(func: Callable[..., Any]) -> dict[str, Any]:
-    """An ``object`` schema: one property per parameter, required unless it has a default."""
+    """An ``object`` schema: one property per parameter, required unless it has a default.
+
+    The ``ToolCallId`` parameter is not one the model fills in, so it is not in the schema.
+    """
     hints = typing.get_type_hints(func)
     properties: dict[str, Any] = {}
     required: list[str] = []
     for name, param in inspect.signature(func).parameters.items():
+        if hints.get(name) is ToolCallId:
+            continue
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
             raise TypeError(
                 f"{func.__qualname__}: parameter {name!r} cannot be passed by name from JSON; "
@@ -202,6 +226,7 @@ def register(
         func=func,
         manual=manual,
         timeout_s=timeout_s,
+        call_id_param=call_id_parameter(func) if func is not None else None,
     )
     with _lock:
         old = _registry.get(name)

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -43,6 +43,16 @@ def database_url() -> str:
     raise ChildFailed(f"cannot hand a {connection.vendor} database to a child process")
 
 
+#: The kinds of work the engine routes (``runs.engine.enqueue.KINDS``), as the project names them.
+KINDS = ("start", "poll", "wake", "tool")
+
+
+def private_queues(queue: str) -> dict[str, str]:
+    """``RUNS_QUEUES`` for a private deployment named ``queue``: ``<queue>.starts`` and so on,
+    the project's naming (``RUNS_QUEUE_PREFIX``) with ``queue`` as the prefix."""
+    return {kind: f"{queue}.{kind}s" for kind in KINDS}
+
+
 def start_worker(
     env: Mapping[str, str],
     *,
@@ -50,9 +60,18 @@ def start_worker(
     queue: str,
     loglevel: str = "WARNING",
     app: str = "project",
+    kinds: Sequence[str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A Celery worker (threads pool: polls are short and I/O-bound) on ``queue``; ``app`` is
-    the Celery app module (tests pass one that adds a kill point)."""
+    """A Celery worker (threads pool: polls are short and I/O-bound) for the private deployment
+    ``queue``: it consumes ``queue`` (the default queue: the sweep) and the queue of every kind,
+    or only the queues of ``kinds`` (``("wake",)``: a dedicated wake worker). ``app`` is the
+    Celery app module (tests pass one that adds a kill point).
+
+    The child routes by the same names (``RUNS_QUEUE_PREFIX=queue``), as does this process
+    inside ``pointed_at``, so two deployments on one broker never take each other's tasks.
+    """
+    named = private_queues(queue)
+    consumed = [named[kind] for kind in kinds] if kinds else [queue, *named.values()]
     return subprocess.Popen(
         [
             sys.executable,
@@ -70,11 +89,11 @@ def start_worker(
             "--without-gossip",
             "--without-mingle",
             "--queues",
-            queue,
+            ",".join(consumed),
             "--hostname",
             f"{queue}-{time.time_ns()}@%h",
         ],
-        env=dict(env),
+        env={**env, "RUNS_QUEUE_PREFIX": queue},
         stdin=subprocess.DEVNULL,
     )
 
@@ -159,16 +178,21 @@ def kill(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def pointed_at(*, broker_url: str, queue: str, openai_base_url: str) -> Iterator[None]:
-    """Send this process's tasks to ``queue`` on ``broker_url`` and its API calls to
-    ``openai_base_url`` for a while, then put everything back (connection pools included)."""
+    """Send this process's tasks to the private deployment ``queue`` (its default queue and
+    ``private_queues(queue)``) on ``broker_url`` and its API calls to ``openai_base_url`` for a
+    while, then put everything back (connection pools included)."""
     saved = (
         celery_app.conf.broker_url,
         celery_app.conf.task_default_queue,
+        getattr(settings, "RUNS_QUEUES", None),
         settings.OPENAI_BASE_URL,
     )
 
-    def apply(broker: str, default_queue: str, base_url: str) -> None:
+    def apply(
+        broker: str, default_queue: str, queues: dict[str, str] | None, base_url: str
+    ) -> None:
         celery_app.conf.update(broker_url=broker, task_default_queue=default_queue)
+        settings.RUNS_QUEUES = queues
         # Drop the app's pools (they hold connections to the old broker); the next publish takes
         # kombu's pool for the new URL. Not force_close_all(): kombu keeps pools per URL for the
         # process, so closing one breaks every later publish to that broker ("Acquire on closed
@@ -179,7 +203,7 @@ def pointed_at(*, broker_url: str, queue: str, openai_base_url: str) -> Iterator
         get_client.cache_clear()
         get_create_client.cache_clear()
 
-    apply(broker_url, queue, openai_base_url)
+    apply(broker_url, queue, private_queues(queue), openai_base_url)
     try:
         yield
     finally:

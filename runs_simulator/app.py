@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import api_assistants, api_control, api_responses, errors
+from . import api_assistants, api_control, api_responses, api_webhook_endpoints, errors
 from .routing import api
 from .state import SimState
 from .webhooks import WebhookDispatcher
@@ -39,6 +39,7 @@ def create_app(state: SimState) -> Starlette:
         *api_control.routes,
         *api_responses.routes,
         *api_assistants.routes,
+        *api_webhook_endpoints.routes,
         Route(
             "/v1/{rest:path}",
             api("unknown", _unknown),

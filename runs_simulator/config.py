@@ -48,6 +48,9 @@ class SimConfig:
     trickle_s: float = 10.0
     trickle_interval_s: float = 0.5
     retry_after_ms: int = 1000
+    # Added to every ``/v1`` answer (not a fault, not counted): a network and server round trip,
+    # so a client with N slots is bound by its slots (the scale-out bench sets 0.05-0.2 s).
+    latency_s: float = 0.0
     fault_only: list[str] = field(default_factory=list)
     # Webhooks.
     webhook_url: str | None = None
@@ -88,6 +91,8 @@ class SimConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
+        if not 0.0 <= self.latency_s <= 60.0:
+            raise ValueError("latency_s must be within [0, 60]")
         if self.trickle_interval_s <= 0 or self.trickle_s < 0:
             raise ValueError("trickle_interval_s must be > 0 and trickle_s >= 0")
         if self.duration_min_s > self.duration_max_s:

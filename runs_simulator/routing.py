@@ -84,6 +84,8 @@ def api(kind: str, handler: Handler) -> Endpoint:
         state.stats.record_latency(elapsed)
         response.headers["x-request-id"] = "req_" + uuid.uuid4().hex
         response.headers["openai-processing-ms"] = str(max(1, int(elapsed * 1000)))
+        if state.config.latency_s:
+            await asyncio.sleep(state.config.latency_s)
         if fault == faults.FAULT_SLOW:
             state.stats.faults[fault] += 1
             await asyncio.sleep(state.config.slow_s)

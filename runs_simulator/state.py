@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .conversations import Conversation
     from .responses import ResponseRecord
     from .tool_scenario import ToolPlan
+    from .webhook_endpoints import WebhookEndpoint
     from .webhooks import WebhookDispatcher
 
 
@@ -44,6 +45,7 @@ class Stores:
     threads: dict[str, ThreadRecord] = field(default_factory=dict)
     messages: dict[str, MessageRecord] = field(default_factory=dict)
     runs: dict[str, RunRecord] = field(default_factory=dict)
+    webhook_endpoints: dict[str, WebhookEndpoint] = field(default_factory=dict)
 
 
 class SimState:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,14 +82,16 @@ class WebhookDispatcher:
         config = self.state.config
         if status not in TERMINAL_RESPONSE or terminal_at is None:
             return
-        if not config.webhook_url or not config.webhook_secret:
+        event_type = f"response.{status}"
+        targets = self._targets(event_type)
+        if not targets:
             return
         rng = self.state.webhook_rng
         counters = self.state.stats.webhooks
         event = {
             "id": hex_id(rng, "evt"),
             "object": "event",
-            "type": f"response.{status}",
+            "type": event_type,
             "created_at": int(terminal_at),
             "data": {"id": record.id},
         }
@@ -96,19 +99,43 @@ class WebhookDispatcher:
         if config.webhook_drop_rate > 0 and rng.random() < config.webhook_drop_rate:
             counters["dropped"] += 1
             return
-        delivery = Delivery(
-            msg_id=hex_id(rng, "wh", 16),
-            body=json.dumps(event, separators=(",", ":")).encode(),
-            url=config.webhook_url,
-            secret=config.webhook_secret,
-            generation=self.generation,
-        )
-        jitter = rng.uniform(0.0, config.webhook_reorder) if config.webhook_reorder > 0 else 0.0
-        first = now + config.webhook_delay_s + jitter
-        self._call_at(first, self._start_attempt, delivery, 1)
-        if config.webhook_duplicate_rate > 0 and rng.random() < config.webhook_duplicate_rate:
-            counters["duplicates"] += 1
-            self._call_at(first + 0.01 + rng.uniform(0.0, 0.05), self._start_attempt, delivery, 1)
+        body = json.dumps(event, separators=(",", ":")).encode()
+        for url, secret in targets:  # one delivery (own webhook-id) per destination
+            delivery = Delivery(hex_id(rng, "wh", 16), body, url, secret, self.generation)
+            jitter = rng.uniform(0.0, config.webhook_reorder) if config.webhook_reorder > 0 else 0.0
+            first = now + config.webhook_delay_s + jitter
+            self._call_at(first, self._start_attempt, delivery, 1)
+            if config.webhook_duplicate_rate > 0 and rng.random() < config.webhook_duplicate_rate:
+                counters["duplicates"] += 1
+                later = first + 0.01 + rng.uniform(0.0, 0.05)
+                self._call_at(later, self._start_attempt, delivery, 1)
+
+    def _targets(self, event_type: str) -> list[tuple[str, str]]:
+        """(url, secret) of each destination of ``event_type``: the ``/_sim/config`` target,
+        then every registered endpoint subscribed to it (with its current secret)."""
+        config = self.state.config
+        targets: list[tuple[str, str]] = []
+        if config.webhook_url and config.webhook_secret:
+            targets.append((config.webhook_url, config.webhook_secret))
+        for endpoint in self.state.stores.webhook_endpoints.values():
+            if event_type in endpoint.event_types:
+                targets.append((endpoint.url, endpoint.secret))
+        return targets
+
+    async def send_now(self, url: str, secret: str, body: bytes) -> int:
+        """POST one signed delivery at once and return the status code (``webhooks.test``).
+
+        Not retried and not counted in the webhook stats: it is a probe the caller waits for.
+        Transport errors propagate to the caller.
+        """
+        headers = sign(body, secret, "wh_" + secrets.token_hex(16), int(time.time()))
+        headers["content-type"] = "application/json"
+        headers["user-agent"] = "OpenAI/1.0 (simulator)"
+        if self._client is None:
+            self._client = httpx2.AsyncClient()
+        timeout = self.state.config.webhook_timeout_s
+        answer = await self._client.post(url, content=body, headers=headers, timeout=timeout)
+        return answer.status_code
 
     def _start_attempt(self, delivery: Delivery, attempt: int) -> None:
         if delivery.generation != self.generation:

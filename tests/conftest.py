@@ -146,7 +146,9 @@ def sent_tasks(monkeypatch) -> list[tuple[str, tuple, float | None]]:
 
     sent: list[tuple[str, tuple, float | None]] = []
 
-    def send(name: str, *args: object, countdown: float | None = None) -> None:
+    def send(
+        name: str, *args: object, countdown: float | None = None, kind: str | None = None
+    ) -> None:
         sent.append((name, args, countdown))
 
     monkeypatch.setattr(enqueue, "send", send)

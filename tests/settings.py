@@ -59,3 +59,8 @@ RUNS_DEADLINE_S = 120.0
 LOGGING["loggers"]["runs"]["level"] = "WARNING"  # noqa: F405
 # Live status publishing is off unless a test points it at the private Redis (``pubsub_url``).
 RUNS_PUBSUB_URL = ""
+# A second, in-memory SQLite database beside PostgreSQL, for the few queries written per database
+# (``runs/api/metadata.py``): a test that names it (``databases=["default", "sqlite"]``) runs the
+# SQLite path in the same session that runs the PostgreSQL one.
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["sqlite"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}

@@ -1,4 +1,8 @@
-"""The JSON API: what each operation does, and how it says no (nothing written when it does)."""
+"""The JSON API: what each operation does, and how it says no (nothing written when it does).
+
+The ``api`` fixture's token is a plain one: client ``default``, scope ``operate``. Owners, scopes,
+allow-lists and throttling have their own tests in ``test_api_scopes.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,34 @@ import contextlib
 from collections.abc import Iterator
 
 import pytest
+from django.core.cache import caches
+from django.db import connections
 
+from runs.api.metadata import with_metadata
 from runs.models import Message, Run, Thread, ToolCall
 
 pytestmark = pytest.mark.django_db
+
+#: Who the ``api`` fixture's plain token speaks for.
+OWNER = "client:default"
+
+
+@pytest.fixture(autouse=True)
+def full_allowance() -> None:
+    """The throttles' history lives in the cache across tests: start each with none."""
+    caches["default"].clear()
+
+
+@pytest.fixture
+def make_run(make_run):
+    """Runs (and their threads) owned by the ``api`` fixture's client, so it sees them."""
+
+    def make(status: str = "pending", **fields: object) -> Run:
+        run = make_run(status, owner=OWNER, **fields)
+        Thread.objects.filter(pk=run.thread_id).update(owner=OWNER)
+        return run
+
+    return make
 
 
 @pytest.fixture
@@ -109,6 +137,7 @@ def test_get_a_run_with_its_timeline(api, make_run):
 
 
 def test_list_filters_by_status_backend_strategy_thread_and_metadata(api, make_run):
+    """On SQLite as on PostgreSQL: ``meta=k=v`` was a 500 on SQLite."""
     done = make_run("completed", metadata={"customer": "c-1"})
     make_run("failed", metadata={"customer": "c-2"})
 
@@ -123,6 +152,44 @@ def test_list_filters_by_status_backend_strategy_thread_and_metadata(api, make_r
     assert len(ids(backend="responses", strategy="poll")) == 2
     assert ids(created_after="2999-01-01T00:00:00Z") == []
     assert len(ids(created_before="2999-01-01T00:00:00")) == 2  # naive: UTC
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("customer", "c-1"),
+        ("a.b", "x y"),
+        ('say "hi"', "it's"),
+        ("$[0]", "ключ"),
+        ("n", "1"),
+        ("k", ""),
+    ],
+)
+def test_meta_matches_one_entry_exactly_whatever_its_characters(api, make_run, key, value):
+    """Run on SQLite and on PostgreSQL (``RUNS_TEST_SQLITE=1`` picks SQLite): the text of the
+    key and the value is data, never JSON or a path."""
+    match = make_run(metadata={key: value})
+    make_run(metadata={key: f"{value}-other"})
+    make_run(metadata={"other": value})
+    response = api.get("/runs", meta=f"{key}={value}")
+    assert response.status_code == 200, response.content
+    assert [r["id"] for r in response.json()["items"]] == [match.pk]
+
+
+@pytest.mark.skipif("sqlite" not in connections, reason="the default database is SQLite already")
+@pytest.mark.django_db(databases=["default", "sqlite"])
+@pytest.mark.parametrize(("key", "value"), [("customer", "c-1"), ('say "hi"', "it's"), ("k", "")])
+def test_meta_on_sqlite_in_a_postgresql_session(key, value):
+    """The SQLite half of the test above when the session runs on PostgreSQL: the same filter
+    on the second (in-memory SQLite) database, so CI covers both ways of asking."""
+    thread = Thread.objects.using("sqlite").create()
+    match = Run.objects.using("sqlite").create(thread=thread, model="m", metadata={key: value})
+    Run.objects.using("sqlite").create(thread=thread, model="m", metadata={key: f"{value}-x"})
+    Run.objects.using("sqlite").create(thread=thread, model="m", metadata={"other": value})
+
+    found = with_metadata(Run.objects.using("sqlite"), key, value)
+
+    assert [r.pk for r in found] == [match.pk]
 
 
 def test_list_pages_with_a_cursor_newest_first(api, make_run):

@@ -4,7 +4,9 @@ For each operation it generates requests from the schema (valid ones, and for th
 parameters also invalid ones), sends them through Django's WSGI handler with a valid token, and
 checks that the answer is never a 5xx, that its status code is one the schema declares, and that
 its body and content type match what the schema says for that status. Some runs, threads and a
-manual tool call exist in the database so that ids 1.. sometimes hit a real row.
+manual tool call, owned by the token's client, exist in the database so that ids 1.. sometimes
+hit a real row. Throttling is off here (``test_api_scopes.py`` tests it): a 429 is declared, but
+it would keep the generated requests from reaching the operations.
 
 Bounded: ``MAX_EXAMPLES`` per operation keeps the whole test to a few seconds. Examples are
 random each run (no example database), so CI keeps exploring; a failure prints a curl command
@@ -27,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from runs.models import Run, ToolCall
+from runs.models import Run, Thread, ToolCall
 from tests.conftest import API_TOKEN
 
 #: Per operation. ``SCHEMATHESIS_MAX_EXAMPLES=500`` for a deeper search by hand.
@@ -56,13 +58,19 @@ def report_what_was_exercised():
         print(f"  {label:42} {statuses}")
 
 
+#: The client of the plain token ``API_TOKEN``.
+OWNER = "client:default"
+
+
 @pytest.fixture
-def some_runs(make_run, api_token, django_db_reset_sequences) -> None:
+def some_runs(make_run, api_token, django_db_reset_sequences, settings) -> None:
     """Rows with small ids (sequences reset), in the states each operation cares about."""
+    settings.RUNS_API_THROTTLE_RATES = {"read": None, "write": None, "start": None}
     for status in ("pending", "queued", "completed", "failed"):
-        make_run(status, remote_id=f"resp_{status}")
-    waiting = make_run("requires_action", remote_id="resp_tools")
+        make_run(status, remote_id=f"resp_{status}", owner=OWNER)
+    waiting = make_run("requires_action", remote_id="resp_tools", owner=OWNER)
     ToolCall.objects.create(run=waiting, call_id="call_1", name="ask", state="manual")
+    Thread.objects.update(owner=OWNER)
     assert Run.objects.filter(pk=1).exists()
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.load import LoadWindow, flag
+from bench.scale_out import compare
 from bench.stats import peak_rate, percentile
 from bench.workload import Shape, make_workload, summary
 
@@ -37,6 +39,50 @@ def test_percentile_and_peak_rate() -> None:
     assert percentile(list(range(1, 101)), 99) == 99
     samples = [(0.0, 0), (0.5, 10), (1.0, 20), (1.5, 100), (2.0, 110)]
     assert peak_rate(samples, 1.0) == 90.0
+
+
+def test_a_row_measured_above_the_core_count_is_flagged() -> None:
+    calm = {"load1_start": 0.5, "load1_end": 1.2, "load1": 1.2, "cores": 2, "over": False}
+    busy = {"load1_start": 3.1, "load1_end": 1.0, "load1": 3.1, "cores": 2, "over": True}
+    assert flag(calm) == ""
+    assert flag(busy) == "⚠ load 3.1 > 2 cores"
+    seen = LoadWindow().start().stop()
+    assert seen["cores"] >= 1 and seen["over"] == (seen["load1"] > seen["cores"])
+
+
+def test_two_nodes_meet_the_aim_only_at_1_6x_with_nothing_lost_or_doubled() -> None:
+    one = {"broker": "redis", "runs_per_s": 10.0, "lost": 0, "doubled": 0}
+    assert compare(one, {**one, "runs_per_s": 17.0})["met"]
+    assert compare(one, {**one, "runs_per_s": 17.0})["throughput_ratio"] == 1.7
+    assert not compare(one, {**one, "runs_per_s": 15.0})["met"]
+    assert not compare(one, {**one, "runs_per_s": 19.0, "doubled": 1})["met"]
+
+
+@pytest.mark.integration
+def test_scale_out_mode_runs_two_nodes_and_the_tick_rate_at_tiny_n(tmp_path: Path) -> None:
+    pytest.importorskip("psutil", reason="psutil is not installed (pip install -e '.[test]')")
+    env = {**os.environ, "BENCH_DB_NAME": "runs_bench_smoke"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "bench", "--scale-out", "--parts", "scale", "tick",
+            "--brokers", "redis", "--scale-n", "6", "--latency-ms", "10", "--run-s", "0.5",
+            "--tick-chains", "4", "--tick-window-s", "1", "--cap-s", "60", "--out", str(tmp_path),
+        ],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "scale_out.json").read_text())
+    one, two = results["scale_out"]["rows"]
+    assert (one["nodes"], two["nodes"]) == (1, 2)
+    for row in (one, two):
+        assert (row["terminal"], row["lost"], row["doubled"]) == (6, 0, 0), row
+        assert "cores" in row["load"]
+    assert all(host.startswith("node-") for host in two["tasks_per_node"])
+    tick = results["tick_rate"]
+    assert tick["bare"]["ticks"] > 0 and tick["poll"]["ticks"] > 0
+    assert 0.9 <= tick["poll"]["retrieves_per_tick"] <= 1.5  # every poll tick was a real one
+    assert (tmp_path / "scale_out.md").read_text().startswith("# Scale-out")
 
 
 @pytest.mark.integration

@@ -2,6 +2,8 @@
 
 The streams are driven through Django's ASGI application itself (``project.asgi``), the way
 uvicorn calls it, so what is tested is the async view that holds no thread while it waits.
+
+Who may watch: a token, its client's runs only; a session, staff with ``runs.view_run``.
 """
 
 from __future__ import annotations
@@ -13,16 +15,21 @@ from typing import Any
 import pytest
 import redis
 from asgiref.sync import sync_to_async
+from django.contrib.auth.models import Permission, User
 from django.db import connections
 from django.urls import reverse
 
 from project.asgi import application
 from runs import live
+from runs.models import Run, Thread
 from runs.states import transition
 from runs.tasks import start_run
 from tests.conftest import API_TOKEN
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+#: The client of the plain token ``API_TOKEN`` (``BEARER``).
+OWNER = "client:default"
 
 TIMEOUT = 15.0
 
@@ -110,6 +117,32 @@ def events_path(run_id: int) -> str:
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
+@pytest.fixture
+def make_run(make_run):
+    """Runs (and threads) of the ``BEARER`` token's client."""
+
+    def make(status: str = "pending", **fields: object) -> Run:
+        run = make_run(status, owner=fields.pop("owner", OWNER), **fields)
+        Thread.objects.filter(pk=run.thread_id).update(owner=run.owner)
+        return run
+
+    return make
+
+
+@pytest.fixture
+def staff_client(client, db):
+    """A logged-in staff user; ``staff_client(may_view=True)`` also has ``runs.view_run``."""
+
+    def login(*, may_view: bool) -> object:
+        user = User.objects.create_user("operator", password="pw", is_staff=True)
+        if may_view:
+            user.user_permissions.add(Permission.objects.get(codename="view_run"))
+        client.force_login(user)
+        return client
+
+    return login
+
+
 def subscribers(redis_url: str, run_id: int) -> int:
     return dict(redis.Redis.from_url(redis_url).pubsub_numsub(live.channel(run_id)))[
         live.channel(run_id).encode()
@@ -195,6 +228,33 @@ def test_nobody_else_sees_the_page(client, make_run):
     run = make_run("completed")
     response = client.get(reverse("run-live", args=(run.pk,)))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_staff_without_the_view_permission_neither_see_the_page_nor_stream(
+    staff_client, make_run, pubsub_url
+):
+    run = make_run("completed")
+    client = staff_client(may_view=False)
+    assert client.get(reverse("run-live", args=(run.pk,))).status_code == 403
+    stream = client.get(events_path(run.pk))
+    assert stream.status_code == 403
+    assert stream.json() == {"detail": "watching runs needs the runs.view_run permission"}
+
+
+def test_staff_with_the_view_permission_watch_any_owners_run(staff_client, make_run, pubsub_url):
+    run = make_run("completed", owner="client:someone-else")
+    client = staff_client(may_view=True)
+    assert client.get(reverse("run-live", args=(run.pk,))).status_code == 200
+    response = client.get(events_path(run.pk))
+    assert response.status_code == 200
+    assert '"status":"completed"' in b"".join(response.streaming_content).decode()
+
+
+def test_a_token_streams_only_its_own_clients_runs(client, make_run, pubsub_url, api_token):
+    theirs = make_run("completed", owner="client:someone-else")
+    legacy = make_run("completed", owner="")
+    for run in (theirs, legacy):
+        assert client.get(events_path(run.pk), headers=BEARER).status_code == 404
 
 
 @pytest.mark.integration

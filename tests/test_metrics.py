@@ -1,4 +1,7 @@
-"""Prometheus metrics at ``/metrics``: what each number counts, and where it is exported."""
+"""Prometheus metrics at ``/metrics``: what each number counts, and where it is exported.
+
+Who may read them (a token, or loopback by default) is in tests/test_metrics_access.py.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import time
 import urllib.request
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -29,6 +34,14 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+@pytest.fixture(autouse=True)
+def fresh_counts():
+    """Each test sees the database as it left it, not a count cached by an earlier test."""
+    metrics._COUNTS.forget()
+    yield
+    metrics._COUNTS.forget()
+
+
 @pytest.mark.django_db
 def test_runs_by_status_and_webhook_events_by_outcome_come_from_the_database(client, make_run):
     make_run("completed"), make_run("completed"), make_run("queued")
@@ -40,6 +53,29 @@ def test_runs_by_status_and_webhook_events_by_outcome_come_from_the_database(cli
     assert value(samples, "runs_in_status", status="queued") == 1
     assert value(samples, "runs_in_status", status="failed") == 0  # every status, even at 0
     assert value(samples, "runs_webhook_events", outcome="applied") == 1
+
+
+@pytest.mark.django_db
+def test_a_scrape_counts_in_one_query_and_the_next_ones_reuse_it(client, make_run, settings):
+    """Two GROUP BYs in one round trip, at most once per RUNS_METRICS_CACHE_S per process: a
+    second scraper (an HA pair of Prometheus servers) costs no query. Before: 2 per scrape."""
+    settings.RUNS_METRICS_CACHE_S = 60.0
+    make_run("queued")
+    with CaptureQueriesContext(connection) as first:
+        client.get("/metrics")
+    make_run("queued")  # within the window this one is not seen yet: the price of the cache
+    with CaptureQueriesContext(connection) as second:
+        samples = scrape(client.get("/metrics").content.decode())
+    assert len(first.captured_queries) == 1
+    assert "UNION ALL" in first.captured_queries[0]["sql"]
+    assert len(second.captured_queries) == 0
+    assert value(samples, "runs_in_status", status="queued") == 1
+
+    settings.RUNS_METRICS_CACHE_S = 0.0  # no cache: every scrape counts
+    with CaptureQueriesContext(connection) as third:
+        samples = scrape(client.get("/metrics").content.decode())
+    assert len(third.captured_queries) == 1
+    assert value(samples, "runs_in_status", status="queued") == 2
 
 
 @pytest.mark.django_db
@@ -113,7 +149,7 @@ def test_a_worker_serves_its_own_metrics_without_the_database_counts(settings):
     ``/metrics`` already exports: a ``sum()`` over targets must not count them twice)."""
     port = free_port()
     settings.RUNS_WORKER_METRICS_PORT = port
-    metrics.on_worker_ready()
+    metrics.on_worker_ready()  # on loopback: the exporter has no authentication
     metrics.count_api_call("retrieve", 0)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         text = answer.read().decode()
@@ -123,11 +159,16 @@ def test_a_worker_serves_its_own_metrics_without_the_database_counts(settings):
 
 
 def test_no_port_no_exporter(settings, monkeypatch):
-    served: list[int] = []
-    monkeypatch.setattr(metrics, "start_http_server", lambda port, **kw: served.append(port))
+    served: list[tuple[int, str]] = []
+    monkeypatch.setattr(
+        metrics, "start_http_server", lambda port, addr, **kw: served.append((port, addr))
+    )
     settings.RUNS_WORKER_METRICS_PORT = 0
     metrics.on_worker_ready()
     assert served == []  # no port was bound
     settings.RUNS_WORKER_METRICS_PORT = 9
     metrics.on_worker_ready()
-    assert served == [9]  # while with a port set, the same call serves on it
+    assert served == [(9, "127.0.0.1")]  # with a port set, it serves there, on loopback
+    settings.RUNS_WORKER_METRICS_ADDR = "0.0.0.0"  # compose: a private network
+    metrics.on_worker_ready()
+    assert served[-1] == (9, "0.0.0.0")

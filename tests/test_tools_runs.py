@@ -7,6 +7,7 @@ Real worker, real Redis, the simulator over HTTP. The simulator plays the model:
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -99,8 +100,9 @@ def test_a_tool_that_raises_sends_the_error_to_the_model(
     assert run.status == "completed"
     (call,) = calls(run)
     assert call.state == "submitted"
-    assert call.error == "explode raised ValueError: boom"
-    assert call.output == '{"error": "explode raised ValueError: boom"}'
+    # The model reads which tool failed and how; operators keep the message and the traceback.
+    assert call.output == '{"error": "tool explode failed: ValueError"}'
+    assert call.error.startswith("explode raised ValueError: boom\n\nTraceback")
 
 
 def test_a_tool_that_times_out_is_abandoned_not_waited_for(
@@ -228,3 +230,47 @@ def test_too_many_tool_rounds_fail_the_run(worker, simulator, wait_terminal, api
     assert run.last_error_code == "tool_rounds_exceeded"
     assert "after 1 rounds (RUNS_MAX_TOOL_ROUNDS = 1)" in run.last_error
     assert [(c.round, c.state) for c in calls(run)] == [(1, "submitted"), (2, "error")]
+
+
+def outputs_received(run: Run) -> dict[str, str]:
+    """The function_call_output items the simulator holds for a Responses run, by call id."""
+    items = get_client().conversations.items.list(run.thread.remote_id, limit=100)
+    return {i.call_id: i.output for i in items.data if i.type == "function_call_output"}
+
+
+def test_bad_arguments_never_reach_the_tool_and_a_long_output_is_capped(
+    worker, simulator, wait_terminal, register_tool, settings
+):
+    """Two runs side by side (Responses): the model sends ``{"n": "three"}`` to ``count(n: int)``,
+    and ``dump()`` returns 5000 bytes where 1000 are allowed."""
+    settings.RUNS_TOOL_OUTPUT_MAX_BYTES = 1000
+    reached: list[object] = []
+
+    def count(n: int) -> str:
+        reached.append(n)
+        return "counted"
+
+    def dump() -> str:
+        return "x" * 5000
+
+    register_tool(count)
+    register_tool(dump)
+    invalid = start("responses", ["count"], sim_tool_rounds="1", sim_tool_args='{"n": "three"}')
+    oversized = start("responses", ["dump"], sim_tool_rounds="1")
+    invalid, oversized = (wait_terminal(r.pk, timeout=30) for r in (invalid, oversized))
+
+    assert (invalid.status, oversized.status) == ("completed", "completed")
+    assert reached == []  # the function was never called
+    (refused,) = calls(invalid)
+    assert (refused.state, refused.error) == (
+        "submitted",
+        "invalid arguments for count: n: Input should be a valid integer",
+    )
+    assert outputs_received(invalid) == {refused.call_id: json.dumps({"error": refused.error})}
+
+    (capped,) = calls(oversized)
+    sent = outputs_received(oversized)[capped.call_id]
+    assert sent == capped.output  # what the model got is what the row says it got
+    assert sent.endswith("…[truncated: 5000 bytes, limit 1000]")
+    assert sent.startswith("xxx") and len(sent.encode()) == 1000
+    assert (capped.state, capped.error) == ("submitted", "")  # a success, only shorter

@@ -1,5 +1,9 @@
 """The webhook endpoint: verify with the SDK, record once, wake the run, never trust a forgery.
 
+Secrets (runs/intake/secrets.py): during a rotation the current secret and every fallback
+verify, any other does not; a malformed configured secret is our misconfiguration (500, nothing
+written, reported by the system check runs.E101), never a 400 as if the delivery were forged.
+
 The wake is the real one (``runs.engine.writer.wake``: a fresh poll ticket, the event counted);
 only the broker is a stand-in (``sent_tasks``), so each test sees the poll the wake enqueued.
 The integration tests in test_webhook_strategy.py run the whole loop with a worker and the
@@ -8,13 +12,17 @@ simulator.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.db import close_old_connections
 from django.test import Client
 
+from runs.checks import check_webhook_secrets
 from runs.engine import enqueue
 from runs.models import Run, WebhookEvent
 
@@ -275,3 +283,229 @@ def test_when_the_wake_cannot_be_sent_we_answer_500_and_a_redelivery_retries(
     assert again.status_code == 200
     assert again.json()["outcome"] == "applied"
     assert_woken_once(run, sent_tasks, ticket=burnt + 1)
+
+
+# --- secrets: rotation with fallbacks ------------------------------------------------------------
+
+OLD = "whsec_" + "b2xkLXNlY3JldC1iZWZvcmUtdGhlLXJvdGF0aW9uLTAx"  # base64 of 33 test-only bytes
+NEW = "whsec_" + "bmV3LXNlY3JldC1hZnRlci10aGUtcm90YXRpb24tMDEy"
+OTHER = "whsec_" + "YW5vdGhlci1wcm9qZWN0cy1zZWNyZXQtbm90LW91cnMx"
+
+
+@pytest.fixture
+def rotating(settings) -> None:
+    """Mid-rotation: the new secret is current, the old one a fallback (a comma-separated string,
+    as the environment gives it, with a blank entry and spaces that must not matter)."""
+    settings.OPENAI_WEBHOOK_SECRET = NEW
+    settings.OPENAI_WEBHOOK_SECRET_FALLBACKS = f" {OLD} , ,"
+
+
+@pytest.mark.parametrize("secret", [NEW, OLD], ids=["current", "fallback"])
+def test_during_a_rotation_both_secrets_verify(
+    secret, rotating, client, signed, event_payload, run, sent_tasks
+):
+    body, headers = signed(event_payload("resp_1"), secret=secret)
+    response = post(client, body, headers)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "outcome": "applied"}
+    assert_woken_once(run, sent_tasks)
+
+
+def test_during_a_rotation_a_third_secret_does_not_verify(
+    rotating, client, signed, event_payload, run, sent_tasks
+):
+    body, headers = signed(event_payload("resp_1"), secret=OTHER)
+    response = post(client, body, headers)
+    assert response.status_code == 400
+    assert "signature" in response.json()["error"]
+    assert WebhookEvent.objects.count() == 0
+    assert_not_woken(run, sent_tasks)
+
+
+def test_whitespace_around_a_secret_does_not_matter(
+    settings, client, signed, event_payload, run, sent_tasks
+):
+    """A newline at the end of an env file's line is not part of the secret."""
+    settings.OPENAI_WEBHOOK_SECRET = NEW + "\n"
+    body, headers = signed(event_payload("resp_1"), secret=NEW)
+    assert post(client, body, headers).status_code == 200
+    assert check_webhook_secrets() == []
+
+
+def test_fallbacks_may_also_be_a_list_in_settings(
+    settings, client, signed, event_payload, run, sent_tasks
+):
+    settings.OPENAI_WEBHOOK_SECRET = NEW
+    settings.OPENAI_WEBHOOK_SECRET_FALLBACKS = [OTHER, OLD]
+    body, headers = signed(event_payload("resp_1"), secret=OLD)
+    assert post(client, body, headers).status_code == 200
+    assert_woken_once(run, sent_tasks)
+
+
+def test_a_stale_delivery_is_refused_whatever_secret_signed_it(
+    rotating, client, signed, event_payload, run, sent_tasks
+):
+    body, headers = signed(event_payload("resp_1"), secret=OLD, ts=int(time.time()) - 3600)
+    response = post(client, body, headers)
+    assert response.status_code == 400
+    assert "too old" in response.json()["error"]
+    assert_not_woken(run, sent_tasks)
+
+
+# --- secrets: a malformed one is our 500, and a system check ------------------------------------
+
+MALFORMED = {
+    "no_prefix": "c2VjcmV0LWZvci10ZXN0cy1vbmx5LTAxMjM0NTY3ODk=",
+    "not_base64": "whsec_not*base64!",
+    "truncated": "whsec_c2VjcmV0LWZvci10ZXN0cy1vbmx5LTAxMjM0NTY3OD",
+    "nothing_after_prefix": "whsec_",
+}
+
+
+@pytest.mark.parametrize("where", ["current", "fallback"])
+@pytest.mark.parametrize("bad", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_secret_answers_500_logs_once_and_writes_nothing(
+    bad, where, settings, client, signed, event_payload, run, sent_tasks, caplog
+):
+    """Even a delivery that the good secret verifies is refused with a 500 (OpenAI retries it):
+    with a broken fallback, a 400 for a delivery signed with the old secret would lose it."""
+    settings.OPENAI_WEBHOOK_SECRET = bad if where == "current" else NEW
+    settings.OPENAI_WEBHOOK_SECRET_FALLBACKS = [bad] if where == "fallback" else []
+    body, headers = signed(event_payload("resp_1"), secret=NEW)
+    with caplog.at_level(logging.ERROR, logger="runs.intake.views"):
+        response = post(client, body, headers)
+    assert response.status_code == 500
+    assert "misconfigured" in response.json()["error"]
+    assert WebhookEvent.objects.count() == 0
+    assert_not_woken(run, sent_tasks)
+    (record,) = [r for r in caplog.records if r.name == "runs.intake.views"]
+    setting = (
+        "OPENAI_WEBHOOK_SECRET" if where == "current" else "OPENAI_WEBHOOK_SECRET_FALLBACKS[0]"
+    )
+    assert setting in record.getMessage()
+    material = bad.strip().removeprefix("whsec_")  # the secret part, if there is any
+    assert not material or material not in caplog.text + response.content.decode()
+
+
+def test_the_system_check_reports_a_malformed_secret_by_name_never_by_value(settings):
+    settings.OPENAI_WEBHOOK_SECRET = MALFORMED["no_prefix"]
+    settings.OPENAI_WEBHOOK_SECRET_FALLBACKS = f"{OLD},{MALFORMED['truncated']}"
+    messages = check_webhook_secrets()
+    assert [m.id for m in messages] == ["runs.E101", "runs.E101"]
+    assert "OPENAI_WEBHOOK_SECRET does not start with 'whsec_'" in messages[0].msg
+    assert "OPENAI_WEBHOOK_SECRET_FALLBACKS[1] is not valid base64" in messages[1].msg
+    with pytest.raises(SystemCheckError) as failed:
+        call_command("check")
+    text = str(failed.value)
+    assert "runs.E101" in text
+    assert MALFORMED["no_prefix"] not in text and MALFORMED["truncated"] not in text
+
+
+def test_the_system_check_is_silent_for_well_formed_secrets(settings, rotating):
+    assert check_webhook_secrets() == []
+    settings.OPENAI_WEBHOOK_SECRET = ""
+    settings.OPENAI_WEBHOOK_SECRET_FALLBACKS = ""
+    assert check_webhook_secrets() == []  # no secret at all: fine for the poll strategy
+
+
+def test_the_webhook_strategy_without_a_secret_is_a_warning(settings):
+    settings.RUNS_STRATEGY = "webhook"
+    settings.OPENAI_WEBHOOK_SECRET = ""
+    assert [m.id for m in check_webhook_secrets()] == ["runs.W101"]
+
+
+def test_fallbacks_of_the_wrong_type_are_reported(settings, webhook_secret):
+    settings.OPENAI_WEBHOOK_SECRET_FALLBACKS = 42
+    (message,) = check_webhook_secrets()
+    assert message.id == "runs.E101"
+    assert "comma-separated string or a list" in message.msg
+
+
+# --- what a delivery costs (issue 13: one insert-or-ignore plus one wake) -------------------------
+
+
+def statements(queries) -> list[str]:
+    """The first word of each statement: what the database was asked to do."""
+    return [q["sql"].split(None, 1)[0].upper() for q in queries.captured_queries]
+
+
+def test_a_delivery_costs_one_insert_and_one_wake(
+    client, webhook_secret, signed, event_payload, run, sent_tasks, django_assert_num_queries
+):
+    body, headers = signed(event_payload("resp_1"))
+    with django_assert_num_queries(2) as queries:
+        assert post(client, body, headers).json() == {"status": "ok", "outcome": "applied"}
+    # The insert finds the run and settles the event; the UPDATE takes a fresh ticket, counts
+    # the event and returns the ticket for the poll it enqueues.
+    assert statements(queries) == ["INSERT", "UPDATE"]
+    event = WebhookEvent.objects.get()
+    assert (event.outcome, event.run_id, event.processed_at is not None) == (
+        "applied",
+        run.pk,
+        True,
+    )
+    assert_woken_once(run, sent_tasks)
+
+
+def test_a_duplicate_costs_the_ignored_insert_and_one_read_and_writes_nothing(
+    client, webhook_secret, signed, event_payload, run, sent_tasks, django_assert_num_queries
+):
+    body, headers = signed(event_payload("resp_1"))
+    post(client, body, headers)
+    stored = list(WebhookEvent.objects.values())
+    run_row_before = Run.objects.filter(pk=run.pk).values().get()
+    with django_assert_num_queries(2) as queries:
+        assert post(client, body, headers).json() == {"status": "duplicate", "outcome": "applied"}
+    assert statements(queries) == ["INSERT", "SELECT"]
+    assert list(WebhookEvent.objects.values()) == stored
+    assert Run.objects.filter(pk=run.pk).values().get() == run_row_before
+    assert len(sent_tasks) == 1  # the first delivery's wake only
+
+
+def test_an_event_for_an_unknown_object_is_kept_at_the_cost_of_one_more_look(
+    client, webhook_secret, signed, event_payload, run, sent_tasks, django_assert_num_queries
+):
+    body, headers = signed(event_payload("resp_not_ours"))
+    with django_assert_num_queries(2) as queries:
+        assert post(client, body, headers).json()["outcome"] == "unknown_object"
+    # The second look closes the race with a start saving this remote id meanwhile.
+    assert statements(queries) == ["INSERT", "SELECT"]
+    assert WebhookEvent.objects.get().outcome == "unknown_object"
+    assert_not_woken(run, sent_tasks)
+
+
+@pytest.mark.parametrize("event_type", ["batch.completed", "response.created"])
+def test_an_event_we_do_not_act_on_costs_the_insert_alone(
+    event_type,
+    client,
+    webhook_secret,
+    signed,
+    event_payload,
+    run,
+    sent_tasks,
+    django_assert_num_queries,
+):
+    body, headers = signed(event_payload("resp_1", event_type))
+    with django_assert_num_queries(1):
+        assert post(client, body, headers).json()["outcome"] == "ignored"
+    assert WebhookEvent.objects.get().run_id is None
+    assert_not_woken(run, sent_tasks)
+
+
+def test_a_run_that_ends_between_the_insert_and_the_wake_makes_the_event_stale(
+    client, webhook_secret, signed, event_payload, run, sent_tasks, monkeypatch
+):
+    from runs.engine import events, writer
+
+    real_wake = writer.wake
+
+    def ended_meanwhile(run_id: int, **kwargs: object) -> bool:
+        Run.objects.filter(pk=run_id).update(status="completed")
+        return real_wake(run_id, **kwargs)
+
+    monkeypatch.setattr(events.writer, "wake", ended_meanwhile)
+    body, headers = signed(event_payload("resp_1"))
+    assert post(client, body, headers).json()["outcome"] == "stale"
+    assert WebhookEvent.objects.get().outcome == "stale"
+    run.refresh_from_db()
+    assert (run.webhook_events, sent_tasks) == (0, [])

@@ -1,8 +1,8 @@
 """The Django admin for runs: read-only inspection plus explicit operator actions.
 
 ``runs.py`` holds the run list and page, ``operations.py`` what the actions do, ``timeline.py``
-the run page's story, ``paginator.py`` the cheap count, ``others.py`` threads, tool calls and
-webhook events.
+the run page's story, ``paginator.py`` the cheap count, ``owners.py`` the owner filter,
+``others.py`` threads, tool calls and webhook events.
 """
 
 from . import others, runs  # noqa: F401  (importing registers the model admins)

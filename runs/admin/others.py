@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from ..models import Message, Thread, ToolCall, WebhookEvent
+from .owners import OwnerFilter
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -47,8 +48,8 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Thread)
 class ThreadAdmin(ReadOnlyAdmin):
-    list_display = ("id", "backend", "remote_id", "created_at", "runs_link")
-    list_filter = ("backend",)
+    list_display = ("id", "backend", "owner", "remote_id", "created_at", "runs_link")
+    list_filter = ("backend", OwnerFilter)
     search_fields = ("=id", "=remote_id")
     show_full_result_count = False
     inlines = (MessageInline,)

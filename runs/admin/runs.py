@@ -28,6 +28,7 @@ from django.views.decorators.http import require_POST
 from .. import flower
 from ..models import Run, ToolCall
 from . import operations
+from .owners import OwnerFilter
 from .paginator import EstimatedCountPaginator
 from .timeline import timeline
 
@@ -66,6 +67,7 @@ class RunAdmin(OperateMixin, admin.ModelAdmin):
         "backend",
         "strategy",
         "model",
+        "owner",
         "remote",
         "thread_id",
         "api_calls",
@@ -75,7 +77,13 @@ class RunAdmin(OperateMixin, admin.ModelAdmin):
         "duration",
     )
     list_display_links = ("id", "status_badge")
-    list_filter = ("status", "backend", "strategy", ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "status",
+        "backend",
+        "strategy",
+        OwnerFilter,
+        ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("remote_id",)  # shows the box; the search itself is ``search_runs``
     search_help_text = "Our id (42), a remote id (resp_...), or metadata (key=value or any text)."
     list_per_page = 50
@@ -84,7 +92,10 @@ class RunAdmin(OperateMixin, admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     actions = ("cancel_selected", "poll_selected", "retry_selected")
     fieldsets = (
-        (None, {"fields": ("status_badge", "thread_link", "backend", "strategy", "model")}),
+        (
+            None,
+            {"fields": ("status_badge", "thread_link", "owner", "backend", "strategy", "model")},
+        ),
         ("At OpenAI", {"fields": ("remote_id", "flower_link", "live_link")}),
         ("Input", {"fields": ("instructions", "tools", "metadata")}),
         ("Outcome", {"fields": ("output_text", "usage", "last_error_code", "last_error")}),

@@ -1,28 +1,17 @@
-"""Token auth for the JSON API: bearer tokens from the ``RUNS_API_TOKENS`` setting.
+"""Token auth for the JSON API: a bearer token names an API client (``tokens.py``).
 
-Settings-based on purpose: no model, no migration, rotation is an environment change (list the
-new token next to the old one, deploy, drop the old). Tokens name a *client*, not a user; the
-admin is where people with accounts act.
+Two guards, one per kind of operation: ``READ_AUTH`` lets any valid token in, ``OPERATE_AUTH``
+only tokens with the ``operate`` scope (a ``read`` token gets a 403 that says why, before the
+operation looks at anything). Either way ``request.auth`` is the ``ApiClient``.
 """
 
 from __future__ import annotations
 
-import hmac
-
 from django.http import HttpRequest
+from ninja.errors import AuthorizationError
 from ninja.security import HttpBearer
 
-from ..conf import settings
-
-
-def token_is_valid(token: str) -> bool:
-    """Whether ``token`` is one of ``RUNS_API_TOKENS`` (constant-time per comparison)."""
-    candidate = token.encode()
-    found = False
-    for known in settings.RUNS_API_TOKENS:
-        # No early exit: the time taken does not tell which token (or how much of it) matched.
-        found |= hmac.compare_digest(candidate, known.encode())
-    return bool(token) and found
+from .tokens import OPERATE, ApiClient, client_for_token
 
 
 def bearer_token(request: HttpRequest) -> str | None:
@@ -32,5 +21,28 @@ def bearer_token(request: HttpRequest) -> str | None:
 
 
 class BearerToken(HttpBearer):
-    def authenticate(self, request: HttpRequest, token: str) -> str | None:
-        return token if token_is_valid(token) else None
+    """A valid token (else 401) whose client has ``scope`` (else 403)."""
+
+    def __init__(self, scope: str | None = None) -> None:
+        super().__init__()
+        self.scope = scope
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiClient | None:
+        client = client_for_token(token)
+        if client is not None and self.scope == OPERATE and not client.can_operate:
+            raise AuthorizationError(
+                message=f"this token's client ({client.name}) may only read: its scope is "
+                f"{client.scope!r}, this operation needs {OPERATE!r}"
+            )
+        return client
+
+
+READ_AUTH = BearerToken()
+OPERATE_AUTH = BearerToken(OPERATE)
+
+
+def client_of(request: HttpRequest) -> ApiClient:
+    """The client the request was authenticated as (every operation has an auth guard)."""
+    client = request.auth  # type: ignore[attr-defined]
+    assert isinstance(client, ApiClient)
+    return client

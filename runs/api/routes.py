@@ -1,7 +1,9 @@
 """The operations of the JSON API. Thin: each one validates through its schema, calls a service
 from ``runs.services`` and shapes the answer. Errors, everywhere the same:
 
-- 401 without a valid bearer token; 404 for an unknown id;
+- 401 without a valid bearer token; 403 for a write with a ``read`` token, or a model or tool
+  the client's allow-list does not name; 404 for an unknown id *or another owner's* (each
+  client sees only its own rows: ``access.py``); 429 with ``Retry-After`` when throttled;
 - 422 when the request does not match the schema (the body lists the invalid fields);
 - 400 when a service refuses the input, 409 when the run's state forbids the operation;
   in every one of these cases nothing was written.
@@ -13,7 +15,6 @@ from typing import Annotated
 
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import transaction
-from django.db.models.fields.json import KeyTextTransform
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import NinjaAPI, Path, Query, Status
@@ -21,7 +22,10 @@ from ninja import NinjaAPI, Path, Query, Status
 from .. import services
 from ..conf import settings
 from ..models import Run, Thread
-from .auth import BearerToken
+from . import throttles
+from .access import check_allowed, owned_runs, owned_threads
+from .auth import OPERATE_AUTH, READ_AUTH, client_of
+from .metadata import with_metadata
 from .schemas import (
     MAX_ID,
     BackendName,
@@ -48,10 +52,12 @@ api = NinjaAPI(
     version="1",
     description=(
         "Start OpenAI runs and follow them to a terminal status. Authenticate with "
-        "`Authorization: Bearer <token>` (tokens from `RUNS_API_TOKENS`). Live status as "
+        "`Authorization: Bearer <token>` (tokens from `RUNS_API_TOKENS`); a token sees only "
+        "its client's runs and threads, `read` tokens may not write. Live status as "
         "server-sent events: `GET /api/runs/{run_id}/events` (see docs/api.md)."
     ),
-    auth=BearerToken(),
+    auth=READ_AUTH,
+    throttle=throttles.READ,
     urls_namespace="runs-api",
 )
 
@@ -59,7 +65,9 @@ ThreadId = Annotated[int, Path(ge=1, le=MAX_ID, description="Our thread id.")]
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="Our run id.")]
 
 #: Answers every operation may give besides its success.
-ERRORS = {401: Error, 422: Error}
+ERRORS = {401: Error, 422: Error, 429: Error}
+#: Writes: a ``read`` token, or a model or tool outside the client's allow-lists.
+FORBIDDEN = {403: Error}
 #: Operations with a body: one over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default) is a 413.
 BODY = {413: Error}
 NOT_FOUND = {404: Error}
@@ -85,38 +93,56 @@ def refused(request: HttpRequest, exc: ValidationError) -> HttpResponse:
 # --- threads and messages ------------------------------------------------------------------------
 
 
-@api.post("/threads", response={201: ThreadOut, **ERRORS, **BODY, **REFUSED}, tags=["threads"])
+@api.post(
+    "/threads",
+    response={201: ThreadOut, **ERRORS, **FORBIDDEN, **BODY, **REFUSED},
+    tags=["threads"],
+    auth=OPERATE_AUTH,
+    throttle=throttles.WRITE,
+)
 def create_thread(request: HttpRequest, body: ThreadIn) -> Status:
-    """Create an empty thread; add messages, then start a run on it."""
-    return Status(201, services.create_thread(backend=body.backend, metadata=body.metadata))
+    """Create an empty thread, owned by the token's client; add messages, then start a run."""
+    owner = client_of(request).owner
+    thread = services.create_thread(backend=body.backend, metadata=body.metadata, owner=owner)
+    return Status(201, thread)
 
 
 @api.get("/threads/{thread_id}", response={200: ThreadOut, **ERRORS, **NOT_FOUND}, tags=["threads"])
 def get_thread(request: HttpRequest, thread_id: ThreadId) -> Thread:
-    return get_object_or_404(Thread, pk=thread_id)
+    return get_object_or_404(owned_threads(request), pk=thread_id)
 
 
 @api.post(
     "/threads/{thread_id}/messages",
-    response={201: MessageOut, **ERRORS, **BODY, **NOT_FOUND, **REFUSED},
+    response={201: MessageOut, **ERRORS, **FORBIDDEN, **BODY, **NOT_FOUND, **REFUSED},
     tags=["threads"],
+    auth=OPERATE_AUTH,
+    throttle=throttles.WRITE,
 )
 def add_message(request: HttpRequest, thread_id: ThreadId, body: MessageIn) -> Status:
     """Add a message; the next run started on the thread carries it to OpenAI."""
-    thread = get_object_or_404(Thread, pk=thread_id)
+    thread = get_object_or_404(owned_threads(request), pk=thread_id)
     return Status(201, services.add_message(thread, body.content, role=body.role))
 
 
 # --- runs ---------------------------------------------------------------------------------------
 
 
-@api.post("/runs", response={201: RunOut, **ERRORS, **BODY, **NOT_FOUND, **REFUSED}, tags=["runs"])
+@api.post(
+    "/runs",
+    response={201: RunOut, **ERRORS, **FORBIDDEN, **BODY, **NOT_FOUND, **REFUSED},
+    tags=["runs"],
+    auth=OPERATE_AUTH,
+    throttle=throttles.START,
+)
 def start_run(request: HttpRequest, body: RunIn) -> Status:
     """Create a run and start it (the ``runs.start_run`` task is enqueued on commit)."""
+    check_allowed(request, model=body.model, tools=body.tools)
     with transaction.atomic():
         thread = None
         if body.thread_id is not None:
-            thread = get_object_or_404(Thread.objects.select_for_update(), pk=body.thread_id)
+            threads = owned_threads(request).select_for_update()
+            thread = get_object_or_404(threads, pk=body.thread_id)
         run = services.create_run(
             body.text,
             thread=thread,
@@ -127,6 +153,7 @@ def start_run(request: HttpRequest, body: RunIn) -> Status:
             strategy=body.strategy,
             tools=body.tools,
             deadline_s=body.deadline_s,
+            owner=client_of(request).owner,
         )
         services.start(run)
     return Status(201, run)
@@ -148,8 +175,9 @@ def list_runs(
     cursor: Annotated[Id | None, Query(None, description="From the previous page.")] = None,
     limit: Annotated[int, Query(50, ge=1, le=200)] = 50,
 ) -> dict[str, object]:
-    """Runs, newest first, filtered. Pages by id (a cursor), so page 1,000 is as cheap as page 1."""
-    runs = Run.objects.order_by("-id")
+    """The client's runs, newest first, filtered. Pages by id (a cursor), so page 1,000 is as
+    cheap as page 1 (the ``owner, -id`` index)."""
+    runs = owned_runs(request).order_by("-id")
     for field, value in (
         ("status", status),
         ("backend", backend),
@@ -163,7 +191,7 @@ def list_runs(
             runs = runs.filter(**{field: value})
     if meta is not None:
         key, _, value = meta.partition("=")
-        runs = runs.alias(_meta=KeyTextTransform(key, "metadata")).filter(_meta=value)
+        runs = with_metadata(runs, key, value)
     page = list(runs[: limit + 1])
     more = len(page) > limit
     page = page[:limit]
@@ -173,18 +201,21 @@ def list_runs(
 @api.get("/runs/{run_id}", response={200: RunDetail, **ERRORS, **NOT_FOUND}, tags=["runs"])
 def get_run(request: HttpRequest, run_id: RunId) -> Run:
     """A run with its timeline (status changes) and tool calls."""
-    return get_object_or_404(Run.objects.prefetch_related("events", "tool_calls"), pk=run_id)
+    runs = owned_runs(request).prefetch_related("events", "tool_calls")
+    return get_object_or_404(runs, pk=run_id)
 
 
 @api.post(
     "/runs/{run_id}/cancel",
-    response={202: RunOut, **ERRORS, **NOT_FOUND, **CONFLICT},
+    response={202: RunOut, **ERRORS, **FORBIDDEN, **NOT_FOUND, **CONFLICT},
     tags=["runs"],
+    auth=OPERATE_AUTH,
+    throttle=throttles.WRITE,
 )
 def cancel_run(request: HttpRequest, run_id: RunId) -> Status:
     """Cancel: ``cancelled`` at once when OpenAI has not seen the run yet, else ``cancelling``
     until OpenAI confirms (follow it with GET or the event stream). 409 if it already ended."""
-    run = get_object_or_404(Run, pk=run_id)
+    run = get_object_or_404(owned_runs(request), pk=run_id)
     services.cancel_run(run, by="api")
     run.refresh_from_db()
     return Status(202, run)
@@ -192,23 +223,29 @@ def cancel_run(request: HttpRequest, run_id: RunId) -> Status:
 
 @api.post(
     "/runs/{run_id}/retry",
-    response={201: RunOut, **ERRORS, **NOT_FOUND, **REFUSED, **CONFLICT},
+    response={201: RunOut, **ERRORS, **FORBIDDEN, **NOT_FOUND, **REFUSED, **CONFLICT},
     tags=["runs"],
+    auth=OPERATE_AUTH,
+    throttle=throttles.START,
 )
 def retry_run(request: HttpRequest, run_id: RunId) -> Status:
-    """Start a new run with the same input and settings as an ended one (409 if still active)."""
-    run = get_object_or_404(Run.objects.select_related("thread"), pk=run_id)
+    """Start a new run with the same input and settings as an ended one (409 if still active).
+    The allow-lists are checked again: they may have narrowed since the first run."""
+    run = get_object_or_404(owned_runs(request).select_related("thread"), pk=run_id)
+    check_allowed(request, model=run.model, tools=run.tools or [])
     return Status(201, services.retry_run(run))
 
 
 @api.post(
     "/runs/{run_id}/tool_outputs",
-    response={200: ToolOutputsOut, **ERRORS, **BODY, **NOT_FOUND, **REFUSED},
+    response={200: ToolOutputsOut, **ERRORS, **FORBIDDEN, **BODY, **NOT_FOUND, **REFUSED},
     tags=["runs"],
+    auth=OPERATE_AUTH,
+    throttle=throttles.WRITE,
 )
 def submit_tool_outputs(request: HttpRequest, run_id: RunId, body: ToolOutputsIn) -> Status:
     """Give the outputs of manual tool calls. All or nothing: one bad output and none is saved."""
-    run = get_object_or_404(Run, pk=run_id)
+    run = get_object_or_404(owned_runs(request), pk=run_id)
     with transaction.atomic():
         calls = [
             services.submit_tool_output(run, item.call_id, item.output)

@@ -8,4 +8,6 @@ Modules, each with one job (docs/architecture.md walks a poll tick and a tool ro
 - ``enqueue``    tasks sent by their registered names (the engine never imports ``tasks``);
 - ``lifecycle``  start and poll ticks; ``tool_round`` and ``tool_calls`` the ``requires_action``
                  loop; ``cancel``, ``expiry``, ``events`` (webhook wakes) and ``sweep``.
+- ``batch_poll`` batched polling: every due run claimed at once, decided by the per-run tick's
+                 code, written back in bulk through ``bulk`` (the writer's set-based statements).
 """

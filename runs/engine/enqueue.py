@@ -1,17 +1,24 @@
-"""Sending the engine's tasks by their registered names.
+"""Sending the engine's tasks by their registered names, each to the queue of its kind.
 
 The engine sits below ``tasks.py`` (which only wraps engine functions), so it must not import it:
 it asks the current Celery app for a signature by name. ``Signature.apply_async`` resolves the
 registered task when this process has it (honouring its options and ``task_always_eager``) and
-falls back to ``send_task`` otherwise (a web process that never imported ``runs.tasks``); routing
-(``task_routes``) applies either way, because it is keyed by name.
+falls back to ``send_task`` otherwise (a web process that never imported ``runs.tasks``).
+
+Queues are chosen here, by *kind*, not by Celery's ``task_routes``: routes are keyed by task name,
+and a wake (a webhook's or an operator's "poll now") is the same ``runs.poll_run`` as a scheduled
+poll, yet must not wait behind the backlog of scheduled polls and starts. ``RUNS_QUEUES`` maps a
+kind to a queue name; a kind it leaves at None (the default for all) is sent with no queue, so
+the host's ``task_routes`` and default queue decide, as before queues existed.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from celery import current_app
+
+from ..conf import settings
 
 START_RUN = "runs.start_run"
 POLL_RUN = "runs.poll_run"
@@ -19,10 +26,37 @@ CANCEL_RUN = "runs.cancel_run"
 RESUME_TOOL_ROUND = "runs.resume_tool_round"
 EXECUTE_TOOL_CALLS = "runs.execute_tool_calls"
 
+#: The kinds of work ``RUNS_QUEUES`` routes (docs/celery.md, "Queues and routing").
+Kind = Literal["start", "poll", "wake", "tool"]
+KINDS: tuple[Kind, ...] = ("start", "poll", "wake", "tool")
 
-def send(name: str, *args: Any, countdown: float | None = None) -> None:
-    """Enqueue task ``name`` with positional ``args``, after ``countdown`` seconds if given."""
+#: Each task's kind when the caller does not say. A poll is "poll" unless sent as a wake
+#: (``writer.wake``). A cancel travels as a wake: a person asked, and it is one short call. The
+#: submit after a tool round goes with the tools: it is the round's second half.
+KIND_OF: dict[str, Kind] = {
+    START_RUN: "start",
+    POLL_RUN: "poll",
+    CANCEL_RUN: "wake",
+    RESUME_TOOL_ROUND: "tool",
+    EXECUTE_TOOL_CALLS: "tool",
+}
+
+
+def queue_for(name: str, kind: Kind | None = None) -> str | None:
+    """The queue ``RUNS_QUEUES`` names for this task and kind; None for Celery's own routing."""
+    chosen = kind or KIND_OF.get(name)
+    if chosen is None:
+        return None
+    return (settings.RUNS_QUEUES or {}).get(chosen) or None
+
+
+def send(name: str, *args: Any, countdown: float | None = None, kind: Kind | None = None) -> None:
+    """Enqueue task ``name`` with positional ``args``, after ``countdown`` seconds if given, on
+    the queue of ``kind`` (default: the task's usual kind, ``KIND_OF``)."""
     options: dict[str, Any] = {}
     if countdown is not None and countdown > 0:
         options["countdown"] = countdown
+    queue = queue_for(name, kind)
+    if queue is not None:
+        options["queue"] = queue
     current_app.signature(name, args=args).apply_async(**options)

@@ -4,16 +4,21 @@ An event carries only the object id, so applying it means *waking* the run: a fr
 and an immediate poll, which retrieves once; the poll already waiting finds its ticket gone and
 exits without calling the API. That is what makes a run tracked by webhook cost one retrieve.
 
-Every step that could run twice (OpenAI delivers at least once, two copies may arrive together,
-the run's remote id may land while we look) is a conditional UPDATE on the event's ``outcome``,
-so exactly one writer acts on each event. Recording (verify, parse, store by ``webhook-id``) is
-the intake's job (``runs.intake``); this is the engine's half.
+A delivery costs two statements: ``record`` stores it with one insert-or-ignore that also finds
+its run and settles its outcome, and ``process`` wakes that run with one UPDATE (plus the
+enqueue). Every step that could run twice (OpenAI delivers at least once, two copies may arrive
+together, the run's remote id may land while we look) is either that insert, which only one copy
+wins, or a conditional UPDATE on the event's ``outcome``, so exactly one writer acts on each
+event. Verifying and parsing a delivery is the intake's job (``runs.intake``).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from typing import Any
 
+from django.db import connection
 from django.utils import timezone
 
 from ..models import Run, WebhookEvent
@@ -30,16 +35,65 @@ RESPONSE_TERMINAL_EVENTS = frozenset(
 )
 
 
+def record(
+    webhook_id: str,
+    *,
+    event_id: str,
+    event_type: str,
+    object_id: str,
+    payload: dict[str, Any],
+    created_at: datetime | None,
+) -> tuple[WebhookEvent, bool]:
+    """Store a delivery once by its ``webhook-id``, settled in the same statement; (event, created).
+
+    One ``INSERT ... ON CONFLICT (webhook_id) DO NOTHING RETURNING`` (PostgreSQL and SQLite): its
+    subqueries find the run with this remote id and settle the event as it goes in: ``applied``
+    (an active run, which ``process`` then wakes), ``stale`` (the run has ended),
+    ``unknown_object`` (no run has this id yet) or ``ignored`` (an event type we do not act on).
+    A copy arriving at the same moment conflicts and inserts nothing, so it can never wake the run
+    a second time; it reads the winner's row instead (the one extra query of a duplicate).
+    """
+    acts = event_type in RESPONSE_TERMINAL_EVENTS
+    event = WebhookEvent(
+        webhook_id=webhook_id,
+        event_id=event_id[:128],
+        type=event_type[:64],
+        object_id=object_id[:128],
+        payload=payload,
+        created_at_remote=created_at,
+        received_at=timezone.now(),
+        processed_at=timezone.now(),
+    )
+    row = _insert_settled(event, object_id[:128] if acts else "")
+    if row is None:
+        return WebhookEvent.objects.get(webhook_id=webhook_id), False
+    event.pk, event.run_id, event.outcome = row
+    return event, True
+
+
 def process(event: WebhookEvent) -> str:
     """Act on a recorded event once; returns its outcome. Raises if the wake could not be sent
-    (the event is then left ``received``, so OpenAI's retry processes it again)."""
+    (the event is then left ``received``, so OpenAI's retry processes it again).
+
+    A fresh event comes settled by its insert (``record``): ``applied`` only needs the wake.
+    ``received`` is an event whose wake failed before; it goes the long way, settling first.
+    """
+    if event.outcome == Outcome.APPLIED and event.run_id is not None:
+        return _wake(event)
+    if event.outcome in (Outcome.IGNORED, Outcome.STALE):
+        return event.outcome
     if event.type not in RESPONSE_TERMINAL_EVENTS:
         _settle(event, Outcome.RECEIVED, Outcome.IGNORED)
         return Outcome.IGNORED
+    if event.outcome == Outcome.UNKNOWN_OBJECT:
+        # Not ours, or ours before start_run saved the remote id: look once more, now that the
+        # event is visible, so a remote id saved in between is not missed (start_run looks too).
+        run = _run_for(event.object_id)
+        if run is None:
+            return Outcome.UNKNOWN_OBJECT
+        return _apply(event, run, Outcome.UNKNOWN_OBJECT)
     run = _run_for(event.object_id)
     if run is None:
-        # Not ours, or ours before start_run saved the remote id: keep it for that moment, then
-        # look once more so a remote id saved in between is not missed (start_run looks too).
         _settle(event, Outcome.RECEIVED, Outcome.UNKNOWN_OBJECT)
         run = _run_for(event.object_id)
         if run is None:
@@ -64,10 +118,10 @@ def _run_for(object_id: str) -> Run | None:
     return Run.objects.filter(remote_id=object_id).only("pk", "status", "poll_generation").first()
 
 
-def _settle(event: WebhookEvent, expected: str, outcome: str, run: Run | None = None) -> bool:
+def _settle(event: WebhookEvent, expected: str, outcome: str, run_id: int | None = None) -> bool:
     """Move the event's outcome from ``expected`` to ``outcome``; False if someone else did."""
     done = WebhookEvent.objects.filter(pk=event.pk, outcome=expected).update(
-        outcome=outcome, run=run, processed_at=timezone.now()
+        outcome=outcome, run_id=run_id, processed_at=timezone.now()
     )
     if done:
         event.outcome = outcome
@@ -76,9 +130,9 @@ def _settle(event: WebhookEvent, expected: str, outcome: str, run: Run | None = 
 
 def _apply(event: WebhookEvent, run: Run, expected: str) -> str:
     if run.status in TERMINAL:
-        _settle(event, expected, Outcome.STALE, run)
+        _settle(event, expected, Outcome.STALE, run.pk)
         return Outcome.STALE
-    if not _settle(event, expected, Outcome.APPLIED, run):
+    if not _settle(event, expected, Outcome.APPLIED, run.pk):
         return WebhookEvent.objects.filter(pk=event.pk).values_list("outcome", flat=True).get()
     try:
         writer.wake(run.pk, ticket=run.poll_generation, webhook_events=1)
@@ -88,3 +142,67 @@ def _apply(event: WebhookEvent, run: Run, expected: str) -> str:
         raise
     log.info("run %s: woken by %s (%s)", run.pk, event.type, event.webhook_id)
     return Outcome.APPLIED
+
+
+def _wake(event: WebhookEvent) -> str:
+    """Wake the run an ``applied`` event was settled to by its insert (one UPDATE)."""
+    try:
+        woken = writer.wake(event.run_id, webhook_events=1)
+    except Exception:
+        # The broker is down: un-settle so a redelivery (OpenAI retries non-2xx) tries again.
+        WebhookEvent.objects.filter(pk=event.pk).update(outcome=Outcome.RECEIVED, processed_at=None)
+        event.outcome = Outcome.RECEIVED
+        raise
+    if not woken:
+        # The run ended between the insert and the wake: nothing to poll.
+        _settle(event, Outcome.APPLIED, Outcome.STALE, event.run_id)
+        return Outcome.STALE
+    log.info("run %s: woken by %s (%s)", event.run_id, event.type, event.webhook_id)
+    return Outcome.APPLIED
+
+
+_INSERT = """
+INSERT INTO {event} (webhook_id, event_id, type, object_id, payload, created_at_remote,
+                     received_at, processed_at, {run_col}, outcome)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s,
+        (SELECT id FROM {run} WHERE remote_id = %s AND remote_id <> ''
+          ORDER BY id DESC LIMIT 1),
+        COALESCE((SELECT CASE WHEN status IN ({terminal}) THEN %s ELSE %s END
+                    FROM {run} WHERE remote_id = %s AND remote_id <> ''
+                   ORDER BY id DESC LIMIT 1), %s))
+ON CONFLICT (webhook_id) DO NOTHING
+RETURNING id, {run_col}, outcome
+"""
+
+
+def _insert_settled(event: WebhookEvent, lookup: str) -> tuple[int, int | None, str] | None:
+    """The insert-or-ignore; (id, run id, outcome), or None when the webhook id was stored
+    already. ``lookup`` "" settles the event without a run (``ignored``)."""
+    quote = connection.ops.quote_name
+    terminal = sorted(TERMINAL)
+    sql = _INSERT.format(
+        event=quote(WebhookEvent._meta.db_table),
+        run=quote(Run._meta.db_table),
+        run_col=quote(WebhookEvent._meta.get_field("run").column),
+        terminal=", ".join(["%s"] * len(terminal)),
+    )
+    columns = ("webhook_id", "event_id", "type", "object_id", "payload", "created_at_remote")
+    stamps = ("received_at", "processed_at")
+    values = [
+        WebhookEvent._meta.get_field(name).get_db_prep_save(getattr(event, name), connection)
+        for name in (*columns, *stamps)
+    ]
+    otherwise = Outcome.UNKNOWN_OBJECT if lookup else Outcome.IGNORED
+    params = [
+        *values,
+        lookup,
+        *terminal,
+        Outcome.STALE.value,
+        Outcome.APPLIED.value,
+        lookup,
+        otherwise.value,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return (row[0], row[1], row[2]) if row else None

@@ -32,7 +32,7 @@ from ..conf import settings
 from ..models import Run, ToolCall
 from ..states import transition
 from ..status import ACTIVE, TERMINAL, RunStatus
-from . import enqueue
+from . import bulk, enqueue
 from .decisions import Counters, Decision, Errors, Move, Task
 
 log = logging.getLogger(__name__)
@@ -85,26 +85,30 @@ def take_ticket(run_id: int, status: str) -> int | None:
 
 
 def wake(run_id: int, *, ticket: int | None = None, webhook_events: int = 0) -> bool:
-    """Poll now: take a fresh ticket (so the poll already waiting exits) and enqueue it.
+    """Poll now: take a fresh ticket (so the poll already waiting exits) and enqueue it, on the
+    wakes queue (``RUNS_QUEUES["wake"]``): someone is waiting for this one.
 
     With the ``ticket`` the caller just read, taking the ticket is one compare-and-set; if it
-    moved meanwhile, or without one, the ticket is bumped and read back (two queries).
+    moved meanwhile, or without one, the ticket is bumped and returned by the same UPDATE
+    (``bulk.bump_ticket``): one query either way.
     ``webhook_events`` is counted in the same UPDATE, and taken back if the poll cannot be
     enqueued (the broker is down), so the caller may raise and let the event be redelivered.
     """
     active = Run.objects.filter(pk=run_id, status__in=ACTIVE).exclude(remote_id="")
-    values: dict[str, Any] = {"next_poll_at": timezone.now()}
+    now = timezone.now()
+    values: dict[str, Any] = {"next_poll_at": now}
     values.update(_counter_values(Counters(webhook_events=webhook_events)))
+    fresh: int | None = None
     if ticket is not None and active.filter(poll_generation=ticket).update(
         poll_generation=ticket + 1, **values
     ):
         fresh = ticket + 1
-    elif active.update(poll_generation=F("poll_generation") + 1, **values):
-        fresh = Run.objects.filter(pk=run_id).values_list("poll_generation", flat=True).get()
     else:
+        fresh = bulk.bump_ticket(run_id, now, webhook_events)
+    if fresh is None:
         return False
     try:
-        enqueue_now(Task(enqueue.POLL_RUN, (run_id, fresh)))
+        enqueue_now(Task(enqueue.POLL_RUN, (run_id, fresh)), kind="wake")
     except Exception:
         if webhook_events:
             Run.objects.filter(pk=run_id, webhook_events__gte=webhook_events).update(
@@ -176,8 +180,22 @@ def apply(decision: Decision) -> bool:
 
 
 def apply_all(decisions: Iterable[Decision]) -> list[bool]:
-    """Apply several decisions (a batch of ticks); each stays its own compare-and-set."""
-    return [apply(d) for d in decisions]
+    """Apply several decisions (a batch of ticks); True where a status change was made.
+
+    In batched polling mode the common tick (no status change: counters, errors, the next due
+    time) is written for the whole batch in one UPDATE (``bulk.rearm_plain``), each run still a
+    compare-and-set on its ticket; any other decision goes through ``apply``. Per run, every
+    re-arm must enqueue its own poll, so each decision is applied on its own.
+    """
+    decisions = list(decisions)
+    written = bulk.rearm_plain(decisions) if batched() else set()
+    return [False if id(d) in written else apply(d) for d in decisions]
+
+
+def batched() -> bool:
+    """Batched polling (``RUNS_POLL_MODE = "batched"``): due runs are found by ``runs.poll_due``,
+    so a re-arm stores the due time and enqueues nothing."""
+    return settings.RUNS_POLL_MODE == "batched"
 
 
 def count(run_id: int, counters: Counters) -> None:
@@ -186,8 +204,9 @@ def count(run_id: int, counters: Counters) -> None:
         Run.objects.filter(pk=run_id).update(**_counter_values(counters))
 
 
-def enqueue_now(task: Task) -> None:
-    enqueue.send(task.name, *task.args, countdown=task.countdown)
+def enqueue_now(task: Task, *, kind: enqueue.Kind | None = None) -> None:
+    """Send now, on the queue of ``kind`` (default: the task's usual one, ``enqueue.KIND_OF``)."""
+    enqueue.send(task.name, *task.args, countdown=task.countdown, kind=kind)
 
 
 def enqueue_on_commit(task: Task) -> None:
@@ -209,7 +228,7 @@ def _rearm(
     updated = Run.objects.filter(pk=run_id, poll_generation=ticket, status__in=ACTIVE).update(
         **fields
     )
-    if updated:
+    if updated and not batched():
         hop = min(delay, settings.RUNS_MAX_COUNTDOWN_S)
         enqueue_now(Task(enqueue.POLL_RUN, (run_id, ticket), countdown=hop))
     return bool(updated)
@@ -273,7 +292,7 @@ def started(
         Run.objects.filter(pk=run_id).update(
             **{k: v for k, v in saved.items() if k != "next_poll_at"}
         )
-    elif change.to_status in ACTIVE:
+    elif change.to_status in ACTIVE and not batched():
         hop = min(first_poll_in_s, settings.RUNS_MAX_COUNTDOWN_S)
         enqueue_now(Task(enqueue.POLL_RUN, (run_id, ticket), countdown=hop))
     return changed

@@ -1,8 +1,9 @@
 """Recording a verified webhook delivery: parse the body, store it once by its ``webhook-id``.
 
 OpenAI delivers at least once and may send two copies at the same moment; the unique
-``webhook-id`` makes the second a no-op (dj-stripe's pattern: a unique constraint plus an
-``IntegrityError`` fallback that reads the row the concurrent request just created).
+``webhook-id`` makes the second a no-op. The store is one insert-or-ignore that also settles the
+event against its run (``runs.engine.events.record``): no transaction, no ``IntegrityError`` to
+catch, and the copy that loses reads the winner's row.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
-
+from ..engine import events
 from ..models import WebhookEvent
 
 
@@ -43,20 +43,16 @@ def parse(payload: Any) -> tuple[str, str, str, datetime | None]:
 def record(webhook_id: str, payload: dict[str, Any]) -> tuple[WebhookEvent, bool]:
     """Store a verified delivery keyed by its ``webhook-id``; (event, created).
 
-    A concurrent copy of the same delivery loses the unique constraint and reads the winner's
-    row instead (dj-stripe's pattern), so both copies answer the same way.
+    A fresh event comes back already settled (``applied``, ``stale``, ``unknown_object`` or
+    ``ignored``); ``events.process`` then wakes its run. A second copy, concurrent or late, gets
+    the stored row and ``created`` False.
     """
     event_id, event_type, object_id, created_at = parse(payload)
-    try:
-        with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                webhook_id=webhook_id,
-                event_id=event_id[:128],
-                type=event_type[:64],
-                object_id=object_id[:128],
-                payload=payload,
-                created_at_remote=created_at,
-            )
-        return event, True
-    except IntegrityError:
-        return WebhookEvent.objects.get(webhook_id=webhook_id), False
+    return events.record(
+        webhook_id,
+        event_id=event_id,
+        event_type=event_type,
+        object_id=object_id,
+        payload=payload,
+        created_at=created_at,
+    )

@@ -3,16 +3,19 @@
 The flow (django-anymail's shape, dj-stripe's idempotency):
 
 1. Verify the Standard Webhooks signature over the raw body with the SDK's
-   ``client.webhooks.unwrap`` (secret from ``OPENAI_WEBHOOK_SECRET``; the SDK also rejects a
-   timestamp outside its 5-minute tolerance). Anything that fails is a 400 with a JSON error and
-   touches nothing: a forged request never reaches the database.
+   ``client.webhooks.verify_signature``, once per configured secret (``OPENAI_WEBHOOK_SECRET``,
+   then ``OPENAI_WEBHOOK_SECRET_FALLBACKS`` during a rotation: ``secrets.py``); the SDK also
+   rejects a timestamp outside its 5-minute tolerance. Anything that fails is a 400 with a JSON
+   error and touches nothing: a forged request never reaches the database.
 2. Record the event by its ``webhook-id`` (unique): a second delivery answers 200 and does
    nothing more.
 3. Wake the run (``runs.engine.events.process``): no API call in the request.
 
 Which answers make OpenAI retry is chosen on purpose: 400 for requests that will never verify
 (retrying cannot help), 500 only when *we* failed (no secret configured, broker down), so the
-event is delivered again once we are fixed.
+event is delivered again once we are fixed. A configured secret that is malformed is such a
+failure of ours (it would refuse every good delivery as forged), so it is a 500 too, and a system
+check (``runs/checks.py``) reports it before the first delivery does.
 """
 
 from __future__ import annotations
@@ -26,9 +29,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from ..client import get_client
-from ..conf import settings
 from ..engine import events
-from . import recording
+from . import recording, secrets
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +46,25 @@ def openai_webhook(request: HttpRequest) -> JsonResponse:
         response = _error(405, f"method {request.method} not allowed; OpenAI sends POST")
         response["Allow"] = "POST"
         return response
-    secret = settings.OPENAI_WEBHOOK_SECRET
-    if not secret:
+    if not secrets.current():
         log.error("webhook received but OPENAI_WEBHOOK_SECRET is not set; answering 500")
         return _error(500, "webhook secret not configured")
+    if problems := secrets.problems():
+        # Named by setting, never by value: the log must not hold a secret.
+        log.error("webhook received but a webhook secret is malformed: %s", "; ".join(problems))
+        return _error(500, "webhook secret misconfigured on this server; see its log")
     body = request.body
     try:
-        get_client().webhooks.unwrap(body, request.headers, secret=secret)
+        secrets.verify(get_client(), body, request.headers, secrets.configured())
     except openai.InvalidWebhookSignatureError as exc:
         return _error(400, f"invalid signature: {exc}")
-    except json.JSONDecodeError:
-        return _error(400, "the body is not JSON")
     except ValueError as exc:  # a missing webhook-* header, a body that is not UTF-8
         return _error(400, str(exc) or "malformed webhook request")
     try:
         payload = json.loads(body)
+    except ValueError:  # not JSON, or bytes json.loads cannot decode (it guesses UTF-16/32)
+        return _error(400, "the body is not JSON")
+    try:
         event, created = recording.record(request.headers["webhook-id"], payload)
     except recording.MalformedEvent as exc:
         return _error(400, str(exc))

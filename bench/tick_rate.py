@@ -1,0 +1,139 @@
+"""Tick rate: a real poll tick against a bare Celery countdown task, same workers, same run.
+
+Why this baseline: a poll tick is a countdown task that retrieves the run over HTTP, writes the
+answer and arms the next tick. The bare task (``bench.bare_tick``) does only the last part: it
+re-enqueues itself with the same countdown. Its rate is what Celery and the broker can do on these
+workers; the ratio says how much of that our tick keeps (aim >= 0.4x).
+
+How: the same worker processes (same slots, same broker) first run ``chains`` bare chains, then
+``chains`` runs in progress at the simulator whose poll schedule is set to the same countdown
+(``RUNS_POLL_BASE_S`` = ``RUNS_POLL_CAP_S`` = the countdown, factor 1, no jitter), so each run is
+a chain of back-to-back real ticks. Each rate is counted over a steady window after a warm-up,
+from the probe's records; the simulator's retrieve count over the window shows every poll tick
+was a real retrieve (about 1.0 per tick). CPU per tick is the worker processes' CPU over the
+window divided by the ticks; queries per tick come from the probe (bench/celery_app.py).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from typing import Any
+
+import redis
+
+from . import processes
+from .celery_app import LATENESS_KEY
+from .load import LoadWindow
+from .sampling import ProcessSampler
+from .scenario import Bench, _create_runs, _probe_records
+from .workload import Plan
+
+#: The countdown both kinds of tick use: due at once, but through the broker's countdown path.
+COUNTDOWN_S = 0.001
+BARE = "bench.bare_tick"
+POLL = "runs.poll_run"
+
+
+def _count(redis_url: str, name: str) -> int:
+    return sum(
+        1
+        for item in redis.Redis.from_url(redis_url).lrange(LATENESS_KEY, 0, -1)
+        if item.decode().split(",", 1)[0] == name
+    )
+
+
+def _window(
+    bench: Bench, procs: ProcessSampler, name: str, warmup_s: float, window_s: float
+) -> dict[str, Any]:
+    """Ticks of task ``name`` per second over ``window_s``, after ``warmup_s``."""
+    time.sleep(warmup_s)
+    procs.sample()
+    cpu0 = procs.usage["worker"].cpu_s
+    ticks0 = _count(bench.redis_url, name)
+    retrieves0 = bench.sim.stats(objects=False)["calls"].get("responses.retrieve", 0)
+    t0 = time.monotonic()
+    time.sleep(window_s)
+    procs.sample()
+    elapsed = time.monotonic() - t0
+    ticks = _count(bench.redis_url, name) - ticks0
+    retrieves = bench.sim.stats(objects=False)["calls"].get("responses.retrieve", 0) - retrieves0
+    cpu = procs.usage["worker"].cpu_s - cpu0
+    return {
+        "ticks": ticks,
+        "window_s": round(elapsed, 2),
+        "ticks_per_s": round(ticks / elapsed, 1),
+        "worker_cpu_ms_per_tick": round(cpu / ticks * 1000, 2) if ticks else None,
+        "worker_cpu_share": round(cpu / elapsed, 2),
+        "retrieves_per_tick": round(retrieves / ticks, 3) if ticks else None,
+    }
+
+
+def measure(
+    bench: Bench, *, chains: int, warmup_s: float = 2.0, window_s: float = 10.0
+) -> dict[str, Any]:
+    """Both rates on the same ``bench.workers`` x ``bench.threads`` workers, and their ratio."""
+    from project.celery import app
+    from runs.tasks import start_run
+
+    from .celery_app import bare_tick
+
+    task = bench.progress.add_task("tick rate: bare countdown task, then a real poll tick", total=2)
+    schedule = str(COUNTDOWN_S)
+    env = processes.child_env(
+        bench.env,
+        RUNS_STRATEGY="poll",
+        RUNS_POLL_BASE_S=schedule,
+        RUNS_POLL_CAP_S=schedule,
+        RUNS_POLL_FACTOR="1",
+        RUNS_POLL_JITTER="0",
+        DATABASE_URL=bench.worker_db_url or bench.env["DATABASE_URL"],
+    )
+    procs = ProcessSampler()
+    with ExitStack() as stack:
+        bench.clean_slate()
+        workers = processes.start_workers(
+            stack,
+            env,
+            workers=bench.workers,
+            threads=bench.threads,
+            tag="tick",
+            logdir=bench.workdir,
+        )
+        processes.wait_workers(app, workers)
+        for process, _ in workers:
+            procs.watch("worker", process.pid)
+        procs.baseline()
+        load = LoadWindow().start()
+        until = time.time() + warmup_s + window_s + 1
+        for chain in range(chains):
+            bare_tick.apply_async((chain, until, COUNTDOWN_S), countdown=COUNTDOWN_S)
+        bare = _window(bench, procs, BARE, warmup_s, window_s)
+        bench.progress.update(task, completed=1)
+        time.sleep(max(0.0, until - time.time()) + 1.0)  # the bare chains stop by themselves
+        plans = [Plan(i, 3600.0, "completed") for i in range(chains)]
+        for run_id in _create_runs(plans, "poll"):
+            start_run.delay(run_id)
+        poll = _window(bench, procs, POLL, warmup_s, window_s)
+        bench.progress.update(task, completed=2)
+        probe = _probe_records(bench.redis_url).get("poll_run", {})
+        load_seen = load.stop()
+    ratio = round(poll["ticks_per_s"] / bare["ticks_per_s"], 3) if bare["ticks_per_s"] else None
+    return {
+        "workers": bench.workers,
+        "threads": bench.threads,
+        "chains": chains,
+        "countdown_s": COUNTDOWN_S,
+        "simulator_latency_s": 0.0,
+        "bare": bare,
+        "poll": poll
+        | {
+            "queries_per_tick": probe.get("queries_mean"),
+            "task_cpu_ms_p50": (probe.get("cpu_ms") or {}).get("p50"),
+            "task_wall_ms_p50": (probe.get("wall_ms") or {}).get("p50"),
+        },
+        "ratio": ratio,
+        "aim": 0.4,
+        "met": ratio is not None and ratio >= 0.4,
+        "load": load_seen,
+    }

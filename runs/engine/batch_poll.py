@@ -1,0 +1,113 @@
+"""Batched polling: one task takes every run whose poll is due and ticks them together.
+
+With ``RUNS_POLL_MODE = "batched"`` no run has a countdown task of its own. A re-arm only stores
+the due time (``writer.batched``), and ``runs.poll_due`` (from Celery beat, every
+``RUNS_POLL_DUE_INTERVAL_S``)
+
+1. claims up to ``RUNS_POLL_BATCH`` due runs with one statement (``bulk.claim_due``: a fresh
+   ticket each, and a lease on the due time, so no other claimer takes them meanwhile); "due"
+   includes the next half interval, so a run is polled a little early rather than late;
+2. if the batch came back full, sends another ``runs.poll_due`` at once, so a backlog fans out
+   over the worker's slots instead of waiting for the next beat;
+3. decides every run with the per-run tick's own code (``lifecycle.decide_poll``: hop, deadline,
+   budget, retrieve, answer or error), on ``RUNS_POLL_CONCURRENCY`` threads, each retrieve still
+   taking the shared budget;
+4. writes the decisions back through ``writer.apply_all``: the plain re-arms of the batch in one
+   UPDATE, each a compare-and-set on the batch's ticket, and status changes one by one through
+   the state machine (terminal stays terminal).
+
+A webhook wake still wakes its one run (``writer.wake``: a fresh ticket and a ``runs.poll_run``),
+and the batch's write for that run then matches no ticket and changes nothing. A worker killed
+mid-batch leaves its runs due at the end of the lease, when the next batch (or the sweep) takes
+them. docs/architecture.md says when each mode wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import connections
+
+from ..conf import settings
+from ..models import Run
+from . import answers, bulk, enqueue, lifecycle, writer
+from .decisions import Decision
+
+log = logging.getLogger(__name__)
+
+#: The task's registered name (``runs.tasks.poll_due``).
+POLL_DUE = "runs.poll_due"
+
+
+def poll_due(limit: int | None = None) -> dict[str, int]:
+    """Tick every due run, up to ``limit`` (``RUNS_POLL_BATCH``); a count of the outcomes."""
+    limit = int(limit or settings.RUNS_POLL_BATCH)
+    # Runs due before the next beat tick is half gone are taken now: polled a little early
+    # rather than up to a whole interval late (still short of a hop: ``lifecycle.HOP_SLACK_S``).
+    ahead = min(float(settings.RUNS_POLL_DUE_INTERVAL_S) / 2, lifecycle.HOP_SLACK_S)
+    claimed = bulk.claim_due(limit, float(settings.RUNS_POLL_LEASE_S), ahead_s=ahead)
+    if len(claimed) >= limit:
+        # More may be due: another slot takes the next batch while this one works.
+        enqueue.send(POLL_DUE, kind="poll")
+    if not claimed:
+        return {"claimed": 0}
+    runs = _read(claimed)
+    decisions = decide_all(runs)
+    conclude_all(runs, decisions)
+    outcomes = Counter(d.outcome for d in decisions)
+    return {"claimed": len(claimed), **outcomes}
+
+
+def _read(claimed: list[bulk.Claimed]) -> list[Run]:
+    """The claimed runs as the per-run tick reads them, with the due time the claim replaced."""
+    rows = Run.objects.select_related("thread").in_bulk([c.run_id for c in claimed])
+    runs = []
+    for c in claimed:
+        run = rows.get(c.run_id)
+        if run is None:  # deleted since the claim
+            continue
+        run.next_poll_at = c.due_at
+        run.poll_generation = c.ticket
+        runs.append(run)
+    return runs
+
+
+def decide_all(runs: list[Run]) -> list[Decision]:
+    """``lifecycle.decide_poll`` for each run, at most ``RUNS_POLL_CONCURRENCY`` at a time."""
+    threads = max(1, min(int(settings.RUNS_POLL_CONCURRENCY), len(runs)))
+    if threads == 1:
+        return [lifecycle.decide_poll(run) for run in runs]
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="poll-due") as pool:
+        return list(pool.map(_decide_in_thread, runs))
+
+
+def _decide_in_thread(run: Run) -> Decision:
+    """Most decisions need no database; a tool round's does, on this thread's own connection,
+    which is closed here so no pool thread leaves one open."""
+    try:
+        return lifecycle.decide_poll(run)
+    finally:
+        connections.close_all()
+
+
+def conclude_all(runs: list[Run], decisions: list[Decision]) -> None:
+    """Write the batch: ``writer.apply_all`` for every decision but those that end a run here and
+    must cancel it remotely, which go through ``answers.conclude`` (the per-run tick's exit)."""
+    by_id = {run.pk: run for run in runs}
+    cancelling = [d for d in decisions if d.cancel_remote]
+    writer.apply_all([d for d in decisions if not d.cancel_remote])
+    for d in cancelling:
+        answers.conclude(by_id[d.run_id], d)
+
+
+def beat_entry() -> dict[str, object]:
+    """The beat schedule entry for batched mode (added by ``runs.beat`` when the mode is on). A
+    tick not started before the next one is dropped (``expires``): they must not pile up."""
+    interval = float(settings.RUNS_POLL_DUE_INTERVAL_S)
+    options: dict[str, object] = {"expires": interval}
+    queue = enqueue.queue_for(POLL_DUE, "poll")
+    if queue:
+        options["queue"] = queue
+    return {"task": POLL_DUE, "schedule": interval, "options": options}

@@ -1,0 +1,128 @@
+"""What goes back to the model for one tool call, and what operators keep of it.
+
+Two audiences, two texts. The model gets the output, or for a failure an error it can act on;
+the ``ToolCall`` row and the log keep the full detail. Three rules make that safe:
+
+- **capped**: an output longer than ``RUNS_TOOL_OUTPUT_MAX_BYTES`` (UTF-8) is cut at a character
+  boundary and ends with ``…[truncated: N bytes, limit L]``, so one tool cannot send (or store)
+  megabytes; the stored output carries the same marker, and a warning is logged;
+- **generic to the model**: when a tool raises, the model reads ``tool X failed: ValueError``,
+  never the message (it may hold a URL with a key, a path, a customer's data);
+- **redacted for operators**: the message and traceback kept in ``ToolCall.error`` and the log
+  went through ``redact.redact`` first, and are capped like an output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from .conf import settings
+from .redact import redact
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to send back for one call. ``error`` is empty when the tool succeeded; otherwise it
+    is the operators' detail, while ``output`` is what the model reads."""
+
+    output: str
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def truncation_marker(size: int, limit: int) -> str:
+    return f"…[truncated: {size} bytes, limit {limit}]"
+
+
+def cap(text: str, limit: int | None = None) -> str:
+    """``text`` if it fits in ``limit`` UTF-8 bytes, else its longest prefix that does, marker
+    included, cut between characters (never inside one)."""
+    limit = settings.RUNS_TOOL_OUTPUT_MAX_BYTES if limit is None else limit
+    if len(text) <= limit // 4:  # cannot exceed the limit: at most 4 bytes per character
+        return text
+    encoded = text.encode("utf-8", errors="surrogatepass")
+    if len(encoded) <= limit:
+        return text
+    marker = truncation_marker(len(encoded), limit)
+    room = max(limit - len(marker.encode("utf-8")), 0)
+    # A prefix of valid UTF-8 is valid but for at most one cut character: "ignore" drops it.
+    return encoded[:room].decode("utf-8", errors="ignore") + marker
+
+
+def serialise(result: Any) -> str:
+    """A tool's return value as the string the API wants: strings as they are, else JSON."""
+    if isinstance(result, str):
+        return result
+    try:
+        return json.dumps(result, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(result)
+
+
+def success(name: str, result: Any) -> Outcome:
+    """A tool's return value as its output, capped."""
+    output = serialise(result)
+    capped = cap(output)
+    if capped is not output:
+        log.warning(
+            "tool %s returned %d bytes; sent %d (RUNS_TOOL_OUTPUT_MAX_BYTES)",
+            name,
+            len(output.encode("utf-8", errors="surrogatepass")),
+            len(capped.encode("utf-8")),
+        )
+    return Outcome(output=capped)
+
+
+#: Redaction reads at most this many times the output limit of a detail (it costs about 0.2 s
+#: per MB): more than it can keep once capped, even where masking shortened the text.
+REDACT_WINDOW = 16
+
+
+def for_operators(detail: str) -> str:
+    """``detail`` redacted, then capped like an output."""
+    limit = settings.RUNS_TOOL_OUTPUT_MAX_BYTES
+    return cap(redact(detail[: REDACT_WINDOW * limit]), limit)
+
+
+def error_outcome(message: str, detail: str | None = None) -> Outcome:
+    """An error output the model can read (JSON, like most tool outputs) and its record.
+
+    ``message`` is what the model reads; ``detail`` (default: the message) what operators keep.
+    """
+    kept = for_operators(message if detail is None else detail)
+    return Outcome(output=cap(json.dumps({"error": message}, ensure_ascii=False)), error=kept)
+
+
+def _traceback(exc: BaseException) -> str:
+    """The traceback from the tool's own frames down: the worker's thread-pool frames above them
+    (``concurrent.futures``, ``tool_runner``) say nothing about the failure."""
+    summary = traceback.TracebackException.from_exception(exc)
+    frames = list(summary.stack)
+    while frames and _is_machinery(frames[0].filename):
+        frames.pop(0)
+    summary.stack = traceback.StackSummary.from_list(frames)
+    return "".join(summary.format()).rstrip()
+
+
+def _is_machinery(filename: str) -> bool:
+    path = filename.replace("\\", "/")
+    return "/concurrent/futures/" in path or path.endswith("/runs/tool_runner.py")
+
+
+def failure(name: str, exc: BaseException, call_id: str = "") -> Outcome:
+    """A tool raised: a generic error for the model, the redacted traceback for operators."""
+    kind = type(exc).__name__
+    summary = f"{name} raised {kind}: {exc}"
+    trace = _traceback(exc)
+    outcome = error_outcome(f"tool {name} failed: {kind}", f"{summary}\n\n{trace}")
+    log.warning("tool %s (call %s) failed: %s", name, call_id or "-", outcome.error)
+    return outcome

@@ -1,0 +1,271 @@
+"""Batched polling (``RUNS_POLL_MODE = "batched"``): one task claims every due run with one
+statement, retrieves them concurrently, decides each with the per-run tick's code and writes the
+batch back in bulk.
+
+The unit tests run the real claim and the real writer against the test database; the broker is a
+stand-in (``sent_tasks``). The integration test runs ``runs.poll_due`` in a real worker against
+the simulator, sent through the real broker the way beat sends it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from celery.signals import task_prerun
+from django.db import close_old_connections
+from django.utils import timezone
+
+from runs.engine import batch_poll, bulk, writer
+from runs.engine.decisions import Counters, Decision, Move
+from runs.models import Run
+from runs.services import create_run
+from runs.tasks import start_run
+
+
+def ago(seconds: float):
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def batched(settings) -> None:
+    settings.RUNS_POLL_MODE = "batched"
+
+
+# --- the claim ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_claim_takes_due_active_runs_only_and_holds_them_for_the_lease(run_row):
+    due = run_row("in_progress", remote_id="resp_due", next_poll_at=ago(3))
+    run_row("in_progress", remote_id="resp_later", next_poll_at=ago(-60))
+    run_row("completed", remote_id="resp_done", next_poll_at=ago(3))
+    run_row("queued", remote_id="", next_poll_at=ago(3))  # not created remotely yet
+    before = timezone.now()
+
+    claimed = bulk.claim_due(limit=10, lease_s=30)
+
+    assert [(c.run_id, c.ticket, c.due_at) for c in claimed] == [(due.pk, 1, due.next_poll_at)]
+    due.refresh_from_db()
+    # A fresh ticket (a poll task still waiting for this run exits), and due again only when
+    # the lease ends, so a batch that dies does not strand it.
+    assert due.poll_generation == 1
+    assert due.next_poll_at >= before + timedelta(seconds=30)
+    assert bulk.claim_due(limit=10, lease_s=30) == []
+
+
+@pytest.mark.django_db
+def test_the_claim_takes_the_most_overdue_first_and_at_most_the_batch(run_row):
+    runs = [run_row("in_progress", remote_id=f"resp_{i}", next_poll_at=ago(i)) for i in range(5)]
+    claimed = bulk.claim_due(limit=3, lease_s=30)
+    assert [c.run_id for c in claimed] == [runs[4].pk, runs[3].pk, runs[2].pk]
+
+
+@pytest.mark.django_db
+def test_the_claim_may_reach_a_little_ahead_so_runs_are_not_an_interval_late(run_row):
+    soon = run_row("in_progress", remote_id="resp_soon", next_poll_at=ago(-0.2))
+    run_row("in_progress", remote_id="resp_later", next_poll_at=ago(-1))
+    claimed = bulk.claim_due(limit=10, lease_s=30, ahead_s=0.25)
+    assert [c.run_id for c in claimed] == [soon.pk]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("on_postgres")
+def test_two_claimers_at_once_take_each_due_run_exactly_once(run_row):
+    runs = [run_row("in_progress", remote_id=f"resp_{i}", next_poll_at=ago(1)) for i in range(400)]
+    barrier = threading.Barrier(2)
+    taken: list[list[int]] = [[], []]
+
+    def claimer(slot: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            while batch := bulk.claim_due(limit=25, lease_s=30):
+                taken[slot].extend(c.run_id for c in batch)
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=claimer, args=(slot,)) for slot in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert sorted(taken[0] + taken[1]) == sorted(r.pk for r in runs)
+    assert not set(taken[0]) & set(taken[1])
+    assert taken[0] and taken[1], "both claimers got work: SKIP LOCKED, not one after the other"
+    assert set(Run.objects.values_list("poll_generation", flat=True)) == {1}
+
+
+@pytest.mark.django_db
+def test_a_batch_lost_with_its_worker_is_due_again_when_the_lease_ends(run_row):
+    run = run_row("in_progress", remote_id="resp_1", next_poll_at=ago(1))
+    assert len(bulk.claim_due(limit=10, lease_s=30)) == 1  # ...and the worker dies here
+    assert bulk.claim_due(limit=10, lease_s=30) == []
+    later = timezone.now() + timedelta(seconds=31)
+    again = bulk.claim_due(limit=10, lease_s=30, now=later)
+    assert [(c.run_id, c.ticket) for c in again] == [(run.pk, 2)]
+
+
+# --- writing a batch back -------------------------------------------------------------------------
+
+
+def tick(run: Run, ticket: int, **fields: object) -> Decision:
+    """A plain tick's decision: one retrieve, poll again in 2 s."""
+    fields.setdefault("counters", Counters(api_calls=1, polls=1))
+    return Decision(run.pk, "in_progress", ticket=ticket, poll_in_s=2.0, attempt=3, **fields)
+
+
+@pytest.mark.django_db
+def test_plain_ticks_are_written_in_one_update_and_enqueue_nothing(
+    batched, run_row, sent_tasks, django_assert_num_queries
+):
+    runs = [run_row("in_progress", remote_id=f"resp_{i}", error_retries=2) for i in range(20)]
+    before = timezone.now()
+    with django_assert_num_queries(1):
+        assert writer.apply_all([tick(r, 0, errors="reset") for r in runs]) == [False] * 20
+    for r in runs:
+        r.refresh_from_db()
+        assert (r.api_calls, r.polls, r.poll_attempt, r.error_retries) == (1, 1, 3, 0)
+        assert r.next_poll_at >= before + timedelta(seconds=2)
+    assert sent_tasks == []  # runs.poll_due finds them by their due time
+
+
+@pytest.mark.django_db
+def test_a_run_whose_ticket_moved_is_not_rearmed_but_its_call_is_counted(batched, run_row):
+    woken_at = timezone.now()
+    run = run_row("in_progress", remote_id="resp_1", poll_generation=5, next_poll_at=woken_at)
+    # The batch held ticket 4; a webhook wake took ticket 5 meanwhile and asked for a poll now.
+    writer.apply_all([tick(run, 4)])
+    run.refresh_from_db()
+    assert (run.next_poll_at, run.poll_attempt) == (woken_at, 0)
+    assert (run.api_calls, run.polls) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_terminal_stays_terminal(batched, run_row, sent_tasks):
+    run = run_row("completed", remote_id="resp_1", next_poll_at=None)
+    late = tick(run, 0)
+    moved_back = tick(run, 0, move=Move("in_progress", "poll", expected="queued"))
+    assert writer.apply_all([late, moved_back]) == [False, False]
+    run.refresh_from_db()
+    assert (run.status, run.next_poll_at) == ("completed", None)
+
+
+@pytest.mark.django_db
+def test_status_changes_in_a_batch_go_through_the_state_machine(batched, make_run, sent_tasks):
+    run = make_run("in_progress", remote_id="resp_1")
+    done = Decision(
+        run.pk,
+        "completed",
+        ticket=run.poll_generation,
+        move=Move("completed", "poll", expected="in_progress", fields={"output_text": "4"}),
+        counters=Counters(api_calls=1, polls=1),
+    )
+    assert writer.apply_all([done]) == [True]
+    run.refresh_from_db()
+    assert (run.status, run.output_text, run.polls) == ("completed", "4", 1)
+    assert run.events.last().to_status == "completed"
+
+
+@pytest.mark.django_db
+def test_a_webhook_wake_still_wakes_its_one_run_at_once(batched, run_row, sent_tasks):
+    run = run_row("in_progress", remote_id="resp_1", next_poll_at=ago(-60))
+    assert writer.wake(run.pk, webhook_events=1)
+    assert sent_tasks == [("runs.poll_run", (run.pk, 1), None)]
+    # That poll's own re-arm stores the due time only: the next batch takes it from there.
+    writer.apply(tick(run, 1))
+    assert len(sent_tasks) == 1
+    run.refresh_from_db()
+    assert (run.webhook_events, run.polls, run.poll_attempt) == (1, 1, 3)
+
+
+@pytest.mark.django_db
+def test_per_run_mode_still_enqueues_a_countdown_per_rearm(run_row, sent_tasks):
+    run = run_row("in_progress", remote_id="resp_1")
+    writer.apply_all([tick(run, 0)])
+    assert sent_tasks == [("runs.poll_run", (run.pk, 0), 2.0)]
+
+
+@pytest.mark.django_db
+def test_a_full_batch_sends_the_next_one_at_once(
+    batched, settings, run_row, sent_tasks, monkeypatch
+):
+    monkeypatch.setattr(
+        batch_poll, "decide_all", lambda runs: [tick(r, r.poll_generation) for r in runs]
+    )
+    for i in range(3):
+        run_row("in_progress", remote_id=f"resp_{i}", next_poll_at=ago(1))
+    assert batch_poll.poll_due(limit=2)["claimed"] == 2
+    assert sent_tasks == [("runs.poll_due", (), None)]
+    assert batch_poll.poll_due(limit=2)["claimed"] == 1
+    assert len(sent_tasks) == 1  # not full: the next beat will do
+
+
+# --- through a real worker ------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_batched_polls_take_runs_to_their_end_through_a_real_worker(
+    batched, quick_polls, worker, simulator
+):
+    outcomes = ["completed", "failed", "incomplete", "completed", "completed", "completed"]
+    runs = [
+        create_run(f"batch {i}", metadata={"sim_duration_s": "1.5", "sim_outcome": outcome})
+        for i, outcome in enumerate(outcomes)
+    ]
+    tasks_run: list[str] = []
+
+    def count(sender: object = None, **kwargs: object) -> None:
+        tasks_run.append(sender.name)
+
+    task_prerun.connect(count, weak=False)
+    for run in runs:
+        start_run.delay(run.pk)
+    # Play beat: send runs.poll_due through the broker every 0.2 s until every run has ended.
+    give_up = time.monotonic() + 60
+    while Run.objects.filter(pk__in=[r.pk for r in runs]).active().exists():
+        assert time.monotonic() < give_up, "batched polling did not end every run in 60 s"
+        batch_poll_task().delay()
+        time.sleep(0.2)
+    task_prerun.disconnect(count)
+
+    # No run had a countdown task of its own: every tick came from a batch.
+    assert "runs.poll_run" not in tasks_run
+    assert tasks_run.count("runs.start_run") == len(runs)
+
+    stats = simulator.stats()["objects"]
+    for run, outcome in zip(runs, outcomes, strict=True):
+        run.refresh_from_db()
+        assert run.status == outcome
+        # Every retrieve the server saw is one this run counted: nothing doubled, nothing lost.
+        assert run.polls == stats[run.remote_id]["retrieve"] >= 1
+        assert run.api_calls == run.polls + 2  # conversation + response create
+        assert [e.to_status for e in run.events.all()][-1] == outcome
+
+
+def batch_poll_task():
+    from runs.tasks import poll_due
+
+    return poll_due
+
+
+def test_beat_ticks_poll_due_in_batched_mode_only(settings):
+    from celery import Celery
+
+    from runs import beat
+
+    app = Celery("host", set_as_current=False)
+    beat._add_entries(app)
+    assert beat.POLL_DUE_ENTRY not in app.conf.beat_schedule
+    settings.RUNS_POLL_MODE = "batched"
+    settings.RUNS_POLL_DUE_INTERVAL_S = 0.5
+    beat._add_entries(app)
+    entry = app.conf.beat_schedule[beat.POLL_DUE_ENTRY]
+    assert (entry["task"], entry["schedule"], entry["options"]["expires"]) == (
+        "runs.poll_due",
+        0.5,
+        0.5,
+    )

@@ -1,0 +1,153 @@
+"""``manage.py check`` says what a host project got wrong before a worker's log does.
+
+Each test breaks one thing a host sets (or forgets) and reads the ids the ``runs`` checks report.
+The Celery checks read the host's current Celery app, so those tests make a fresh app current,
+configured as a host's ``celery.py`` would, and put the test project's app back afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from celery import Celery, current_app
+from django.core.checks import run_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+
+def runs_ids() -> list[str]:
+    """The ids the ``runs`` checks report now."""
+    return [message.id for message in run_checks(tags=["runs"])]
+
+
+@pytest.fixture
+def host_celery_app(monkeypatch) -> Iterator[Callable[..., Celery]]:
+    """Make a Celery app configured with the given settings the current one, as the host's
+    ``celery.py`` does; the broker variable of this environment is hidden meanwhile."""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    previous = current_app._get_current_object()
+
+    def make(**conf: object) -> Celery:
+        app = Celery("hostsite", set_as_current=True, fixups=[])
+        app.conf.update(conf)
+        return app
+
+    yield make
+    previous.set_current()
+
+
+def test_the_test_project_is_configured_correctly_and_hears_nothing_from_runs():
+    assert runs_ids() == []
+
+
+def test_no_api_key_and_no_base_url_is_a_warning_for_the_workers(settings, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    settings.OPENAI_API_KEY = ""
+    settings.OPENAI_BASE_URL = ""
+    (message,) = run_checks(tags=["runs"])
+    assert message.id == "runs.W001"
+    assert "OPENAI_API_KEY" in message.hint
+
+
+def test_a_base_url_without_a_key_is_fine_the_simulator_needs_none(settings, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    settings.OPENAI_API_KEY = ""
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:8765/v1"
+    assert runs_ids() == []
+
+
+def test_a_key_from_the_environment_counts_like_the_sdk_reads_it(settings, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")
+    del settings.OPENAI_API_KEY
+    settings.OPENAI_BASE_URL = ""
+    assert runs_ids() == []
+
+
+def test_a_celery_app_without_a_broker_is_an_error_naming_the_setting(host_celery_app):
+    host_celery_app(result_backend="django-db")
+    (message,) = run_checks(tags=["runs"])
+    assert message.id == "runs.E001"
+    assert "CELERY_BROKER_URL" in message.hint
+    assert "namespace='CELERY'" in message.hint
+
+
+def test_a_broker_from_the_environment_counts_as_celery_reads_it(host_celery_app, monkeypatch):
+    host_celery_app(result_backend="django-db")
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/5")
+    assert runs_ids() == []
+
+
+def test_no_result_backend_is_a_warning(host_celery_app):
+    host_celery_app(broker_url="redis://127.0.0.1:6379/5")
+    assert runs_ids() == ["runs.W002"]
+
+
+def test_the_django_db_backend_without_its_app_is_an_error(host_celery_app, settings):
+    host_celery_app(broker_url="redis://127.0.0.1:6379/5", result_backend="django-db")
+    apps = [app for app in settings.INSTALLED_APPS if app != "django_celery_results"]
+    with override_settings(INSTALLED_APPS=apps):
+        (message,) = run_checks(tags=["runs"])
+    assert message.id == "runs.E002"
+    assert "django_celery_results" in message.hint
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [("RUNS_BACKEND", "gemini", "runs.E003"), ("RUNS_STRATEGY", "push", "runs.E004")],
+)
+def test_an_unknown_default_backend_or_strategy_is_an_error(settings, name, value, expected):
+    setattr(settings, name, value)
+    (message,) = run_checks(tags=["runs"])
+    assert message.id == expected
+    assert value in message.msg
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RUNS_TOOL_THREADS", 0),
+        ("RUNS_TOOL_THREADS", 2.5),
+        ("RUNS_SWEEP_BATCH", "1000"),
+        ("RUNS_MAX_ERROR_RETRIES", -1),
+        ("RUNS_WORKER_METRICS_PORT", 70000),
+        ("OPENAI_TIMEOUT_S", 0),
+        ("OPENAI_TIMEOUT_S", "10"),
+        ("RUNS_SWEEP_INTERVAL_S", True),
+        ("RUNS_DEADLINE_S", 8 * 24 * 3600),
+        ("RUNS_MAX_RPS", -0.5),
+    ],
+)
+def test_a_number_out_of_its_range_is_an_error_naming_the_setting(settings, name, value):
+    setattr(settings, name, value)
+    (message,) = run_checks(tags=["runs"])
+    assert message.id == "runs.E005"
+    assert name in message.msg and name in message.hint
+
+
+@pytest.mark.parametrize(
+    ("changes", "schedule"),
+    [
+        ({"RUNS_POLL_BASE_S": 10.0, "RUNS_POLL_CAP_S": 5.0}, "poll"),
+        ({"RUNS_POLL_FACTOR": 0.5}, "poll"),
+        ({"RUNS_SAFETY_NET_CAP_S": 1.0}, "webhook"),
+    ],
+)
+def test_a_schedule_that_every_poll_would_reject_is_an_error(settings, changes, schedule):
+    for name, value in changes.items():
+        setattr(settings, name, value)
+    (message,) = run_checks(tags=["runs"])
+    assert message.id == "runs.E006"
+    assert f"The {schedule} schedule" in message.msg
+
+
+def test_a_jitter_of_one_breaks_both_schedules(settings):
+    settings.RUNS_POLL_JITTER = 1.0
+    assert runs_ids() == ["runs.E006", "runs.E006"]
+
+
+def test_manage_py_check_fails_on_an_error_and_says_why(settings):
+    settings.RUNS_STRATEGY = "push"
+    with pytest.raises(SystemCheckError, match=r"runs\.E004"):
+        call_command("check")
