@@ -151,3 +151,24 @@ def test_manage_py_check_fails_on_an_error_and_says_why(settings):
     settings.RUNS_STRATEGY = "push"
     with pytest.raises(SystemCheckError, match=r"runs\.E004"):
         call_command("check")
+
+
+def test_an_api_token_entry_that_cannot_be_parsed_is_an_error_that_hides_the_secret(settings):
+    settings.RUNS_API_TOKENS = ["acme:admin:s3cret-token"]  # "admin" is no scope
+
+    messages = [m for m in run_checks(tags=["runs"]) if m.id == "runs.E401"]
+
+    assert len(messages) == 1
+    assert "s3cret-token" not in messages[0].msg + (messages[0].hint or "")
+
+
+def test_an_unknown_poll_mode_is_an_error(settings):
+    settings.RUNS_POLL_MODE = "batch"
+
+    assert "runs.E302" in runs_ids()
+
+
+def test_an_output_cap_too_small_for_its_own_marker_is_an_error(settings):
+    settings.RUNS_TOOL_OUTPUT_MAX_BYTES = 10
+
+    assert "runs.E005" in runs_ids()

@@ -15,7 +15,7 @@ Which answers make OpenAI retry is chosen on purpose: 400 for requests that will
 (retrying cannot help), 500 only when *we* failed (no secret configured, broker down), so the
 event is delivered again once we are fixed. A configured secret that is malformed is such a
 failure of ours (it would refuse every good delivery as forged), so it is a 500 too, and a system
-check (``runs/checks.py``) reports it before the first delivery does.
+check (``runs/checks/security.py``) reports it before the first delivery does.
 """
 
 from __future__ import annotations

@@ -1,21 +1,4 @@
-"""Django system checks: what a host project can get wrong, said by ``manage.py check``.
-
-A host project sets only secrets and URLs (README, "Add runs to your project"); everything else
-has a default in ``conf.py``. What is left to get wrong is reported here, before the first run
-fails in a worker's log: no API key, no Celery broker, a result backend whose app is missing, a
-backend or strategy name nobody knows, a number that would make the poll schedule raise.
-
-Errors (``runs.E...``) are what stops runs from being tracked at all; warnings (``runs.W...``)
-are what a process may legitimately lack (a web process never calls OpenAI, so it can run without
-the API key). None of these is deploy-only: a correctly configured host sees nothing from ``runs``
-under ``check --deploy`` either. Importing this module registers the checks
-(``RunsConfig.ready``); every function decorated with ``@register("runs")`` below is one.
-
-Ids in use: E001 broker, E002 result-backend app, E003 backend, E004 strategy, E005 a number,
-E006 a schedule; W001 API key, W002 result backend; E101 a malformed webhook secret (current or
-fallback), W101 the webhook strategy without a secret; E201 a bad metrics allow-list entry;
-E301 a bad RUNS_QUEUES, W301 a side channel (live status, the budget) without a Redis URL.
-"""
+"""Checks of the settings every host has: the Celery app, the API key, names and numbers."""
 
 from __future__ import annotations
 
@@ -26,15 +9,10 @@ from typing import Any
 from celery import current_app
 from django.apps import AppConfig, apps
 from django.core.checks import CheckMessage, Error, Warning, register
-from django.core.exceptions import ImproperlyConfigured
 
-from .budget import redis_url as budget_redis_url
-from .conf import redis_url_or_none, settings
-from .engine.enqueue import KINDS
-from .intake import secrets as webhook_secrets
-from .metrics_access import parse_networks
-from .schedule import schedule_for
-from .status import Backend, Strategy
+from ..conf import settings
+from ..schedule import schedule_for
+from ..status import Backend, Strategy
 
 #: Numeric settings and the range that makes sense: (lowest, highest, lowest allowed itself?).
 #: ``None`` for "no bound". Integers are marked: a count of threads must not be 2.5.
@@ -55,6 +33,8 @@ _NUMBERS: dict[str, tuple[float | None, float | None, bool]] = {
     "RUNS_SSE_HEARTBEAT_S": _POSITIVE,
     "RUNS_SSE_MAX_S": _POSITIVE,
     "RUNS_METRICS_CACHE_S": _NON_NEGATIVE,  # 0: count at every scrape
+    "RUNS_POLL_LEASE_S": _POSITIVE,
+    "RUNS_POLL_DUE_INTERVAL_S": _POSITIVE,
 }
 _INTEGERS: dict[str, tuple[int, int | None]] = {
     "RUNS_MAX_ERROR_RETRIES": (0, None),
@@ -62,6 +42,9 @@ _INTEGERS: dict[str, tuple[int, int | None]] = {
     "RUNS_MAX_TOOL_ROUNDS": (1, None),
     "RUNS_TOOL_THREADS": (1, None),
     "RUNS_WORKER_METRICS_PORT": (0, 65535),  # 0: off
+    "RUNS_TOOL_OUTPUT_MAX_BYTES": (1024, None),  # room for the truncation marker and some text
+    "RUNS_POLL_BATCH": (1, None),
+    "RUNS_POLL_CONCURRENCY": (1, None),
 }
 #: Result backends stored by django-celery-results, which then must be an installed app.
 _DJANGO_RESULT_BACKENDS = ("django-db", "django-cache")
@@ -206,101 +189,3 @@ def check_numbers(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any)
                 )
             )
     return messages
-
-
-# --- Webhook secrets ----------------------------------------------------------------------------
-
-
-@register("runs")
-def check_webhook_secrets(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
-    """E101: a malformed webhook secret; W101: the webhook strategy without any secret.
-
-    A malformed secret (not ``whsec_`` + base64) can verify nothing: the intake would answer 500
-    to every delivery (runs/intake/secrets.py says why not 400). Messages name the setting (and a
-    fallback's position), never the value. W101 is a warning like W001: only the web process
-    that receives webhooks needs the secret.
-    """
-    messages: list[CheckMessage] = [
-        Error(
-            f"{problem}: no webhook delivery can be verified with it.",
-            hint="Copy the secret exactly as OpenAI showed it (whsec_ followed by base64), e.g. "
-            "from manage.py register_webhook; fallbacks are comma-separated.",
-            id="runs.E101",
-        )
-        for problem in webhook_secrets.problems()
-    ]
-    if settings.RUNS_STRATEGY == Strategy.WEBHOOK and not webhook_secrets.current():
-        messages.append(
-            Warning(
-                "RUNS_STRATEGY is 'webhook' but OPENAI_WEBHOOK_SECRET is not set: the webhook "
-                "endpoint answers 500 and runs finish on the slow safety-net polls only.",
-                hint="Set OPENAI_WEBHOOK_SECRET in the web process's environment "
-                "(manage.py register_webhook URL prints it).",
-                id="runs.W101",
-            )
-        )
-    return messages
-
-
-# --- Metrics access -----------------------------------------------------------------------------
-
-
-@register("runs")
-def check_metrics_access(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
-    """E201: an allow-list entry that is no address or network; every scrape would answer 500."""
-    try:
-        parse_networks(settings.RUNS_METRICS_ALLOWED_IPS)
-    except ImproperlyConfigured as exc:
-        return [
-            Error(
-                str(exc),
-                hint="Addresses or CIDR networks, comma-separated, e.g. 127.0.0.0/8,10.0.0.0/8 "
-                "(docs/operations.md, 'Who may scrape /metrics').",
-                id="runs.E201",
-            )
-        ]
-    return []
-
-
-# --- Queues and the broker (docs/celery.md) ------------------------------------------------------
-
-
-@register("runs")
-def check_queues(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
-    """E301: RUNS_QUEUES must map known kinds to queue names; a typo ("wakes") would silently
-    leave that kind on the default queue. W301: a side channel set up on a URL that is not Redis
-    (an AMQP broker): it is switched off at run time, never breaks a task, but should be said."""
-    queues = settings.RUNS_QUEUES
-    messages: list[CheckMessage] = []
-    bad = (
-        [repr(queues)]
-        if not isinstance(queues, dict)
-        else [f"{k!r}: {v!r}" for k, v in queues.items() if k not in KINDS or not _queue_name(v)]
-    )
-    if bad:
-        messages.append(
-            Error(
-                f"RUNS_QUEUES has entries runs cannot use: {', '.join(bad)}.",
-                hint=f"A dict from a kind ({', '.join(KINDS)}) to a queue name, or None for "
-                "Celery's default queue.",
-                id="runs.E301",
-            )
-        )
-    pubsub = settings.RUNS_PUBSUB_URL
-    problems = ["RUNS_PUBSUB_URL (live status)"] if pubsub and not redis_url_or_none(pubsub) else []
-    if settings.RUNS_MAX_RPS and budget_redis_url() is None:
-        problems.append("RUNS_MAX_RPS (the request budget)")
-    if problems:
-        messages.append(
-            Warning(
-                f"{' and '.join(problems)} need a Redis URL and have none: they are off.",
-                hint="Set REDIS_URL, RUNS_PUBSUB_URL or RUNS_BUDGET_REDIS_URL to a redis:// URL "
-                "(the broker may stay on RabbitMQ).",
-                id="runs.W301",
-            )
-        )
-    return messages
-
-
-def _queue_name(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and bool(value.strip()))

@@ -1,0 +1,75 @@
+"""Checks of how work reaches the workers: queues, side channels on Redis, the poll mode."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from ..budget import redis_url as budget_redis_url
+from ..conf import redis_url_or_none, settings
+from ..engine.enqueue import KINDS
+
+# --- Queues and the broker (docs/celery.md) ------------------------------------------------------
+
+#: What RUNS_POLL_MODE may be: a countdown task per run, or beat's runs.poll_due for many.
+POLL_MODES = ("per_run", "batched")
+
+
+@register("runs")
+def check_queues(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+    """E301: RUNS_QUEUES must map known kinds to queue names; a typo ("wakes") would silently
+    leave that kind on the default queue. W301: a side channel set up on a URL that is not Redis
+    (an AMQP broker): it is switched off at run time, never breaks a task, but should be said."""
+    queues = settings.RUNS_QUEUES
+    messages: list[CheckMessage] = []
+    bad = (
+        [repr(queues)]
+        if not isinstance(queues, dict)
+        else [f"{k!r}: {v!r}" for k, v in queues.items() if k not in KINDS or not _queue_name(v)]
+    )
+    if bad:
+        messages.append(
+            Error(
+                f"RUNS_QUEUES has entries runs cannot use: {', '.join(bad)}.",
+                hint=f"A dict from a kind ({', '.join(KINDS)}) to a queue name, or None for "
+                "Celery's default queue.",
+                id="runs.E301",
+            )
+        )
+    pubsub = settings.RUNS_PUBSUB_URL
+    problems = ["RUNS_PUBSUB_URL (live status)"] if pubsub and not redis_url_or_none(pubsub) else []
+    if settings.RUNS_MAX_RPS and budget_redis_url() is None:
+        problems.append("RUNS_MAX_RPS (the request budget)")
+    if problems:
+        messages.append(
+            Warning(
+                f"{' and '.join(problems)} need a Redis URL and have none: they are off.",
+                hint="Set REDIS_URL, RUNS_PUBSUB_URL or RUNS_BUDGET_REDIS_URL to a redis:// URL "
+                "(the broker may stay on RabbitMQ).",
+                id="runs.W301",
+            )
+        )
+    return messages
+
+
+def _queue_name(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and bool(value.strip()))
+
+
+@register("runs")
+def check_poll_mode(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+    """E302: RUNS_POLL_MODE must be "per_run" or "batched" (docs/architecture.md, "Batched
+    polling"); anything else would leave runs without a poll."""
+    mode = settings.RUNS_POLL_MODE
+    if mode in POLL_MODES:
+        return []
+    return [
+        Error(
+            f"RUNS_POLL_MODE = {mode!r} is unknown.",
+            hint=f"Use one of {', '.join(repr(m) for m in POLL_MODES)}.",
+            id="runs.E302",
+        )
+    ]
