@@ -100,7 +100,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 else:
     # Workers and sync web processes keep their connection between tasks and requests: opening
     # a PostgreSQL connection costs more than a poll tick's queries. Health checks drop one that
-    # died. (Under an ASGI server, set DATABASE_CONN_MAX_AGE=0.)
+    # died. The ASGI entry point (project/asgi.py) turns this off: see why there.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
