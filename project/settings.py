@@ -229,9 +229,26 @@ RUNS_API_TOKENS = env.list("RUNS_API_TOKENS", default=[])
 # Redis that carries run_status_changed to the live-status streams (default: REDIS_URL or the
 # broker, whichever is Redis, which every process already reaches). Empty: publishing is off.
 RUNS_PUBSUB_URL = env("RUNS_PUBSUB_URL", default=SIDE_REDIS_URL)
-# Seconds between SSE keep-alive comments, and the longest a stream stays open (clients reconnect).
+# Seconds between SSE keep-alive comments, the longest a stream stays open (clients reconnect),
+# and how many streams one API client (or staff user) may hold open at once (0: no cap).
 RUNS_SSE_HEARTBEAT_S = env.float("RUNS_SSE_HEARTBEAT_S", 15.0)
 RUNS_SSE_MAX_S = env.float("RUNS_SSE_MAX_S", 600.0)
+RUNS_SSE_MAX_PER_CLIENT = env.int("RUNS_SSE_MAX_PER_CLIENT", 20)
+# The API throttles count in a Redis cache when there is a Redis (REDIS_URL or the broker), so
+# every web process (compose runs two) counts against one limit; else each process on its own.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": SIDE_REDIS_URL,
+            "KEY_PREFIX": "runs",
+        }
+        if SIDE_REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}
+    ),
+}
+RUNS_API_THROTTLE_CACHE = "throttle"
 # Where the admin links a run's tasks.
 FLOWER_URL = env("FLOWER_URL", default="http://127.0.0.1:5555")
 # A Celery worker serves its own Prometheus metrics on this port (0: off; one port per worker),

@@ -92,9 +92,13 @@ DEFAULTS: dict[str, Any] = {
     "RUNS_API_TOKENS": [],
     "RUNS_API_THROTTLE_RATES": {"read": "600/min", "write": "120/min", "start": "30/min"},
     "RUNS_API_THROTTLE_CACHE": "default",
-    "RUNS_PUBSUB_URL": "",
+    # Live status (runs/live.py). Unset (None): REDIS_URL or else the broker, whichever is a
+    # Redis URL (off when neither is); "" turns it off. Streams open at once per API client or
+    # staff user, beyond which a new one is a 429 (0: no cap).
+    "RUNS_PUBSUB_URL": None,
     "RUNS_SSE_HEARTBEAT_S": 15.0,
     "RUNS_SSE_MAX_S": 600.0,
+    "RUNS_SSE_MAX_PER_CLIENT": 20,
     "FLOWER_URL": "",
     "RUNS_WORKER_METRICS_PORT": 0,
     "RUNS_WORKER_METRICS_ADDR": "127.0.0.1",  # the worker exporter has no auth: loopback
@@ -107,6 +111,7 @@ DEFAULTS: dict[str, Any] = {
     # Django's own, read by the API's size check
     "DATA_UPLOAD_MAX_MEMORY_SIZE": 2621440,
     "CELERY_BROKER_URL": "",
+    "REDIS_URL": "",  # the host's Redis, if it names one: the live status default
 }
 
 #: Settings whose default comes from the environment (secrets and the SDK's own variables).

@@ -11,6 +11,10 @@ costs nothing but a moment, and the first event of every stream is the state at 
 The stream is an async generator on ``redis.asyncio`` under ASGI (uvicorn), so an open page
 holds no thread; under WSGI (``runserver``, the test live server) the same events come from a
 blocking generator, which holds a thread per page: fine for development, not for production.
+
+Which Redis (``pubsub_url``): ``RUNS_PUBSUB_URL`` when the host sets it (``""``: live status is
+off); unset, the Redis every process already reaches, ``REDIS_URL`` or else the broker, whichever
+is a Redis URL, the way the request budget finds its Redis. An AMQP broker is never used.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
+from . import live_slots
 from .conf import redis_url_or_none, settings
+from .live_slots import Slot
 from .models import Run
 from .status import TERMINAL
 
@@ -48,6 +54,20 @@ SNAPSHOT_FIELDS = (
 
 def channel(run_id: int) -> str:
     return f"runs:run:{run_id}"
+
+
+def pubsub_url() -> str:
+    """The live-status Redis URL ("" when live status is off); see the module's docstring.
+
+    A host that sets ``RUNS_PUBSUB_URL`` gets exactly that (a URL that is not Redis is a
+    warning at start-up, ``runs.W301``, and a logged warning at publish time).
+    """
+    configured = settings.RUNS_PUBSUB_URL
+    if configured is not None:
+        return configured
+    return (
+        redis_url_or_none(settings.REDIS_URL) or redis_url_or_none(settings.CELERY_BROKER_URL) or ""
+    )
 
 
 # --- publishing (any process) --------------------------------------------------------------------
@@ -73,7 +93,7 @@ def publish_status_change(
     Redis, a bug in a client library) is logged at most once a minute and never reaches the
     task or request that made the change.
     """
-    url = settings.RUNS_PUBSUB_URL
+    url = pubsub_url()
     if not url:
         return
     message = json.dumps(
@@ -131,14 +151,15 @@ def step(
     return snapshot_event(snapshot), snapshot["status"], snapshot["status"] in TERMINAL
 
 
-async def astream(run_id: int) -> AsyncIterator[bytes]:
+async def astream(run_id: int, url: str, slot: Slot | None = None) -> AsyncIterator[bytes]:
     """Async SSE stream for ASGI: the run now, then each change, until it ends (or max time).
 
     Subscribes *before* reading the run, so a change between the two is not missed. Each
     message or heartbeat re-reads the run (one primary-key query), which also covers a lost one.
+    ``slot``: this stream's place under its client's cap (``live_slots``), freed at the end.
     """
     heartbeat, max_s = _settings()
-    client = aredis.Redis.from_url(settings.RUNS_PUBSUB_URL)
+    client = aredis.Redis.from_url(url)
     pubsub = client.pubsub()
     try:
         await pubsub.subscribe(channel(run_id))
@@ -156,14 +177,19 @@ async def astream(run_id: int) -> AsyncIterator[bytes]:
                 yield HEARTBEAT
     finally:
         # Also on a client disconnect: Django cancels the generator and we land here.
+        try:
+            if slot is not None:
+                await live_slots.arelease(client, slot)
+        except Exception as exc:  # noqa: BLE001 - the slot then frees itself at its time
+            log.warning("live status: a closed stream's slot was not freed (%s)", exc)
         await pubsub.aclose()
         await client.aclose()
 
 
-def stream(run_id: int) -> Iterator[bytes]:
+def stream(run_id: int, url: str, slot: Slot | None = None) -> Iterator[bytes]:
     """The same stream for WSGI, blocking (development servers and the test live server)."""
     heartbeat, max_s = _settings()
-    client = redis.Redis.from_url(settings.RUNS_PUBSUB_URL)
+    client = redis.Redis.from_url(url)
     pubsub = client.pubsub()
     try:
         pubsub.subscribe(channel(run_id))
@@ -180,5 +206,10 @@ def stream(run_id: int) -> Iterator[bytes]:
             if pubsub.get_message(ignore_subscribe_messages=True, timeout=heartbeat) is None:
                 yield HEARTBEAT
     finally:
+        try:
+            if slot is not None:
+                live_slots.release(client, slot)
+        except Exception as exc:  # noqa: BLE001 - the slot then frees itself at its time
+            log.warning("live status: a closed stream's slot was not freed (%s)", exc)
         pubsub.close()
         client.close()

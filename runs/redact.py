@@ -8,14 +8,19 @@ keeps the rest readable (the scheme and host of a URL, the name of a query param
 
 It masks, in this order:
 
-- the values this process is configured with: ``OPENAI_API_KEY``, ``OPENAI_WEBHOOK_SECRET`` (and
-  ``OPENAI_WEBHOOK_SECRET_FALLBACKS`` where that setting exists), wherever they appear;
+- the values this process is configured with, wherever they appear: ``OPENAI_API_KEY``,
+  ``OPENAI_WEBHOOK_SECRET`` (and ``OPENAI_WEBHOOK_SECRET_FALLBACKS``), the tokens of
+  ``RUNS_API_TOKENS`` (of a ``client:scope:token`` entry, the token), ``RUNS_METRICS_TOKEN``,
+  Django's ``SECRET_KEY`` (and ``SECRET_KEY_FALLBACKS``);
 - API keys by their shape: ``sk-...`` (OpenAI), ``whsec_...`` (webhook secrets), GitHub tokens;
 - ``Bearer``/``Basic`` credentials and ``Authorization:`` header values;
 - the user-info part of a URL (``https://user:pass@host`` -> ``https://[redacted]@host``);
-- values of query parameters and ``name=value`` / ``"name": "value"`` pairs whose name says
-  secret: ``key``, ``token``, ``secret``, ``password``, ``signature``, ``auth``, ... (a bare
-  ``name: text`` is left alone: that is how error messages name a field).
+- values of pairs whose name says secret (``key``, ``token``, ``secret``, ``password``,
+  ``signature``, ``auth``, ...): query parameters and ``name=value`` (spaces around ``=`` too),
+  ``"name": value`` (quoted or a number), header-style ``X-Api-Key: value`` and
+  ``password: value``. A quoted value is masked whole, spaces and all (``passwd="[redacted]"``).
+  Only the bare word ``key`` is left alone before a colon: ``key: Field required`` is how
+  error messages name a field.
 
 Over-masking is the accepted failure mode: a word that merely looks like a key is hidden too.
 """
@@ -23,7 +28,10 @@ Over-masking is the accepted failure mode: a word that merely looks like a key i
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from django.conf import settings as django_settings
 
 from .conf import settings
 
@@ -32,21 +40,36 @@ MASK = "[redacted]"
 #: Configured secrets shorter than this are not searched for (they would mask ordinary words).
 MIN_SECRET_LEN = 6
 
-#: Settings whose values are secrets of this deployment.
-SECRET_SETTINGS = ("OPENAI_API_KEY", "OPENAI_WEBHOOK_SECRET", "OPENAI_WEBHOOK_SECRET_FALLBACKS")
-
-#: A name that says its value is secret: it *ends* with one of these (``api_key``, ``X-Auth``).
-_SECRET_NAME = re.compile(
-    r"(?:key|token|secret|passw(?:or)?d|pwd|signature|sig|auth|credentials?)$", re.IGNORECASE
+#: Settings of this app whose values are secrets of this deployment.
+SECRET_SETTINGS = (
+    "OPENAI_API_KEY",
+    "OPENAI_WEBHOOK_SECRET",
+    "OPENAI_WEBHOOK_SECRET_FALLBACKS",
+    "RUNS_METRICS_TOKEN",
 )
 
+#: Django's own secrets (not ``runs`` settings, so read from django.conf).
+DJANGO_SECRET_SETTINGS = ("SECRET_KEY", "SECRET_KEY_FALLBACKS")
+
+#: A name that says its value is secret *ends* with one of these words (``api_key``, ``X-Auth``),
+#: checked by one look-behind per word (Python's must each have a fixed width). A pair with any
+#: other name is not matched at all, so it cannot swallow a secret pair after it
+#: (``failed: password=...``).
+_SECRET_END = "|".join(
+    f"(?<={word})"
+    for word in (
+        *("key", "token", "secret", "password", "passwd", "pwd"),
+        *("signature", "sig", "auth", "credential", "credentials"),
+    )
+)
 #: Every pattern is linear in the text (a message may be megabytes): names start only where a
 #: run of name characters starts (the look-behind) and are matched possessively (``++``), so
-#: no position is scanned twice.
-_NAME = r"(?<![\w.\-])(?P<name>[\w.\-]++)"
-_PAIR = re.compile(_NAME + r"(?P<sep>=[\"']?)(?P<value>[^\s\"'&,;#}<>]++)")
-_QUOTED_PAIR = re.compile(
-    r"(?P<q>[\"'])(?P<name>[\w.\-]++)(?P=q)(?P<sep>\s*+:\s*+[\"'])(?P<value>[^\"'\r\n]++)"
+#: no position is scanned twice. A quoted value runs to its closing quote or, unclosed, to the
+#: end of the line (over-masking rather than leaking the rest of a password with spaces).
+_VALUE = r"(?P<value>\"[^\"\r\n]*+\"?|'[^'\r\n]*+'?|[^\s\"'&,;#}<>]++)"
+_PAIR = re.compile(
+    r"(?<![\w.\-])(?P<q>[\"']?)(?P<name>[\w.\-]++)(?i:" + _SECRET_END + r")(?P=q)"
+    r"(?P<sep>[ \t]*+(?P<op>[=:])[ \t]*+)" + _VALUE
 )
 
 #: (pattern, replacement): shapes that are secrets wherever they appear.
@@ -62,13 +85,38 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 
 def _mask_named(match: re.Match[str]) -> str:
-    """``name=value`` (a query parameter too) or ``"name": "value"``: mask a secret's value.
+    """A pair whose name says secret: its value masked, quotes kept around a quoted one.
 
-    Not a bare ``name: text``, which is how error messages name a field ("key: Field required").
+    Not an unquoted ``key: text``, which is how error messages name a field ("key: Field
+    required").
     """
-    if not _SECRET_NAME.search(match["name"]):
+    value = match["value"]
+    if match["op"] == ":" and not match["q"] and match["name"].lower() == "key":
         return match[0]
-    return match[0][: match.start("value") - match.start()] + MASK
+    quote = value[0] if value[0] in "\"'" else ""
+    closing = quote if len(value) > 1 and value.endswith(quote) else ""
+    return match[0][: match.start("value") - match.start()] + quote + MASK + closing
+
+
+def _values(value: Any) -> Iterator[str]:
+    """The strings of a setting: one, a comma-separated list, or an iterable of them."""
+    if isinstance(value, str):
+        yield from value.split(",")
+    elif isinstance(value, Iterable) and not isinstance(value, Mapping):
+        yield from (v for v in value if isinstance(v, str))
+
+
+def _api_tokens(value: Any) -> Iterator[str]:
+    """The secrets of ``RUNS_API_TOKENS``: ``token``, ``client:scope:token`` or a mapping's
+    ``token`` (tolerant: a malformed entry is the system check's business, not this one's)."""
+    entries = value.split(",") if isinstance(value, str) else value
+    if not isinstance(entries, Iterable):
+        return
+    for entry in entries:
+        if isinstance(entry, Mapping):
+            entry = entry.get("token")
+        if isinstance(entry, str):
+            yield entry.split(":", 2)[-1]
 
 
 def configured_secrets() -> list[str]:
@@ -76,14 +124,14 @@ def configured_secrets() -> list[str]:
     values: list[str] = []
     for name in SECRET_SETTINGS:
         try:
-            value = getattr(settings, name)
+            values.extend(_values(getattr(settings, name)))
         except AttributeError:  # a setting this version of the app does not have
             continue
-        if isinstance(value, str):
-            value = value.split(",")
-        if isinstance(value, Iterable):
-            values.extend(v.strip() for v in value if isinstance(v, str))
-    return sorted({v for v in values if len(v) >= MIN_SECRET_LEN}, key=len, reverse=True)
+    values.extend(_api_tokens(settings.RUNS_API_TOKENS))
+    for name in DJANGO_SECRET_SETTINGS:
+        values.extend(_values(getattr(django_settings, name, None)))
+    stripped = {v.strip() for v in values}
+    return sorted((v for v in stripped if len(v) >= MIN_SECRET_LEN), key=len, reverse=True)
 
 
 def redact(text: str, secrets: Iterable[str] | None = None) -> str:
@@ -98,5 +146,4 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
             text = text.replace(secret, MASK)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    text = _PAIR.sub(_mask_named, text)
-    return _QUOTED_PAIR.sub(_mask_named, text)
+    return _PAIR.sub(_mask_named, text)

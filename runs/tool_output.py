@@ -102,6 +102,23 @@ def error_outcome(message: str, detail: str | None = None) -> Outcome:
     return Outcome(output=cap(json.dumps({"error": message}, ensure_ascii=False)), error=kept)
 
 
+def told_the_model(output: str) -> str:
+    """The error text the model read in an error ``output`` (``{"error": "..."}``).
+
+    Why not ``ToolCall.error``: that is the operators' detail (message, traceback), which may
+    name paths, hosts or a customer's data even after redaction; a client of the JSON API gets
+    what the model got. An output that is not such an object (capped, or written by older code)
+    is returned as it is: it is what the model read; ``""`` when nothing was sent.
+    """
+    try:
+        parsed = json.loads(output) if output else None
+    except ValueError:
+        return output
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+        return parsed["error"]
+    return output
+
+
 def _traceback(exc: BaseException) -> str:
     """The traceback from the tool's own frames down: the worker's thread-pool frames above them
     (``concurrent.futures``, ``tool_runner``) say nothing about the failure."""

@@ -98,16 +98,31 @@ def timeout_for(tool: Tool) -> float:
 
 
 def _wait(tool: Tool, future: Future[Any], deadline: float, call_id: str) -> Outcome:
+    """The call's outcome: its result, or the error output for whatever it raised.
+
+    Whatever *the tool* raised, ``BaseException`` included: a tool calling ``sys.exit()`` (a
+    library's CLI entry point) or raising ``KeyboardInterrupt`` ends only its call, never the
+    tool task (the round would be left unanswered until the claim timed out). What is raised in
+    *this* thread while it waits (Celery's time limit, a signal to the worker) is not the tool's
+    doing and propagates.
+    """
     timeout = timeout_for(tool)
     try:
-        return success(tool.name, future.result(timeout=max(deadline - time.monotonic(), 0)))
+        result = future.result(timeout=max(deadline - time.monotonic(), 0))
     except FutureTimeout:
         if future.cancel():  # never started: every pool thread is busy with slow tools
             return error_outcome(f"{tool.name} could not start within {timeout:g} s (busy)")
         log.warning("tool %s did not finish within %s s", tool.name, timeout)
         return error_outcome(f"{tool.name} did not finish within {timeout:g} s")
-    except Exception as exc:  # noqa: BLE001 - any tool failure is an output, by design
+    except BaseException as exc:  # noqa: BLE001 - any tool failure is an output, by design
+        if not _raised_by_the_tool(future, exc):
+            raise
         return failure(tool.name, exc, call_id)
+    return success(tool.name, result)
+
+
+def _raised_by_the_tool(future: Future[Any], exc: BaseException) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is exc
 
 
 @dataclass(frozen=True)

@@ -59,8 +59,16 @@ RUNS_DEADLINE_S = 120.0
 LOGGING["loggers"]["runs"]["level"] = "WARNING"  # noqa: F405
 # Live status publishing is off unless a test points it at the private Redis (``pubsub_url``).
 RUNS_PUBSUB_URL = ""
-# A second, in-memory SQLite database beside PostgreSQL, for the few queries written per database
+# Throttle counters in this process's memory, never in a Redis another session shares.
+RUNS_API_THROTTLE_CACHE = "default"
+# A second, SQLite database beside PostgreSQL, for the few queries written per database
 # (``runs/api/metadata.py``): a test that names it (``databases=["default", "sqlite"]``) runs the
 # SQLite path in the same session that runs the PostgreSQL one.
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    DATABASES["sqlite"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+    # A file, not memory: a live server's request threads close every alias's connection, and
+    # an in-memory database's connection belongs to the thread that made it.
+    DATABASES["sqlite"] = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(BASE_DIR / "var" / "test-second.sqlite3"),
+        "TEST": {"NAME": str(BASE_DIR / "var" / f"test-second-{_SUFFIX}.sqlite3")},
+    }

@@ -13,6 +13,7 @@ import pytest
 from django.core.cache import caches
 from django.db import connections
 
+from runs import tool_runner
 from runs.api.metadata import with_metadata
 from runs.models import Message, Run, Thread, ToolCall
 
@@ -181,7 +182,7 @@ def test_meta_matches_one_entry_exactly_whatever_its_characters(api, make_run, k
 @pytest.mark.parametrize(("key", "value"), [("customer", "c-1"), ('say "hi"', "it's"), ("k", "")])
 def test_meta_on_sqlite_in_a_postgresql_session(key, value):
     """The SQLite half of the test above when the session runs on PostgreSQL: the same filter
-    on the second (in-memory SQLite) database, so CI covers both ways of asking."""
+    on the second (SQLite) database, so CI covers both ways of asking."""
     thread = Thread.objects.using("sqlite").create()
     match = Run.objects.using("sqlite").create(thread=thread, model="m", metadata={key: value})
     Run.objects.using("sqlite").create(thread=thread, model="m", metadata={key: f"{value}-x"})
@@ -273,6 +274,43 @@ def test_tool_outputs_are_saved(api, make_run, django_capture_on_commit_callback
     assert response.status_code == 200, response.content
     assert response.json()["tool_calls"][0]["output"] == "42"
     assert sent_tasks == [("runs.resume_tool_round", (run.pk,), None)]
+
+
+def test_a_failed_tool_shows_what_the_model_was_told_never_the_traceback(
+    api, make_run, register_tool
+):
+    """``ToolCall.error`` keeps the message and traceback for operators (the admin); a client of
+    the API gets the text the model got, in ``GET /runs/{id}`` and the tool_outputs answer."""
+
+    def lookup(customer: str) -> str:
+        raise ConnectionError(f"db01.internal:5432 refused the query for {customer}")
+
+    register_tool(lookup)
+    failed = tool_runner.execute("lookup", '{"customer": "alice@example.com"}', ["lookup"])
+    run = make_run("requires_action", remote_id="resp_1")
+    ToolCall.objects.create(
+        run=run,
+        call_id="call_f",
+        name="lookup",
+        state="error",
+        output=failed.output,
+        error=failed.error,
+    )
+    ToolCall.objects.create(run=run, call_id="call_m", name="ask", state="manual")
+    assert "Traceback" in failed.error and "db01.internal" in failed.error  # the admin's detail
+
+    detail = api.get(f"/runs/{run.pk}").json()["tool_calls"]
+    answer = api.post(
+        f"/runs/{run.pk}/tool_outputs", {"tool_outputs": [{"call_id": "call_m", "output": "ok"}]}
+    )
+    assert [(c["call_id"], c["error"]) for c in detail] == [
+        ("call_f", "tool lookup failed: ConnectionError"),
+        ("call_m", ""),  # not failed: nothing to show
+    ]
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["tool_calls"][0]["error"] == ""  # a manual output is no failure
+    for body in (str(detail), str(answer.json())):
+        assert "db01.internal" not in body and "alice@" not in body and "Traceback" not in body
 
 
 # --- bad input ------------------------------------------------------------------------------------

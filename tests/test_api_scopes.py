@@ -7,6 +7,10 @@ another client's id is a 404 that writes nothing, exactly like an id that does n
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -15,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.urls import reverse
 
 from runs import services
+from runs.api import throttles
 from runs.api.tokens import ApiClient, client_for_token, configured_clients
 from runs.models import Message, Run, RunEvent, Thread, ToolCall
 
@@ -254,6 +259,66 @@ def test_a_clients_tokens_share_one_allowance(client, settings):
 def test_a_bucket_set_to_none_is_not_limited(acme, settings):
     settings.RUNS_API_THROTTLE_RATES = {"read": None}
     assert {acme.get("/runs").status_code for _ in range(5)} == {200}
+
+
+@pytest.fixture
+def shared_cache(settings, redis_url) -> str:
+    """The throttles on a real Redis (Django's RedisCache), as several web processes share it."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "shared": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": f"throttle-test-{uuid.uuid4().hex}",  # a fresh allowance per test
+        },
+    }
+    settings.RUNS_API_THROTTLE_CACHE = "shared"
+    return "shared"
+
+
+def test_requests_at_the_same_moment_never_pass_more_than_the_rate(shared_cache):
+    """Twenty checks released at once, each on its own Redis connection like separate web
+    processes: exactly the rate passes (a read-then-write history would let most through)."""
+    gate = threading.Barrier(20)
+
+    def check() -> bool:
+        gate.wait()
+        return throttles.START.take("client:acme", "5/min")
+
+    with ThreadPoolExecutor(20) as pool:
+        passed = list(pool.map(lambda _: check(), range(20)))
+
+    assert passed.count(True) == 5
+
+
+def test_a_cache_that_does_not_answer_lets_requests_through(acme, settings, caplog, monkeypatch):
+    """The throttle protects the service; it must not take it down with its Redis."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "gone": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+        },
+    }
+    settings.RUNS_API_THROTTLE_CACHE = "gone"
+    settings.RUNS_API_THROTTLE_RATES = {"read": "1/min"}
+    monkeypatch.setattr(throttles, "_last_warning", -throttles.WARN_EVERY_S)
+
+    assert [acme.get("/runs").status_code for _ in range(3)] == [200, 200, 200]
+    warnings = [r for r in caplog.records if "API throttles: not enforced" in r.getMessage()]
+    assert len(warnings) == 1  # once a minute, not once a request
+
+
+def test_a_window_opens_at_the_first_request_and_a_new_one_when_it_ends(acme, settings):
+    settings.RUNS_API_THROTTLE_RATES = {"read": "2/2s"}
+    assert [acme.get("/runs").status_code for _ in range(2)] == [200, 200]
+    throttled = acme.get("/runs")
+    assert throttled.status_code == 429
+    assert throttled["Retry-After"] in ("1", "2")  # what is left of the 2 s window
+
+    time.sleep(int(throttled["Retry-After"]) + 0.1)
+
+    assert acme.get("/runs").status_code == 200
 
 
 # --- the tokens setting -------------------------------------------------------------------------

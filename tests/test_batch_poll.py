@@ -183,6 +183,95 @@ def test_a_webhook_wake_still_wakes_its_one_run_at_once(batched, run_row, sent_t
 
 
 @pytest.mark.django_db
+def test_a_woken_poll_in_flight_is_not_claimed_again_by_a_batch(batched, run_row, sent_tasks):
+    run = run_row("in_progress", remote_id="resp_1", next_poll_at=ago(-60))
+    assert writer.wake(run.pk)
+    woken = Run.objects.get(pk=run.pk).next_poll_at
+
+    # The wake's runs.poll_run claims its ticket: its retrieve is now in flight...
+    polling = writer.claim_poll(run.pk, 1)
+    assert polling is not None
+    # ...reading the due time the wake set (due now: a tick, not a hop of a long wait)...
+    assert polling.next_poll_at == woken
+    # ...while the row is leased, as a batch's claim leases it: the next batch leaves it alone.
+    assert bulk.claim_due(limit=10, lease_s=30) == []
+
+    # The tick's re-arm writes the real due time, and the batches take the run from there.
+    writer.apply(tick(polling, polling.poll_generation))
+    polling.refresh_from_db()
+    assert polling.next_poll_at <= timezone.now() + timedelta(seconds=2)
+    assert sent_tasks == [("runs.poll_run", (run.pk, 1), None)]  # the wake's, nothing more
+
+
+@pytest.mark.django_db
+def test_a_batch_that_takes_a_woken_run_first_makes_the_wakes_poll_exit(batched, run_row):
+    run = run_row("in_progress", remote_id="resp_1", next_poll_at=ago(-60))
+    assert writer.wake(run.pk)
+    # Due now, so a batch may claim it before the wake's poll runs: one retrieve either way.
+    assert [c.run_id for c in bulk.claim_due(limit=10, lease_s=30)] == [run.pk]
+    assert writer.claim_poll(run.pk, 1) is None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("on_postgres")
+def test_woken_polls_and_a_batch_racing_take_each_run_exactly_once(batched, run_row, sent_tasks):
+    runs = [
+        run_row("in_progress", remote_id=f"resp_{i}", next_poll_at=ago(-60)) for i in range(200)
+    ]
+    for run in runs:
+        writer.wake(run.pk)  # each run: ticket 1, due now, a runs.poll_run(run, 1) queued
+    barrier = threading.Barrier(2)
+    polls_done = threading.Event()
+    by_poll: list[int] = []
+    by_batch: list[int] = []
+
+    def woken_polls() -> None:
+        try:
+            barrier.wait(timeout=10)
+            for run in runs:
+                if writer.claim_poll(run.pk, 1) is not None:
+                    by_poll.append(run.pk)
+        finally:
+            polls_done.set()
+            close_old_connections()
+
+    def batches() -> None:
+        # Beat keeps ticking while the woken polls run: claim until they are done and none is due.
+        try:
+            barrier.wait(timeout=10)
+            while len(by_poll) < 20 and not polls_done.is_set():
+                time.sleep(0.001)  # some polls are in flight before the first beat tick
+            while True:
+                finished = polls_done.is_set()
+                batch = bulk.claim_due(limit=10, lease_s=30)
+                by_batch.extend(c.run_id for c in batch)
+                if finished and not batch:
+                    return
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=woken_polls), threading.Thread(target=batches)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert sorted(by_poll + by_batch) == sorted(r.pk for r in runs)
+    assert not set(by_poll) & set(by_batch), "a run in flight was claimed twice"
+    assert set(Run.objects.values_list("poll_generation", flat=True)) == {2}
+
+
+@pytest.mark.django_db
+def test_a_per_run_poll_claims_its_ticket_and_leaves_the_due_time(run_row):
+    due = ago(1)
+    run = run_row("in_progress", remote_id="resp_1", next_poll_at=due)
+    polling = writer.claim_poll(run.pk, 0)
+    assert (polling.poll_generation, polling.next_poll_at) == (1, due)
+    assert Run.objects.get(pk=run.pk).next_poll_at == due
+
+
+@pytest.mark.django_db
 def test_per_run_mode_still_enqueues_a_countdown_per_rearm(run_row, sent_tasks):
     run = run_row("in_progress", remote_id="resp_1")
     writer.apply_all([tick(run, 0)])
@@ -202,6 +291,75 @@ def test_a_full_batch_sends_the_next_one_at_once(
     assert sent_tasks == [("runs.poll_due", (), None)]
     assert batch_poll.poll_due(limit=2)["claimed"] == 1
     assert len(sent_tasks) == 1  # not full: the next beat will do
+
+
+# --- one run failing in a batch ------------------------------------------------------------------
+
+LEAKED = "sk-proj-" + "A" * 24
+
+
+def failing_for(bad: Run):
+    """``lifecycle.decide_poll`` for a batch where ``bad``'s tick raises (a bug, a lost
+    connection), with a credential in the message; every other run gets a plain tick."""
+
+    def decide_poll(run: Run) -> Decision:
+        if run.pk == bad.pk:
+            raise RuntimeError(f"lost the connection to https://api.example/?key={LEAKED}")
+        return tick(run, run.poll_generation)
+
+    return decide_poll
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("threads", [1, 4])
+def test_one_run_whose_tick_raises_is_retried_alone_and_the_batch_goes_on(
+    batched, settings, run_row, sent_tasks, monkeypatch, caplog, threads
+):
+    settings.RUNS_POLL_CONCURRENCY = threads
+    runs = [run_row("in_progress", remote_id=f"resp_{i}", next_poll_at=ago(1)) for i in range(4)]
+    bad = runs[2]
+    monkeypatch.setattr(batch_poll.lifecycle, "decide_poll", failing_for(bad))
+    settings.RUNS_POLL_LEASE_S = 30.0
+    lease_end = timezone.now() + timedelta(seconds=30)
+
+    outcome = batch_poll.poll_due(limit=10)
+
+    assert outcome == {"claimed": 4, "in_progress": 3, "retry": 1}
+    for run in runs:
+        run.refresh_from_db()
+        assert run.status == "in_progress"
+        # Nobody waits out the lease: every run has its own due time again.
+        assert run.next_poll_at < lease_end
+    good = [r for r in runs if r.pk != bad.pk]
+    assert [(r.api_calls, r.polls, r.error_retries) for r in good] == [(1, 1, 0)] * 3
+    # The failing run gets the error policy's answer: again after its backoff, one error counted.
+    assert (bad.api_calls, bad.error_retries) == (0, 1)
+    assert f"run {bad.pk}" in caplog.text and "RuntimeError" in caplog.text
+    assert LEAKED not in caplog.text
+    assert sent_tasks == []
+
+
+@pytest.mark.django_db
+def test_a_run_that_fails_every_tick_ends_failed_alone_past_the_retries(
+    batched, settings, run_row, sent_tasks, monkeypatch
+):
+    settings.RUNS_MAX_ERROR_RETRIES = 2
+    bad = run_row("in_progress", remote_id="resp_bad", next_poll_at=ago(1), error_retries=2)
+    good = run_row("in_progress", remote_id="resp_good", next_poll_at=ago(1))
+    monkeypatch.setattr(batch_poll.lifecycle, "decide_poll", failing_for(bad))
+    cancelled: list[int] = []
+    monkeypatch.setattr(
+        batch_poll.answers, "cancel_remote_quietly", lambda run, **kw: cancelled.append(run.pk)
+    )
+
+    assert batch_poll.poll_due(limit=10) == {"claimed": 2, "in_progress": 1, "failed": 1}
+
+    bad.refresh_from_db()
+    good.refresh_from_db()
+    assert (bad.status, bad.last_error_code) == ("failed", "unexpected")
+    assert "RuntimeError" in bad.last_error and LEAKED not in bad.last_error
+    assert cancelled == [bad.pk]  # it may still run at OpenAI
+    assert (good.status, good.polls) == ("in_progress", 1)
 
 
 # --- through a real worker ------------------------------------------------------------------------
@@ -264,8 +422,12 @@ def test_beat_ticks_poll_due_in_batched_mode_only(settings):
     settings.RUNS_POLL_DUE_INTERVAL_S = 0.5
     beat._add_entries(app)
     entry = app.conf.beat_schedule[beat.POLL_DUE_ENTRY]
-    assert (entry["task"], entry["schedule"], entry["options"]["expires"]) == (
-        "runs.poll_due",
-        0.5,
-        0.5,
-    )
+    assert (entry["task"], entry["schedule"]) == ("runs.poll_due", 0.5)
+    # A tick waits in the queue a few seconds at least: beat's and the workers' clocks may differ
+    # by more than one short interval, and then every tick would arrive already expired.
+    assert entry["options"]["expires"] == batch_poll.MIN_EXPIRES_S == 5.0
+
+
+def test_a_long_poll_due_interval_lets_a_tick_wait_two_intervals(settings):
+    settings.RUNS_POLL_DUE_INTERVAL_S = 4.0
+    assert batch_poll.beat_entry()["options"]["expires"] == 8.0

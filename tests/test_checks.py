@@ -172,3 +172,35 @@ def test_an_output_cap_too_small_for_its_own_marker_is_an_error(settings):
     settings.RUNS_TOOL_OUTPUT_MAX_BYTES = 10
 
     assert "runs.E005" in runs_ids()
+
+
+def test_batched_polling_scheduled_by_the_app_is_fine(settings):
+    settings.RUNS_POLL_MODE = "batched"
+
+    assert runs_ids() == []  # runs.beat adds the runs-poll-due entry
+
+
+def test_batched_polling_without_the_apps_beat_entry_warns_that_nothing_polls(
+    settings, host_celery_app
+):
+    settings.RUNS_POLL_MODE = "batched"
+    settings.RUNS_BEAT_SCHEDULE = False
+    host_celery_app(broker_url="redis://127.0.0.1:6379/5", result_backend="django-db")
+
+    (message,) = run_checks(tags=["runs"])
+
+    assert message.id == "runs.W302"
+    assert "runs.poll_due" in message.msg
+    assert "runs-poll-due" in message.hint
+
+
+def test_batched_polling_with_the_hosts_own_poll_due_entry_is_fine(settings, host_celery_app):
+    settings.RUNS_POLL_MODE = "batched"
+    settings.RUNS_BEAT_SCHEDULE = False
+    host_celery_app(
+        broker_url="redis://127.0.0.1:6379/5",
+        result_backend="django-db",
+        beat_schedule={"my-poll-due": {"task": "runs.poll_due", "schedule": 1.0}},
+    )
+
+    assert runs_ids() == []

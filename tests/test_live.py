@@ -3,7 +3,9 @@
 The streams are driven through Django's ASGI application itself (``project.asgi``), the way
 uvicorn calls it, so what is tested is the async view that holds no thread while it waits.
 
-Who may watch: a token, its client's runs only; a session, staff with ``runs.view_run``.
+Who may watch: a token, its client's runs only; a session, staff with ``runs.view_run``. How
+often and how many: each stream opened is one request of the client's ``read`` allowance, and a
+client holds at most ``RUNS_SSE_MAX_PER_CLIENT`` open at once.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import pytest
 import redis
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Permission, User
+from django.core.cache import caches
 from django.db import connections
 from django.urls import reverse
 
 from project.asgi import application
-from runs import live
+from runs import live, live_slots
 from runs.models import Run, Thread
 from runs.states import transition
 from runs.tasks import start_run
@@ -72,8 +75,8 @@ class Stream:
 
         self.task = asyncio.create_task(application(scope, receive, self.sent.put))
         start = await asyncio.wait_for(self.sent.get(), TIMEOUT)
-        headers = {bytes(k).lower(): bytes(v) for k, v in start["headers"]}
-        self.content_type = headers.get(b"content-type", b"").decode()
+        self.headers_sent = {bytes(k).lower(): bytes(v) for k, v in start["headers"]}
+        self.content_type = self.headers_sent.get(b"content-type", b"").decode()
         return start["status"]
 
     async def next_status(self) -> dict[str, Any] | None:
@@ -276,3 +279,93 @@ def test_a_real_run_streams_to_its_end(worker, simulator, make_run, pubsub_url, 
     # Changes a few milliseconds apart may arrive as one (the stream sends the run as it is).
     assert seen[0] == "pending" and seen[-1] == "completed"
     assert seen == sorted(seen, key=["pending", "queued", "in_progress", "completed"].index)
+
+
+# --- how often and how many: the read throttle and the cap on open streams ----------------------
+
+
+def test_a_client_holds_at_most_its_cap_of_streams_open(make_run, pubsub_url, api_token, settings):
+    settings.RUNS_SSE_MAX_PER_CLIENT = 2
+    run = make_run("queued")
+
+    async def scenario() -> tuple[list[int], str, int, int]:
+        first, second = Stream(events_path(run.pk), BEARER), Stream(events_path(run.pk), BEARER)
+        assert [await first.open(), await second.open()] == [200, 200]
+        over = Stream(events_path(run.pk), BEARER)
+        statuses = [await over.open()]
+        retry_after = over.headers_sent[b"retry-after"].decode()
+        await over.close()
+        await first.close()  # the browser leaves: its slot is free again
+        again = Stream(events_path(run.pk), BEARER)
+        statuses.append(await again.open())
+        during = await sync_to_async(open_streams)(pubsub_url)
+        await again.close()
+        await second.close()
+        return statuses, retry_after, during, await sync_to_async(open_streams)(pubsub_url)
+
+    statuses, retry_after, during, after = asyncio.run(scenario())
+    assert statuses == [429, 200] and int(retry_after) > 0
+    assert (during, after) == (2, 0)
+
+
+def test_opening_a_stream_counts_against_the_clients_read_allowance(
+    client, make_run, pubsub_url, api_token, settings
+):
+    settings.RUNS_API_THROTTLE_RATES = {"read": "2/min"}
+    caches[settings.RUNS_API_THROTTLE_CACHE].clear()
+    run = make_run("completed")
+    assert client.get(f"/api/runs/{run.pk}", headers=BEARER).status_code == 200  # one read
+    stream = client.get(events_path(run.pk), headers=BEARER)  # and a stream: the second
+    assert b'"status":"completed"' in b"".join(stream.streaming_content)
+
+    throttled = client.get(events_path(run.pk), headers=BEARER)
+
+    assert throttled.status_code == 429 and 1 <= int(throttled["Retry-After"]) <= 60
+    assert client.get(f"/api/runs/{run.pk}", headers=BEARER).status_code == 429  # one allowance
+    assert open_streams(pubsub_url) == 0  # the stream that ran to its end freed its slot
+
+
+def open_streams(url: str) -> int:
+    return live_slots.open_count(redis.Redis.from_url(url), OWNER)
+
+
+# --- which Redis: a host that sets nothing gets live status on its Redis ------------------------
+
+
+@pytest.mark.parametrize(
+    "configured, expected",
+    [
+        (
+            {"REDIS_URL": "redis://cache:6379/2", "CELERY_BROKER_URL": "amqp://mq//"},
+            "redis://cache:6379/2",
+        ),
+        ({"REDIS_URL": "", "CELERY_BROKER_URL": "redis://broker:6379/0"}, "redis://broker:6379/0"),
+        ({"REDIS_URL": "", "CELERY_BROKER_URL": "amqp://mq//"}, ""),  # no Redis at all: off
+        ({"RUNS_PUBSUB_URL": "", "CELERY_BROKER_URL": "redis://broker:6379/0"}, ""),  # off
+        ({"RUNS_PUBSUB_URL": "redis://other:6379/5"}, "redis://other:6379/5"),
+    ],
+)
+def test_the_live_status_redis_is_the_settings_else_the_hosts_redis(settings, configured, expected):
+    del settings.RUNS_PUBSUB_URL  # unset, as in a host project that never heard of it
+    for name, value in configured.items():
+        setattr(settings, name, value)
+    assert live.pubsub_url() == expected
+
+
+def test_a_host_that_sets_nothing_streams_through_its_redis(
+    make_run, redis_url, api_token, settings
+):
+    del settings.RUNS_PUBSUB_URL
+    settings.REDIS_URL = redis_url
+    run = make_run("queued")
+
+    async def scenario() -> list[str]:
+        stream = Stream(events_path(run.pk), BEARER)
+        assert await stream.open() == 200
+        seen = [(await stream.next_status())["status"]]
+        await sync_to_async(transition)(run.pk, "completed", source="poll")  # published
+        seen.append((await stream.next_status())["status"])
+        await stream.close()
+        return seen
+
+    assert asyncio.run(scenario()) == ["queued", "completed"]

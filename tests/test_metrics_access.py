@@ -79,6 +79,22 @@ def test_an_allow_list_lets_a_network_in_and_can_shut_loopback_out(client, setti
     assert scrape(client, REMOTE_ADDR="10.20.30.40").status_code == 403
 
 
+@pytest.mark.django_db
+def test_behind_a_same_host_proxy_that_adds_no_header_only_token_and_empty_list_close_it(
+    client, settings
+):
+    """docs/operations.md, "Who may scrape /metrics": such a proxy's visitors look local."""
+    visitor_via_silent_proxy = {"REMOTE_ADDR": "127.0.0.1"}  # no forwarding header at all
+    assert scrape(client, **visitor_via_silent_proxy).status_code == 200  # why the docs warn
+
+    settings.RUNS_METRICS_TOKEN = "scrape-me-7f3a"
+    settings.RUNS_METRICS_ALLOWED_IPS = ""  # as RUNS_METRICS_ALLOWED_IPS= in the environment
+
+    assert scrape(client, **visitor_via_silent_proxy).status_code == 403
+    prometheus = {"HTTP_AUTHORIZATION": "Bearer scrape-me-7f3a", **visitor_via_silent_proxy}
+    assert scrape(client, **prometheus).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("address", "allowed"),
     [

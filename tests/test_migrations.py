@@ -1,11 +1,23 @@
-"""Models and migrations agree, and the owner migration leaves older rows to nobody."""
+"""Models and migrations agree, the owner migration leaves older rows to nobody, and the owner
+index is built without locking the runs table on PostgreSQL."""
+
+import io
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
+from django.test.utils import CaptureQueriesContext
 
 BEFORE_OWNERS = [("runs", "0002_tool_call_submit_claims")]
+OWNER_COLUMNS = [("runs", "0003_owner")]
+OWNER_INDEX = "runs_run_owner_idx"
+
+
+def _owner_index_exists() -> bool:
+    with connection.cursor() as cursor:
+        return OWNER_INDEX in connection.introspection.get_constraints(cursor, "runs_run")
 
 
 @pytest.mark.django_db
@@ -29,5 +41,89 @@ def test_rows_from_before_owners_get_a_blank_owner():
         new = executor.loader.project_state(latest).apps
         assert list(new.get_model("runs", "Run").objects.values_list("owner", flat=True)) == [""]
         assert list(new.get_model("runs", "Thread").objects.values_list("owner", flat=True)) == [""]
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+
+
+def test_the_owner_index_is_built_outside_a_transaction():
+    """CREATE INDEX CONCURRENTLY cannot run in a transaction: 0004 must not be atomic, and 0003
+    (the columns) builds no index while it holds the table's lock."""
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    columns = loader.get_migration("runs", "0003_owner")
+    index = loader.get_migration("runs", "0004_owner_index")
+    assert index.atomic is False
+    assert not [op for op in columns.operations if "Index" in type(op).__name__]
+    assert [op.index.name for op in index.operations] == [OWNER_INDEX]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+@pytest.mark.usefixtures("on_postgres")
+def test_sqlmigrate_shows_a_concurrent_build_on_postgres():
+    out = io.StringIO()
+    call_command("sqlmigrate", "runs", "0004", stdout=out)
+    assert f'CREATE INDEX CONCURRENTLY "{OWNER_INDEX}"' in out.getvalue()
+    assert "BEGIN" not in out.getvalue()  # not wrapped in a transaction
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_owner_index_migrates_forwards_and_backwards():
+    """Concurrently on PostgreSQL (both ways), plainly elsewhere; the index is there after it."""
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("runs")
+    try:
+        executor.migrate(OWNER_COLUMNS)
+        assert not _owner_index_exists()
+        with CaptureQueriesContext(connection) as queries:
+            MigrationExecutor(connection).migrate(latest)
+        assert _owner_index_exists()
+        built = [q["sql"] for q in queries if OWNER_INDEX in q["sql"] and "CREATE" in q["sql"]]
+        assert len(built) == 1
+        assert ("CONCURRENTLY" in built[0]) == (connection.vendor == "postgresql")
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_that_already_has_the_owner_index_keeps_it():
+    """An earlier revision of 0003 built the index: 0004 finds it and builds nothing."""
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("runs")
+    try:
+        executor.migrate(OWNER_COLUMNS)
+        run = executor.loader.project_state(latest).apps.get_model("runs", "Run")
+        (index,) = [i for i in run._meta.indexes if i.name == OWNER_INDEX]
+        with connection.schema_editor() as editor:
+            editor.add_index(run, index)
+        with CaptureQueriesContext(connection) as queries:
+            MigrationExecutor(connection).migrate(latest)
+        assert not [q for q in queries if "CREATE INDEX" in q["sql"]]
+        assert _owner_index_exists()
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("on_postgres")
+def test_an_interrupted_concurrent_build_is_repaired_by_migrating_again(run_row):
+    """A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind: 0004 rebuilds it."""
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("runs")
+    run_row("queued"), run_row("queued")  # two blank owners: a unique build fails on them
+    try:
+        executor.migrate(OWNER_COLUMNS)
+        with (
+            pytest.raises(Exception, match="could not create unique index"),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {OWNER_INDEX} ON runs_run (owner)")
+        MigrationExecutor(connection).migrate(latest)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT indisvalid, indisunique FROM pg_index WHERE indexrelid = %s::regclass",
+                [OWNER_INDEX],
+            )
+            assert cursor.fetchone() == (True, False)
     finally:
         MigrationExecutor(connection).migrate(latest)

@@ -6,6 +6,8 @@ of a URL, the name of a parameter) stays, so the text still explains the failure
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from runs.redact import MASK, configured_secrets, redact
@@ -36,6 +38,18 @@ from runs.redact import MASK, configured_secrets, redact
         ("login failed: password=hunter2 user=bob", f"login failed: password={MASK} user=bob"),
         ('{"client_secret": "abc", "id": 7}', f'{{"client_secret": "{MASK}", "id": 7}}'),
         ("{'password': 'hunter2'}", f"{{'password': '{MASK}'}}"),
+        # spaces around "=", header-style "name: value", numbers, quoted values with spaces
+        ("api_key = sekret123 (rejected)", f"api_key = {MASK} (rejected)"),
+        ("password: hunter2xyz", f"password: {MASK}"),
+        ("X-Api-Key: abcdef123456\r\nAccept: */*", f"X-Api-Key: {MASK}\r\nAccept: */*"),
+        ("apiKey: abc123", f"apiKey: {MASK}"),
+        ('{"api_key": 123456789, "page": 2}', f'{{"api_key": {MASK}, "page": 2}}'),
+        ('passwd="a b c" user=bob', f'passwd="{MASK}" user=bob'),
+        ("{'token': 'x, y and z'}", f"{{'token': '{MASK}'}}"),
+        ("headers: {'X-Api-Key': 'abc def'}", f"headers: {{'X-Api-Key': '{MASK}'}}"),
+        ("'password=hunter2'", f"'password={MASK}'"),
+        # an unclosed quote: masked to the end of the line, not just its first word
+        ('password="correct horse\nnext line', f'password="{MASK}\nnext line'),
     ],
 )
 def test_credentials_are_masked_and_the_context_kept(text, expected):
@@ -64,6 +78,46 @@ def test_the_configured_secrets_are_masked_whatever_their_shape(settings):
     text = "proxy refused proxy-key-7f3a9c; webhook secret whsec_AAAABBBBCCCC"
     assert redact(text) == f"proxy refused {MASK}; webhook secret {MASK}"
     assert set(configured_secrets()) >= {"proxy-key-7f3a9c", "whsec_AAAABBBBCCCC"}
+
+
+def test_the_app_and_django_secrets_are_masked_too(settings):
+    """API tokens in each of their forms (of ``client:scope:token``, the token: the client's
+    name is no secret), the metrics token and Django's signing keys."""
+    settings.RUNS_API_TOKENS = [
+        "plain-token-0001",
+        "acme:operate:acme-token:with-colons",
+        {"client": "audit", "scope": "read", "token": "audit-token-0003"},
+    ]
+    settings.RUNS_METRICS_TOKEN = "metrics-token-0004"
+    settings.SECRET_KEY = "django-insecure-signing-key-0005"
+    settings.SECRET_KEY_FALLBACKS = ["old-signing-key-0006"]
+    text = (
+        "plain-token-0001 acme:operate:acme-token:with-colons audit-token-0003"
+        " metrics-token-0004 django-insecure-signing-key-0005 old-signing-key-0006"
+    )
+    assert redact(text) == f"{MASK} acme:operate:{MASK} {MASK} {MASK} {MASK} {MASK}"
+
+
+def test_api_tokens_from_the_environment_form_are_masked(settings):
+    settings.RUNS_API_TOKENS = "acme:operate:tok-acme-1,audit:read:tok-audit-2"
+    assert redact("sent tok-acme-1 and tok-audit-2") == f"sent {MASK} and {MASK}"
+
+
+def test_a_malformed_token_setting_does_not_break_redaction(settings):
+    """Redaction runs on error paths: a bad entry is the system check's to report, not a crash."""
+    settings.RUNS_API_TOKENS = [None, 42, {"client": "x"}, "ok-token-0007"]
+    assert redact("ok-token-0007") == MASK
+
+
+@pytest.mark.parametrize(
+    "unit", ['password="', "'pwd'='", 'x: "token": ', "token ", "keykeykey ", "a=b&sig="]
+)
+def test_time_is_linear_in_the_text_even_for_adversarial_input(unit):
+    """A message may be megabytes; a pattern that backtracks would stall the worker."""
+    text = unit * (2_000_000 // len(unit))
+    started = time.monotonic()
+    redact(text)
+    assert time.monotonic() - started < 3
 
 
 def test_a_short_configured_value_is_not_searched_for(settings):

@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import time
+from concurrent.futures import Future
 from typing import Any, Literal
 
 import jsonschema
@@ -222,6 +223,55 @@ def test_a_huge_exception_message_is_kept_capped_and_redacted_in_bounded_time(re
     assert outcome.error.startswith("shout raised ValueError: token=[redacted] AAAA")
     assert outcome.error.endswith("bytes, limit 65536]") and len(outcome.error.encode()) == 65536
     assert outcome.output == '{"error": "tool shout failed: ValueError"}'
+
+
+@pytest.mark.parametrize(
+    ("raised", "kind"),
+    [(SystemExit(3), "SystemExit"), (KeyboardInterrupt(), "KeyboardInterrupt")],
+)
+def test_a_tool_that_exits_or_is_interrupted_fails_its_call_only(register_tool, raised, kind):
+    """``sys.exit()`` inside a tool (a library's CLI entry point) is that call's failure, not the
+    end of the tool task: the other calls of the round still get their outputs."""
+
+    def quit_(reason: str) -> str:
+        raise raised
+
+    def plus(a: int, b: int) -> int:
+        return a + b
+
+    register_tool(quit_, name="quit")
+    register_tool(plus)
+    outcomes = tool_runner.execute_many(
+        [
+            tool_runner.Request("quit", '{"reason": "x"}'),
+            tool_runner.Request("plus", '{"a": 2, "b": 3}'),
+        ],
+        ["quit", "plus"],
+    )
+
+    assert [o.output for o in outcomes] == [json.dumps({"error": f"tool quit failed: {kind}"}), "5"]
+    assert outcomes[0].error.startswith(f"quit raised {kind}")
+    assert tool_runner.execute("plus", '{"a": 1, "b": 1}', ["plus"]).output == "2"  # pool intact
+
+
+def test_an_interrupt_of_the_waiting_worker_is_not_taken_for_a_tool_failure(
+    register_tool, monkeypatch
+):
+    """Raised in the worker's own thread while it waits (a time limit, a signal), it propagates:
+    only what the tool itself raised becomes an output."""
+
+    def slow() -> str:
+        time.sleep(0.2)
+        return "done"
+
+    register_tool(slow)
+
+    def interrupted(self: Future[Any], timeout: float | None = None) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Future, "result", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tool_runner.execute("slow", "{}", ["slow"])
 
 
 # --- the call id, for idempotent tools -----------------------------------------------------------

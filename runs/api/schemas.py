@@ -14,8 +14,10 @@ from typing import Annotated, Any, Literal
 from ninja import Schema
 from pydantic import AfterValidator, ConfigDict, Field
 
+from ..models import ToolCall
 from ..services import MAX_METADATA_KEYS
 from ..status import Backend, RunStatus, Strategy
+from ..tool_output import told_the_model
 
 #: Largest id a ``bigint`` primary key can hold: larger ids are a 422, not a database error.
 MAX_ID = 2**63 - 1
@@ -155,11 +157,21 @@ class ToolCallOut(Schema):
     name: str
     arguments: str
     output: str
-    error: str
+    error: str = Field(
+        description="For a failed call, what the model was told (`tool divide failed: "
+        "ZeroDivisionError`); empty otherwise. The detail (message, traceback) is for the admin."
+    )
     state: str
     round: int
     created_at: datetime
     submitted_at: datetime | None
+
+    @staticmethod
+    def resolve_error(obj: Any) -> str:
+        """Never ``ToolCall.error``: that holds the operators' message and traceback."""
+        if obj.state != ToolCall.State.ERROR:
+            return ""
+        return told_the_model(obj.output)
 
 
 class RunDetail(RunOut):

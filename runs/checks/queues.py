@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from celery import current_app
 from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from ..budget import redis_url as budget_redis_url
 from ..conf import redis_url_or_none, settings
+from ..engine.batch_poll import POLL_DUE
 from ..engine.enqueue import KINDS
 
 # --- Queues and the broker (docs/celery.md) ------------------------------------------------------
@@ -62,8 +64,10 @@ def _queue_name(value: Any) -> bool:
 @register("runs")
 def check_poll_mode(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
     """E302: RUNS_POLL_MODE must be "per_run" or "batched" (docs/architecture.md, "Batched
-    polling"); anything else would leave runs without a poll."""
+    polling"); anything else would leave runs without a poll. W302: batched, but unscheduled."""
     mode = settings.RUNS_POLL_MODE
+    if mode == "batched":
+        return _check_poll_due_scheduled()
     if mode in POLL_MODES:
         return []
     return [
@@ -73,3 +77,30 @@ def check_poll_mode(app_configs: Sequence[AppConfig] | None = None, **kwargs: An
             id="runs.E302",
         )
     ]
+
+
+def _check_poll_due_scheduled() -> list:
+    """W302: batched mode with ``RUNS_BEAT_SCHEDULE = False`` and no beat entry of the host's for
+    ``runs.poll_due``: nothing polls any run (only the sweep's late wakes would). A host that
+    schedules it some other way (django-celery-beat rows) silences it with
+    ``SILENCED_SYSTEM_CHECKS = ["runs.W302"]``."""
+    if settings.RUNS_BEAT_SCHEDULE:
+        return []  # runs.beat adds the runs-poll-due entry
+    entries = current_app.conf.beat_schedule or {}
+    if any(_task_of(entry) == POLL_DUE for entry in entries.values()):
+        return []
+    return [
+        Warning(
+            'RUNS_POLL_MODE = "batched" with RUNS_BEAT_SCHEDULE = False: nothing schedules '
+            f"{POLL_DUE}, so runs are polled only when the sweep finds them overdue.",
+            hint=f"Schedule {POLL_DUE} every RUNS_POLL_DUE_INTERVAL_S yourself (an entry "
+            "'runs-poll-due' in CELERY_BEAT_SCHEDULE; scheduled elsewhere, e.g. django-celery-beat"
+            " rows: silence runs.W302), or set RUNS_BEAT_SCHEDULE = True (docs/architecture.md,"
+            ' "Batched polling").',
+            id="runs.W302",
+        )
+    ]
+
+
+def _task_of(entry: Any) -> Any:
+    return entry.get("task") if isinstance(entry, dict) else getattr(entry, "task", None)

@@ -11,15 +11,17 @@ the due time (``writer.batched``), and ``runs.poll_due`` (from Celery beat, ever
    over the worker's slots instead of waiting for the next beat;
 3. decides every run with the per-run tick's own code (``lifecycle.decide_poll``: hop, deadline,
    budget, retrieve, answer or error), on ``RUNS_POLL_CONCURRENCY`` threads, each retrieve still
-   taking the shared budget;
+   taking the shared budget; a run whose tick raises gets the error policy's decision alone
+   (``decide_one``), the rest of the batch goes on;
 4. writes the decisions back through ``writer.apply_all``: the plain re-arms of the batch in one
    UPDATE, each a compare-and-set on the batch's ticket, and status changes one by one through
    the state machine (terminal stays terminal).
 
 A webhook wake still wakes its one run (``writer.wake``: a fresh ticket and a ``runs.poll_run``),
-and the batch's write for that run then matches no ticket and changes nothing. A worker killed
-mid-batch leaves its runs due at the end of the lease, when the next batch (or the sweep) takes
-them. docs/architecture.md says when each mode wins.
+and the batch's write for that run then matches no ticket and changes nothing; that poll's claim
+leases the due time as a batch's does (``writer.claim_poll``), so no batch takes the run while
+its retrieve is in flight. A worker killed mid-batch leaves its runs due at the end of the lease,
+when the next batch (or the sweep) takes them. docs/architecture.md says when each mode wins.
 """
 
 from __future__ import annotations
@@ -32,13 +34,24 @@ from django.db import connections
 
 from ..conf import settings
 from ..models import Run
+from ..redact import redact
+from ..status import EventSource
 from . import answers, bulk, enqueue, lifecycle, writer
-from .decisions import Decision
+from .decisions import Counters, Decision
 
 log = logging.getLogger(__name__)
 
 #: The task's registered name (``runs.tasks.poll_due``).
 POLL_DUE = "runs.poll_due"
+
+#: The least a beat tick may wait in the queue before it is dropped: beat's and the workers'
+#: clocks may differ by more than one short interval, and then every tick would arrive expired.
+MIN_EXPIRES_S = 5.0
+
+
+class TickError(Exception):
+    """A run's tick raised inside a batch (our failure, not an answer of the API); its text is
+    the original exception's, redacted, as the error policy logs and stores it."""
 
 
 def poll_due(limit: int | None = None) -> dict[str, int]:
@@ -78,16 +91,36 @@ def decide_all(runs: list[Run]) -> list[Decision]:
     """``lifecycle.decide_poll`` for each run, at most ``RUNS_POLL_CONCURRENCY`` at a time."""
     threads = max(1, min(int(settings.RUNS_POLL_CONCURRENCY), len(runs)))
     if threads == 1:
-        return [lifecycle.decide_poll(run) for run in runs]
+        return [decide_one(run) for run in runs]
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="poll-due") as pool:
         return list(pool.map(_decide_in_thread, runs))
+
+
+def decide_one(run: Run) -> Decision:
+    """``lifecycle.decide_poll``, or, if it raises, the error policy's decision for this run
+    alone (``answers.decide_error``: poll again after its backoff, counting the error; fail the
+    run past ``RUNS_MAX_ERROR_RETRIES``). One run that fails every time must not cost the batch
+    its other runs' ticks, leave them leased or lose their counters."""
+    try:
+        return lifecycle.decide_poll(run)
+    except Exception as exc:  # noqa: BLE001 - one run's failure stays that run's
+        text = redact(f"{type(exc).__name__}: {exc}")
+        log.error("run %s: its tick in a batch raised %s", run.pk, text)
+        return answers.decide_error(
+            run,
+            TickError(text),
+            run.poll_generation,
+            Counters(),
+            what="poll",
+            source=EventSource.POLL,
+        )
 
 
 def _decide_in_thread(run: Run) -> Decision:
     """Most decisions need no database; a tool round's does, on this thread's own connection,
     which is closed here so no pool thread leaves one open."""
     try:
-        return lifecycle.decide_poll(run)
+        return decide_one(run)
     finally:
         connections.close_all()
 
@@ -103,10 +136,14 @@ def conclude_all(runs: list[Run], decisions: list[Decision]) -> None:
 
 
 def beat_entry() -> dict[str, object]:
-    """The beat schedule entry for batched mode (added by ``runs.beat`` when the mode is on). A
-    tick not started before the next one is dropped (``expires``): they must not pile up."""
+    """The beat schedule entry for batched mode (added by ``runs.beat`` when the mode is on).
+
+    A tick left in the queue is dropped after two intervals, and never sooner than
+    ``MIN_EXPIRES_S`` (``expires``): ticks must not pile up behind busy workers, and a few
+    seconds of clock skew between beat and the workers must not expire every one of them.
+    """
     interval = float(settings.RUNS_POLL_DUE_INTERVAL_S)
-    options: dict[str, object] = {"expires": interval}
+    options: dict[str, object] = {"expires": max(2 * interval, MIN_EXPIRES_S)}
     queue = enqueue.queue_for(POLL_DUE, "poll")
     if queue:
         options["queue"] = queue

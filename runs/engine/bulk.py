@@ -109,6 +109,47 @@ def claim_due(
     return claimed
 
 
+def claim_one(run_id: int, ticket: int, lease_s: float) -> Claimed | None:
+    """Take poll ticket ``ticket`` of one run *and* lease its due time ``lease_s`` ahead, as
+    ``claim_due`` does for a batch; None when the ticket is not ours.
+
+    Batched polling's per-run poll (a wake's ``runs.poll_run``) claims this way, so a batch does
+    not take the run again while that poll's retrieve is in flight; the tick's re-arm then writes
+    the real due time. The due time the run had comes back, for the tick's hop check.
+    PostgreSQL: one statement (the row locked, then updated, as in ``claim_due``). Elsewhere: read
+    the due time, then the compare-and-set on the ticket. That due time is still the run's when
+    the ticket matches: until a ticket is claimed, nothing but its claim writes the due time (a
+    re-arm writes it with the ticket it holds *before* anyone can claim that ticket, and a wake
+    or a batch claim takes a new one).
+    """
+    lease_until = timezone.now() + timedelta(seconds=lease_s)
+    active, statuses = _active_placeholders()
+    if connection.vendor == "postgresql":
+        sql = f"""
+            UPDATE {_table()} AS r
+               SET poll_generation = r.poll_generation + 1, next_poll_at = %s
+              FROM (SELECT id, next_poll_at FROM {_table()}
+                     WHERE id = %s AND poll_generation = %s AND status IN ({active})
+                       AND remote_id <> ''
+                     FOR UPDATE) AS held
+             WHERE r.id = held.id
+         RETURNING held.next_poll_at
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [lease_until, run_id, ticket, *statuses])
+            row = cursor.fetchone()
+        return Claimed(run_id, ticket + 1, row[0]) if row else None
+    held = Run.objects.filter(pk=run_id, poll_generation=ticket, status__in=ACTIVE).exclude(
+        remote_id=""
+    )
+    found = list(held.values_list("next_poll_at", flat=True)[:1])
+    if not found:
+        return None
+    if not held.update(poll_generation=ticket + 1, next_poll_at=lease_until):
+        return None
+    return Claimed(run_id, ticket + 1, found[0])
+
+
 def bump_ticket(run_id: int, next_poll_at: datetime, webhook_events: int = 0) -> int | None:
     """Take a fresh ticket for an active run with a remote id and return it (one round trip);
     None when the run is not active or has no remote id yet."""

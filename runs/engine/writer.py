@@ -61,7 +61,19 @@ def release_start_claim(run_id: int, claimed_at: datetime) -> bool:
 
 
 def claim_poll(run_id: int, ticket: int) -> Run | None:
-    """Take poll ticket ``ticket``; the run as read, or None when the ticket is not ours."""
+    """Take poll ticket ``ticket``; the run as read, or None when the ticket is not ours.
+
+    In batched mode the claim also leases the due time (``bulk.claim_one``), so ``runs.poll_due``
+    does not take the run while this poll is in flight; the run comes back with the due time it
+    had (a wake's "now"), which is what the tick's hop check and lateness metric read.
+    """
+    if batched():
+        held = bulk.claim_one(run_id, ticket, float(settings.RUNS_POLL_LEASE_S))
+        if held is None:
+            return None
+        run = Run.objects.select_related("thread").get(pk=run_id)
+        run.next_poll_at = held.due_at
+        return run
     claimed = (
         Run.objects.filter(pk=run_id, poll_generation=ticket, status__in=ACTIVE)
         .exclude(remote_id="")
@@ -93,6 +105,8 @@ def wake(run_id: int, *, ticket: int | None = None, webhook_events: int = 0) -> 
     (``bulk.bump_ticket``): one query either way.
     ``webhook_events`` is counted in the same UPDATE, and taken back if the poll cannot be
     enqueued (the broker is down), so the caller may raise and let the event be redelivered.
+    In batched mode a batch may claim the run (it is due now) before this poll does: the poll
+    then exits without a call, and the batch's retrieve is the one the wake asked for.
     """
     active = Run.objects.filter(pk=run_id, status__in=ACTIVE).exclude(remote_id="")
     now = timezone.now()
