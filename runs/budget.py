@@ -16,7 +16,7 @@ from functools import lru_cache
 import redis
 
 from . import metrics
-from .conf import redis_url_or_none, settings
+from .conf import default_redis_url, redis_url_or_none, settings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ _last_warning = -WARN_EVERY_S
 
 
 def redis_url() -> str | None:
-    """The budget's Redis: ``RUNS_BUDGET_REDIS_URL``, else the broker if it is Redis, else None.
+    """The budget's Redis: ``RUNS_BUDGET_REDIS_URL``, else ``conf.default_redis_url()``.
 
     An AMQP broker is never handed to the Redis client (it would raise ``ValueError`` on every
     call); the system check (``runs.checks``) reports the missing Redis at start-up instead.
@@ -59,7 +59,7 @@ def redis_url() -> str | None:
     explicit = settings.RUNS_BUDGET_REDIS_URL
     if explicit:
         return redis_url_or_none(explicit)
-    return redis_url_or_none(settings.CELERY_BROKER_URL)
+    return default_redis_url()
 
 
 @lru_cache(maxsize=1)

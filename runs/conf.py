@@ -66,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "RUNS_MAX_ERROR_RETRIES": 8,
     "RUNS_MAX_RPS": 0.0,
     "RUNS_BUDGET_BURST_S": 1.0,
-    "RUNS_BUDGET_REDIS_URL": "",  # "": the broker when it is Redis (``redis_url_or_none``)
+    "RUNS_BUDGET_REDIS_URL": "",  # "": REDIS_URL, else the broker (``default_redis_url``)
     # Queues by kind of task (docs/celery.md, "Queues and routing"): kind -> queue name, None
     # for Celery's default queue. "wake" is a poll someone is waiting for (a webhook, Poll now,
     # the sweep) and a cancel; "poll" a scheduled one; "tool" a round's tools and its submit.
@@ -131,6 +131,12 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 def redis_url_or_none(url: str) -> str | None:
     """``url`` if it names a Redis server, else None (an AMQP broker cannot carry pub/sub)."""
     return url if url and url.lower().startswith(REDIS_SCHEMES) else None
+
+
+def default_redis_url() -> str | None:
+    """The Redis the side channels (live status, the request budget) use when not told:
+    ``REDIS_URL``, else the broker, whichever names a Redis server first; None with neither."""
+    return redis_url_or_none(settings.REDIS_URL) or redis_url_or_none(settings.CELERY_BROKER_URL)
 
 
 class _Settings:

@@ -30,7 +30,7 @@ import redis
 import redis.asyncio as aredis
 
 from . import live_slots
-from .conf import redis_url_or_none, settings
+from .conf import default_redis_url, redis_url_or_none, settings
 from .live_slots import Slot
 from .models import Run
 from .status import TERMINAL
@@ -65,9 +65,7 @@ def pubsub_url() -> str:
     configured = settings.RUNS_PUBSUB_URL
     if configured is not None:
         return configured
-    return (
-        redis_url_or_none(settings.REDIS_URL) or redis_url_or_none(settings.CELERY_BROKER_URL) or ""
-    )
+    return default_redis_url() or ""
 
 
 # --- publishing (any process) --------------------------------------------------------------------

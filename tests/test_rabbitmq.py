@@ -90,9 +90,21 @@ def test_publishing_to_a_url_that_is_not_redis_logs_once_and_never_raises(
     assert "guest" not in caplog.text  # the URL's credentials are never logged
 
 
+def test_the_app_resolves_both_side_channels_alike_when_the_host_sets_neither(settings):
+    """A host that sets only REDIS_URL and an AMQP broker: live status and the budget both take
+    REDIS_URL (one resolver, ``conf.default_redis_url``)."""
+    settings.RUNS_PUBSUB_URL = None
+    settings.RUNS_BUDGET_REDIS_URL = ""
+    settings.REDIS_URL = "redis://cache:6379/2"
+    settings.CELERY_BROKER_URL = AMQP_URL
+
+    assert live.pubsub_url() == budget.redis_url() == "redis://cache:6379/2"
+
+
 def test_a_budget_with_no_redis_lets_calls_go_ahead(settings, caplog, monkeypatch):
     settings.RUNS_MAX_RPS = 5.0
     settings.RUNS_BUDGET_REDIS_URL = ""
+    settings.REDIS_URL = ""
     settings.CELERY_BROKER_URL = AMQP_URL
     budget.reset_connection()
     monkeypatch.setattr(budget, "_last_warning", -budget.WARN_EVERY_S)
@@ -109,6 +121,7 @@ def test_manage_py_check_says_the_side_channels_are_off(settings):
     settings.RUNS_PUBSUB_URL = AMQP_URL
     settings.RUNS_MAX_RPS = 5.0
     settings.RUNS_BUDGET_REDIS_URL = ""
+    settings.REDIS_URL = ""
     settings.CELERY_BROKER_URL = AMQP_URL
 
     (warning,) = check_queues()
