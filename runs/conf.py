@@ -62,6 +62,21 @@ DEFAULTS: dict[str, Any] = {
     "RUNS_POLL_CONCURRENCY": 16,
     "RUNS_POLL_LEASE_S": 30.0,
     "RUNS_POLL_DUE_INTERVAL_S": 0.5,
+    # Cheap and long runs (docs/modes.md). RUNS_TIME_SCALE compresses every window-derived
+    # wait (a 2h/8h window's polls and deadline, a batch's 24 h): 1.0 is the real clock; the
+    # simulator reads the same setting (its --time-scale), so an 8h window is tested in seconds.
+    "RUNS_TIME_SCALE": 1.0,
+    # At most this many retrieves over a 2h/8h window by polling (the safety net of a webhook
+    # run spends fewer); the run's deadline is its window plus RUNS_WINDOW_GRACE_S (scaled).
+    "RUNS_WINDOW_MAX_POLLS": 20,
+    "RUNS_WINDOW_GRACE_S": 1800.0,
+    # Prices (runs/pricing.py): the shipped table, with entries here added or replacing its own
+    # (model -> {"input": ..., "cached_input": ..., "output": ...} in USD per 1M tokens).
+    "RUNS_PRICES": {},
+    # Spend limits (runs/spend.py): metadata key -> {"usd": "10.00", "period": "day"|"month"|...}
+    "RUNS_SPEND_LIMITS": {},
+    # Batches (runs/engine/batch_lifecycle.py): most runs in one batch (the API takes 50,000)
+    "RUNS_BATCH_MAX_RUNS": 50000,
     # Errors and the shared request budget
     "RUNS_MAX_ERROR_RETRIES": 8,
     "RUNS_MAX_RPS": 0.0,

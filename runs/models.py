@@ -9,7 +9,18 @@ from __future__ import annotations
 from django.db import models
 
 from .managers import MessageQuerySet, RunQuerySet, ThreadQuerySet
-from .status import ACTIVE, TERMINAL, Backend, EventSource, RunStatus, Strategy
+from .status import (
+    ACTIVE,
+    BATCH_TERMINAL,
+    TERMINAL,
+    Backend,
+    BatchStatus,
+    CompletionWindow,
+    EventSource,
+    Mode,
+    RunStatus,
+    Strategy,
+)
 
 
 class Thread(models.Model):
@@ -56,6 +67,68 @@ class Message(models.Model):
         return f"{self.role}: {self.content[:40]}"
 
 
+class Batch(models.Model):
+    """A group of single-turn runs sent as one Batch API job (``services.submit_batch``).
+
+    Tracked like a run: one task re-armed with a growing countdown (``poll_generation`` is its
+    ticket), woken by ``batch.*`` webhooks; at its end the output and error files settle every
+    run still open, once (``results_applied_at``).
+    """
+
+    owner = models.CharField(max_length=128, blank=True, default="")
+    status = models.CharField(
+        max_length=20, choices=BatchStatus.choices, default=BatchStatus.PENDING
+    )
+    strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.POLL)
+    model = models.CharField(max_length=64)
+    metadata = models.JSONField(default=dict, blank=True)
+    remote_id = models.CharField(max_length=128, blank=True, default="", help_text="batch_...")
+    input_file_id = models.CharField(max_length=128, blank=True, default="")
+    output_file_id = models.CharField(max_length=128, blank=True, default="")
+    error_file_id = models.CharField(max_length=128, blank=True, default="")
+    request_counts = models.JSONField(null=True, blank=True, help_text="As the API reports them.")
+    cost = models.DecimalField(
+        max_digits=14, decimal_places=8, null=True, blank=True, help_text="USD; its runs' sum."
+    )
+    last_error_code = models.CharField(max_length=64, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    submit_claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set once by the task that uploads and creates it."
+    )
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True, help_text="When we saw it end.")
+    results_applied_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its output and error files settled its runs."
+    )
+    deadline_at = models.DateTimeField(null=True, blank=True)
+
+    poll_attempt = models.PositiveIntegerField(default=0)
+    poll_generation = models.PositiveIntegerField(default=0)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    error_retries = models.PositiveIntegerField(default=0)
+    api_calls = models.PositiveIntegerField(default=0)
+    polls = models.PositiveIntegerField(default=0)
+    webhook_events = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "batches"
+        indexes = [
+            models.Index(fields=["status"], name="runs_batch_status_idx"),
+            models.Index(fields=["remote_id"], name="runs_batch_remote_idx"),
+            models.Index(fields=["owner", "-id"], name="runs_batch_owner_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} [{self.status}]"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in BATCH_TERMINAL
+
+
 class Run(models.Model):
     """One model run at OpenAI, tracked from creation to a terminal status."""
 
@@ -80,8 +153,48 @@ class Run(models.Model):
         help_text="Its thread's owner: client:<name> or user:<pk>; blank: nobody's.",
     )
 
+    # Run options (runs/options.py validates them; backends/responses.py sends them)
+    completion_window = models.CharField(
+        max_length=8, choices=CompletionWindow.choices, default=CompletionWindow.SOONEST
+    )
+    service_tier = models.CharField(
+        max_length=16, blank=True, default="", help_text="Blank: not sent (the project default)."
+    )
+    mode = models.CharField(
+        max_length=16,
+        choices=Mode.choices,
+        default=Mode.STANDARD,
+        help_text="How it is processed and billed: from the window, the tier or its batch.",
+    )
+    response_format = models.JSONField(
+        null=True, blank=True, help_text="Structured output: {name, schema, strict}."
+    )
+    reasoning_effort = models.CharField(max_length=16, blank=True, default="")
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    prompt_cache_key = models.CharField(max_length=64, blank=True, default="")
+    safety_identifier = models.CharField(max_length=64, blank=True, default="")
+    batch = models.ForeignKey(
+        Batch,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        # runs_run_batch_idx (batch, status) serves the lookups, built concurrently (0006).
+        db_index=False,
+    )
+
     output_text = models.TextField(blank=True, default="")
+    parsed_output = models.JSONField(
+        null=True, blank=True, help_text="A structured run's output, parsed and validated."
+    )
     usage = models.JSONField(null=True, blank=True)
+    cost = models.DecimalField(
+        max_digits=14,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        help_text="USD from usage and the price table; empty for a model it does not list.",
+    )
     last_error_code = models.CharField(max_length=64, blank=True, default="")
     last_error = models.TextField(blank=True, default="", help_text="Why the run did not complete.")
 
@@ -120,6 +233,7 @@ class Run(models.Model):
             models.Index(fields=["created_at"], name="runs_run_created_idx"),
             # The API lists one owner's runs, newest first.
             models.Index(fields=["owner", "-id"], name="runs_run_owner_idx"),
+            models.Index(fields=["batch", "status"], name="runs_run_batch_idx"),
         ]
 
     def __str__(self) -> str:
@@ -222,6 +336,14 @@ class WebhookEvent(models.Model):
     object_id = models.CharField(max_length=128, blank=True, default="")
     run = models.ForeignKey(
         Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_deliveries"
+    )
+    batch = models.ForeignKey(
+        Batch,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="webhook_deliveries",
+        help_text="The batch a batch.* event is about.",
     )
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RECEIVED)
     payload = models.JSONField(default=dict)

@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 BEFORE_OWNERS = [("runs", "0002_tool_call_submit_claims")]
 OWNER_COLUMNS = [("runs", "0003_owner")]
+OWNER_INDEX_BUILT = [("runs", "0004_owner_index")]
 OWNER_INDEX = "runs_run_owner_idx"
 
 
@@ -96,7 +97,7 @@ def test_a_database_that_already_has_the_owner_index_keeps_it():
         with connection.schema_editor() as editor:
             editor.add_index(run, index)
         with CaptureQueriesContext(connection) as queries:
-            MigrationExecutor(connection).migrate(latest)
+            MigrationExecutor(connection).migrate(OWNER_INDEX_BUILT)
         assert not [q for q in queries if "CREATE INDEX" in q["sql"]]
         assert _owner_index_exists()
     finally:
@@ -127,3 +128,19 @@ def test_an_interrupted_concurrent_build_is_repaired_by_migrating_again(run_row)
             assert cursor.fetchone() == (True, False)
     finally:
         MigrationExecutor(connection).migrate(latest)
+
+
+def test_the_batch_index_is_built_outside_a_transaction():
+    """0005 adds the cheap-runs columns and builds no index on the runs table; 0006 builds the
+    one a batch finds its runs with, concurrently on PostgreSQL (like 0004)."""
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    columns = loader.get_migration("runs", "0005_run_options_batches_cost")
+    index = loader.get_migration("runs", "0006_run_batch_index")
+    on_runs = [
+        op
+        for op in columns.operations
+        if "Index" in type(op).__name__ and getattr(op, "model_name", "") == "run"
+    ]
+    assert not on_runs
+    assert index.atomic is False
+    assert [op.index.name for op in index.operations] == ["runs_run_batch_idx"]

@@ -1,0 +1,1 @@
+"""Placeholder: filled in by the cheap-runs work (issue 16)."""
