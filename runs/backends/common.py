@@ -45,3 +45,8 @@ def tool_specs(run: Run, shape: str) -> list[dict[str, Any]]:
     if shape == "assistants":
         return [t.assistants_spec() for t in tools]
     return [t.responses_spec() for t in tools]
+
+
+def request_options(run: Run, *, background: bool) -> dict[str, Any]:
+    """Placeholder (issue 16): the run options as ``responses.create`` keyword arguments."""
+    return {}
