@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: setup constraints migrate demo test lint format simulator worker worker-wakes beat flower clean \
-	bench bench-quick bench-webhooks bench-scale-out bench-setup
+	bench bench-quick bench-webhooks bench-scale-out bench-cost bench-setup
 
 setup: $(STAMP)
 
@@ -76,10 +76,13 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
 bench-quick: bench-setup   # under 3 minutes: N=100, four strategies -> docs/bench/quick.json
 	$(BIN)/python -m bench --quick
 
-# N = 100, 1,000, 10,000 -> docs/bench/results.{json,md} + plots; then bench-scale-out's figures.
+# N = 100, 1,000, 10,000 -> docs/bench/results.{json,md} + plots; then bench-scale-out's, the
+# start rate against a bare SDK loop (docs/bench/start_rate.*) and bench-cost's figures.
 bench: bench-setup
 	$(BIN)/python -m bench --full
 	$(BIN)/python -m bench --scale-out
+	$(BIN)/python -m bench.start_rate
+	$(BIN)/python -m bench.cost_modes
 
 bench-webhooks: bench-setup  # issue 5's figures: 200 runs polled vs by webhook, intake
 	$(BIN)/python -m bench --webhooks
@@ -87,6 +90,11 @@ bench-webhooks: bench-setup  # issue 5's figures: 200 runs polled vs by webhook,
 # Two nodes vs one (Redis, RabbitMQ), 1,000 runs on RabbitMQ, tick rate -> docs/bench/scale_out.*
 bench-scale-out: bench-setup
 	$(BIN)/python -m bench --scale-out
+
+# Cost per 1,000 runs and API calls per run by mode (standard, flex, 2h, 8h, Batch API), by
+# webhook and by polling, on a compressed clock (RUNS_TIME_SCALE) -> docs/bench/cost_modes.*
+bench-cost: bench-setup
+	$(BIN)/python -m bench.cost_modes
 
 clean:
 	rm -rf $(VENV) var db.sqlite3

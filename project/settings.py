@@ -208,6 +208,12 @@ RUNS_MAX_COUNTDOWN_S = env.float("RUNS_MAX_COUNTDOWN_S", 300.0)
 RUNS_POLL_MODE = env("RUNS_POLL_MODE", default="per_run")
 RUNS_POLL_BATCH = env.int("RUNS_POLL_BATCH", 200)
 RUNS_POLL_CONCURRENCY = env.int("RUNS_POLL_CONCURRENCY", 16)
+# Cheap and long runs (docs/modes.md): one clock for the 2h/8h windows and the Batch API's 24 h,
+# shared with the simulator (its --time-scale reads the same variable); 1.0 is the real clock.
+RUNS_TIME_SCALE = env.float("RUNS_TIME_SCALE", 1.0)
+RUNS_WINDOW_MAX_POLLS = env.int("RUNS_WINDOW_MAX_POLLS", 20)
+# A batch's upload and downloads (files of up to hundreds of MB) get this long, not the create's.
+RUNS_BATCH_FILE_TIMEOUT_S = env.float("RUNS_BATCH_FILE_TIMEOUT_S", 600.0)
 # A create whose answer is lost may double the run (the Responses API has no way to look it up),
 # so creates get more patience than retrieves.
 OPENAI_CREATE_TIMEOUT_S = env.float("OPENAI_CREATE_TIMEOUT_S", 30.0)

@@ -5,8 +5,8 @@ call (waiting for a pooled connection, connecting, each write, each read), not t
 that sends a byte every few seconds meets every read timeout and keeps the worker slot forever.
 Celery's time limits would stop it under the prefork pool, but our workers run the threads pool,
 which ignores them. So the timeout the SDK passes for a request (``OPENAI_TIMEOUT_S``, or
-``OPENAI_CREATE_TIMEOUT_S`` through ``get_create_client``) is also the budget of the whole call,
-enforced here, whatever the pool:
+``OPENAI_CREATE_TIMEOUT_S`` through ``get_create_client``, ``RUNS_BATCH_FILE_TIMEOUT_S`` through
+``get_file_client``) is also the budget of the whole call, enforced here, whatever the pool:
 
 - every socket operation (connect, TLS handshake, each write, each read) waits at most the time
   left, and one that starts with no time left fails at once (``_DeadlineBackend``);
@@ -245,3 +245,15 @@ def get_create_client() -> openai.OpenAI:
     retry. The SDK sends this timeout with each request, so the deadline follows it.
     """
     return get_client().with_options(timeout=settings.OPENAI_CREATE_TIMEOUT_S)
+
+
+def get_file_client() -> openai.OpenAI:
+    """The client for the Batch API's files: same pool, the patience a big file needs.
+
+    An input file may hold 200 MB and the output of 50,000 responses as much: neither fits in a
+    create's 30 s, and a download cut off every time would be retried until the batch's deadline.
+    So a transfer's whole-call deadline is ``RUNS_BATCH_FILE_TIMEOUT_S``. Not cached: a transfer
+    is rare (a few per batch), and a fresh copy of ``get_client()`` (the same pool) follows that
+    client's base URL and the setting as they are now.
+    """
+    return get_client().with_options(timeout=settings.RUNS_BATCH_FILE_TIMEOUT_S)

@@ -77,6 +77,24 @@ DEFAULTS: dict[str, Any] = {
     "RUNS_SPEND_LIMITS": {},
     # Batches (runs/engine/batch_lifecycle.py): most runs in one batch (the API takes 50,000)
     "RUNS_BATCH_MAX_RUNS": 50000,
+    # A batch's poll schedule (strategy "poll"): base x factor per poll up to the cap, and the
+    # safety net of a batch tracked by batch.* webhooks; every figure times RUNS_TIME_SCALE,
+    # since batches run on the 24 h window's clock (docs/batches.md).
+    "RUNS_BATCH_POLL_BASE_S": 30.0,
+    "RUNS_BATCH_POLL_FACTOR": 1.5,
+    "RUNS_BATCH_POLL_CAP_S": 600.0,
+    "RUNS_BATCH_SAFETY_NET_BASE_S": 3600.0,
+    "RUNS_BATCH_SAFETY_NET_CAP_S": 4 * 3600.0,
+    # We give up on a batch at created + 24 h + this grace (scaled): cancelled, open runs expired.
+    "RUNS_BATCH_GRACE_S": 3600.0,
+    # Runs settled per transaction at a batch's end (set-based statements, a few per chunk).
+    "RUNS_BATCH_SETTLE_CHUNK": 500,
+    # Pages of 100 recent batches a retried submit searches for the batch a lost answer created.
+    "RUNS_BATCH_FIND_PAGES": 3,
+    # Total seconds one transfer of a batch file may take (the input's upload, each download of
+    # an output or error file: up to 200 MB), enforced like OPENAI_TIMEOUT_S (client.py). A
+    # submit claim and a poll's lease last long enough for these transfers (batch_writer.py).
+    "RUNS_BATCH_FILE_TIMEOUT_S": 600.0,
     # Errors and the shared request budget
     "RUNS_MAX_ERROR_RETRIES": 8,
     "RUNS_MAX_RPS": 0.0,

@@ -4,7 +4,9 @@ Where each number comes from, chosen on purpose (docs/operations.md has the long
 
 - **Runs by status** and **webhook events by outcome** are read from the database at scrape time
   (``DatabaseCollector``). They are then right whichever process answers the scrape and whoever
-  did the work, and survive restarts. Both counts are one query (two ``GROUP BY`` joined by
+  did the work, and survive restarts. So are **cost totals by model and mode** (``Run.cost``,
+  issue 16; no per-customer label: a label per metadata value would be a series per customer,
+  the API and the admin total those). All are one query (three ``GROUP BY`` joined by
   ``UNION ALL``), made at most once per ``RUNS_METRICS_CACHE_S`` per process: several scrapers
   (an HA pair of Prometheus servers, a curious operator) then cost no more than one. Only the
   web ``/metrics`` exports them, so a ``sum()`` over all targets never counts them twice.
@@ -29,10 +31,11 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import DatabaseError
-from django.db.models import Count, F, Value
+from django.db.models import Count, DecimalField, F, Sum, Value
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.utils import timezone
 from prometheus_client import (
@@ -110,11 +113,11 @@ def on_status_changed(sender: Any, *, to_status: str, source: str, **kwargs: Any
 
 
 class DatabaseCollector:
-    """Runs by status and stored webhook events by outcome, counted when Prometheus scrapes."""
+    """Runs by status, webhook events by outcome and cost by model and mode, at scrape time."""
 
     def collect(self) -> Iterator[Metric]:
         try:
-            runs, webhooks = _COUNTS.get(settings.RUNS_METRICS_CACHE_S)
+            runs, webhooks, costs = _COUNTS.get(settings.RUNS_METRICS_CACHE_S)
         except DatabaseError as exc:
             # The process metrics are still worth a scrape; the gap in these shows the outage.
             log.warning("metrics: cannot count runs in the database: %s", exc)
@@ -133,26 +136,52 @@ class DatabaseCollector:
         for outcome in WebhookEvent.Outcome.values:
             by_outcome.add_metric([outcome], webhooks.get(outcome, 0))
         yield by_outcome
+        yield from _cost_families(costs)
 
 
-Counts = tuple[dict[str, int], dict[str, int]]
+def _cost_families(costs: dict[tuple[str, str], tuple[int, Decimal]]) -> Iterator[Metric]:
+    usd = GaugeMetricFamily(
+        "runs_cost_usd_total",
+        "USD of runs with a cost, by model and mode (from the database; runs/pricing.py).",
+        labels=["model", "mode"],
+    )
+    priced = GaugeMetricFamily(
+        "runs_with_cost",
+        "Runs with a cost, by model and mode (from the database).",
+        labels=["model", "mode"],
+    )
+    for (model, mode), (n, total) in sorted(costs.items()):
+        usd.add_metric([model, mode], float(total))
+        priced.add_metric([model, mode], n)
+    yield usd
+    yield priced
+
+
+Counts = tuple[dict[str, int], dict[str, int], dict[tuple[str, str], tuple[int, Decimal]]]
 
 
 def count_in_database() -> Counts:
-    """Runs by status and webhook events by outcome, in one round trip (``UNION ALL``)."""
+    """Runs by status, webhook events by outcome, cost by model and mode: one round trip."""
+    no_cost = Value(Decimal(0), output_field=DecimalField(max_digits=20, decimal_places=8))
 
-    def grouped(model: Any, kind: str, field: str) -> Any:
-        rows = model.objects.order_by().annotate(kind=Value(kind), key=F(field))
-        return rows.values_list("kind", "key").annotate(n=Count("id"))
+    def grouped(rows: Any, kind: str, key: Any, key2: Any, usd: Any) -> Any:
+        rows = rows.order_by().annotate(kind=Value(kind), key=key, key2=key2)
+        return rows.values_list("kind", "key", "key2").annotate(n=Count("id"), usd=usd)
 
     runs: dict[str, int] = {}
     webhooks: dict[str, int] = {}
-    union = grouped(Run, "run", "status").union(
-        grouped(WebhookEvent, "webhook", "outcome"), all=True
+    costs: dict[tuple[str, str], tuple[int, Decimal]] = {}
+    union = grouped(Run.objects, "run", F("status"), Value(""), no_cost).union(
+        grouped(WebhookEvent.objects, "webhook", F("outcome"), Value(""), no_cost),
+        grouped(Run.objects.filter(cost__isnull=False), "cost", F("model"), F("mode"), Sum("cost")),
+        all=True,
     )
-    for kind, key, n in union:
-        (runs if kind == "run" else webhooks)[key] = n
-    return runs, webhooks
+    for kind, key, key2, n, usd in union:
+        if kind == "cost":
+            costs[(key, key2)] = (n, Decimal(usd or 0))
+        else:
+            (runs if kind == "run" else webhooks)[key] = n
+    return runs, webhooks, costs
 
 
 class _CachedCounts:
@@ -165,7 +194,7 @@ class _CachedCounts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counted_at = float("-inf")
-        self._counts: Counts = ({}, {})
+        self._counts: Counts = ({}, {}, {})
 
     def get(self, max_age_s: float) -> Counts:
         with self._lock:

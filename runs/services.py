@@ -12,7 +12,7 @@ for code that does not say). The admin is global whatever the owner.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -20,11 +20,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from . import options, spend
 from .backends.registry import get_backend
 from .conf import settings
-from .engine import cancel, enqueue, tool_calls, tool_round, writer
+from .engine import batch_intake, cancel, enqueue, tool_calls, tool_round, writer
 from .engine.decisions import Task
-from .models import Message, Run, Thread, ToolCall
+from .models import Batch, Message, Run, Thread, ToolCall
 from .status import TERMINAL, Backend, RunStatus, Strategy
 from .tools import clean_tool_names
 
@@ -97,12 +98,28 @@ def create_run(
     tools: list[str] | None = None,
     deadline_s: float | None = None,
     owner: str | None = None,
+    completion_window: str | None = None,
+    service_tier: str | None = None,
+    response_format: Any = None,
+    reasoning_effort: str | None = None,
+    max_output_tokens: int | None = None,
+    prompt_cache_key: str | None = None,
+    safety_identifier: str | None = None,
 ) -> Run:
     """Create a ``pending`` run (and its thread and first message when ``text`` is given).
 
     The run belongs to its thread's owner: ``owner`` None takes the thread's (or blank for a new
     thread); an ``owner`` that is not the given thread's is refused, so nobody runs on (and reads
     the answer of) someone else's conversation. Nothing is sent to OpenAI until ``start_run``.
+
+    Run options (docs/api.md, "Run options"; checked by ``runs/options.py``):
+    ``completion_window`` "soonest" | "2h" | "8h" (discounted background windows, standard
+    processing only), ``service_tier`` (e.g. "flex"), ``response_format`` (a JSON schema dict or
+    a pydantic model class: the run stores the schema and, once completed, ``parsed_output``),
+    ``reasoning_effort``, ``max_output_tokens``, ``prompt_cache_key``, ``safety_identifier``.
+    A windowed run's default deadline is its window plus ``RUNS_WINDOW_GRACE_S``; a shorter
+    ``deadline_s`` than the window is refused. A spend limit (``RUNS_SPEND_LIMITS``) may refuse
+    the run; either way nothing is written.
     """
     if thread is None and not (isinstance(text, str) and text.strip()):
         raise ValidationError("give the text of the first message, or an existing thread")
@@ -121,12 +138,24 @@ def create_run(
     model = model or settings.RUNS_DEFAULT_MODEL
     if not isinstance(model, str) or not model.strip() or len(model) > 64:
         raise ValidationError("model must be a non-empty name of at most 64 characters")
-    deadline_s = settings.RUNS_DEADLINE_S if deadline_s is None else deadline_s
+    chosen = options.clean(
+        completion_window=completion_window,
+        service_tier=service_tier,
+        response_format=response_format,
+        reasoning_effort=reasoning_effort,
+        max_output_tokens=max_output_tokens,
+        prompt_cache_key=prompt_cache_key,
+        safety_identifier=safety_identifier,
+    )
+    _check_backend_options(chosen, backend)
+    deadline_s = options.deadline_s(chosen.completion_window, deadline_s)
     if not 0 < deadline_s <= 7 * 24 * 3600:
         raise ValidationError("deadline_s must be between 0 and one week")
     clean_meta = _check_metadata(metadata)
     clean_tools = clean_tool_names(tools)
     with transaction.atomic():
+        # Before any insert: a refused run leaves nothing behind (spend limits, issue 16).
+        spend.check(clean_meta, owner=owner, model=model.strip())
         if thread is None:
             thread = Thread.objects.create(backend=backend, owner=owner)
         if text:
@@ -141,7 +170,17 @@ def create_run(
             metadata=clean_meta,
             tools=clean_tools,
             deadline_at=timezone.now() + timedelta(seconds=deadline_s),
+            **chosen.fields(),
         )
+
+
+def _check_backend_options(chosen: options.RunOptions, backend: str) -> None:
+    """Refuse an option the run's API cannot carry, rather than send the run without it."""
+    defaults = options.RunOptions()
+    for name, why in get_backend(backend).capabilities.unsupported_options.items():
+        if getattr(chosen, name) != getattr(defaults, name):
+            value = getattr(chosen, name)
+            raise ValidationError(f"{name}={value!r} on the {backend} backend: {why}")
 
 
 def start(run: Run) -> None:
@@ -193,6 +232,7 @@ def retry_run(run: Run) -> Run:
             strategy=run.strategy,
             tools=list(run.tools or []),
             deadline_s=deadline_s,
+            **options.of_run(run),
         )
         start(new)
     return new
@@ -222,3 +262,46 @@ def submit_tool_output(run: Run, call_id: str, output: str) -> ToolCall:
         return tool_round.give_output(run, call_id, output)
     except (LookupError, ValueError) as exc:
         raise ValidationError(str(exc)) from None
+
+
+def submit_batch(runs: Iterable[Run | int], *, strategy: str | None = None) -> Batch:
+    """Send pending single-turn runs as one Batch API job (docs/batches.md). Checked first,
+    ``ValidationError`` with nothing written: 1 to ``RUNS_BATCH_MAX_RUNS`` runs, ``pending`` and
+    never started, in no batch, one owner, the Responses API, single-turn (no tools, no
+    conversation), within the spend limits. ``runs.submit_batch`` sends it on commit."""
+    return batch_intake.submit(runs, strategy=strategy)
+
+
+def create_batch(
+    prompts: Iterable[str],
+    *,
+    model: str | None = None,
+    instructions: str = "",
+    metadata: Mapping[str, Any] | None = None,
+    strategy: str | None = None,
+    owner: str = "",
+    **run_options: Any,
+) -> Batch:
+    """One run per prompt (``create_run``'s options apply to each), submitted as one batch.
+    All or nothing: a bad prompt or option, and no run or batch is written. The input is checked
+    once and the rows made in bulk (``batch_intake.create``), not one ``create_run`` per prompt."""
+    if run_options.pop("tools", None):
+        raise ValidationError(f"{batch_intake.SINGLE_TURN}: a batch's runs take no tools")
+    chosen = options.clean(**run_options)
+    _check_backend_options(chosen, Backend.RESPONSES)
+    return batch_intake.create(
+        [prompts] if isinstance(prompts, str) else list(prompts),
+        model=model or settings.RUNS_DEFAULT_MODEL,
+        instructions=instructions,
+        metadata=_check_metadata(metadata),
+        strategy=_check_choice(strategy or settings.RUNS_STRATEGY, Strategy, "strategy"),
+        owner=_check_owner(owner),
+        chosen=chosen,
+    )
+
+
+def cancel_batch(batch: Batch, *, by: str = "") -> str:
+    """``cancelled`` at once if not sent yet, else ``cancelling`` (``runs.cancel_batch`` asks
+    OpenAI; each open run then ends as the batch's files say). An ended batch raises
+    ``ValidationError`` (code ``conflict``)."""
+    return batch_intake.request_cancel(batch)

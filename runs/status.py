@@ -77,6 +77,8 @@ class Mode(models.TextChoices):
     WINDOW_2H = "2h", "2h background window"
     WINDOW_8H = "8h", "8h background window"
     BATCH = "batch", "Batch API"
+    #: priority, scale and the other tiers the price table does not model: cost stays null.
+    OTHER_TIER = "tier", "another service tier (not priced)"
 
 
 class BatchStatus(models.TextChoices):

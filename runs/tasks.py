@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from .engine import batch_poll, cancel, enqueue, lifecycle, tool_round
+from .engine import batch_lifecycle, batch_poll, cancel, enqueue, lifecycle, tool_round
 from .engine import sweep as recovery
 
 
@@ -95,3 +95,29 @@ def resume_tool_round(run_id: int) -> str:
 def execute_tool_calls(run_id: int, round_no: int) -> str:
     """Run the automatic tool calls of a round: user code runs in this task, never in a poll."""
     return tool_round.execute(run_id, round_no)
+
+
+@shared_task(base=RoutedTask, name="runs.submit_batch", acks_late=True, reject_on_worker_lost=True)
+def submit_batch(batch_id: int) -> dict[str, Any]:
+    """Upload batch ``batch_id``'s lines and create it at OpenAI, once (its submit claim)."""
+    return batch_lifecycle.submit(batch_id)
+
+
+@shared_task(
+    base=RoutedTask,
+    name="runs.poll_batch",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def poll_batch(batch_id: int, generation: int) -> str:
+    """One poll tick for batch ``batch_id`` holding ticket ``generation``; at its end, settles
+    its runs from the output and error files."""
+    return batch_lifecycle.poll(batch_id, generation)
+
+
+@shared_task(base=RoutedTask, name="runs.cancel_batch", acks_late=True, reject_on_worker_lost=True)
+def cancel_batch(batch_id: int) -> str:
+    """Ask OpenAI to cancel batch ``batch_id`` (moved to ``cancelling`` by
+    ``services.cancel_batch``)."""
+    return batch_lifecycle.send_cancel(batch_id)

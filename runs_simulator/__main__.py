@@ -41,6 +41,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="seconds before a run left in requires_action expires (600)",
     )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="compress window-derived waits (2h/8h windows, a batch's 24 h); "
+        "default: $RUNS_TIME_SCALE, else 1",
+    )
     parser.add_argument("--log-level", default="warning")
     return parser.parse_args(argv)
 
@@ -57,6 +64,8 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         config.poll_after_ms = args.poll_after_ms
     if args.run_expires_s is not None:
         config.run_expires_s = args.run_expires_s
+    if args.time_scale is not None:
+        config.time_scale = args.time_scale
     config.validate()
     return config
 
@@ -100,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"simulator: cannot start: {exc}", file=sys.stderr, flush=True)
         return 1
+    except ValueError as exc:  # a bad setting (flag or environment), e.g. RUNS_TIME_SCALE
+        print(f"simulator: bad configuration: {exc}", file=sys.stderr, flush=True)
+        return 2
     return 0
 
 

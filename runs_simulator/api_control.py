@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .assistant_service import refresh
+from .batch_service import settle
 from .routing import sim_state
 from .state import SimState
 
@@ -33,6 +34,13 @@ def _object_status(
             return None, None
         refresh(state, run)  # same path as a read: posts the reply message once
         return run.status, run.terminal_at
+    if kind == "batch":
+        batch = state.stores.batches.get(object_id)
+        if batch is None:
+            return None, None
+        settle(state, batch, now)  # same path as a read: writes the files once
+        status = batch.status(now)
+        return status, batch.terminal_at() if now >= batch.terminal_at() else None
     return None, None
 
 
@@ -58,6 +66,7 @@ def snapshot(state: SimState, include_objects: bool = True) -> dict[str, Any]:
         "objects": objects,
         "creates_by_run_id": dict(stats.creates_by_run_id),
         "tool_outputs_by_call_id": dict(stats.tool_outputs_by_call_id),
+        "batch_lines_by_custom_id": dict(stats.batch_lines_by_custom_id),
         "faults": dict(stats.faults),
         "webhooks": {**stats.webhooks, "pending_timers": pending},
         "latency": stats.latency(),

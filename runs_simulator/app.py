@@ -14,7 +14,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import api_assistants, api_control, api_responses, api_webhook_endpoints, errors
+from . import (
+    api_assistants,
+    api_batches,
+    api_control,
+    api_files,
+    api_responses,
+    api_webhook_endpoints,
+    errors,
+)
 from .routing import api
 from .state import SimState
 from .webhooks import WebhookDispatcher
@@ -40,6 +48,8 @@ def create_app(state: SimState) -> Starlette:
         *api_responses.routes,
         *api_assistants.routes,
         *api_webhook_endpoints.routes,
+        *api_files.routes,
+        *api_batches.routes,
         Route(
             "/v1/{rest:path}",
             api("unknown", _unknown),

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 RESPONSE_OUTCOMES = ("completed", "failed", "incomplete", "cancelled")
+#: What ``batch_force`` may force a new batch to end as (``None``: its natural course).
+BATCH_FORCES = ("expired", "failed")
 
 
 def _default_weights() -> dict[str, float]:
@@ -65,6 +67,25 @@ class SimConfig:
     webhook_timeout_s: float = 5.0
     # Stats.
     latency_window: int = 2000
+    # Time scale: multiplies every window-derived wait (a 2h/8h background window, a batch's 24 h
+    # expiry), so an 8h window is tested in seconds. ``RUNS_TIME_SCALE`` sets it at start-up: the
+    # app reads the same variable, so one value drives both clocks.
+    time_scale: float = 1.0
+    # A 2h/8h response ends at uniform(min, max) * window * time_scale (unless metadata pins it).
+    window_fraction_min: float = 0.05
+    window_fraction_max: float = 0.6
+    # Flex processing: a sampled duration (not a pinned one) is this many times longer.
+    flex_slowdown: float = 2.0
+    # Batches: seconds in ``validating``, processing lines, and ``finalizing`` (not scaled: a
+    # batch of runs completes quickly in the simulator unless a test asks otherwise).
+    batch_validating_s: float = 0.3
+    batch_duration_s: float = 2.0
+    batch_finalizing_s: float = 0.3
+    batch_cancel_lag_s: float = 0.3
+    # Share of batch lines that fail (drawn from a hash of the custom_id: predictable per line).
+    batch_line_failure_rate: float = 0.0
+    # Force new batches to end ``expired`` or ``failed`` (None: their natural course).
+    batch_force: str | None = None
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply ``changes`` after validating every key and value (all or nothing)."""
@@ -87,6 +108,7 @@ class SimConfig:
             "fault_trickle_rate",
             "webhook_duplicate_rate",
             "webhook_drop_rate",
+            "batch_line_failure_rate",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -99,6 +121,22 @@ class SimConfig:
             raise ValueError("duration_min_s must not exceed duration_max_s")
         if self.webhook_max_attempts < 1:
             raise ValueError("webhook_max_attempts must be >= 1")
+        if not 0.0 < self.time_scale <= 1000.0:
+            raise ValueError("time_scale must be within (0, 1000]")
+        if not 0.0 <= self.window_fraction_min <= self.window_fraction_max <= 1.0:
+            raise ValueError("window fractions must satisfy 0 <= min <= max <= 1")
+        if self.flex_slowdown < 1.0:
+            raise ValueError("flex_slowdown must be >= 1")
+        for name in (
+            "batch_validating_s",
+            "batch_duration_s",
+            "batch_finalizing_s",
+            "batch_cancel_lag_s",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.batch_force is not None and self.batch_force not in BATCH_FORCES:
+            raise ValueError(f"batch_force must be null or one of {BATCH_FORCES}")
         unknown = set(self.outcome_weights) - set(RESPONSE_OUTCOMES)
         if unknown or sum(self.outcome_weights.values()) <= 0:
             raise ValueError(f"outcome_weights keys must be among {RESPONSE_OUTCOMES}")
@@ -116,7 +154,7 @@ class SimConfig:
 
 
 _INT_KEYS = {"retry_after_ms", "webhook_max_attempts", "latency_window"}
-_OPTIONAL_STR_KEYS = {"webhook_url", "webhook_secret"}
+_OPTIONAL_STR_KEYS = {"webhook_url", "webhook_secret", "batch_force"}
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -141,9 +179,16 @@ def _coerce(key: str, value: Any) -> Any:
 
 
 def from_env(config: SimConfig, environ: dict[str, str] | None = None) -> None:
-    """Read ``SIM_WEBHOOK_URL`` / ``SIM_WEBHOOK_SECRET`` (CLI flags override them later)."""
+    """Read ``SIM_WEBHOOK_URL`` / ``SIM_WEBHOOK_SECRET`` / ``RUNS_TIME_SCALE`` (CLI flags
+    override them later). A malformed ``RUNS_TIME_SCALE`` is a ``ValueError`` naming it."""
     env = os.environ if environ is None else environ
     if env.get("SIM_WEBHOOK_URL"):
         config.webhook_url = env["SIM_WEBHOOK_URL"]
     if env.get("SIM_WEBHOOK_SECRET"):
         config.webhook_secret = env["SIM_WEBHOOK_SECRET"]
+    if env.get("RUNS_TIME_SCALE"):
+        try:
+            config.time_scale = float(env["RUNS_TIME_SCALE"])
+        except ValueError:
+            raw = env["RUNS_TIME_SCALE"]
+            raise ValueError(f"RUNS_TIME_SCALE must be a number, got {raw!r}") from None

@@ -10,31 +10,21 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from . import validation
+from . import response_options, response_output, validation
 from .config import RESPONSE_OUTCOMES
 from .conversation_service import get_conversation, settle
 from .errors import bad_request, not_found
 from .ids import alnum_id, hex_id
-from .items import Item, assistant_message, function_call, input_text, normalize_input
+from .items import Item, function_call, input_text, normalize_input
 from .responses import ResponseRecord
 from .state import SimState, ToolChain
-from .timeline import TERMINAL_RESPONSE, plan
+from .timeline import TERMINAL_RESPONSE, Timeline, plan
 from .tool_scenario import sim_metadata, tool_plan
 
-_ECHOED = (
-    "max_output_tokens",
-    "max_tool_calls",
-    "parallel_tool_calls",
-    "prompt_cache_key",
-    "safety_identifier",
-    "temperature",
-    "text",
-    "top_p",
-    "truncation",
-)
+_ECHOED = ("max_tool_calls", "parallel_tool_calls", "temperature", "top_p", "truncation")
 
 
-def _normalize_tools(raw: Any) -> list[dict[str, Any]]:
+def normalize_tools(raw: Any) -> list[dict[str, Any]]:
     """Echo tools the way the API does (function tools gain ``strict`` and ``parameters``)."""
     if raw is None:
         return []
@@ -116,11 +106,13 @@ def create(state: SimState, body: dict[str, Any]) -> ResponseRecord:
                 f"Previous response with id '{previous_id}' not found.", "previous_response_id"
             )
     items = normalize_input(state.rng, body.get("input"))
-    tools = _normalize_tools(body.get("tools"))
+    tools = normalize_tools(body.get("tools"))
     background = bool(body.get("background", False))
     store = bool(body.get("store", True))
     if background and not store:
         raise bad_request("Background mode requires 'store' to be true.", "store")
+    options = response_options.parse(body, background=background)
+    response_output.sim_output(metadata)  # a bad pin is refused before any bookkeeping
 
     chain = _find_chain(state, previous, conversation.chain_id if conversation else None)
     effective = {**(chain.inherited if chain else {}), **metadata}
@@ -136,6 +128,7 @@ def create(state: SimState, body: dict[str, Any]) -> ResponseRecord:
     wants_tool = chain is not None and chain.answered < chain.plan.rounds
 
     now = state.now()
+    flex = options.service_tier == "flex"
     timeline = plan(
         effective,
         state.config,
@@ -143,33 +136,31 @@ def create(state: SimState, body: dict[str, Any]) -> ResponseRecord:
         now,
         allowed_outcomes=RESPONSE_OUTCOMES,
         instant=not background,
+        window_s=options.window_s,
+        slowdown=state.config.flex_slowdown if flex else 1.0,
     )
     if wants_tool:
         timeline = replace(timeline, outcome="completed")
     prompt = input_text(items)
-    output: list[Item]
+    tool_call: Item | None = None
     if wants_tool and chain is not None:
-        output = [
-            function_call(
-                hex_id(state.rng, "fc"),
-                alnum_id(state.rng, "call"),
-                chain.plan.name,
-                chain.plan.arguments,
-            )
-        ]
-    elif timeline.outcome == "incomplete":
-        text = f"Simulated answer to: {prompt}"
-        output = [
-            assistant_message(
-                hex_id(state.rng, "msg"), text[: max(1, len(text) // 2)], status="incomplete"
-            )
-        ]
-    else:
-        output = [assistant_message(hex_id(state.rng, "msg"), f"Simulated answer to: {prompt}")]
-
+        tool_call = function_call(
+            hex_id(state.rng, "fc"),
+            alnum_id(state.rng, "call"),
+            chain.plan.name,
+            chain.plan.arguments,
+        )
+    planned = response_output.answer(
+        state.rng,
+        prompt=prompt,
+        options=options,
+        metadata=effective,
+        outcome=timeline.outcome,
+        tool_call=tool_call,
+    )
     record = ResponseRecord(
         id=hex_id(state.rng, "resp"),
-        timeline=timeline,
+        timeline=replace(timeline, outcome=planned.outcome),
         model=model,
         background=background,
         store=store,
@@ -180,7 +171,9 @@ def create(state: SimState, body: dict[str, Any]) -> ResponseRecord:
         extras={key: body[key] for key in _ECHOED if key in body},
         input_items=items,
         prompt_text=prompt,
-        output_items=output,
+        output_items=planned.output,
+        usage=planned.usage,
+        options=options,
         conversation_id=conversation.id if conversation else None,
         previous_response_id=str(previous_id) if previous_id else None,
         chain_id=chain.id if chain else None,
@@ -201,6 +194,60 @@ def create(state: SimState, body: dict[str, Any]) -> ResponseRecord:
     if background and state.webhooks is not None:
         state.webhooks.schedule_response(record)
     return record
+
+
+def standalone(
+    state: SimState, body: dict[str, Any], started: float, ended: float
+) -> ResponseRecord:
+    """A batch line's response: ``body`` checked like a create (same 400s), answered in one
+    turn (no background, conversation or previous response: a batch line stands alone) and
+    ended at ``ended``. Nothing is stored, counted or announced."""
+    model = validation.required_str(body, "model")
+    for key in ("stream", "background", "conversation", "previous_response_id"):
+        if body.get(key):
+            raise bad_request(f"'{key}' is not supported in batch requests.", key)
+    metadata = validation.metadata(body.get("metadata"))
+    if metadata.get("sim_outcome", "completed") not in RESPONSE_OUTCOMES:
+        raise bad_request(
+            f"Invalid metadata value for 'sim_outcome': {metadata['sim_outcome']!r}",
+            "metadata.sim_outcome",
+        )
+    items = normalize_input(state.rng, body.get("input"))
+    tools = normalize_tools(body.get("tools"))
+    options = response_options.parse(body, background=False)
+    prompt = input_text(items)
+    tool = tool_plan(metadata, tools)
+    tool_call = None
+    if tool is not None:
+        tool_call = function_call(
+            hex_id(state.rng, "fc"), alnum_id(state.rng, "call"), tool.name, tool.arguments
+        )
+    outcome = "incomplete" if metadata.get("sim_outcome") == "incomplete" else "completed"
+    planned = response_output.answer(
+        state.rng,
+        prompt=prompt,
+        options=options,
+        metadata=metadata,
+        outcome=outcome,
+        tool_call=tool_call,
+    )
+    return ResponseRecord(
+        id=hex_id(state.rng, "resp"),
+        timeline=Timeline(started, 0.0, max(0.0, ended - started), planned.outcome),
+        model=model,
+        background=False,
+        store=bool(body.get("store", True)),
+        metadata=metadata,
+        instructions=body.get("instructions"),
+        tools=tools,
+        tool_choice=body.get("tool_choice", "auto"),
+        extras={key: body[key] for key in _ECHOED if key in body},
+        input_items=items,
+        prompt_text=prompt,
+        output_items=planned.output,
+        usage=planned.usage,
+        options=options,
+    )
 
 
 def retrieve(state: SimState, response_id: str) -> ResponseRecord:

@@ -4,7 +4,8 @@ Why: a response's visible state is derived, not stored. The record holds the req
 the planned timeline and the planned terminal output; ``render`` computes the status
 from the clock and emits the full ``Response`` object (schema ``Response``), with
 ``output``/``usage``/``error``/``incomplete_details``/``completed_at`` filled only when
-the real API fills them.
+the real API fills them. The options of the request (``service_tier``, ``reasoning``, ``text``,
+``max_output_tokens``...) are echoed as the API echoes them: validated and normalized.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .items import Item, token_estimate
+from .items import Item
+from .response_options import Options
 from .timeline import TERMINAL_RESPONSE, Timeline
 
 FAILED_MESSAGE = "The model failed to generate a response. (simulated failure)"
@@ -35,6 +37,8 @@ class ResponseRecord:
     input_items: list[Item]
     prompt_text: str
     output_items: list[Item]
+    usage: dict[str, Any]
+    options: Options = field(default_factory=Options)
     conversation_id: str | None = None
     previous_response_id: str | None = None
     chain_id: str | None = None
@@ -70,25 +74,6 @@ class ResponseRecord:
         return []
 
 
-def _usage(prompt_text: str, output: list[Item]) -> dict[str, Any]:
-    """``ResponseUsage`` with both detail objects (the SDK requires them)."""
-    input_tokens = token_estimate(prompt_text) + 8
-    output_chars = ""
-    for item in output:
-        if item["type"] == "message":
-            output_chars += "".join(part.get("text", "") for part in item["content"])
-        else:
-            output_chars += item.get("name", "") + item.get("arguments", "")
-    output_tokens = token_estimate(output_chars)
-    return {
-        "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-        "output_tokens": output_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": input_tokens + output_tokens,
-    }
-
-
 def render(record: ResponseRecord, now: float) -> dict[str, Any]:
     """The full ``Response`` JSON object as of ``now``."""
     status = record.status(now)
@@ -105,19 +90,19 @@ def render(record: ResponseRecord, now: float) -> dict[str, Any]:
         "error": None,
         "incomplete_details": None,
         "instructions": record.instructions,
-        "max_output_tokens": record.extras.get("max_output_tokens"),
+        "max_output_tokens": record.options.max_output_tokens,
         "max_tool_calls": record.extras.get("max_tool_calls"),
         "model": record.model,
         "output": output,
         "parallel_tool_calls": record.extras.get("parallel_tool_calls", True),
         "previous_response_id": record.previous_response_id,
-        "prompt_cache_key": record.extras.get("prompt_cache_key"),
-        "reasoning": {"effort": None, "summary": None},
-        "safety_identifier": record.extras.get("safety_identifier"),
-        "service_tier": "default",
+        "prompt_cache_key": record.options.prompt_cache_key,
+        "reasoning": {"effort": record.options.effort, "summary": record.options.summary},
+        "safety_identifier": record.options.safety_identifier,
+        "service_tier": record.options.service_tier,
         "store": record.store,
         "temperature": record.extras.get("temperature", 1.0),
-        "text": record.extras.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},
+        "text": record.options.text,
         "tool_choice": record.tool_choice,
         "tools": record.tools,
         "top_logprobs": 0,
@@ -127,7 +112,7 @@ def render(record: ResponseRecord, now: float) -> dict[str, Any]:
     }
     if status in ("completed", "incomplete"):
         # The schema types ``usage`` as a non-nullable object: absent until there is one.
-        payload["usage"] = _usage(record.prompt_text, output)
+        payload["usage"] = record.usage
     if status == "failed":
         payload["error"] = {"code": record.error_code, "message": FAILED_MESSAGE}
     elif status == "incomplete":

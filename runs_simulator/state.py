@@ -18,7 +18,9 @@ from .stats import Stats
 
 if TYPE_CHECKING:
     from .assistants import MessageRecord, RunRecord, ThreadRecord
+    from .batches import BatchRecord
     from .conversations import Conversation
+    from .files import FileRecord
     from .responses import ResponseRecord
     from .tool_scenario import ToolPlan
     from .webhook_endpoints import WebhookEndpoint
@@ -46,6 +48,8 @@ class Stores:
     messages: dict[str, MessageRecord] = field(default_factory=dict)
     runs: dict[str, RunRecord] = field(default_factory=dict)
     webhook_endpoints: dict[str, WebhookEndpoint] = field(default_factory=dict)
+    files: dict[str, FileRecord] = field(default_factory=dict)
+    batches: dict[str, BatchRecord] = field(default_factory=dict)
 
 
 class SimState:

@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .batch_lines import Line
 
 WEBHOOK_COUNTERS = ("events", "sent", "delivered", "retries", "failed", "dropped", "duplicates")
 
@@ -20,6 +23,8 @@ KIND_ACTIONS: dict[str, tuple[str, ...]] = {
     "conversation": ("create", "retrieve", "items_create", "items_list"),
     "thread": ("create", "retrieve", "messages_create", "messages_list"),
     "run": ("create", "retrieve", "cancel", "submit_tool_outputs"),
+    "batch": ("create", "retrieve", "cancel"),
+    "file": ("create", "retrieve", "content", "delete"),
 }
 
 
@@ -43,6 +48,8 @@ class Stats:
         self.creates_by_run_id: Counter[str] = Counter()
         # Tool outputs received per call id: above 1, a client answered the same call twice.
         self.tool_outputs_by_call_id: Counter[str] = Counter()
+        # Batch lines accepted per custom_id, across batches: above 1, a request batched twice.
+        self.batch_lines_by_custom_id: Counter[str] = Counter()
         self.objects: dict[str, ObjectStats] = {}
         self.latencies_ms: deque[float] = deque(maxlen=max(1, latency_window))
 
@@ -67,6 +74,15 @@ class Stats:
     def count_tool_outputs(self, call_ids: Iterable[str]) -> None:
         """Count one received output for each call id (a retried submit counts again)."""
         self.tool_outputs_by_call_id.update(call_ids)
+
+    def count_batch_lines(self, lines: Iterable[Line]) -> None:
+        """Count the lines of a batch that passed validation: each is a remote create (its
+        body's ``metadata["run_id"]`` in ``creates_by_run_id``), and its custom_id is counted."""
+        for line in lines:
+            self.batch_lines_by_custom_id[line.custom_id] += 1
+            run_id = line.record.metadata.get("run_id")
+            if run_id is not None:
+                self.creates_by_run_id[run_id] += 1
 
     def touch(self, object_id: str, action: str) -> None:
         """Count one ``action`` (retrieve, cancel...) on a known object."""

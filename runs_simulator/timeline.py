@@ -87,8 +87,16 @@ def plan(
     *,
     allowed_outcomes: tuple[str, ...],
     instant: bool = False,
+    window_s: float | None = None,
+    slowdown: float = 1.0,
 ) -> Timeline:
-    """Build the timeline from ``sim_*`` metadata, falling back to the scenario defaults."""
+    """Build the timeline from ``sim_*`` metadata, falling back to the scenario defaults.
+
+    ``window_s`` (a 2h/8h window, unscaled): the response ends at a uniform point of the
+    configured fraction of the window, scaled by ``time_scale``, and waits ``queued`` for the
+    first half of that. ``slowdown`` (flex processing) stretches a sampled duration. Pins are
+    exact: ``sim_duration_s``/``sim_queue_s`` are never scaled or stretched.
+    """
     outcome = metadata.get("sim_outcome") or sample_outcome(config, rng, allowed_outcomes)
     if outcome not in allowed_outcomes:
         raise bad_request(
@@ -99,9 +107,12 @@ def plan(
     if instant:
         return Timeline(created=now, queue_s=0.0, duration_s=0.0, outcome=outcome)
     duration = meta_float(metadata, "sim_duration_s")
-    if duration is None:
-        duration = sample_duration(config, rng)
+    if duration is None and window_s is not None:
+        fraction = rng.uniform(config.window_fraction_min, config.window_fraction_max)
+        duration = fraction * window_s * config.time_scale
+    elif duration is None:
+        duration = sample_duration(config, rng) * slowdown
     queue = meta_float(metadata, "sim_queue_s")
     if queue is None:
-        queue = config.queue_s
+        queue = duration / 2 if window_s is not None else config.queue_s
     return Timeline(created=now, queue_s=min(queue, duration), duration_s=duration, outcome=outcome)

@@ -20,8 +20,12 @@ _TYPE_NAMES = {
 }
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
+    """How the API names a JSON value's type in its 400 messages ("an integer", "null"...)."""
     return _TYPE_NAMES.get(type(value), "a string" if isinstance(value, str) else "a value")
+
+
+_type_name = type_name
 
 
 def metadata(raw: Any, param: str = "metadata") -> dict[str, str]:

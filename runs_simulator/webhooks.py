@@ -1,6 +1,7 @@
-"""Event-driven webhook delivery for terminal background responses.
+"""Event-driven webhook delivery for terminal background responses and batches.
 
-Why event-driven: a response's terminal time is known when it is created (or cancelled),
+Why event-driven: a response's or batch's terminal time is known when it is created (or
+cancelled),
 so one asyncio timer per event is armed then; nothing ever scans the object store. At the
 terminal time the event is built with the config in force at that moment (URL, secret,
 drop/duplicate/reorder rates), and each delivery attempt is another timer, with
@@ -20,6 +21,8 @@ from typing import Any
 
 import httpx2
 
+from .batch_service import settle
+from .batches import TERMINAL_BATCH, BatchRecord
 from .ids import hex_id
 from .responses import ResponseRecord
 from .signing import sign
@@ -70,6 +73,12 @@ class WebhookDispatcher:
         )
         self._call_at(terminal, self._on_terminal, record.id, record.webhook_token, self.generation)
 
+    def schedule_batch(self, batch: BatchRecord) -> None:
+        """Arm the timer for ``batch``'s terminal event (re-armed after a cancel)."""
+        self._call_at(
+            batch.terminal_at(), self._on_batch_end, batch.id, batch.webhook_token, self.generation
+        )
+
     def _on_terminal(self, response_id: str, token: int, generation: int) -> None:
         if generation != self.generation:
             return
@@ -79,13 +88,30 @@ class WebhookDispatcher:
         now = self.state.now()
         status = record.status(now)
         terminal_at = record.terminal_at(now)
-        config = self.state.config
         if status not in TERMINAL_RESPONSE or terminal_at is None:
             return
-        event_type = f"response.{status}"
+        self._emit(f"response.{status}", record.id, terminal_at)
+
+    def _on_batch_end(self, batch_id: str, token: int, generation: int) -> None:
+        if generation != self.generation:
+            return
+        batch = self.state.stores.batches.get(batch_id)
+        if batch is None or batch.webhook_token != token:
+            return
+        now = self.state.now()
+        settle(self.state, batch, now)  # the files exist before the event announces the end
+        status = batch.status(now)
+        if status not in TERMINAL_BATCH:
+            return
+        self._emit(f"batch.{status}", batch.id, batch.terminal_at())
+
+    def _emit(self, event_type: str, object_id: str, terminal_at: float) -> None:
+        """Build one event and arm its deliveries (with the drop/duplicate/reorder faults)."""
         targets = self._targets(event_type)
         if not targets:
             return
+        config = self.state.config
+        now = self.state.now()
         rng = self.state.webhook_rng
         counters = self.state.stats.webhooks
         event = {
@@ -93,7 +119,7 @@ class WebhookDispatcher:
             "object": "event",
             "type": event_type,
             "created_at": int(terminal_at),
-            "data": {"id": record.id},
+            "data": {"id": object_id},
         }
         counters["events"] += 1
         if config.webhook_drop_rate > 0 and rng.random() < config.webhook_drop_rate:

@@ -5,7 +5,9 @@ stops dead at that point of a tool round (it writes ``RUNS_TEST_KILL_FLAG`` and 
 test can SIGKILL it exactly there, as a crash would:
 
 - ``after_claim``: the round's submit claim is taken, the request has not left;
-- ``after_submit``: the server has the outputs, the answer is not saved.
+- ``after_submit``: the server has the outputs, the answer is not saved;
+- ``batch_after_create``: a batch is created at OpenAI, its remote id is not saved;
+- ``batch_mid_settle``: a batch's first chunk of runs is settled, the rest are not.
 
 Test tooling only: the runtime app knows nothing of it.
 """
@@ -54,5 +56,28 @@ def install_kill_point(**_: Any) -> None:
             _hold()
 
         ResponsesBackend.submit_tool_outputs = submit_then_die  # type: ignore[method-assign]
+    elif point == "batch_after_create":
+        from runs.backends import batch_api
+
+        create = batch_api.create
+
+        def create_then_die(*args: Any, **kwargs: Any) -> Any:
+            create(*args, **kwargs)
+            _hold()
+
+        batch_api.create = create_then_die
+    elif point == "batch_mid_settle":
+        from runs.engine import batch_runs
+        from runs.status import TERMINAL
+
+        move_many = batch_runs.move_many
+
+        def settle_one_chunk_then_die(*args: Any, **kwargs: Any) -> Any:
+            moved = move_many(*args, **kwargs)
+            if any(to in TERMINAL for _, _, to in moved):
+                _hold()
+            return moved
+
+        batch_runs.move_many = settle_one_chunk_then_die
     elif point:
         raise ValueError(f"unknown RUNS_TEST_KILL_POINT {point!r}")

@@ -88,6 +88,11 @@ def test_the_schema_is_public_and_describes_every_operation(client):
         ("POST", "/api/runs/{run_id}/cancel"),
         ("POST", "/api/runs/{run_id}/retry"),
         ("POST", "/api/runs/{run_id}/tool_outputs"),
+        ("POST", "/api/batches"),
+        ("GET", "/api/batches"),
+        ("GET", "/api/batches/{batch_id}"),
+        ("POST", "/api/batches/{batch_id}/cancel"),
+        ("GET", "/api/costs"),
     }
     assert schema["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
 

@@ -108,3 +108,31 @@ def test_bench_runs_end_to_end_at_tiny_n(tmp_path: Path) -> None:
         assert s["calls"]["create"] == 4
     assert by_strategy["webhook"]["retrieves_per_completed_run"] in (None, 1.0)
     assert (tmp_path / "quick.md").read_text().startswith("# Benchmark")
+
+
+@pytest.mark.integration
+def test_the_cost_bench_compares_modes_at_tiny_n(tmp_path: Path) -> None:
+    """Every mode's runs end, each row has a cost per 1,000 runs and its API calls per run, and
+    the Batch API's row shares its calls across the batch's runs."""
+    pytest.importorskip("psutil", reason="psutil is not installed (pip install -e '.[test]')")
+    env = {**os.environ, "BENCH_DB_NAME": "runs_bench_smoke_cost"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "bench.cost_modes", "--n", "6",
+            "--modes", "standard", "8h", "batch", "--strategies", "webhook",
+            "--time-scale", "0.0005", "--out", str(tmp_path / "cost_modes"),
+        ],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "cost_modes.json").read_text())
+    rows = {s["mode"]: s for s in results["scenarios"]}
+    assert set(rows) == {"standard", "8h", "batch"}
+    for row in rows.values():
+        assert row["statuses"] == {"completed": 6}, row
+        assert row["cost_per_1000_usd"] is not None and row["doubled_creates"] == 0
+    assert rows["batch"]["api_calls_per_run"] < rows["standard"]["api_calls_per_run"]
+    assert rows["8h"]["wall_over_window"] < 1
+    assert (tmp_path / "cost_modes.md").read_text().startswith("# Cost and API calls")
+    assert (tmp_path / "cost_modes.png").stat().st_size > 0

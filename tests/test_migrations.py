@@ -143,4 +143,7 @@ def test_the_batch_index_is_built_outside_a_transaction():
     ]
     assert not on_runs
     assert index.atomic is False
-    assert [op.index.name for op in index.operations] == ["runs_run_batch_idx"]
+    assert [op.index.name for op in index.operations] == [
+        "runs_run_batch_idx",
+        "runs_run_owner_created_idx",
+    ]

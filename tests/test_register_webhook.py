@@ -57,8 +57,8 @@ def test_register_then_test_then_rotate_against_our_own_intake(
     assert out.count(secret) == 1  # printed once, in the line to copy
     endpoint_id = re.search(r"endpoint (we_\w+) for " + re.escape(url), out).group(1)
     assert (
-        "events: response.cancelled, response.completed, response.failed, response.incomplete"
-        in out
+        "events: batch.cancelled, batch.completed, batch.expired, batch.failed, "
+        "response.cancelled, response.completed, response.failed, response.incomplete" in out
     )
 
     settings.OPENAI_WEBHOOK_SECRET = secret
@@ -85,11 +85,11 @@ def test_register_then_test_then_rotate_against_our_own_intake(
 
 
 def test_the_endpoint_subscribes_to_the_events_the_intake_acts_on(openai_is_the_simulator):
-    from runs.engine.events import RESPONSE_TERMINAL_EVENTS
+    from runs.engine.events import BATCH_EVENTS, RESPONSE_TERMINAL_EVENTS
 
     register_webhook("https://runs.example.test/webhooks/openai/", "--name", "prod")
     (endpoint,) = get_client().webhooks.list()
-    assert set(endpoint.event_types) == RESPONSE_TERMINAL_EVENTS
+    assert set(endpoint.event_types) == RESPONSE_TERMINAL_EVENTS | BATCH_EVENTS
     assert endpoint.name == "prod"
 
 

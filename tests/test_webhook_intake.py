@@ -217,7 +217,7 @@ def test_without_a_configured_secret_we_answer_500_so_openai_retries(
 def test_unknown_event_types_are_stored_and_answered_200(
     client, webhook_secret, signed, event_payload, run, sent_tasks
 ):
-    body, headers = signed(event_payload("batch_1", "batch.completed"))
+    body, headers = signed(event_payload("ftjob_1", "fine_tuning.job.succeeded"))
     response = post(client, body, headers)
     assert response.status_code == 200
     assert WebhookEvent.objects.get().outcome == "ignored"
@@ -474,7 +474,7 @@ def test_an_event_for_an_unknown_object_is_kept_at_the_cost_of_one_more_look(
     assert_not_woken(run, sent_tasks)
 
 
-@pytest.mark.parametrize("event_type", ["batch.completed", "response.created"])
+@pytest.mark.parametrize("event_type", ["fine_tuning.job.succeeded", "response.created"])
 def test_an_event_we_do_not_act_on_costs_the_insert_alone(
     event_type,
     client,

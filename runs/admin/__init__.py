@@ -2,7 +2,7 @@
 
 ``runs.py`` holds the run list and page, ``operations.py`` what the actions do, ``timeline.py``
 the run page's story, ``paginator.py`` the cheap count, ``owners.py`` the owner filter,
-``others.py`` threads, tool calls and webhook events.
+``others.py`` threads, tool calls and webhook events, ``batches.py`` the batch list and page.
 """
 
-from . import others, runs  # noqa: F401  (importing registers the model admins)
+from . import batches, others, runs  # noqa: F401  (importing registers the model admins)

@@ -27,13 +27,19 @@ from django.views.decorators.http import require_POST
 
 from .. import flower
 from ..models import Run, ToolCall
+from ..schedule import describe
 from . import operations
+from .costs import CostsMixin
 from .owners import OwnerFilter
 from .paginator import EstimatedCountPaginator
 from .timeline import timeline
 
 #: Largest primary key: a longer number typed in the search box is not an id.
 MAX_ID = 2**63 - 1
+#: The run page's options (issue 16), read-only like every field, and what came of them.
+OPTION_FIELDS = ("mode", "completion_window", "service_tier", "response_format")
+OPTION_FIELDS += ("reasoning_effort", "max_output_tokens", "prompt_cache_key", "safety_identifier")
+OUTCOME_FIELDS = ("output_text", "parsed_output", "usage", "cost", "last_error_code", "last_error")
 
 
 def search_runs(queryset: QuerySet[Run], term: str) -> QuerySet[Run]:
@@ -60,12 +66,13 @@ class OperateMixin:
 
 
 @admin.register(Run)
-class RunAdmin(OperateMixin, admin.ModelAdmin):
+class RunAdmin(CostsMixin, OperateMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "status_badge",
         "backend",
         "strategy",
+        "mode",
         "model",
         "owner",
         "remote",
@@ -73,6 +80,7 @@ class RunAdmin(OperateMixin, admin.ModelAdmin):
         "api_calls",
         "polls",
         "webhook_events",
+        "cost",
         "created_at",
         "duration",
     )
@@ -98,7 +106,8 @@ class RunAdmin(OperateMixin, admin.ModelAdmin):
         ),
         ("At OpenAI", {"fields": ("remote_id", "flower_link", "live_link")}),
         ("Input", {"fields": ("instructions", "tools", "metadata")}),
-        ("Outcome", {"fields": ("output_text", "usage", "last_error_code", "last_error")}),
+        ("Options", {"fields": OPTION_FIELDS}),
+        ("Outcome", {"fields": OUTCOME_FIELDS}),
         (
             "Times",
             {
@@ -115,6 +124,7 @@ class RunAdmin(OperateMixin, admin.ModelAdmin):
             },
         ),
         ("Counters", {"fields": ("api_calls", "polls", "webhook_events")}),
+        ("Schedule", {"fields": ("next_poll",)}),
         (
             "Polling",
             {
@@ -157,6 +167,11 @@ class RunAdmin(OperateMixin, admin.ModelAdmin):
         if run.completed_at is None:
             return "-"
         return f"{(run.completed_at - run.created_at).total_seconds():.1f} s"
+
+    @admin.display(description="next poll")
+    def next_poll(self, run: Run) -> str:
+        """When the next poll is due and why (the window, the safety net, tool outputs...)."""
+        return describe(run)
 
     @admin.display(description="thread")
     def thread_link(self, run: Run) -> str:

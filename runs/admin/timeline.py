@@ -1,4 +1,5 @@
-"""A run's story for its admin page: status changes and tool calls, in time order."""
+"""A run's story for its admin page: status changes and tool calls in time order, then the next
+poll (when it is due and why) while the run is active."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ..models import Run
+from ..schedule import describe
 
 
 @dataclass(frozen=True)
@@ -14,7 +16,7 @@ class Entry:
     at: datetime
     #: Seconds since the run was created, for reading latencies at a glance.
     offset_s: float
-    kind: str  # "status" or "tool"
+    kind: str  # "status", "tool" or "next" (the poll to come)
     title: str
     source: str = ""
     status: str = ""
@@ -55,4 +57,16 @@ def timeline(run: Run) -> list[Entry]:
                 detail=detail,
             )
         )
-    return sorted(entries, key=lambda e: e.at)
+    entries.sort(key=lambda e: e.at)
+    if run.is_active and run.next_poll_at is not None:
+        entries.append(
+            Entry(
+                at=run.next_poll_at,
+                offset_s=offset(run.next_poll_at),
+                kind="next",
+                title="next poll",
+                source="schedule",
+                detail={"why": describe(run)},
+            )
+        )
+    return entries

@@ -154,6 +154,13 @@ def start_run(request: HttpRequest, body: RunIn) -> Status:
             tools=body.tools,
             deadline_s=body.deadline_s,
             owner=client_of(request).owner,
+            completion_window=body.completion_window,
+            service_tier=body.service_tier,
+            response_format=body.response_format,
+            reasoning_effort=body.reasoning_effort,
+            max_output_tokens=body.max_output_tokens,
+            prompt_cache_key=body.prompt_cache_key,
+            safety_identifier=body.safety_identifier,
         )
         services.start(run)
     return Status(201, run)
@@ -166,6 +173,7 @@ def list_runs(
     backend: Annotated[BackendName | None, Query(None)] = None,
     strategy: Annotated[StrategyName | None, Query(None)] = None,
     thread_id: Annotated[Id | None, Query(None)] = None,
+    batch: Annotated[Id | None, Query(None, description="Only the runs of this batch.")] = None,
     created_after: Annotated[UtcDatetime | None, Query(None)] = None,
     created_before: Annotated[UtcDatetime | None, Query(None)] = None,
     meta: Annotated[
@@ -183,6 +191,7 @@ def list_runs(
         ("backend", backend),
         ("strategy", strategy),
         ("thread_id", thread_id),
+        ("batch_id", batch),
         ("created_at__gte", created_after),
         ("created_at__lt", created_before),
         ("pk__lt", cursor),

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from ninja import Schema
 from pydantic import AfterValidator, ConfigDict, Field
 
+from .. import options
 from ..models import ToolCall
 from ..services import MAX_METADATA_KEYS
 from ..status import Backend, RunStatus, Strategy
@@ -54,6 +55,10 @@ BackendName = Literal[tuple(Backend.values)]  # type: ignore[valid-type]
 StrategyName = Literal[tuple(Strategy.values)]  # type: ignore[valid-type]
 StatusName = Literal[tuple(RunStatus.values)]  # type: ignore[valid-type]
 Role = Literal["user", "assistant", "system", "developer"]
+WindowName = Literal[options.WINDOWS]  # type: ignore[valid-type]
+TierName = Literal[options.SERVICE_TIERS]  # type: ignore[valid-type]
+EffortName = Literal[options.REASONING_EFFORTS]  # type: ignore[valid-type]
+OptionKey = Annotated[str, Field(max_length=options.MAX_KEY_LENGTH), AfterValidator(_storable)]
 
 
 class _In(Schema):
@@ -111,13 +116,31 @@ class RunIn(_In):
     tools: Annotated[list[Annotated[Text, Field(max_length=128)]], Field(max_length=64)] = []
     deadline_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] | None = Field(
         None,
-        description="Seconds until the run expires and is cancelled. Default: RUNS_DEADLINE_S.",
+        description="Seconds until the run expires and is cancelled. Default: RUNS_DEADLINE_S, "
+        "or for a 2h/8h window the window plus RUNS_WINDOW_GRACE_S (never shorter than it).",
     )
+    # Run options (docs/api.md, "Run options"); combinations are checked by the service (400).
+    completion_window: WindowName | None = Field(
+        None, description="`2h`/`8h`: discounted background windows (standard processing only)."
+    )
+    service_tier: TierName | None = Field(None, description="E.g. `flex`. Default: not sent.")
+    response_format: dict[str, Any] | None = Field(
+        None,
+        description="Structured output: a JSON schema of an object, or "
+        "`{name, schema, strict}`. The parsed output is `parsed_output`.",
+    )
+    reasoning_effort: EffortName | None = None
+    max_output_tokens: (
+        Annotated[int, Field(ge=options.MIN_OUTPUT_TOKENS, le=options.MAX_OUTPUT_TOKENS)] | None
+    ) = None
+    prompt_cache_key: OptionKey | None = None
+    safety_identifier: OptionKey | None = None
 
 
 class RunOut(Schema):
     id: int
     thread_id: int
+    batch_id: int | None = Field(description="The batch that sends it (mode `batch`), if any.")
     status: str
     terminal: bool
     backend: str
@@ -138,10 +161,28 @@ class RunOut(Schema):
     started_at: datetime | None
     completed_at: datetime | None
     deadline_at: datetime | None
+    next_poll_at: datetime | None
+    completion_window: str
+    service_tier: str
+    mode: str
+    response_format: dict[str, Any] | None
+    reasoning_effort: str
+    max_output_tokens: int | None
+    prompt_cache_key: str
+    safety_identifier: str
+    parsed_output: Any = Field(description="A structured run's output, parsed and validated.")
+    cost: str | None = Field(
+        description="USD as a decimal string, from usage and the price table; null when the "
+        "model is not in the table or the run has no usage."
+    )
 
     @staticmethod
     def resolve_terminal(obj: Any) -> bool:
         return bool(obj.is_terminal)
+
+    @staticmethod
+    def resolve_cost(obj: Any) -> str | None:
+        return None if obj.cost is None else str(obj.cost)
 
 
 class EventOut(Schema):

@@ -114,6 +114,21 @@ def to_state(
     )
 
 
+def _run_options(run: Run) -> dict[str, Any]:
+    """The options an Assistants run carries, in its own names (``max_completion_tokens``,
+    ``response_format.json_schema``); the others are refused at ``create_run``."""
+    kwargs: dict[str, Any] = {}
+    if run.response_format:
+        fmt = run.response_format
+        schema = {"name": fmt["name"], "schema": fmt["schema"], "strict": fmt.get("strict", True)}
+        kwargs["response_format"] = {"type": "json_schema", "json_schema": schema}
+    if run.reasoning_effort:
+        kwargs["reasoning_effort"] = run.reasoning_effort
+    if run.max_output_tokens:
+        kwargs["max_completion_tokens"] = run.max_output_tokens
+    return kwargs
+
+
 def _output_text(thread_id: str, run_id: str) -> str:
     """The text of the messages the run added to the thread (one list call)."""
     page = get_client().beta.threads.messages.list(
@@ -137,6 +152,12 @@ class AssistantsBackend:
         remote_waits_for_tool_outputs=True,
         # Outputs go to the same run; a repeated submission is refused, never doubled.
         submit_creates_remote_object=False,
+        unsupported_options={
+            "completion_window": "the Assistants API has no background windows (2h/8h)",
+            "service_tier": "the Assistants API takes no service_tier (no flex processing)",
+            "prompt_cache_key": "the Assistants API takes no prompt_cache_key",
+            "safety_identifier": "the Assistants API takes no safety_identifier",
+        },
     )
 
     def create_thread(self, run: Run) -> str:
@@ -162,6 +183,7 @@ class AssistantsBackend:
         tools = tool_specs(run, "assistants")
         if tools:
             kwargs["tools"] = tools
+        kwargs.update(_run_options(run))
         return to_state(get_create_client().beta.threads.runs.create(**kwargs))
 
     def retrieve(self, run: Run) -> RemoteState:

@@ -9,7 +9,7 @@ tested by name elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -78,6 +78,10 @@ class Capabilities:
     #: Submitting tool outputs creates a new remote object: a submit whose answer was lost may,
     #: when repeated, create a second one (like a lost create). False where a repeat is refused.
     submit_creates_remote_object: bool
+    #: Run options this API cannot carry, with why: ``create_run`` refuses a run that sets one
+    #: (runs/options.py) rather than send it without (a window or tier silently dropped would
+    #: bill at another price than the caller chose).
+    unsupported_options: Mapping[str, str] = field(default_factory=dict)
 
 
 class Backend(Protocol):

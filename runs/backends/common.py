@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..status import WINDOW_S
 from ..tools import tools_for
 
 if TYPE_CHECKING:
@@ -48,5 +49,35 @@ def tool_specs(run: Run, shape: str) -> list[dict[str, Any]]:
 
 
 def request_options(run: Run, *, background: bool) -> dict[str, Any]:
-    """Placeholder (issue 16): the run options as ``responses.create`` keyword arguments."""
-    return {}
+    """The run's options (runs/options.py validated them) as ``responses.create`` kwargs.
+
+    Only what the run set is sent, so an unset option keeps the API's (or the project's) default.
+    ``background_options`` goes only with a 2h/8h window on a background request: the windows
+    are background execution by definition, and a Batch API line (``background=False``) runs
+    under the batch's own 24 h window, which a per-request window would contradict.
+    """
+    kwargs: dict[str, Any] = {}
+    if run.response_format:
+        fmt = run.response_format
+        text_format: dict[str, Any] = {
+            "type": "json_schema",
+            "name": fmt["name"],
+            "schema": fmt["schema"],
+            "strict": bool(fmt.get("strict", True)),
+        }
+        if fmt.get("description"):
+            text_format["description"] = fmt["description"]
+        kwargs["text"] = {"format": text_format}
+    if run.reasoning_effort:
+        kwargs["reasoning"] = {"effort": run.reasoning_effort}
+    if run.max_output_tokens:
+        kwargs["max_output_tokens"] = run.max_output_tokens
+    if run.prompt_cache_key:
+        kwargs["prompt_cache_key"] = run.prompt_cache_key
+    if run.safety_identifier:
+        kwargs["safety_identifier"] = run.safety_identifier
+    if run.service_tier:
+        kwargs["service_tier"] = run.service_tier
+    if background and run.completion_window in WINDOW_S:
+        kwargs["background_options"] = {"completion_window": run.completion_window}
+    return kwargs

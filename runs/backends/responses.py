@@ -8,6 +8,9 @@ Tool calls: a response that completes with ``function_call`` items is our ``requ
 The outputs go back as a *new* background response in the same conversation carrying
 ``function_call_output`` items (the conversation already holds the calls), and the run's remote id
 moves to it: one create per tool round, and polling simply continues on the new response.
+
+Run options (a 2h/8h window, the service tier, structured output, reasoning effort...) travel
+with every response of the run, the tool rounds' included: ``common.request_options``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from openai.types.responses import Response
 from ..client import get_client, get_create_client
 from ..status import RunStatus
 from .base import Capabilities, OutgoingMessage, RemoteState, ToolCallRequest, ToolOutput
-from .common import parse_poll_after, remote_metadata, tool_specs, when
+from .common import parse_poll_after, remote_metadata, request_options, tool_specs, when
 
 if TYPE_CHECKING:
     from ..models import Run
@@ -95,6 +98,7 @@ class ResponsesBackend:
             metadata=remote_metadata(run),
             input=[{"type": "message", "role": m.role, "content": m.content} for m in messages],
             **_tools_and_instructions(run),
+            **request_options(run, background=True),
         )
         return to_state(response)
 
@@ -120,6 +124,7 @@ class ResponsesBackend:
                 for o in outputs
             ],
             **_tools_and_instructions(run),
+            **request_options(run, background=True),
         )
         return to_state(response)
 

@@ -15,7 +15,8 @@ Ids in use: E001 broker, E002 result-backend app, E003 backend, E004 strategy, E
 E006 a schedule; W001 API key, W002 result backend; E101 a malformed webhook secret (current or
 fallback), W101 the webhook strategy without a secret; E201 a bad metrics allow-list entry;
 E301 a bad RUNS_QUEUES, E302 an unknown RUNS_POLL_MODE, W301 a side channel (live status, the
-budget) without a Redis URL; E401 an API token entry that cannot be parsed.
+budget) without a Redis URL; E401 an API token entry that cannot be parsed; E011 a bad
+RUNS_PRICES entry, E012 a bad RUNS_SPEND_LIMITS.
 """
 
 from .configuration import check_api_key, check_celery, check_choices, check_numbers

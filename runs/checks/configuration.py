@@ -9,7 +9,9 @@ from typing import Any
 from celery import current_app
 from django.apps import AppConfig, apps
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
+from .. import pricing, spend
 from ..conf import settings
 from ..schedule import schedule_for
 from ..status import Backend, Strategy
@@ -35,6 +37,14 @@ _NUMBERS: dict[str, tuple[float | None, float | None, bool]] = {
     "RUNS_METRICS_CACHE_S": _NON_NEGATIVE,  # 0: count at every scrape
     "RUNS_POLL_LEASE_S": _POSITIVE,
     "RUNS_POLL_DUE_INTERVAL_S": _POSITIVE,
+    "RUNS_TIME_SCALE": _POSITIVE,
+    # Positive: at 0 a window's last poll falls on its deadline, which expires without a look.
+    "RUNS_WINDOW_GRACE_S": _POSITIVE,
+    "RUNS_BATCH_POLL_BASE_S": _POSITIVE,
+    "RUNS_BATCH_POLL_CAP_S": _POSITIVE,
+    "RUNS_BATCH_SAFETY_NET_BASE_S": _POSITIVE,
+    "RUNS_BATCH_SAFETY_NET_CAP_S": _POSITIVE,
+    "RUNS_BATCH_GRACE_S": _POSITIVE,
 }
 _INTEGERS: dict[str, tuple[int, int | None]] = {
     "RUNS_MAX_ERROR_RETRIES": (0, None),
@@ -45,6 +55,10 @@ _INTEGERS: dict[str, tuple[int, int | None]] = {
     "RUNS_TOOL_OUTPUT_MAX_BYTES": (1024, None),  # room for the truncation marker and some text
     "RUNS_POLL_BATCH": (1, None),
     "RUNS_POLL_CONCURRENCY": (1, None),
+    "RUNS_WINDOW_MAX_POLLS": (1, None),
+    "RUNS_BATCH_MAX_RUNS": (1, 50000),  # the Batch API's own limit per file
+    "RUNS_BATCH_SETTLE_CHUNK": (1, None),
+    "RUNS_BATCH_FIND_PAGES": (1, None),
 }
 #: Result backends stored by django-celery-results, which then must be an installed app.
 _DJANGO_RESULT_BACKENDS = ("django-db", "django-cache")
@@ -188,4 +202,20 @@ def check_numbers(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any)
                     id="runs.E006",
                 )
             )
+    return messages
+
+
+@register("runs")
+def check_prices_and_limits(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+    """E011/E012: RUNS_PRICES and RUNS_SPEND_LIMITS must parse (docs/modes.md).
+
+    Otherwise every run's cost would be left empty (a bad price entry) or every create_run would
+    raise (a bad limit: it fails closed rather than let spending through unchecked).
+    """
+    messages: list[CheckMessage] = []
+    for error_id, parse in (("runs.E011", pricing.price_table), ("runs.E012", spend.limits)):
+        try:
+            parse()
+        except ImproperlyConfigured as exc:
+            messages.append(Error(str(exc), hint="See docs/modes.md.", id=error_id))
     return messages

@@ -12,7 +12,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from .. import deadline, metrics
+from .. import deadline, metrics, pricing, structured
 from ..backends.base import RemoteState
 from ..backends.registry import get_backend
 from ..conf import settings
@@ -27,8 +27,14 @@ log = logging.getLogger(__name__)
 
 
 def move_to(run: Run, state: RemoteState, source: str) -> Move:
-    """The status change the answer asks for, with the output and errors of an end."""
+    """The status change the answer asks for, with the output, errors and cost of an end.
+
+    A structured run (``response_format``) that completed is completed only if its output
+    parses and matches the schema: otherwise it moves to ``failed`` with the first violation,
+    its text kept for inspection (runs/structured.py).
+    """
     fields: dict[str, Any] = {"remote_id": state.remote_id, "error_retries": 0}
+    target = state.status
     if state.status in TERMINAL:
         fields.update(
             output_text=state.output_text,
@@ -36,14 +42,19 @@ def move_to(run: Run, state: RemoteState, source: str) -> Move:
             remote_completed_at=state.remote_completed_at,
             last_error_code=state.error_code,
             last_error=state.error_message,
+            cost=pricing.cost_of(run.model, state.usage, run.mode),
         )
-    return Move(
-        state.status,
-        source,
-        expected=run.status,
-        fields=fields,
-        detail={"remote_status": state.remote_status, "remote_id": state.remote_id},
-    )
+    if state.status == RunStatus.COMPLETED and run.response_format:
+        checked = structured.check(run.response_format, state.output_text)
+        if checked.ok:
+            fields["parsed_output"] = checked.parsed
+        else:
+            target = RunStatus.FAILED
+            fields.update(last_error_code=checked.error_code, last_error=checked.error)
+    detail = {"remote_status": state.remote_status, "remote_id": state.remote_id}
+    if target != state.status:
+        detail["error"] = fields["last_error_code"]
+    return Move(target, source, expected=run.status, fields=fields, detail=detail)
 
 
 def decide_answer(
@@ -58,9 +69,10 @@ def decide_answer(
     """A status the run may move to, then poll again on the schedule unless it ended."""
     change = None if state.status == run.status else move_to(run, state, source)
     if state.status not in ACTIVE:
-        return Decision(run.pk, state.status, ticket=ticket, move=change, counters=counters)
+        outcome = change.to_status if change is not None else state.status
+        return Decision(run.pk, outcome, ticket=ticket, move=change, counters=counters)
     delay = next_delay(
-        schedule_for(run.strategy),
+        schedule_for(run.strategy, run.completion_window),
         attempt,
         poll_after_ms=state.poll_after_ms,
         remaining_s=deadline.remaining_s(run),

@@ -1,5 +1,5 @@
 """The writer's set-based statements: claim every due run at once, re-arm many ticks in one UPDATE,
-bump a ticket and read it back in one round trip.
+bump a ticket and read it back in one round trip, take the start claims of a batch's runs.
 
 They sit below ``writer`` (which calls them) and write the same columns under the same rules: a
 claim advances the ticket, a re-arm is a compare-and-set on the ticket the tick holds and on an
@@ -12,9 +12,10 @@ inside an UPDATE); both PostgreSQL and SQLite (3.35+) understand ``RETURNING``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection
 from django.db.models import Case, F, IntegerField, Q, Value, When
@@ -22,7 +23,7 @@ from django.db.models.fields import DateTimeField, Field
 from django.utils import timezone
 
 from ..models import Run
-from ..status import ACTIVE
+from ..status import ACTIVE, RunStatus
 from .decisions import Decision
 
 
@@ -255,3 +256,22 @@ def rearm_plain(decisions: list[Decision]) -> set[int]:
         ]
     )
     return {id(d) for d in plain}
+
+
+def join_batch(run_ids: Sequence[int], batch_id: int, **fields: Any) -> int:
+    """Runs join batch ``batch_id``, which takes their start claims (it sends them; no
+    ``start_run`` will), with ``fields``: a compare-and-set per chunk of ids on runs still
+    pending, unclaimed and in no batch, so a start racing the batch creates nothing. The chunks
+    keep a statement under the database's bound on parameters (SQLite: 999). Returns how many
+    runs joined."""
+    now = timezone.now()
+    size = (connection.features.max_query_params or 10_000) - 50
+    joined = 0
+    for start in range(0, len(run_ids), size):
+        joined += Run.objects.filter(
+            pk__in=run_ids[start : start + size],
+            status=RunStatus.PENDING,
+            start_claimed_at__isnull=True,
+            batch=None,
+        ).update(batch_id=batch_id, start_claimed_at=now, **fields)
+    return joined

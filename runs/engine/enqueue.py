@@ -25,6 +25,9 @@ POLL_RUN = "runs.poll_run"
 CANCEL_RUN = "runs.cancel_run"
 RESUME_TOOL_ROUND = "runs.resume_tool_round"
 EXECUTE_TOOL_CALLS = "runs.execute_tool_calls"
+SUBMIT_BATCH = "runs.submit_batch"
+POLL_BATCH = "runs.poll_batch"
+CANCEL_BATCH = "runs.cancel_batch"
 
 #: The kinds of work ``RUNS_QUEUES`` routes (docs/celery.md, "Queues and routing").
 Kind = Literal["start", "poll", "wake", "tool"]
@@ -39,6 +42,10 @@ KIND_OF: dict[str, Kind] = {
     CANCEL_RUN: "wake",
     RESUME_TOOL_ROUND: "tool",
     EXECUTE_TOOL_CALLS: "tool",
+    # A batch's upload and create are its start; its polls and cancels travel like a run's.
+    SUBMIT_BATCH: "start",
+    POLL_BATCH: "poll",
+    CANCEL_BATCH: "wake",
 }
 
 

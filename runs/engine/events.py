@@ -21,9 +21,9 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from ..models import Run, WebhookEvent
-from ..status import TERMINAL
-from . import writer
+from ..models import Batch, Run, WebhookEvent
+from ..status import BATCH_TERMINAL, TERMINAL
+from . import batch_writer, writer
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,9 @@ Outcome = WebhookEvent.Outcome
 RESPONSE_TERMINAL_EVENTS = frozenset(
     {"response.completed", "response.failed", "response.cancelled", "response.incomplete"}
 )
+#: The events that tell us a batch ended: they wake the batch (``WebhookEvent.batch``), whose
+#: poll then costs one retrieve and the downloads.
+BATCH_EVENTS = frozenset({"batch.completed", "batch.failed", "batch.expired", "batch.cancelled"})
 
 
 def record(
@@ -53,7 +56,8 @@ def record(
     A copy arriving at the same moment conflicts and inserts nothing, so it can never wake the run
     a second time; it reads the winner's row instead (the one extra query of a duplicate).
     """
-    acts = event_type in RESPONSE_TERMINAL_EVENTS
+    about_batch = event_type in BATCH_EVENTS
+    acts = about_batch or event_type in RESPONSE_TERMINAL_EVENTS
     event = WebhookEvent(
         webhook_id=webhook_id,
         event_id=event_id[:128],
@@ -64,10 +68,14 @@ def record(
         received_at=timezone.now(),
         processed_at=timezone.now(),
     )
-    row = _insert_settled(event, object_id[:128] if acts else "")
+    row = _insert_settled(event, object_id[:128] if acts else "", Batch if about_batch else Run)
     if row is None:
         return WebhookEvent.objects.get(webhook_id=webhook_id), False
-    event.pk, event.run_id, event.outcome = row
+    event.pk, found, event.outcome = row
+    if about_batch:
+        event.batch_id = found
+    else:
+        event.run_id = found
     return event, True
 
 
@@ -78,6 +86,8 @@ def process(event: WebhookEvent) -> str:
     A fresh event comes settled by its insert (``record``): ``applied`` only needs the wake.
     ``received`` is an event whose wake failed before; it goes the long way, settling first.
     """
+    if event.type in BATCH_EVENTS:
+        return _process_batch(event)
     if event.outcome == Outcome.APPLIED and event.run_id is not None:
         return _wake(event)
     if event.outcome in (Outcome.IGNORED, Outcome.STALE):
@@ -110,6 +120,46 @@ def apply_waiting(run_id: int, remote_id: str) -> int:
         if _apply(event, run, Outcome.UNKNOWN_OBJECT) == Outcome.APPLIED:
             applied += 1
     return applied
+
+
+def apply_waiting_batch(batch_id: int, remote_id: str) -> int:
+    """Apply ``batch.*`` events that arrived before ``remote_id`` was saved on the batch."""
+    waiting = WebhookEvent.objects.filter(object_id=remote_id, outcome=Outcome.UNKNOWN_OBJECT)
+    return sum(_process_batch(event) == Outcome.APPLIED for event in waiting)
+
+
+def _process_batch(event: WebhookEvent) -> str:
+    """A ``batch.*`` event: wake its batch once (the insert settled it ``applied`` when the batch
+    was known and open), or look again for a batch whose remote id was saved meanwhile."""
+    if event.outcome in (Outcome.IGNORED, Outcome.STALE):
+        return event.outcome
+    expected = event.outcome
+    if expected != Outcome.APPLIED or event.batch_id is None:
+        batch = Batch.objects.filter(remote_id=event.object_id).exclude(remote_id="").first()
+        if batch is None:
+            _settle(event, Outcome.RECEIVED, Outcome.UNKNOWN_OBJECT)
+            return Outcome.UNKNOWN_OBJECT
+        outcome = Outcome.STALE if batch.is_terminal else Outcome.APPLIED
+        if not WebhookEvent.objects.filter(pk=event.pk, outcome=expected).update(
+            outcome=outcome, batch=batch, processed_at=timezone.now()
+        ):
+            return WebhookEvent.objects.filter(pk=event.pk).values_list("outcome", flat=True).get()
+        if outcome == Outcome.STALE:
+            return outcome
+        event.batch_id = batch.pk
+    try:
+        woken = batch_writer.wake(event.batch_id, webhook_events=1)
+    except Exception:
+        # The broker is down: un-settle so a redelivery (OpenAI retries non-2xx) tries again.
+        again = Outcome.RECEIVED if expected == Outcome.APPLIED else expected
+        WebhookEvent.objects.filter(pk=event.pk).update(outcome=again, processed_at=None)
+        event.outcome = again
+        raise
+    if not woken:  # it ended between the insert and the wake
+        WebhookEvent.objects.filter(pk=event.pk).update(outcome=Outcome.STALE)
+        return Outcome.STALE
+    log.info("batch %s: woken by %s (%s)", event.batch_id, event.type, event.webhook_id)
+    return Outcome.APPLIED
 
 
 def _run_for(object_id: str) -> Run | None:
@@ -175,15 +225,18 @@ RETURNING id, {run_col}, outcome
 """
 
 
-def _insert_settled(event: WebhookEvent, lookup: str) -> tuple[int, int | None, str] | None:
-    """The insert-or-ignore; (id, run id, outcome), or None when the webhook id was stored
-    already. ``lookup`` "" settles the event without a run (``ignored``)."""
+def _insert_settled(
+    event: WebhookEvent, lookup: str, about: type[Run] | type[Batch] = Run
+) -> tuple[int, int | None, str] | None:
+    """The insert-or-ignore; (id, run or batch id, outcome), or None when the webhook id was
+    stored already. ``lookup`` "" settles the event without a run (``ignored``). ``about``:
+    the table the object id is looked up in (a batch's ``batch.*`` events, a run's others)."""
     quote = connection.ops.quote_name
-    terminal = sorted(TERMINAL)
+    terminal = sorted(BATCH_TERMINAL if about is Batch else TERMINAL)
     sql = _INSERT.format(
         event=quote(WebhookEvent._meta.db_table),
-        run=quote(Run._meta.db_table),
-        run_col=quote(WebhookEvent._meta.get_field("run").column),
+        run=quote(about._meta.db_table),
+        run_col=quote(WebhookEvent._meta.get_field("batch" if about is Batch else "run").column),
         terminal=", ".join(["%s"] * len(terminal)),
     )
     columns = ("webhook_id", "event_id", "type", "object_id", "payload", "created_at_remote")

@@ -38,6 +38,9 @@ def start(run_id: int) -> dict[str, Any]:
         writer.apply(Decision(run_id, "deferred", start_in_s=wait))
         return {"run_id": run_id, "started": False, "deferred_s": wait}
     run = Run.objects.select_related("thread").get(pk=run_id)
+    if run.batch_id is not None:
+        # Its batch sends it (services.submit_batch takes its start claim); never twice.
+        return {"run_id": run_id, "started": False, "reason": f"belongs to batch {run.batch_id}"}
     backend = get_backend(run.backend)
     calls = Counters()
     try:
@@ -57,7 +60,8 @@ def start(run_id: int) -> dict[str, Any]:
         return _start_failed(run, exc, calls)
     metrics.count_api_call("create", calls.api_calls)
     Message.objects.mark_sent([m.pk for m in messages])
-    delay = next_delay(schedule_for(run.strategy), 0, remaining_s=deadline.remaining_s(run))
+    schedule = schedule_for(run.strategy, run.completion_window)
+    delay = next_delay(schedule, 0, remaining_s=deadline.remaining_s(run))
     move = answers.move_to(run, state, EventSource.CREATE)
     changed = writer.started(run_id, move, run.poll_generation, delay, calls)
     if not changed and state.status not in TERMINAL:

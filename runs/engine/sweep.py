@@ -12,7 +12,10 @@ timeout. Every few seconds Celery beat runs this sweep, which
 * releases tool-round submit claims that no live submit can still hold (the worker died between
   the claim and saving the answer) and wakes those runs, whose next tick submits the round;
 * expires pending runs past their deadline (active ones are expired by the poll it wakes, which
-  also cancels them remotely).
+  also cancels them remotely);
+* does the same for batches (``batch_writer.rescue``): wakes overdue batch polls, releases stale
+  submit claims and resends lost submits. A batch's runs are the batch's: their start claim is
+  its submit claim, so no start of theirs is released or resent here.
 
 Each query walks an index (``next_poll_at``, ``status``, the tool-call claim) and handles at most
 ``batch`` rows per kind per sweep, so a backlog drains over a few sweeps.
@@ -30,7 +33,7 @@ from django.utils import timezone
 from ..conf import settings
 from ..models import Run
 from ..status import ACTIVE, RunStatus
-from . import enqueue, expiry, tool_calls, writer
+from . import batch_writer, enqueue, expiry, tool_calls, writer
 from .decisions import Task
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ class SweepReport:
     reclaimed: int = 0
     released_rounds: int = 0
     expired: int = 0
+    batches: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -87,12 +91,14 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
 
     claim_timeout = timedelta(seconds=settings.RUNS_CLAIM_TIMEOUT_S)
     stale = Run.objects.filter(
-        status=RunStatus.PENDING, start_claimed_at__lt=now - claim_timeout
+        status=RunStatus.PENDING, start_claimed_at__lt=now - claim_timeout, batch__isnull=True
     ).values_list("pk", "start_claimed_at")[:batch]
     for run_id, claimed_at in list(stale):
         if writer.release_start_claim(run_id, claimed_at):
             log.warning("run %s: start claim is stale; the create may be repeated", run_id)
             report.reclaimed += 1
+
+    report.batches = batch_writer.rescue(now, batch, grace)
 
     if any(asdict(report).values()):
         log.info("sweep: %s", report)

@@ -166,6 +166,7 @@ def _submit(
         # that token on a retrieve and defer the submit for ever on a small budget). The poll
         # armed behind it only matters if that task is lost: the resume takes a fresh ticket.
         tool_calls.release_claim(calls)
+        # Our own wait for a budget token, not the model's: the strategy's schedule, no window.
         safety = wait + schedule_for(run.strategy).cap
         return Decision(
             run.pk,
@@ -233,7 +234,8 @@ def _too_many_rounds(
 
 
 def _poll_later(run: Run, ticket: int, outcome: str, counters: Counters, attempt: int) -> Decision:
-    delay = next_delay(schedule_for(run.strategy), attempt, remaining_s=deadline.remaining_s(run))
+    schedule = schedule_for(run.strategy, run.completion_window)
+    delay = next_delay(schedule, attempt, remaining_s=deadline.remaining_s(run))
     return Decision(
         run.pk, outcome, ticket=ticket, poll_in_s=delay, attempt=attempt, counters=counters
     )

@@ -29,6 +29,15 @@ ROOTS = (
     "WebhookResponseFailed",
     "WebhookResponseCancelled",
     "WebhookResponseIncomplete",
+    "Batch",
+    "ListBatchesResponse",
+    "OpenAIFile",
+    "ListFilesResponse",
+    "DeleteFileResponse",
+    "WebhookBatchCompleted",
+    "WebhookBatchFailed",
+    "WebhookBatchExpired",
+    "WebhookBatchCancelled",
 )
 WEBHOOKS = ("response_completed", "response_failed", "response_cancelled", "response_incomplete")
 DROP_KEYS = {

@@ -29,13 +29,12 @@ from django.core.validators import URLValidator
 from openai.resources.webhooks import Webhooks
 
 from runs.client import get_client
-from runs.engine.events import RESPONSE_TERMINAL_EVENTS
+from runs.engine.events import BATCH_EVENTS, RESPONSE_TERMINAL_EVENTS
 
 from ._args import bad
 
-#: What the endpoint subscribes to: the events the intake acts on (``batch.*`` join here once
-#: batches are tracked).
-EVENT_TYPES = tuple(sorted(RESPONSE_TERMINAL_EVENTS))
+#: What the endpoint subscribes to: the events the intake acts on (a batch's end included).
+EVENT_TYPES = tuple(sorted(RESPONSE_TERMINAL_EVENTS | BATCH_EVENTS))
 #: Plain HTTP is for a local receiver only (the simulator, a test); OpenAI wants HTTPS.
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 #: The sample ``--test`` sends unless told.

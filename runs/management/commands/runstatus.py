@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from runs.models import Run
+from runs.schedule import describe
 
 from ._args import bad
 
@@ -27,6 +29,13 @@ class Command(BaseCommand):
         w(f"  backend {run.backend}, strategy {run.strategy}, model {run.model}")
         w(f"  remote id {run.remote_id or '-'}, thread {run.thread_id}")
         w(f"  api calls {run.api_calls}, polls {run.polls}, webhook events {run.webhook_events}")
+        w(f"  mode {run.mode}, window {run.completion_window}, cost {_usd(run.cost)}")
+        if run.is_active:
+            w(f"  next poll: {describe(run)}")
+        if run.parsed_output is not None:
+            # The structured answer, validated against the run's schema: as JSON, for jq.
+            w("  parsed output:")
+            w(json.dumps(run.parsed_output, indent=2, ensure_ascii=False))
         if run.output_text:
             w(f"  output: {run.output_text}")
         if run.last_error:
@@ -39,3 +48,7 @@ class Command(BaseCommand):
                 f"  {event.at:%Y-%m-%d %H:%M:%S.%f}"[:-3]
                 + f"  {event.from_status} -> {event.to_status} ({event.source})"
             )
+
+
+def _usd(cost: Any) -> str:
+    return "unknown (no price for the model, or no usage yet)" if cost is None else f"${cost}"

@@ -1,23 +1,29 @@
 """``manage.py startrun TEXT``: create and start a run; ``--wait`` follows it to the end.
 
+Run options (docs/api.md, "Run options"): ``--window soonest|2h|8h``, ``--service-tier``,
+``--schema FILE.json`` (structured output: a JSON schema, or ``{"name", "schema", "strict"}``),
+``--reasoning-effort``, ``--max-output-tokens``, ``--prompt-cache-key``, ``--safety-identifier``.
+
 Exit codes: 0 completed, 1 any other terminal status (or still running at ``--timeout``),
-2 bad arguments.
+2 bad arguments (an unreadable or invalid schema file, a refused option combination).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from runs import options
 from runs.models import Run
 from runs.services import create_run
 from runs.status import TERMINAL, Backend, RunStatus, Strategy
 from runs.tasks import start_run
 
-from ._args import bad, parse_metadata
+from ._args import bad, parse_metadata, read_schema
 
 #: How often --wait reads our own database (not OpenAI: the worker does that).
 WATCH_INTERVAL_S = 0.2
@@ -48,6 +54,21 @@ class Command(BaseCommand):
             help="a registered tool the model may call (repeatable), e.g. --tool add",
         )
         parser.add_argument("--deadline", type=float, help="seconds before the run expires")
+        parser.add_argument(
+            "--window",
+            choices=options.WINDOWS,
+            help="completion window: 2h/8h are discounted background execution (standard tier)",
+        )
+        parser.add_argument("--service-tier", choices=options.SERVICE_TIERS, help="e.g. flex")
+        parser.add_argument(
+            "--schema",
+            metavar="FILE.json",
+            help="structured output: a JSON schema of an object, or {name, schema, strict}",
+        )
+        parser.add_argument("--reasoning-effort", choices=options.REASONING_EFFORTS)
+        parser.add_argument("--max-output-tokens", type=int, metavar="N")
+        parser.add_argument("--prompt-cache-key", metavar="KEY")
+        parser.add_argument("--safety-identifier", metavar="ID")
         parser.add_argument("--wait", action="store_true", help="follow the run to its end")
         parser.add_argument(
             "--timeout",
@@ -71,6 +92,13 @@ class Command(BaseCommand):
                 metadata=parse_metadata(opts["metadata"]),
                 tools=opts["tools"],
                 deadline_s=opts["deadline"],
+                completion_window=opts["window"],
+                service_tier=opts["service_tier"],
+                response_format=read_schema(opts["schema"]) if opts["schema"] else None,
+                reasoning_effort=opts["reasoning_effort"],
+                max_output_tokens=opts["max_output_tokens"],
+                prompt_cache_key=opts["prompt_cache_key"],
+                safety_identifier=opts["safety_identifier"],
             )
         except ValidationError as exc:
             raise bad("; ".join(exc.messages)) from exc
@@ -81,7 +109,9 @@ class Command(BaseCommand):
                 f"run {run.pk} was created but could not be queued: {exc}. "
                 "Is Redis running (CELERY_BROKER_URL)?"
             ) from exc
-        self.stdout.write(f"run {run.pk} created ({run.backend}, {run.strategy}, {run.model})")
+        self.stdout.write(
+            f"run {run.pk} created ({run.backend}, {run.strategy}, {run.model}, {run.mode})"
+        )
         if not opts["wait"]:
             return
         timeout = opts["timeout"]
@@ -116,6 +146,8 @@ class Command(BaseCommand):
         for call in run.tool_calls.all():
             result = f"error: {call.error}" if call.error else call.output
             self.stdout.write(f"tool {call.name}({call.arguments}) -> {result}  [{call.state}]")
+        if run.parsed_output is not None:
+            self.stdout.write(f"parsed: {json.dumps(run.parsed_output, ensure_ascii=False)}")
         if run.output_text:
             self.stdout.write(f"output: {run.output_text}")
         if run.last_error:

@@ -1,0 +1,200 @@
+"""Start throughput against a bare SDK loop, side by side: ``python -m bench.start_rate``.
+
+Issue 13 asks that starting runs through Celery keep at least half the pace of the simplest
+thing that could work: a loop of the same two SDK calls (a conversation, then a background
+response in it) from 16 threads. Both sides talk to the same simulator, in the same invocation:
+
+* **bare**: 16 threads share N starts, each one ``conversations.create`` + ``responses.create``
+  through the real ``openai`` SDK; the rate is N over the time from the first call to the last
+  answer.
+* **ours**: ``create_run`` for N runs (before the clock starts, as an application would have
+  them), then ``start_run.delay`` for each, consumed by 2 worker processes of 8 threads; the
+  rate is N over the time from the first enqueue to the last run's ``submitted_at`` (its create
+  answered and saved, claim and all).
+
+Every run is a long one (the simulator pins it at 600 s and the bench cancels nothing): only
+starting is measured, and no poll competes with the starts for the workers. PostgreSQL (database
+``runs_bench_start``), a private Redis as the broker. Writes ``docs/bench/start_rate.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("BENCH_DB_NAME", "runs_bench_start")
+
+from project.localredis import start_private_redis  # noqa: E402
+
+from .database import choose_url, empty_tables, migrate, vendor  # noqa: E402
+from .load import LoadWindow, flag  # noqa: E402
+
+QUEUE = "startbench"
+LONG = {"sim_duration_s": "600", "sim_outcome": "completed"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.start_rate", description=__doc__)
+    parser.add_argument("--n", type=int, nargs="+", default=[1000])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--bare-threads", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "start_rate")
+    return parser.parse_args(argv)
+
+
+def setup(sim_url: str, redis_url: str, db_url: str) -> dict[str, str]:
+    env = {
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DATABASE_URL": db_url,
+        "CELERY_BROKER_URL": redis_url,
+        "REDIS_URL": redis_url,
+        "OPENAI_BASE_URL": sim_url,
+        "OPENAI_API_KEY": "sk-bench-simulator",
+        "CELERY_TASK_DEFAULT_QUEUE": QUEUE,
+        "RUNS_QUEUE_PREFIX": QUEUE,
+        "RUNS_PUBSUB_URL": "",
+        "RUNS_LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    migrate()
+    return env
+
+
+def bare(n: int, threads: int, sim_url: str) -> dict[str, Any]:
+    """N starts by a plain loop of the two SDK calls, shared by ``threads`` threads."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=sim_url, api_key="sk-bench-simulator", max_retries=0)
+
+    def start(i: int) -> None:
+        conversation = client.conversations.create(metadata={"bench": str(i)})
+        client.responses.create(
+            model="gpt-4.1-mini",
+            conversation=conversation.id,
+            background=True,
+            store=True,
+            metadata={**LONG, "run_id": f"bare-{i}"},
+            input=[{"type": "message", "role": "user", "content": f"bench {i}"}],
+        )
+
+    load = LoadWindow().start()
+    began = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(start, range(n)))
+    elapsed = time.perf_counter() - began
+    return {"side": "bare SDK loop", "n": n, "threads": threads, "elapsed_s": round(elapsed, 2),
+            "starts_per_s": round(n / elapsed, 1), "load": load.stop()}  # fmt: skip
+
+
+def ours(n: int, args: argparse.Namespace, redis_url: str, env: dict) -> dict[str, Any]:
+    """N starts through ``start_run.delay`` and the workers."""
+    from django.db import transaction
+
+    from project.celery import app
+    from runs.models import Run
+    from runs.services import create_run
+    from runs.tasks import start_run
+    from runs_dev import processes
+
+    redis.Redis.from_url(redis_url).flushdb()
+    empty_tables()
+    with transaction.atomic():
+        ids = [create_run(f"bench {i}", metadata=LONG).pk for i in range(n)]
+    child = {**os.environ, **env}
+    workers = [
+        processes.start_worker(child, concurrency=args.threads, queue=QUEUE)
+        for _ in range(args.workers)
+    ]
+    try:
+        give_up = time.monotonic() + 60
+        while len(app.control.ping(timeout=0.5)) < args.workers:
+            if time.monotonic() > give_up:
+                raise RuntimeError("the workers did not answer a ping within 60 s")
+        load = LoadWindow().start()
+        began = time.time()
+        for run_id in ids:
+            start_run.delay(run_id)
+        deadline = began + 120 + n / 5
+        while time.time() < deadline:
+            if not Run.objects.filter(pk__in=ids, submitted_at__isnull=True).exists():
+                break
+            time.sleep(0.2)
+        last = max(Run.objects.filter(pk__in=ids).values_list("submitted_at", flat=True) or [0])
+        submitted = Run.objects.filter(pk__in=ids, submitted_at__isnull=False).count()
+    finally:
+        for process in workers:
+            processes.stop(process)
+    elapsed = last.timestamp() - began if submitted else float("inf")
+    return {"side": "start_run.delay + workers", "n": n, "submitted": submitted,
+            "threads": args.workers * args.threads, "elapsed_s": round(elapsed, 2),
+            "starts_per_s": round(submitted / elapsed, 1), "load": load.stop()}  # fmt: skip
+
+
+def write(out: Path, results: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        "# Start throughput: start_run through Celery against a bare SDK loop",
+        "",
+        f"Generated by `python -m bench.start_rate` ({results['database']}). Each start is "
+        "`conversations.create` + `responses.create` against the simulator; ours adds the claim, "
+        "the saves and the broker. Same invocation, side by side.",
+        "",
+        "| N | side | slots | starts/s | elapsed | ratio (ours / bare) | load (1 min) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for pair in results["pairs"]:
+        b, o = pair["bare"], pair["ours"]
+        ratio = o["starts_per_s"] / b["starts_per_s"] if b["starts_per_s"] else 0
+        for row, r in ((b, ""), (o, f"**{ratio:.2f}x**")):
+            load = row["load"]
+            lines.append(
+                f"| {row['n']} | {row['side']} | {row['threads']} threads | {row['starts_per_s']} "
+                f"| {row['elapsed_s']} s | {r} | {load['load1_start']} → {load['load1_end']} on "
+                f"{load['cores']} cores {flag(load)} |"
+            )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from runs_simulator.testing import RunningSimulator
+
+    args = parse_args(argv)
+    db_url, db_note = choose_url()
+    if vendor(db_url) != "postgresql":
+        print(f"needs PostgreSQL: {db_note}", file=sys.stderr)
+        return 2
+    private = start_private_redis()
+    pairs = []
+    try:
+        with RunningSimulator() as sim:
+            env = setup(sim.base_url, private.url, db_url)
+            for n in args.n:
+                sim.reset(keep_config=True)
+                pair = {"bare": bare(n, args.bare_threads, sim.base_url)}
+                sim.reset(keep_config=True)
+                pair["ours"] = ours(n, args, private.url, env)
+                print(json.dumps(pair), flush=True)
+                pairs.append(pair)
+    finally:
+        private.stop()
+    write(args.out, {"database": db_note, "pairs": pairs})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

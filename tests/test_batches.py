@@ -1,0 +1,468 @@
+"""Batches without OpenAI: the files, the checks before a batch is made, settling its runs once,
+``batch.*`` webhooks, the sweep's rescue and the schedule. The broker is a stand-in
+(``sent_tasks``); tests/test_batches_through_broker.py runs the whole loop with a worker and the
+simulator.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from runs import services
+from runs.engine import batch_files, batch_lifecycle, batch_runs, batch_writer, events, lifecycle
+from runs.engine.batch_files import LineResult
+from runs.engine.sweep import sweep
+from runs.models import Batch, Message, Run, RunEvent, Thread, WebhookEvent
+from runs.status import Mode
+
+pytestmark = pytest.mark.django_db
+
+
+def prompts(n: int, **kwargs) -> list[Run]:
+    return [services.create_run(f"prompt {i}", **kwargs) for i in range(n)]
+
+
+def output_line(run_id: int, text: str = "answer", status: str = "completed") -> dict:
+    return {
+        "id": f"batch_req_{run_id}",
+        "custom_id": str(run_id),
+        "response": {
+            "status_code": 200,
+            "request_id": "req_1",
+            "body": {
+                "id": f"resp_{run_id}",
+                "object": "response",
+                "status": status,
+                "completed_at": 1_700_000_000,
+                "output": [
+                    {
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}],
+                    }
+                ],
+                "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
+            },
+        },
+        "error": None,
+    }
+
+
+def jsonl(*lines: dict) -> bytes:
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+# --- the files --------------------------------------------------------------------------------
+
+
+def test_a_line_carries_the_run_id_its_message_and_its_options():
+    run = services.create_run("Summarise this", instructions="Be brief", max_output_tokens=64)
+    line = batch_files.request_line(run, "Summarise this")
+    assert line["custom_id"] == str(run.pk)
+    assert (line["method"], line["url"]) == ("POST", "/v1/responses")
+    body = line["body"]
+    assert body["model"] == run.model and body["instructions"] == "Be brief"
+    assert body["input"] == [{"type": "message", "role": "user", "content": "Summarise this"}]
+    assert body["metadata"]["run_id"] == str(run.pk)
+    assert body["max_output_tokens"] == 64
+    assert "background" not in body and "background_options" not in body
+    data = batch_files.input_file([line, line])
+    assert data.count(b"\n") == 2 and json.loads(data.splitlines()[0]) == line
+
+
+def test_output_and_error_lines_become_one_result_per_run():
+    data = jsonl(
+        output_line(1, "four"),
+        {"custom_id": "2", "response": {"status_code": 500, "body": {"error": {"message": "x"}}}},
+        {"custom_id": "3", "response": None, "error": {"code": "batch_expired", "message": "late"}},
+        {"custom_id": "4", "response": None, "error": {"code": "batch_cancelled", "message": "c"}},
+        output_line(5, status="incomplete"),
+    )
+    results = batch_files.parse(data + b"not json\n\n")
+    assert results[1] == LineResult(
+        1,
+        "completed",
+        remote_id="resp_1",
+        output_text="four",
+        usage={"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
+        remote_completed_at=results[1].remote_completed_at,
+    )
+    assert (results[2].status, results[2].error_code) == ("failed", "http_500")
+    assert (results[3].status, results[3].error_code) == ("expired", "batch_expired")
+    assert (results[4].status, results[4].error_code) == ("cancelled", "batch_cancelled")
+    assert (results[5].status, results[5].error_code) == ("incomplete", "incomplete")
+    assert set(results) == {1, 2, 3, 4, 5}  # the unreadable line is skipped, not a crash
+
+
+def test_a_run_no_file_mentions_ends_as_the_batch_did():
+    assert batch_files.unmentioned("completed", 7).error_code == "missing_result"
+    assert batch_files.unmentioned("expired", 7).status == "expired"
+    assert batch_files.unmentioned("cancelled", 7).status == "cancelled"
+    failed = batch_files.batch_errors([{"code": "invalid_request", "line": 2, "message": "bad"}])
+    assert failed == "the batch failed: invalid_request (line 2): bad"
+
+
+# --- making a batch: every check before anything is written -------------------------------------
+
+
+def test_submit_batch_makes_the_batch_takes_the_runs_and_sends_it_on_commit(
+    sent_tasks, django_capture_on_commit_callbacks
+):
+    runs = prompts(3, metadata={"customer": "acme"})
+    with django_capture_on_commit_callbacks(execute=True):
+        batch = services.submit_batch(runs, strategy="webhook")
+    assert (batch.status, batch.owner, batch.strategy) == ("pending", "", "webhook")
+    assert batch.model == runs[0].model and batch.metadata == {"customer": "acme"}
+    assert batch.deadline_at > timezone.now() + timedelta(hours=24)
+    for run in Run.objects.filter(pk__in=[r.pk for r in runs]):
+        assert (run.batch_id, run.mode, run.status) == (batch.pk, Mode.BATCH, "pending")
+        assert run.start_claimed_at is not None  # the batch's: no start_run can create it
+        assert run.deadline_at == batch.deadline_at
+    assert sent_tasks == [("runs.submit_batch", (batch.pk,), None)]
+
+
+def test_a_start_run_for_a_batch_run_creates_nothing(sent_tasks):
+    run = prompts(1)[0]
+    services.submit_batch([run])
+    assert lifecycle.start(run.pk)["started"] is False
+    Run.objects.filter(pk=run.pk).update(start_claimed_at=None)  # released by hand, say
+    assert lifecycle.start(run.pk) == {
+        "run_id": run.pk,
+        "started": False,
+        "reason": f"belongs to batch {run.batch_id or Run.objects.get(pk=run.pk).batch_id}",
+    }
+
+
+def refused(runs, message: str, **kwargs) -> None:
+    before = {r.pk: (r.batch_id, r.start_claimed_at, r.mode) for r in Run.objects.all()}
+    with pytest.raises(ValidationError, match=message):
+        services.submit_batch(runs, **kwargs)
+    assert Batch.objects.count() == 0
+    after = {r.pk: (r.batch_id, r.start_claimed_at, r.mode) for r in Run.objects.all()}
+    assert after == before
+
+
+def test_runs_with_tools_are_refused_with_nothing_written(sent_tasks):
+    runs = prompts(2)
+    runs.append(services.create_run("add these", tools=["add"]))
+    refused(runs, "batch runs are single-turn: no tools, no conversation")
+    assert sent_tasks == []
+
+
+def test_a_conversation_is_refused_with_nothing_written(sent_tasks):
+    two_messages = prompts(1)[0]
+    services.add_message(two_messages.thread, "and another thing")
+    refused([two_messages], "single-turn")
+    remote = prompts(1)[0]
+    Thread.objects.filter(pk=remote.thread_id).update(remote_id="conv_1")
+    refused([remote], "single-turn")
+    shared = Thread.objects.create()
+    Message.objects.create(thread=shared, content="one")
+    both = [services.create_run(thread=shared), services.create_run(thread=shared)]
+    refused(both, "no other run")
+    assert sent_tasks == []
+
+
+def test_mixed_owners_other_backends_and_started_runs_are_refused(sent_tasks, run_row):
+    refused(prompts(1, owner="client:a") + prompts(1, owner="client:b"), "one owner")
+    refused(prompts(1, model="gpt-4.1") + prompts(1, model="gpt-4.1-mini"), "one model")
+    refused(prompts(1, backend="assistants"), "Responses API")
+    started = prompts(1)[0]
+    Run.objects.filter(pk=started.pk).update(start_claimed_at=timezone.now())
+    refused([started], "being started")
+    refused([run_row("queued")], "is queued")
+    refused([], "1 to")
+    refused([123456789], "no run with id 123456789")
+    assert sent_tasks == []
+
+
+def test_a_spend_limit_reached_since_the_runs_were_made_refuses_the_batch(sent_tasks, settings):
+    runs = prompts(2, metadata={"customer": "acme"})
+    spent = services.create_run("earlier", metadata={"customer": "acme"})
+    Run.objects.filter(pk=spent.pk).update(status="completed", cost="12.00")
+    settings.RUNS_SPEND_LIMITS = {"customer": {"usd": "10.00", "period": "day"}}
+    refused(runs, "spend limit reached: customer=acme")
+    assert sent_tasks == []
+
+
+def test_a_run_joins_one_batch_only(sent_tasks, settings):
+    run = prompts(1)[0]
+    batch = services.submit_batch([run])
+    with pytest.raises(ValidationError, match="being started"):
+        services.submit_batch([run])
+    assert Batch.objects.get() == batch
+    settings.RUNS_BATCH_MAX_RUNS = 2
+    with pytest.raises(ValidationError, match="1 to 2"):
+        services.submit_batch(prompts(3))
+
+
+def test_create_batch_is_all_or_nothing(sent_tasks):
+    with pytest.raises(ValidationError, match="prompt"):
+        services.create_batch(["fine", "   "])
+    with pytest.raises(ValidationError, match="single-turn"):
+        services.create_batch(["fine"], tools=["add"])
+    with pytest.raises(ValidationError, match="2h"):
+        services.create_batch(["fine"], completion_window="2h")
+    with pytest.raises(ValidationError, match="reasoning_effort"):
+        services.create_batch(["fine"], reasoning_effort="enormous")
+    assert (Run.objects.count(), Batch.objects.count(), Thread.objects.count()) == (0, 0, 0)
+    batch = services.create_batch(["one", "two"], metadata={"customer": "acme"}, owner="client:x")
+    assert batch.runs.count() == 2 and batch.owner == "client:x"
+
+
+def test_create_batch_makes_its_rows_in_a_few_statements_whatever_the_number_of_prompts(
+    sent_tasks, settings
+):
+    """Options and spend limits are checked once, threads, messages and runs inserted in bulk:
+    a batch of 25 prompts costs the statements of a batch of 3, not 25 ``create_run`` calls."""
+    settings.RUNS_SPEND_LIMITS = {"customer": {"usd": "10.00", "period": "day"}}
+
+    def statements(n: int) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            services.create_batch(
+                [f"prompt {i}" for i in range(n)],
+                metadata={"customer": "acme"},
+                owner="client:x",
+                max_output_tokens=64,
+            )
+        return len(queries)
+
+    assert statements(3) == statements(25) <= 20
+    batch = Batch.objects.first()
+    runs = Run.objects.filter(batch=batch)
+    assert runs.count() == 25 and set(runs.values_list("status", "mode")) == {("pending", "batch")}
+    assert not runs.filter(start_claimed_at__isnull=True).exists()  # the batch's to start
+    assert {(r.max_output_tokens, r.metadata["customer"]) for r in runs} == {(64, "acme")}
+    said = Message.objects.filter(thread__runs__batch=batch).values_list("content", flat=True)
+    assert sorted(said) == sorted(f"prompt {i}" for i in range(25))
+    run = runs.order_by("pk").first()
+    assert run.thread.messages.get().content == "prompt 0" and run.thread.owner == "client:x"
+    assert run.deadline_at == batch.deadline_at
+
+
+# --- settling a batch's runs, once ------------------------------------------------------------
+
+
+def batch_of(n: int, status: str = "in_progress") -> tuple[Batch, list[int]]:
+    runs = prompts(n)
+    batch = services.submit_batch(runs)
+    Batch.objects.filter(pk=batch.pk).update(status=status, remote_id="batch_1")
+    ids = [r.pk for r in runs]
+    batch_runs.move_runs(batch.pk, ("pending",), "queued", "create")
+    return Batch.objects.get(pk=batch.pk), ids
+
+
+def test_settling_moves_each_open_run_to_its_lines_end_in_a_few_statements(settings):
+    settings.RUNS_BATCH_SETTLE_CHUNK = 10
+    batch, ids = batch_of(25)
+    results = batch_files.parse(jsonl(*(output_line(i, f"answer {i}") for i in ids[:20])))
+    with CaptureQueriesContext(connection) as queries:
+        moved = batch_runs.settle(
+            batch.pk, results, lambda pk: batch_files.unmentioned("completed", pk), "poll"
+        )
+    assert moved == 25
+    writes = [q["sql"] for q in queries if q["sql"].startswith(("UPDATE", "INSERT"))]
+    assert len(writes) == 6  # per chunk of 10: one UPDATE of the runs, one INSERT of events
+    assert (
+        len(queries) <= 1 + 3 * 3 + 6
+    )  # the ids, then per chunk lock + update + insert (+ savepoints)
+    done = Run.objects.get(pk=ids[0])
+    assert (done.status, done.output_text, done.remote_id) == (
+        "completed",
+        f"answer {ids[0]}",
+        f"resp_{ids[0]}",
+    )
+    assert done.usage["output_tokens"] == 5 and done.completed_at is not None
+    missing = Run.objects.get(pk=ids[-1])
+    assert (missing.status, missing.last_error_code) == ("failed", "missing_result")
+    event = done.events.last()
+    assert (event.from_status, event.to_status, event.detail) == (
+        "queued",
+        "completed",
+        {"batch_id": batch.pk},
+    )
+
+
+def test_a_second_settle_changes_nothing(settings):
+    batch, ids = batch_of(5)
+    results = batch_files.parse(jsonl(*(output_line(i) for i in ids)))
+    batch_runs.settle(
+        batch.pk, results, lambda pk: batch_files.unmentioned("completed", pk), "poll"
+    )
+    events = RunEvent.objects.count()
+    again = batch_runs.settle(
+        batch.pk, {}, lambda pk: batch_files.unmentioned("failed", pk), "poll"
+    )
+    assert again == 0 and RunEvent.objects.count() == events
+    assert set(Run.objects.values_list("status", flat=True)) == {"completed"}
+    assert batch_writer.finish(batch.pk, "completed")
+    assert not batch_writer.finish(batch.pk, "failed")
+    assert Batch.objects.get(pk=batch.pk).status == "completed"
+
+
+def test_a_structured_run_whose_line_does_not_match_fails():
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer"}},
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+    run = services.create_run("x", response_format=schema)
+    ok = batch_runs.end_fields(run, LineResult(run.pk, "completed", output_text='{"n": 4}'))
+    assert ok[0] == "completed" and ok[1]["parsed_output"] == {"n": 4}
+    bad = batch_runs.end_fields(run, LineResult(run.pk, "completed", output_text='{"m": 4}'))
+    assert bad[0] == "failed" and bad[1]["last_error_code"] == "output_schema_mismatch"
+
+
+# --- webhooks, the sweep, the schedule --------------------------------------------------------
+
+
+def record(event_type: str, object_id: str, webhook_id: str = "wh_1") -> WebhookEvent:
+    payload = {"id": "evt_1", "type": event_type, "data": {"id": object_id}}
+    event, _ = events.record(
+        webhook_id,
+        event_id="evt_1",
+        event_type=event_type,
+        object_id=object_id,
+        payload=payload,
+        created_at=None,
+    )
+    return event
+
+
+def test_a_batch_event_is_recorded_with_its_batch_and_wakes_it_once(sent_tasks):
+    batch, _ = batch_of(2)
+    event = record("batch.completed", "batch_1")
+    assert (event.batch_id, event.run_id, event.outcome) == (batch.pk, None, "applied")
+    assert events.process(event) == "applied"
+    batch.refresh_from_db()
+    assert (batch.webhook_events, batch.poll_generation) == (1, 1)
+    assert sent_tasks == [("runs.poll_batch", (batch.pk, 1), None)]
+    again, created = events.record(
+        "wh_1",
+        event_id="evt_1",
+        event_type="batch.completed",
+        object_id="batch_1",
+        payload={},
+        created_at=None,
+    )
+    assert not created and len(sent_tasks) == 1
+
+
+def test_a_batch_event_before_the_remote_id_is_applied_once_it_is_saved(sent_tasks):
+    runs = prompts(1)
+    batch = services.submit_batch(runs)
+    event = record("batch.completed", "batch_early")
+    assert events.process(event) == "unknown_object"
+    Batch.objects.filter(pk=batch.pk).update(remote_id="batch_early", status="in_progress")
+    assert events.apply_waiting_batch(batch.pk, "batch_early") == 1
+    assert WebhookEvent.objects.get().batch_id == batch.pk
+    assert sent_tasks[-1][0] == "runs.poll_batch"
+
+
+def test_an_event_for_an_ended_batch_is_stale(sent_tasks):
+    batch, _ = batch_of(1)
+    batch_writer.finish(batch.pk, "completed")
+    assert record("batch.completed", "batch_1").outcome == "stale"
+    assert sent_tasks == []
+
+
+def test_the_sweep_wakes_overdue_batches_and_releases_stale_submits(sent_tasks, settings):
+    """A submit claim is released once no call of its holder can still be under way: before the
+    upload, the upload's ``RUNS_BATCH_FILE_TIMEOUT_S``; after it, the list search and the create
+    (``RUNS_BATCH_FIND_PAGES`` x ``OPENAI_TIMEOUT_S`` + ``OPENAI_CREATE_TIMEOUT_S``); both plus
+    ``RUNS_CLAIM_TIMEOUT_S``. A holder released too soon could create a second batch."""
+    settings.RUNS_CLAIM_TIMEOUT_S = 60  # uploading: 600 + 60 s; uploaded: 3 x 10 + 30 + 60 s
+    five_minutes_ago = timezone.now() - timedelta(minutes=5)
+    late, _ = batch_of(1)
+    Batch.objects.filter(pk=late.pk).update(next_poll_at=five_minutes_ago)
+    uploading = services.submit_batch(prompts(1))
+    Batch.objects.filter(pk=uploading.pk).update(submit_claimed_at=five_minutes_ago)
+    stuck = services.submit_batch(prompts(1))
+    Batch.objects.filter(pk=stuck.pk).update(
+        submit_claimed_at=five_minutes_ago, input_file_id="file_1"
+    )
+    lost = services.submit_batch(prompts(1))
+    Batch.objects.filter(pk=lost.pk).update(created_at=five_minutes_ago)
+    report = sweep()
+    assert report.batches == 3
+    assert ("runs.poll_batch", (late.pk, 1), None) in sent_tasks
+    assert sent_tasks.count(("runs.submit_batch", (stuck.pk,), None)) == 1
+    assert ("runs.submit_batch", (lost.pk,), None) in sent_tasks
+    assert Batch.objects.get(pk=uploading.pk).submit_claimed_at == five_minutes_ago
+    Batch.objects.filter(pk=uploading.pk).update(
+        submit_claimed_at=timezone.now() - timedelta(minutes=12)
+    )
+    sweep()
+    assert ("runs.submit_batch", (uploading.pk,), None) in sent_tasks
+    # A batch run's start claim is its batch's: never released or restarted by the sweep.
+    assert not [t for t in sent_tasks if t[0] == "runs.start_run"]
+
+
+def test_the_schedule_follows_the_24h_clock_and_never_hands_the_broker_a_long_countdown(
+    sent_tasks, settings
+):
+    batch, _ = batch_of(1)
+    plan = batch_lifecycle.schedule(batch)
+    assert (plan.base, plan.factor, plan.cap) == (30.0, 1.5, 600.0)
+    settings.RUNS_TIME_SCALE = 0.01
+    assert batch_lifecycle.schedule(batch).cap == pytest.approx(6.0)
+    batch.strategy = "webhook"
+    assert batch_lifecycle.schedule(batch).base == pytest.approx(36.0)
+    assert batch_writer.rearm(batch.pk, batch.poll_generation, 1000.0)
+    assert sent_tasks[-1] == ("runs.poll_batch", (batch.pk, 0), 300.0)
+
+
+def claimable(batch: Batch, **fields) -> Batch:
+    """The batch as a poll holding ticket 0 finds it (due now)."""
+    Batch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now(), **fields)
+    return Batch.objects.get(pk=batch.pk)
+
+
+def test_a_transient_error_is_retried_on_a_countdown_and_counted(sent_tasks, monkeypatch):
+    import httpx2
+    import openai
+
+    from runs.backends import batch_api
+
+    def refused(remote_id: str):
+        request = httpx2.Request("GET", "http://sim/v1/batches/batch_1")
+        raise openai.APIConnectionError(request=request) from httpx2.ConnectError("refused")
+
+    monkeypatch.setattr(batch_api, "retrieve", refused)
+    batch, ids = batch_of(2)
+    claimable(batch)
+    assert batch_lifecycle.poll(batch.pk, 0) == "retry"
+    batch.refresh_from_db()
+    assert (batch.error_retries, batch.api_calls, batch.status) == (1, 1, "in_progress")
+    name, args, countdown = sent_tasks[-1]
+    assert (name, args) == ("runs.poll_batch", (batch.pk, 1)) and 0 < countdown <= 60
+    assert set(Run.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"queued"}
+
+
+def test_past_its_deadline_a_batch_is_cancelled_and_its_open_runs_expire(sent_tasks, monkeypatch):
+    from runs.backends import batch_api
+
+    cancelled: list[str] = []
+    monkeypatch.setattr(batch_api, "cancel", cancelled.append)
+    still_running = batch_api.RemoteBatch("batch_1", "in_progress")
+    monkeypatch.setattr(batch_api, "retrieve", lambda remote_id: still_running)
+    batch, ids = batch_of(3)
+    claimable(batch, deadline_at=timezone.now() - timedelta(seconds=1))
+    assert batch_lifecycle.poll(batch.pk, 0) == "expired"
+    batch.refresh_from_db()
+    assert cancelled == ["batch_1"]
+    assert (batch.status, batch.last_error_code) == ("expired", "deadline_exceeded")
+    runs = Run.objects.filter(pk__in=ids)
+    assert set(runs.values_list("status", "last_error_code")) == {("expired", "deadline_exceeded")}
+    assert set(RunEvent.objects.filter(to_status="expired").values_list("source", flat=True)) == {
+        "deadline"
+    }
+    assert batch_lifecycle.poll(batch.pk, 1) == "skipped"  # ended: no ticket to take
