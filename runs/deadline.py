@@ -7,10 +7,12 @@ sweep for a run that never started) asks here, so the rules and the messages are
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.utils import timezone
+
+from . import options
 
 if TYPE_CHECKING:
     from .models import Run
@@ -28,6 +30,23 @@ def remaining_s(run: Run, now: datetime | None = None) -> float | None:
 def is_past(run: Run, now: datetime | None = None) -> bool:
     remaining = remaining_s(run, now)
     return remaining is not None and remaining <= 0
+
+
+def for_new_response(run: Run, now: datetime | None = None) -> datetime | None:
+    """A later deadline for a windowed run whose response starts now, or None if it needs none.
+
+    The window starts when OpenAI gets the request, not when the run was created: a start that
+    waited (the queue, the request budget, retries) or a tool round (on Responses each round is
+    a new background response, with a window of its own) would otherwise be expired while on
+    time. So each new response gets at least its window plus ``RUNS_WINDOW_GRACE_S`` from now;
+    a longer deadline the caller gave is kept.
+    """
+    if options.window_s(run.completion_window) is None:
+        return None
+    needed = (now or timezone.now()) + timedelta(
+        seconds=options.deadline_s(run.completion_window, None)
+    )
+    return needed if run.deadline_at is None or needed > run.deadline_at else None
 
 
 def length_s(run: Run) -> float:

@@ -241,22 +241,39 @@ def _check_schema(schema: Any, strict: bool) -> None:
         raise ValidationError(f"response_format schema is invalid: {exc}") from None
 
 
-def _walk(node: Any, where: str, strict: bool, depth: int) -> None:
-    """What JSON Schema allows but we do not: remote ``$ref`` (a validation must never fetch a
-    URL; OpenAI takes local ones only), absurd nesting, and in strict mode (OpenAI's rule, else
-    a 400 at create) an object that is open or has a property that is not required."""
+#: Keywords whose value is a schema or a list of them; keywords mapping names to schemas.
+_SUBSCHEMA = frozenset(
+    "items additionalProperties not if then else contains propertyNames unevaluatedItems "  # noqa: SIM905
+    "unevaluatedProperties additionalItems contentSchema anyOf allOf oneOf prefixItems".split()
+)
+_SCHEMA_MAPS = frozenset(
+    "properties $defs definitions patternProperties dependentSchemas dependencies".split()  # noqa: SIM905
+)
+#: References a validator resolves: any that is not local (``#...``) would make it fetch.
+_REFS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _walk(node: Any, where: str, strict: bool, depth: int, schema: bool = True) -> None:
+    """What JSON Schema allows but we do not: remote references (a validation must never fetch
+    a URL; OpenAI takes local ones only), absurd nesting, and in strict mode (OpenAI's rule,
+    else a 400 at create) an open object or a property not required. Every dict and list is
+    visited, so a reference under ``if`` or an unknown keyword is refused too; the strict rule
+    applies to schemas only (``schema``), not to data such as an ``enum``'s values."""
     if depth > MAX_SCHEMA_DEPTH:
         raise ValidationError(f"response_format schema nests deeper than {MAX_SCHEMA_DEPTH}")
     if isinstance(node, list):
         for i, item in enumerate(node):
-            _walk(item, f"{where}[{i}]", strict, depth + 1)
+            _walk(item, f"{where}[{i}]", strict, depth + 1, schema)
         return
     if not isinstance(node, dict):
         return
-    ref = node.get("$ref")
-    if ref is not None and not (isinstance(ref, str) and ref.startswith("#")):
-        raise ValidationError(f"response_format schema: only local $ref ('#/...'); at {where}")
-    if strict and (node.get("type") == "object" or "properties" in node):
+    for keyword in _REFS:
+        ref = node.get(keyword)
+        if ref is not None and not (isinstance(ref, str) and ref.startswith("#")):
+            raise ValidationError(
+                f"response_format schema: only local {keyword} ('#/...'); at {where}"
+            )
+    if schema and strict and (node.get("type") == "object" or "properties" in node):
         props = node.get("properties") or {}
         missing = sorted(set(props) - set(node.get("required") or []))
         if node.get("additionalProperties") is not False or missing:
@@ -267,11 +284,11 @@ def _walk(node: Any, where: str, strict: bool, depth: int) -> None:
                 + " (or pass strict: false)"
             )
     for key, child in node.items():
-        if key in ("properties", "$defs", "definitions") and isinstance(child, dict):
+        if key in _SCHEMA_MAPS and isinstance(child, dict):
             for name, sub in child.items():
-                _walk(sub, f"{where}.{name}", strict, depth + 1)
-        elif key in ("items", "anyOf", "allOf", "oneOf", "prefixItems", "not"):
-            _walk(child, f"{where}.{key}", strict, depth + 1)
+                _walk(sub, f"{where}.{name}", strict, depth + 1, schema)
+        else:
+            _walk(child, f"{where}.{key}", strict, depth + 1, schema and key in _SUBSCHEMA)
 
 
 def _choice(value: Any, allowed: tuple[str, ...], what: str, *, blank: bool = False) -> str:

@@ -107,9 +107,9 @@ def schedule_for(strategy: str, window: str = "soonest") -> Schedule:
     promise that the answer takes a while, so polling every few seconds would only cost calls:
 
     - by polling, every ``window / RUNS_WINDOW_MAX_POLLS``: at most that many retrieves over
-      the window, the last one at its end;
-    - by webhook, the safety net looks at the window's middle and at its end only: the webhook's
-      one retrieve is the run's only one unless the event is lost.
+      the window (per response: each tool round on Responses is a new one), the last at its end;
+    - by webhook, the safety net looks once, at the window's end: the webhook's one retrieve
+      is the run's only one, and a lost event is caught there, at the cost of that one look.
 
     No jitter here: jitter would let the poll at the window's end slip past the deadline (the
     window plus ``RUNS_WINDOW_GRACE_S``), and a tick past the deadline expires the run without
@@ -119,7 +119,7 @@ def schedule_for(strategy: str, window: str = "soonest") -> Schedule:
     jitter = settings.RUNS_POLL_JITTER
     length = window_s(window)
     if length is not None:
-        polls = 2 if strategy == "webhook" else max(int(settings.RUNS_WINDOW_MAX_POLLS), 1)
+        polls = 1 if strategy == "webhook" else max(int(settings.RUNS_WINDOW_MAX_POLLS), 1)
         step = length / polls
         return Schedule(base=step, factor=1.0, cap=step, jitter=0.0, hint_is_floor=True)
     if strategy == "webhook":
@@ -164,8 +164,8 @@ def _why(run: Run) -> str:
     schedule = schedule_for(run.strategy, window)
     if window_s(window) is not None and run.strategy == "webhook":
         return (
-            f"safety net of the {window} window: the webhook ends the run; polls every "
-            f"{human_s(schedule.base)} only in case it is lost"
+            f"safety net of the {window} window: the webhook ends the run; one poll at the "
+            "window's end only in case it is lost"
         )
     if window_s(window) is not None:
         limit = settings.RUNS_WINDOW_MAX_POLLS

@@ -218,7 +218,7 @@ def retry_run(run: Run) -> Run:
     if "retry_of" in metadata or len(metadata) < MAX_METADATA_KEYS:
         metadata["retry_of"] = str(run.pk)
     messages = run.thread.messages.filter(created_at__lte=run.created_at)
-    deadline_s = (run.deadline_at - run.created_at).total_seconds() if run.deadline_at else None
+    deadline_s = _retry_deadline_s(run)
     with transaction.atomic():
         thread = create_thread(backend=run.backend, metadata=run.thread.metadata, owner=run.owner)
         for message in messages:
@@ -236,6 +236,19 @@ def retry_run(run: Run) -> Run:
         )
         start(new)
     return new
+
+
+def _retry_deadline_s(run: Run) -> float | None:
+    """The default again if the original had it, else its length, at least the window: read
+    back as ``deadline_at - created_at`` it is a few microseconds short (``created_at`` is
+    stamped after), and a run given exactly its window would be refused on retry."""
+    if run.deadline_at is None:
+        return None
+    length = (run.deadline_at - run.created_at).total_seconds()
+    if abs(length - options.deadline_s(run.completion_window, None)) < 1.0:
+        return None
+    window = options.window_s(run.completion_window)
+    return length if window is None else max(length, window)
 
 
 def owed_tool_calls(run: Run) -> list[ToolCall]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import exceptions, validators
+from referencing import Registry
 
 NOT_JSON = "output_not_json"
 MISMATCH = "output_schema_mismatch"
@@ -37,34 +38,75 @@ class Checked:
 
 
 def check(response_format: dict[str, Any], output_text: str) -> Checked:
-    """Parse ``output_text`` as JSON and validate it against ``response_format["schema"]``."""
+    """Parse ``output_text`` as JSON and validate it against ``response_format["schema"]``.
+
+    Never raises: every tick that ends a run (a poll, a batched poll, a Batch API job's settle)
+    calls it, and an exception there would repeat at every retry until the deadline, or crash
+    the settle of a whole batch. Whatever goes wrong is a failed check, with the reason.
+    """
     name = response_format.get("name", "output")
     try:
         parsed = json.loads(output_text)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         shown = _shorten(output_text) if output_text else "(empty)"
+        why = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
         return Checked(
             error_code=NOT_JSON,
-            error=f"The output is not JSON as the {name!r} schema asks ({exc}); output: {shown}",
+            error=f"The output is not JSON as the {name!r} schema asks ({why}); output: {shown}",
+        )
+    unstorable = _unstorable(parsed)
+    if unstorable:  # not JSON we can keep: the same code as text that does not parse
+        return Checked(
+            error_code=NOT_JSON,
+            error=f"The output is JSON but cannot be stored as the {name!r} output: {unstorable}",
         )
     schema = response_format.get("schema") or {}
     try:
-        validator = validators.validator_for(schema)(schema)
+        # An empty registry retrieves nothing: a remote $ref (refused at creation, but a row
+        # may predate that rule) fails the check instead of making the worker fetch a URL.
+        validator = validators.validator_for(schema)(schema, registry=Registry())
         violation = exceptions.best_match(validator.iter_errors(parsed))
+        where = "" if violation is None else json_path(violation.path)
     except Exception as exc:  # noqa: BLE001 - a schema we cannot apply must not crash the tick
         return Checked(
             error_code=MISMATCH,
-            error=f"The output could not be checked against the {name!r} schema: {exc}",
+            error=f"The output could not be checked against the {name!r} schema: "
+            + _shorten(str(exc) or type(exc).__name__),
         )
     if violation is None:
         return Checked(parsed=parsed)
     return Checked(
         error_code=MISMATCH,
         error=(
-            f"The output does not match the {name!r} schema: at {json_path(violation.path)}, "
+            f"The output does not match the {name!r} schema: at {where}, "
             f"{_shorten(violation.message)}"
         ),
     )
+
+
+def _unstorable(value: Any) -> str:
+    """Why ``value`` cannot be saved in a JSON column, or "" when it can.
+
+    JSON allows what PostgreSQL's ``jsonb`` refuses: ``\\u0000`` in a string and lone
+    surrogates (``\\ud800``). Walked without recursion: the value may be as deep as the parser
+    allowed.
+    """
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            if "\x00" in node:
+                return "a string holds a NUL character (\\u0000)"
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string holds a lone surrogate (not valid Unicode)"
+    return ""
 
 
 def json_path(path: Any) -> str:

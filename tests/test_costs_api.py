@@ -8,11 +8,13 @@ from decimal import Decimal
 
 import pytest
 from django.core.cache import caches
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from runs import metrics
+from runs.api.schemas import usd
 from runs.models import Run, Thread
 
 pytestmark = pytest.mark.django_db
@@ -163,3 +165,50 @@ def test_metrics_total_cost_by_model_and_mode_without_customer_labels(client, bo
     assert samples[("runs_cost_usd_total", (("mode", "flex"), ("model", "gpt-4o")))] == 1.0
     assert {label for key in samples for label, _ in key[1]} == {"model", "mode"}
     metrics._COUNTS.forget()
+
+
+# --- how a cost is written -----------------------------------------------------------------------
+
+
+def test_a_tiny_cost_is_a_plain_decimal_string_never_scientific(client, capsys):
+    """``str(Decimal)`` writes 5e-7 USD as "5.0E-7" and zero as "0E-8": a client parsing money
+    must get "0.00000050" and "0.00000000" from every place a cost is written."""
+    tiny = run("client:acme", "0.0000005", customer="c1")
+    free = run("client:acme", "0", customer="c2")
+    tiny.refresh_from_db()
+    free.refresh_from_db()
+    assert (str(tiny.cost), str(free.cost)) == ("5.0E-7", "0E-8")  # what str() would give
+    body = costs(client, "tok-acme", key="customer")
+    assert body["total"]["cost"] == "0.00000050"
+    assert {v["value"]: v["cost"] for v in body["values"]} == {
+        "c1": "0.00000050",
+        "c2": "0.00000000",
+    }
+    headers = {"Authorization": "Bearer tok-acme"}
+    shown = client.get(f"/api/runs/{tiny.pk}", headers=headers).json()
+    assert shown["cost"] == "0.00000050"
+    call_command("runstatus", str(free.pk))
+    assert "cost $0.00000000" in capsys.readouterr().out
+
+
+def test_usd_formats_what_a_row_or_a_sum_holds():
+    assert usd(None) is None
+    assert usd(Decimal("5.0E-7")) == "0.00000050"
+    assert usd(Decimal("0E-8")) == "0.00000000"
+    assert usd(Decimal("123.45000000")) == "123.45000000"
+
+
+def test_the_admin_costs_page_shows_the_current_month_unless_asked(admin_client):
+    """No day given: the current month (UTC), so a visit never groups the whole table."""
+    old = run("client:acme", "2.00")
+    Run.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=40))
+    run("client:acme", "0.50")
+    url = reverse("admin:runs_run_costs")
+    first = timezone.now().date().replace(day=1)
+    for page in (admin_client.get(url), admin_client.get(url, {"key": "customer"})):
+        html = page.content.decode()
+        assert "0.50000000" in html and "2.50000000" not in html
+    since = (timezone.now() - timedelta(days=60)).date().isoformat()
+    everything = admin_client.get(url, {"since": since}).content.decode()
+    assert "2.50000000" in everything
+    assert first.isoformat() in admin_client.get(url).content.decode()  # the form says so

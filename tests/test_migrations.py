@@ -131,8 +131,8 @@ def test_an_interrupted_concurrent_build_is_repaired_by_migrating_again(run_row)
 
 
 def test_the_batch_index_is_built_outside_a_transaction():
-    """0005 adds the cheap-runs columns and builds no index on the runs table; 0006 builds the
-    one a batch finds its runs with, concurrently on PostgreSQL (like 0004)."""
+    """0005 adds the cheap-runs columns and builds no index on the runs table; 0006 and 0007
+    build theirs concurrently on PostgreSQL (like 0004)."""
     loader = MigrationLoader(None, ignore_no_migrations=True)
     columns = loader.get_migration("runs", "0005_run_options_batches_cost")
     index = loader.get_migration("runs", "0006_run_batch_index")
@@ -143,7 +143,8 @@ def test_the_batch_index_is_built_outside_a_transaction():
     ]
     assert not on_runs
     assert index.atomic is False
-    assert [op.index.name for op in index.operations] == [
-        "runs_run_batch_idx",
-        "runs_run_owner_created_idx",
-    ]
+    assert [op.index.name for op in index.operations] == ["runs_run_batch_idx"]
+    later = loader.get_migration("runs", "0007_round_usage_spend_index")
+    assert later.atomic is False
+    built = [op.index.name for op in later.operations if hasattr(op, "index")]
+    assert built == ["runs_run_owner_created_idx"]

@@ -13,6 +13,8 @@ import pytest
 from django.core import checks
 
 from runs import options, pricing
+from runs.backends.base import RemoteState
+from runs.engine.answers import move_to, total_usage
 from runs.models import Run
 from runs.status import Mode
 
@@ -175,3 +177,52 @@ def test_a_priority_run_completes_with_its_usage_and_no_cost(
     done = wait_terminal(run.pk)
     assert done.status == "completed" and done.usage
     assert done.cost is None
+
+
+# --- tool rounds: every response the run made is priced -------------------------------------------
+
+ROUND = {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 10}
+
+
+def answer(remote_id: str, status: str, usage: dict | None) -> RemoteState:
+    return RemoteState(remote_id=remote_id, status=status, remote_status=status, usage=usage)
+
+
+@pytest.mark.django_db
+def test_each_round_of_a_responses_run_is_priced_with_its_last_response(make_run):
+    """The response that asked for tools ends there; the outputs start a new one. Its usage is
+    kept by response id on the move to requires_action, and the end prices them all."""
+    run = make_run("in_progress", remote_id="resp_1", backend="responses")
+    asked = move_to(run, answer("resp_1", "requires_action", ROUND), "poll")
+    assert asked.fields["round_usage"] == {"resp_1": ROUND}
+    run.round_usage = {"resp_1": ROUND, "resp_2": ROUND}  # two rounds, then the answer
+    done = move_to(run, answer("resp_3", "completed", ROUND), "poll")
+    assert done.fields["usage"] == {
+        "input_tokens": 300,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 30,
+    }
+    assert done.fields["cost"] == 3 * pricing.cost_of(run.model, ROUND, run.mode)
+    # The same response seen again (a manual wait, a lagging answer) is counted once.
+    again = move_to(run, answer("resp_2", "cancelled", ROUND), "user")
+    assert again.fields["cost"] == 2 * pricing.cost_of(run.model, ROUND, run.mode)
+
+
+@pytest.mark.django_db
+def test_an_assistants_run_is_priced_on_its_own_usage_which_covers_every_round(make_run):
+    run = make_run("in_progress", remote_id="run_1", backend="assistants")
+    asked = move_to(run, answer("run_1", "requires_action", CHAT_USAGE), "poll")
+    assert "round_usage" not in asked.fields
+    done = move_to(run, answer("run_1", "completed", CHAT_USAGE), "poll")
+    assert done.fields["usage"] == CHAT_USAGE
+
+
+def test_usages_add_up_key_by_key():
+    assert total_usage([RESPONSES_USAGE, None, RESPONSES_USAGE]) == {
+        "input_tokens": 2_000_000,
+        "input_tokens_details": {"cached_tokens": 400_000},
+        "output_tokens": 1_000_000,
+        "output_tokens_details": {"reasoning_tokens": 600_000},
+        "total_tokens": 3_000_000,
+    }
+    assert total_usage([None]) is None

@@ -157,6 +157,32 @@ def test_retry_copies_the_options(sent_tasks):
     )
 
 
+@pytest.mark.parametrize("window", ["2h", "8h"])
+def test_a_windowed_run_given_exactly_its_window_can_be_retried(sent_tasks, window):
+    """The copied deadline is read back as ``deadline_at - created_at``, a few microseconds short
+    of what was given (``created_at`` is stamped after): a retry must not be refused for it."""
+    length = options.window_s(window)
+    run = create_run("hi", completion_window=window, deadline_s=length)
+    transition(run.pk, "failed", source="poll")
+    run.refresh_from_db()
+    again = retry_run(run)
+    assert (again.deadline_at - again.created_at).total_seconds() >= length - 0.01
+    assert again.deadline_at - again.created_at == pytest.approx(
+        timedelta(seconds=length), abs=timedelta(seconds=1)
+    )
+
+
+@pytest.mark.parametrize("window", ["soonest", "2h"])
+def test_a_retry_of_a_run_with_the_default_deadline_gets_the_default_again(sent_tasks, window):
+    run = create_run("hi", completion_window=window)
+    transition(run.pk, "failed", source="poll")
+    run.refresh_from_db()
+    again = retry_run(run)
+    assert (again.deadline_at - again.created_at).total_seconds() == pytest.approx(
+        options.deadline_s(window, None), abs=0.5
+    )
+
+
 # --- what is refused, with nothing written --------------------------------------------------------
 
 BAD = [
@@ -186,6 +212,31 @@ BAD = [
         {"response_format": closed(x={"$ref": "https://example.com/x.json"})},
         "only local $ref",
     ),
+    # A remote reference anywhere a validator would follow it, not only under ``properties``.
+    (
+        {"response_format": {**closed(a={"type": "string"}), "if": {"$ref": "http://x.test/s"}}},
+        "only local $ref",
+    ),
+    (
+        {
+            "response_format": {
+                "name": "open",
+                "strict": False,
+                "schema": {"type": "object", "additionalProperties": {"$ref": "http://x.test/s"}},
+            }
+        },
+        "only local $ref ('#/...'); at $.additionalProperties",
+    ),
+    (
+        {"response_format": {**closed(a={"type": "array", "contains": {"$ref": "//x.test"}})}},
+        "only local $ref",
+    ),
+    (
+        {"response_format": {**closed(), "patternProperties": {"^a": {"$ref": "file:///x"}}}},
+        "only local $ref",
+    ),
+    ({"response_format": {**closed(), "$dynamicRef": "http://x.test/s"}}, "only local $dynamicRef"),
+    ({"response_format": {**closed(), "x-custom": {"$ref": "http://x.test/s"}}}, "only local $ref"),
     ({"response_format": {**SCHEMA, "default": float("nan")}}, "not JSON-serialisable"),
     ({"completion_window": "8h", "deadline_s": 600}, "shorter than the 8h window"),
     ({"backend": "assistants", "completion_window": "2h"}, "no background windows"),
@@ -201,6 +252,18 @@ def test_create_run_refuses_bad_options_and_writes_nothing(kwargs, message):
         create_run("hi", **kwargs)
     assert message in " ".join(refused.value.messages)
     assert rows() == before
+
+
+def test_local_references_and_data_that_looks_like_a_schema_are_accepted():
+    """Only remote references are refused; the strict rule applies to schemas, not to data."""
+    schema = {
+        **closed(a={"$ref": "#/$defs/a"}),
+        "$defs": {"a": closed(properties={"type": "string"})},  # a property named "properties"
+        "default": {"a": {"properties": "x"}},
+        "examples": [{"type": "object"}],  # data: not an open object
+    }
+    run = create_run("hi", response_format=schema)
+    assert run.response_format["schema"] == schema
 
 
 def test_a_non_strict_schema_may_leave_objects_open():

@@ -16,6 +16,8 @@ from pydantic import BaseModel
 from runs import structured
 from runs.backends.base import RemoteState
 from runs.engine.answers import move_to
+from runs.engine.batch_files import LineResult
+from runs.engine.batch_runs import end_fields
 from runs.services import create_run
 from runs.tasks import start_run
 
@@ -86,6 +88,68 @@ def test_an_empty_output_is_not_json():
     assert structured.check(FORMAT, "").error_code == "output_not_json"
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[" * 100_000, "nested too deep"),  # json.loads raises RecursionError, not ValueError
+        ("[" * 5000 + "]" * 5000, "nested too deep"),  # valid JSON, still past the parser's limit
+    ],
+    ids=["unclosed", "valid"],
+)
+def test_output_nested_too_deep_is_not_json_and_never_raises(text, says):
+    checked = structured.check(FORMAT, text)
+    assert checked.error_code == "output_not_json"
+    assert says in checked.error
+    assert len(checked.error) < 300  # the text is shortened, not copied
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('{"city": "Os\\u0000lo", "days": 1, "stops": []}', "NUL character"),
+        ('{"city": "\\ud800", "days": 1, "stops": []}', "lone surrogate"),
+        ('{"city": "Oslo", "days": 1, "stops": [], "\\u0000": 1}', "NUL character"),
+    ],
+    ids=["nul", "surrogate", "nul-key"],
+)
+def test_json_that_a_json_column_cannot_hold_fails_clearly(text, says):
+    """Valid JSON that PostgreSQL's jsonb refuses: saving it would fail the run's end."""
+    checked = structured.check(FORMAT, text)
+    assert checked.error_code == "output_not_json"
+    assert checked.error.startswith("The output is JSON but cannot be stored")
+    assert says in checked.error
+    assert checked.parsed is None
+
+
+def test_a_check_never_fetches_a_remote_reference(monkeypatch):
+    """A stored schema with a remote ``$ref`` (refused at creation now, but a row may be older):
+    the check fails the output instead of making the worker fetch the URL."""
+    import urllib.request
+
+    import jsonschema.validators
+
+    fetched: list[object] = []
+
+    def urlopen(*args: object, **kwargs: object) -> object:
+        fetched.append(args)
+        raise AssertionError("a URL was fetched")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(jsonschema.validators, "urlopen", urlopen, raising=False)
+    schema = {"type": "object", "if": {"$ref": "http://schemas.test/evil.json"}, "then": {}}
+    checked = structured.check({"name": "remote", "schema": schema}, "{}")
+    assert fetched == []
+    assert checked.error_code == "output_schema_mismatch"
+    assert checked.error.startswith("The output could not be checked against the 'remote' schema")
+
+
+def test_a_check_that_cannot_run_is_a_failed_check_not_an_exception():
+    bad = {"name": "broken", "schema": {"type": "object", "pattern": "("}, "strict": False}
+    checked = structured.check(bad, '"text"')
+    assert not checked.ok
+    assert checked.error_code == "output_schema_mismatch"
+
+
 # --- the answer's move ---------------------------------------------------------------------------
 
 
@@ -118,6 +182,23 @@ def test_a_structured_run_whose_output_does_not_match_fails_and_keeps_the_text()
     assert move.fields["output_text"] == '{"city": "Oslo"}'
     assert "parsed_output" not in move.fields
     assert move.detail["remote_status"] == "completed"  # what OpenAI said, on the timeline
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "text", ["[" * 100_000, '{"city": "\\u0000", "days": 1, "stops": []}'], ids=["deep", "nul"]
+)
+def test_an_unusable_output_fails_the_run_instead_of_crashing_the_tick(text):
+    """The poll, batched polling and a Batch API job's settle all end a run through a check that
+    never raises: the run fails with the reason, and nothing is retried until the deadline."""
+    run = create_run("plan", response_format=SCHEMA)
+    move = move_to(run, completed(text), "poll")
+    assert move.to_status == "failed"
+    assert move.fields["last_error_code"] == "output_not_json"
+    assert "parsed_output" not in move.fields
+    status, fields = end_fields(run, LineResult(run.pk, "completed", output_text=text))
+    assert (status, fields["last_error_code"]) == ("failed", "output_not_json")
+    assert fields["parsed_output"] is None
 
 
 @pytest.mark.django_db

@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 from django.core.exceptions import ValidationError
 
+from runs import pricing
 from runs.client import get_client
 from runs.models import Run, ToolCall
 from runs.services import create_run, owed_tool_calls, submit_tool_output
@@ -274,3 +275,32 @@ def test_bad_arguments_never_reach_the_tool_and_a_long_output_is_capped(
     assert sent.endswith("…[truncated: 5000 bytes, limit 1000]")
     assert sent.startswith("xxx") and len(sent.encode()) == 1000
     assert (capped.state, capped.error) == ("submitted", "")  # a success, only shorter
+
+
+def test_a_run_with_tool_rounds_costs_every_response_it_made(
+    worker, simulator, wait_terminal, register_tool
+):
+    """On Responses each round is a response with usage of its own: the response that asked for
+    the tool, then the one the outputs started. The run's usage and cost cover all three, and
+    ``round_usage`` keeps the two earlier ones by response id (review 2, finding 3)."""
+
+    def add(a: int, b: int) -> str:
+        return str(a + b)
+
+    register_tool(add, name="add_for_cost")
+    run = start(
+        "responses", ["add_for_cost"], sim_tool_rounds="2", sim_tool_args='{"a": 2, "b": 3}'
+    )
+    run = wait_terminal(run.pk, timeout=30)
+    assert run.status == "completed", run.last_error
+
+    responses = get_client().responses
+    earlier = {rid: responses.retrieve(rid).usage.model_dump() for rid in run.round_usage}
+    assert len(earlier) == 2 and run.remote_id not in earlier
+    assert run.round_usage == earlier  # each as OpenAI reported it, counted once
+    last = responses.retrieve(run.remote_id).usage.model_dump()
+    every = [*earlier.values(), last]
+    assert run.usage["input_tokens"] == sum(u["input_tokens"] for u in every)
+    assert run.usage["output_tokens"] == sum(u["output_tokens"] for u in every)
+    assert run.cost == pricing.cost_of(run.model, run.usage, run.mode)
+    assert run.cost > pricing.cost_of(run.model, last, run.mode)  # not the last response alone

@@ -1,6 +1,7 @@
 """Schedules that follow the window (issue 16): a run in a 2h/8h background window is polled at
-most ``RUNS_WINDOW_MAX_POLLS`` times over it, a webhook run's safety net waits for the window's
-middle, the deadline is the window plus its grace, and ``RUNS_TIME_SCALE`` compresses all of it.
+most ``RUNS_WINDOW_MAX_POLLS`` times over it, a webhook run's safety net looks once, at the
+window's end, the deadline is the window plus its grace from when the response started, and
+``RUNS_TIME_SCALE`` compresses all of it.
 
 The unit tests read the schedules and the writer's hops; the integration tests run an 8h window
 compressed to 8 s (one time scale for our schedules and the simulator's clock) through a real
@@ -16,8 +17,9 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from runs.backends.base import RemoteState
-from runs.engine import answers, writer
-from runs.models import Run
+from runs.backends.responses import ResponsesBackend
+from runs.engine import answers, lifecycle, tool_round, writer
+from runs.models import Run, ToolCall
 from runs.schedule import describe, next_delay, schedule_for
 from runs.services import create_run
 from runs.tasks import start_run
@@ -39,9 +41,37 @@ def test_polling_an_8h_window_costs_at_most_20_retrieves_the_last_at_its_end():
     assert schedule_for("poll").predicted_polls(EIGHT_HOURS) > 5000
 
 
-def test_the_safety_net_of_a_window_looks_at_its_middle_and_its_end_only():
+def test_the_safety_net_of_a_window_looks_once_at_its_end():
     schedule = schedule_for("webhook", "8h")
-    assert schedule.poll_times(EIGHT_HOURS) == [EIGHT_HOURS / 2, EIGHT_HOURS]
+    assert schedule.poll_times(EIGHT_HOURS) == [EIGHT_HOURS]
+
+
+@pytest.mark.django_db
+def test_a_webhook_run_open_past_the_windows_middle_costs_one_poll_before_its_end(make_run):
+    """A run still open at the window's middle is not looked at there: the only safety-net poll
+    before the window's end is the one at its end (a lost event costs that one, no more)."""
+    run = make_run(
+        "in_progress",
+        remote_id="resp_1",
+        strategy="webhook",
+        completion_window="8h",
+        mode="8h",
+        deadline_at=timezone.now() + timedelta(seconds=EIGHT_HOURS + GRACE),
+    )
+    still = RemoteState(remote_id="resp_1", status="in_progress", remote_status="in_progress")
+    polls, elapsed, attempt = 0, 0.0, 0
+    while True:
+        decision = answers.decide_answer(
+            run, still, run.poll_generation, answers.Counters(), source="poll", attempt=attempt
+        )
+        elapsed += decision.poll_in_s
+        if elapsed > EIGHT_HOURS:
+            break
+        polls, attempt = polls + 1, attempt + 1
+    assert polls == 1  # at the window's end, and none at its middle
+    assert schedule_for("webhook", "8h").predicted_polls(EIGHT_HOURS) <= schedule_for(
+        "poll", "8h"
+    ).predicted_polls(EIGHT_HOURS)
 
 
 def test_the_polls_follow_max_polls_and_the_2h_window(settings):
@@ -52,7 +82,7 @@ def test_the_polls_follow_max_polls_and_the_2h_window(settings):
 def test_the_time_scale_compresses_the_window(settings):
     settings.RUNS_TIME_SCALE = 1 / 3600
     assert schedule_for("poll", "8h").base == pytest.approx(8 / 20)
-    assert schedule_for("webhook", "8h").base == pytest.approx(4.0)
+    assert schedule_for("webhook", "8h").base == pytest.approx(8.0)
     # soonest runs keep their schedules: only window-derived waits are scaled.
     assert schedule_for("poll").base == settings.RUNS_POLL_BASE_S
 
@@ -85,6 +115,68 @@ def test_a_deadline_shorter_than_the_window_is_refused():
     assert not Run.objects.exists()
     run = create_run("hi", completion_window="2h", deadline_s=3 * 3600)
     assert (run.deadline_at - run.created_at).total_seconds() == pytest.approx(3 * 3600, abs=0.5)
+
+
+@pytest.fixture
+def responses_api(monkeypatch, settings):
+    """The Responses backend without a server: a create and a submit answer ``queued``."""
+    settings.RUNS_MAX_RPS = 0  # no request budget: the start goes now
+
+    def queued(remote_id: str) -> RemoteState:
+        return RemoteState(remote_id=remote_id, status="queued", remote_status="queued")
+
+    monkeypatch.setattr(ResponsesBackend, "create_thread", lambda self, run: "conv_1")
+    monkeypatch.setattr(ResponsesBackend, "create", lambda self, run, *a: queued("resp_1"))
+    monkeypatch.setattr(
+        ResponsesBackend, "submit_tool_outputs", lambda self, run, outs: queued("resp_2")
+    )
+
+
+@pytest.mark.django_db
+def test_a_windowed_run_started_late_gets_its_whole_window_and_grace(responses_api, sent_tasks):
+    """The window starts at the create, not at create_run: a start that waited longer than the
+    grace (the queue, the budget, retries) must not be expired at its window's end poll."""
+    run = create_run("hi", completion_window="2h")
+    Run.objects.filter(pk=run.pk).update(deadline_at=timezone.now() + timedelta(minutes=5))
+    before = timezone.now()
+    assert lifecycle.start(run.pk)["started"]
+    run.refresh_from_db()
+    assert run.status == "queued"
+    assert run.deadline_at >= before + timedelta(seconds=7200 + GRACE)
+    # The first poll is the window's step, not cut short by the old deadline.
+    assert (run.next_poll_at - before).total_seconds() == pytest.approx(7200 / 20, abs=5)
+
+
+@pytest.mark.django_db
+def test_a_longer_deadline_given_is_kept_at_the_start(responses_api, sent_tasks):
+    run = create_run("hi", completion_window="2h", deadline_s=5 * 3600)
+    given = run.deadline_at
+    lifecycle.start(run.pk)
+    run.refresh_from_db()
+    assert run.deadline_at == given
+
+
+@pytest.mark.django_db
+def test_each_tool_round_on_responses_gets_a_window_of_its_own(responses_api, make_run, sent_tasks):
+    """The outputs start a new background response: its window counts from the submit."""
+    run = make_run(
+        "requires_action",
+        remote_id="resp_1",
+        completion_window="2h",
+        mode="2h",
+        deadline_at=timezone.now() + timedelta(minutes=5),  # round 1 took most of the window
+    )
+    call = ToolCall.objects.create(
+        run=run, call_id="call_1", name="add", output="5", state=ToolCall.State.SUCCEEDED
+    )
+    before = timezone.now()
+    decision = tool_round._submit(run, run.poll_generation, 1, [call], answers.Counters(), False)
+    assert decision.move is not None and decision.move.to_status == "queued"
+    assert decision.poll_in_s == pytest.approx(7200 / 20)  # not capped by the old deadline
+    assert writer.apply(decision)
+    run.refresh_from_db()
+    assert run.remote_id == "resp_2"
+    assert run.deadline_at >= before + timedelta(seconds=7200 + GRACE)
 
 
 # --- a long wait is hops, never one long countdown ------------------------------------------------
@@ -120,8 +212,8 @@ def test_a_window_poll_is_stored_as_a_due_time_and_reached_by_hops(make_run, sen
         ({"completion_window": "8h"}, "in 24 min: window 8h: every 24 min, at most 20 polls"),
         (
             {"completion_window": "8h", "strategy": "webhook"},
-            "in 24 min: safety net of the 8h window: the webhook ends the run; polls every 4 h "
-            "only in case it is lost",
+            "in 24 min: safety net of the 8h window: the webhook ends the run; one poll at the "
+            "window's end only in case it is lost",
         ),
         ({"strategy": "webhook"}, "in 24 min: safety net (30 s x2 up to 300 s): the webhook"),
         ({}, "in 24 min: poll schedule (0.5 s x1.5 up to 5 s), poll 1"),
@@ -161,7 +253,7 @@ def test_the_next_poll_of_a_run_waiting_for_tools_or_its_deadline_or_ended(make_
 
 # --- through the worker and the simulator, on a compressed clock ---------------------------------
 
-#: 8 hours in 8 seconds: the window's polls come every 0.4 s, the safety net's at 4 s.
+#: 8 hours in 8 seconds: the window's polls come every 0.4 s, the safety net's at 8 s.
 SCALE = 1 / 3600
 WINDOW = EIGHT_HOURS * SCALE
 
@@ -170,7 +262,7 @@ WINDOW = EIGHT_HOURS * SCALE
 def compressed(settings, simulator):
     """One time scale for our schedules and the simulator's clock. Unwindowed responses are made
     slow (20-30 s), so a run that ends within the window proves the window reached the simulator;
-    windowed ones end within 5-40 % of it (before the safety net's first look, at the middle)."""
+    windowed ones end within 5-40 % of it (well before the safety net's one look, at its end)."""
     keys = ("time_scale", "duration_min_s", "duration_max_s", "window_fraction_max")
     before = {key: simulator.config()[key] for key in keys}
     settings.RUNS_TIME_SCALE = SCALE
@@ -205,7 +297,7 @@ def test_an_8h_run_tracked_by_webhook_costs_one_retrieve(
 
 
 @pytest.mark.integration
-def test_a_lost_webhook_is_caught_by_the_safety_net_at_the_windows_middle(
+def test_a_lost_webhook_is_caught_by_the_safety_net_at_the_windows_end(
     compressed, webhook_delivery, simulator, wait_terminal
 ):
     simulator.configure(webhook_drop_rate=1.0)
@@ -220,7 +312,7 @@ def test_a_lost_webhook_is_caught_by_the_safety_net_at_the_windows_middle(
     assert run.status == "completed"
     assert run.webhook_events == 0
     assert retrieves(simulator, run) == run.polls == 1
-    assert (run.completed_at - run.created_at).total_seconds() >= WINDOW / 2
+    assert (run.completed_at - run.created_at).total_seconds() >= WINDOW
 
 
 @pytest.mark.integration

@@ -3,12 +3,13 @@
 Operators see every owner's runs (the API shows a client only its own: ``api/costs.py``); an
 owner may be typed to narrow it. The page is one more URL of the run admin
 (``admin/runs/run/costs/``, linked from the run list), for users who may view runs. The sums are
-``spend.totals``: two ``GROUP BY`` over the runs created in the period, nothing per row.
+``spend.totals``: two ``GROUP BY`` over the runs created in the period, nothing per row. With
+no day given the period is the current month (UTC): a visit never groups the whole table.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
@@ -29,13 +30,21 @@ class CostsForm(forms.Form):
     owner = forms.CharField(
         required=False, max_length=128, help_text="Only this owner's runs (client:acme, user:7)."
     )
-    since = forms.DateField(required=False, help_text="Created on or after this day (UTC).")
+    since = forms.DateField(
+        required=False,
+        help_text="Created on or after this day (UTC); no day given: the current month.",
+    )
     until = forms.DateField(required=False, help_text="Created on or before this day (UTC).")
     limit = forms.IntegerField(required=False, min_value=1, max_value=1000, initial=100)
 
 
 def _midnight(day: Any) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def month_start() -> date:
+    """The first day of the current month (UTC): the period when the form gives no day."""
+    return datetime.now(UTC).date().replace(day=1)
 
 
 def filtered(runs: QuerySet[Run], data: dict[str, Any]) -> QuerySet[Run]:
@@ -59,14 +68,14 @@ class CostsMixin:
     def costs_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_view_permission(request):  # type: ignore[attr-defined]
             raise PermissionDenied
-        form = CostsForm(request.GET or None)
+        form = CostsForm(request.GET or None, initial={"since": month_start()})
         totals = None
-        if form.is_bound and form.is_valid():
-            data = form.cleaned_data
+        if not form.is_bound or form.is_valid():
+            data = dict(form.cleaned_data) if form.is_bound else {}
+            if not data.get("since") and not data.get("until"):
+                data["since"] = month_start()
             runs = filtered(Run.objects.all(), data)
             totals = spend.totals(runs, data.get("key") or None, data.get("limit") or 100)
-        elif not form.is_bound:
-            totals = spend.totals(Run.objects.all())
         context = {
             **self.admin_site.each_context(request),  # type: ignore[attr-defined]
             "opts": Run._meta,

@@ -34,6 +34,7 @@ from .schemas import (
     OptionKey,
     StrategyName,
     Text,
+    usd,
 )
 
 router = Router(tags=["batches"])
@@ -99,7 +100,7 @@ class BatchOut(Schema):
 
     @staticmethod
     def resolve_cost(obj: Batch) -> str | None:
-        return None if obj.cost is None else str(obj.cost)
+        return usd(obj.cost)
 
 
 class BatchDetail(BatchOut):

@@ -9,7 +9,6 @@ until``.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated
 
 from django.http import HttpRequest
@@ -17,7 +16,7 @@ from ninja import Field, Query, Router, Schema
 
 from .. import spend
 from .access import owned_runs
-from .schemas import Error, MetaKey, UtcDatetime
+from .schemas import Error, MetaKey, Usd, UtcDatetime
 
 router = Router(tags=["costs"])
 
@@ -25,7 +24,7 @@ router = Router(tags=["costs"])
 class CostGroup(Schema):
     runs: int = Field(description="Runs in the group.")
     priced: int = Field(description="Of those, runs with a cost (not still open or unpriced).")
-    cost: Decimal | None = Field(description="USD, the sum of their costs; null when none has one.")
+    cost: Usd = Field(description="USD, the sum of their costs; null when none has one.")
 
 
 class ValueCost(CostGroup):

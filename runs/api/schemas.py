@@ -9,10 +9,11 @@ PostgreSQL cannot store them, and a 500 is never the answer to bad input.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
 from .. import options
 from ..models import ToolCall
@@ -44,7 +45,15 @@ def _aware_utc(value: datetime) -> datetime:
         raise ValueError("date out of range") from None
 
 
+def usd(value: Any) -> str | None:
+    """USD as a plain decimal string (``"0.00000050"``): ``str(Decimal)`` would give ``"5.0E-7"``
+    or ``"0E-8"``, which a client parsing money must not have to expect."""
+    return None if value is None else format(Decimal(value), "f")
+
+
 Text = Annotated[str, AfterValidator(_storable)]
+#: A cost in a response: ``usd`` applied to whatever the row or the sum holds.
+Usd = Annotated[str | None, BeforeValidator(usd)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 MetaKey = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable)]
 MetaValue = Annotated[str, Field(max_length=512), AfterValidator(_storable)]
@@ -182,7 +191,7 @@ class RunOut(Schema):
 
     @staticmethod
     def resolve_cost(obj: Any) -> str | None:
-        return None if obj.cost is None else str(obj.cost)
+        return usd(obj.cost)
 
 
 class EventOut(Schema):

@@ -35,14 +35,21 @@ def move_to(run: Run, state: RemoteState, source: str) -> Move:
     """
     fields: dict[str, Any] = {"remote_id": state.remote_id, "error_retries": 0}
     target = state.status
+    rounds = _rounds(run)
+    if state.status == RunStatus.REQUIRES_ACTION and rounds is not None and state.usage:
+        # This response ends here: its successor (the outputs' response) has usage of its own.
+        # Keyed by response id: seeing the same response again (a manual wait) counts it once.
+        fields["round_usage"] = {**rounds, state.remote_id: state.usage}
     if state.status in TERMINAL:
+        earlier = [u for rid, u in (rounds or {}).items() if rid != state.remote_id]
+        usage = total_usage([*earlier, state.usage]) if earlier else state.usage
         fields.update(
             output_text=state.output_text,
-            usage=state.usage,
+            usage=usage,
             remote_completed_at=state.remote_completed_at,
             last_error_code=state.error_code,
             last_error=state.error_message,
-            cost=pricing.cost_of(run.model, state.usage, run.mode),
+            cost=pricing.cost_of(run.model, usage, run.mode),
         )
     if state.status == RunStatus.COMPLETED and run.response_format:
         checked = structured.check(run.response_format, state.output_text)
@@ -55,6 +62,36 @@ def move_to(run: Run, state: RemoteState, source: str) -> Move:
     if target != state.status:
         detail["error"] = fields["last_error_code"]
     return Move(target, source, expected=run.status, fields=fields, detail=detail)
+
+
+def _rounds(run: Run) -> dict[str, Any] | None:
+    """The usage of the run's earlier responses, where each tool round is a response of its own
+    (``submit_creates_remote_object``: Responses); None where the run's usage covers every
+    round already (Assistants)."""
+    if not get_backend(run.backend).capabilities.submit_creates_remote_object:
+        return None
+    return dict(run.round_usage or {})
+
+
+def total_usage(usages: list[Any]) -> dict[str, Any] | None:
+    """Several responses' usage added up, key by key (nested details too); None for none."""
+    total: dict[str, Any] = {}
+    for usage in usages:
+        if isinstance(usage, dict):
+            _add(total, usage)
+    return total or None
+
+
+def _add(into: dict[str, Any], usage: dict[str, Any]) -> None:
+    for key, value in usage.items():
+        if isinstance(value, dict):
+            if not isinstance(into.get(key), dict):
+                into[key] = {}
+            _add(into[key], value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            into[key] = into.get(key, 0) + value
+        elif key not in into:
+            into[key] = value
 
 
 def decide_answer(

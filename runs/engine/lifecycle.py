@@ -8,6 +8,7 @@ turns into a stored due time and a Celery countdown.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -60,9 +61,14 @@ def start(run_id: int) -> dict[str, Any]:
         return _start_failed(run, exc, calls)
     metrics.count_api_call("create", calls.api_calls)
     Message.objects.mark_sent([m.pk for m in messages])
+    later = deadline.for_new_response(run)  # a window counts from now, not from create_run
+    if later is not None:
+        run.deadline_at = later
     schedule = schedule_for(run.strategy, run.completion_window)
     delay = next_delay(schedule, 0, remaining_s=deadline.remaining_s(run))
     move = answers.move_to(run, state, EventSource.CREATE)
+    if later is not None:
+        move = replace(move, fields={**move.fields, "deadline_at": later})
     changed = writer.started(run_id, move, run.poll_generation, delay, calls)
     if not changed and state.status not in TERMINAL:
         status = Run.objects.filter(pk=run_id).values_list("status", flat=True).get()

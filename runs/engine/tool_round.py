@@ -49,8 +49,11 @@ def on_answer(run: Run, state: RemoteState, ticket: int, counters: Counters) -> 
         return _poll_later(run, ticket, "outputs_already_sent", counters, run.poll_attempt + 1)
     status = run.status
     if status != RunStatus.REQUIRES_ACTION:
-        _, status = writer.move(run.pk, answers.move_to(run, state, EventSource.POLL))
+        change = answers.move_to(run, state, EventSource.POLL)
+        moved, status = writer.move(run.pk, change)
         run.status = status
+        if moved and "round_usage" in change.fields:  # a submit in this tick prices it too
+            run.round_usage = change.fields["round_usage"]
     if status != RunStatus.REQUIRES_ACTION or not calls:
         # Cancelling or ended meanwhile (whoever moved it owns what follows), or an action we
         # cannot answer: keep polling while active so the deadline still applies.
@@ -209,9 +212,17 @@ def _submit(
         # We owe nothing now, whatever this answer says (Assistants lags behind a submit).
         state = replace(state, status=RunStatus.IN_PROGRESS, tool_calls=())
     log.info("run %s: submitted %d tool output(s) of round %d", run.pk, len(calls), round_no)
+    # On Responses the outputs start a new background response: a window of its own.
+    new_response = backend.capabilities.submit_creates_remote_object
+    later = deadline.for_new_response(run) if new_response else None
+    if later is not None:
+        run.deadline_at = later  # the next poll is capped by the new deadline, not the old one
     decision = answers.decide_answer(
         run, state, ticket, counters, source=EventSource.TOOL, attempt=0
     )
+    if later is not None and decision.move is not None:
+        move = replace(decision.move, fields={**decision.move.fields, "deadline_at": later})
+        decision = replace(decision, move=move)
     return replace(decision, submitted_calls=tuple(c.pk for c in calls))
 
 

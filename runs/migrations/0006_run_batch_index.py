@@ -1,5 +1,4 @@
-"""The indexes a batch finds its runs with and a spend limit sums an owner's period with, built
-without locking the runs table (see 0004)."""
+"""The index a batch finds its runs with, built without locking the runs table (see 0004)."""
 
 import importlib
 
@@ -22,9 +21,5 @@ class Migration(migrations.Migration):
         AddIndexConcurrently(
             model_name="run",
             index=models.Index(fields=["batch", "status"], name="runs_run_batch_idx"),
-        ),
-        AddIndexConcurrently(
-            model_name="run",
-            index=models.Index(fields=["owner", "created_at"], name="runs_run_owner_created_idx"),
         ),
     ]

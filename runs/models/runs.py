@@ -78,6 +78,12 @@ class Run(models.Model):
         null=True, blank=True, help_text="A structured run's output, parsed and validated."
     )
     usage = models.JSONField(null=True, blank=True)
+    round_usage = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Usage of each earlier tool round's response, by response id (Responses API: "
+        "a round is a response of its own); the run's cost covers them and its last one.",
+    )
     cost = models.DecimalField(
         max_digits=14,
         decimal_places=8,

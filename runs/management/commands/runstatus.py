@@ -51,4 +51,4 @@ class Command(BaseCommand):
 
 
 def _usd(cost: Any) -> str:
-    return "unknown (no price for the model, or no usage yet)" if cost is None else f"${cost}"
+    return "unknown (no price for the model, or no usage yet)" if cost is None else f"${cost:f}"

@@ -98,7 +98,7 @@ class Command(BaseCommand):
                 )
             time.sleep(WATCH_INTERVAL_S)
         if batch.cost is not None:
-            self.stdout.write(f"cost: {batch.cost} USD")
+            self.stdout.write(f"cost: {batch.cost:f} USD")
         if batch.last_error:
             self.stdout.write(f"error ({batch.last_error_code}): {batch.last_error}")
         return counts
