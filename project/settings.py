@@ -212,6 +212,7 @@ RUNS_POLL_CONCURRENCY = env.int("RUNS_POLL_CONCURRENCY", 16)
 # shared with the simulator (its --time-scale reads the same variable); 1.0 is the real clock.
 RUNS_TIME_SCALE = env.float("RUNS_TIME_SCALE", 1.0)
 RUNS_WINDOW_MAX_POLLS = env.int("RUNS_WINDOW_MAX_POLLS", 20)
+RUNS_WINDOW_GRACE_S = env.float("RUNS_WINDOW_GRACE_S", 1800.0)  # scaled like the window
 # A batch's upload and downloads (files of up to hundreds of MB) get this long, not the create's.
 RUNS_BATCH_FILE_TIMEOUT_S = env.float("RUNS_BATCH_FILE_TIMEOUT_S", 600.0)
 # A create whose answer is lost may double the run (the Responses API has no way to look it up),

@@ -22,6 +22,9 @@ NOT_JSON = "output_not_json"
 MISMATCH = "output_schema_mismatch"
 #: Enough of a bad value or a bad output to recognise it in ``last_error``, not the whole thing.
 SHOWN_CHARS = 120
+#: Deeper output is refused whatever the parser allowed: how deep ``json.loads`` gets depends on
+#: the thread's stack and recursion limit, and validating or storing it would recurse again.
+MAX_DEPTH = 256
 
 
 @dataclass(frozen=True)
@@ -85,20 +88,22 @@ def check(response_format: dict[str, Any], output_text: str) -> Checked:
 
 
 def _unstorable(value: Any) -> str:
-    """Why ``value`` cannot be saved in a JSON column, or "" when it can.
+    """Why ``value`` cannot be saved in a JSON column (or checked safely), or "" when it can.
 
-    JSON allows what PostgreSQL's ``jsonb`` refuses: ``\\u0000`` in a string and lone
-    surrogates (``\\ud800``). Walked without recursion: the value may be as deep as the parser
-    allowed.
+    Deeper than ``MAX_DEPTH`` is refused. JSON allows what PostgreSQL's ``jsonb`` refuses:
+    ``\\u0000`` in a string and lone surrogates (``\\ud800``). Walked without recursion: the
+    value may be as deep as the parser allowed.
     """
-    stack = [value]
+    stack = [(value, 0)]
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested too deep (more than {MAX_DEPTH} levels)"
         if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
+            stack.extend((key, depth + 1) for key in node)
+            stack.extend((item, depth + 1) for item in node.values())
         elif isinstance(node, list):
-            stack.extend(node)
+            stack.extend((item, depth + 1) for item in node)
         elif isinstance(node, str):
             if "\x00" in node:
                 return "a string holds a NUL character (\\u0000)"
