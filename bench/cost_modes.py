@@ -313,8 +313,10 @@ def _plot(path: Path, scenarios: list[dict[str, Any]]) -> None:
 NOTES = [
     "API calls per run are counted by the simulator (every /v1 request, divided by the runs): a "
     "run by webhook or by polling also creates its conversation (1 call) before its response; a "
-    "batch's calls are one upload, one create, its retrieves and two downloads, shared by all "
-    "its runs.",
+    "batch's calls are one upload, one create, its retrieves and one download per file (the "
+    "error file exists only when a line failed), shared by all its runs.",
+    "Costs are the simulator's usage priced by runs/pricing.py: its answers are short, so the "
+    "dollars are small; the ratio against standard processing is the figure to read.",
     "A window's grace (RUNS_WINDOW_GRACE_S, 30 min by default) is scaled like the window, but "
     "our own latency is not: the bench keeps it at 30 real seconds (--grace-s), so a run is not "
     "expired for a queueing delay that the compressed clock makes look like half an hour.",
