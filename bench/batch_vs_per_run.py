@@ -38,8 +38,9 @@ os.environ.setdefault("BENCH_DB_NAME", "runs_bench_batch")
 
 from project.localredis import start_private_redis  # noqa: E402
 
-from .database import choose_url, empty_tables, migrate, vendor  # noqa: E402
+from .database import choose_url, empty_tables, vendor  # noqa: E402
 from .load import LoadWindow, flag  # noqa: E402
+from .standalone import point_at, wait_workers  # noqa: E402
 from .stats import summarize  # noqa: E402
 
 MODES = ("per_run", "batched")
@@ -64,25 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def setup(sim_url: str, redis_url: str, db_url: str) -> dict[str, str]:
     """Point this process and its children at the bench's services; set Django up."""
-    env = {
-        "DJANGO_SETTINGS_MODULE": "bench.settings",
-        "DATABASE_URL": db_url,
-        "CELERY_BROKER_URL": redis_url,
-        "REDIS_URL": redis_url,
-        "OPENAI_BASE_URL": sim_url,
-        "OPENAI_API_KEY": "sk-bench-simulator",
-        "CELERY_TASK_DEFAULT_QUEUE": QUEUE,
-        "RUNS_QUEUE_PREFIX": QUEUE,
-        "RUNS_PUBSUB_URL": "",
-        "RUNS_LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    migrate()
-    return env
+    return point_at(
+        sim_url=sim_url, redis_url=redis_url, db_url=db_url, queue=QUEUE, settings="bench.settings"
+    )
 
 
 def one(n: int, mode: str, args: argparse.Namespace, sim: Any, redis_url: str, env: dict) -> dict:
@@ -103,7 +88,7 @@ def one(n: int, mode: str, args: argparse.Namespace, sim: Any, redis_url: str, e
     beat_dir = Path(tempfile.mkdtemp(prefix="batchbench-beat-"))
     beat = processes.start_beat(child, beat_dir)
     try:
-        _wait_workers(app, len(workers))
+        wait_workers(app, len(workers))
         rng = random.Random(args.seed + n)
         durations = [round(rng.uniform(args.min_s, args.max_s), 2) for _ in range(n)]
         started = time.time()
@@ -118,14 +103,6 @@ def one(n: int, mode: str, args: argparse.Namespace, sim: Any, redis_url: str, e
     tasks = _task_totals(r.lrange(LATENESS_KEY, 0, -1))
     failures = [f.decode() for f in r.lrange(FAILURES_KEY, 0, -1)]
     return _figures(n, mode, durations, started, ended, cpu, tasks, failures, sim, load.stop())
-
-
-def _wait_workers(app: Any, count: int) -> None:
-    give_up = time.monotonic() + 60
-    while time.monotonic() < give_up:
-        if len(app.control.ping(timeout=0.5)) >= count:
-            return
-    raise RuntimeError("the workers did not answer a ping within 60 s")
 
 
 def _start(durations: list[float]) -> list[int]:

@@ -40,8 +40,9 @@ os.environ.setdefault("BENCH_DB_NAME", "runs_bench_cost")
 
 from project.localredis import start_private_redis  # noqa: E402
 
-from .database import choose_url, empty_tables, migrate, vendor  # noqa: E402
+from .database import choose_url, empty_tables, vendor  # noqa: E402
 from .load import LoadWindow, flag  # noqa: E402
+from .standalone import point_at, wait_workers  # noqa: E402
 
 MODES = ("standard", "flex", "2h", "8h", "batch")
 STRATEGIES = ("webhook", "poll")
@@ -76,32 +77,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def setup(
     sim_url: str, redis_url: str, db_url: str, scale: float, grace_s: float
 ) -> dict[str, str]:
-    """Point this process and its children at the bench's services; set Django up."""
-    env = {
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "DATABASE_URL": db_url,
-        "CELERY_BROKER_URL": redis_url,
-        "REDIS_URL": redis_url,
-        "OPENAI_BASE_URL": sim_url,
-        "OPENAI_API_KEY": "sk-bench-simulator",
-        "OPENAI_WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
-        "CELERY_TASK_DEFAULT_QUEUE": QUEUE,
-        "RUNS_QUEUE_PREFIX": QUEUE,
-        "RUNS_PUBSUB_URL": "",
-        "RUNS_TIME_SCALE": repr(scale),
+    return point_at(
+        sim_url=sim_url,
+        redis_url=redis_url,
+        db_url=db_url,
+        queue=QUEUE,
+        settings="project.settings",
+        OPENAI_WEBHOOK_SECRET="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        RUNS_TIME_SCALE=repr(scale),
         # The grace is scaled like the window, but our own latency (a queue, a busy machine) is
         # not: at 1/240 of the clock, 30 min of grace would be 7.5 s, less than a start can wait
         # behind 1,000 others. The bench keeps it at ``grace_s`` real seconds.
-        "RUNS_WINDOW_GRACE_S": repr(grace_s / scale),
-        "RUNS_LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    migrate()
-    return env
+        RUNS_WINDOW_GRACE_S=repr(grace_s / scale),
+    )
 
 
 def one(
@@ -132,7 +120,7 @@ def one(
             for _ in range(args.workers)
         ]
         started_procs.append(processes.start_beat(child, Path(tempfile.mkdtemp(prefix="cost-"))))
-        _wait_workers(app, args.workers)
+        wait_workers(app, args.workers)
         load = LoadWindow().start()
         started = time.time()
         run_ids = _start(mode, strategy, args)
@@ -143,14 +131,6 @@ def one(
     finally:
         for process in started_procs:
             processes.stop(process)
-
-
-def _wait_workers(app: Any, count: int) -> None:
-    give_up = time.monotonic() + 60
-    while time.monotonic() < give_up:
-        if len(app.control.ping(timeout=0.5)) >= count:
-            return
-    raise RuntimeError("the workers did not answer a ping within 60 s")
 
 
 def _options(mode: str) -> dict[str, Any]:

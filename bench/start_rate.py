@@ -35,8 +35,9 @@ os.environ.setdefault("BENCH_DB_NAME", "runs_bench_start")
 
 from project.localredis import start_private_redis  # noqa: E402
 
-from .database import choose_url, empty_tables, migrate, vendor  # noqa: E402
+from .database import choose_url, empty_tables, vendor  # noqa: E402
 from .load import LoadWindow, flag  # noqa: E402
+from .standalone import point_at, wait_workers  # noqa: E402
 
 QUEUE = "startbench"
 LONG = {"sim_duration_s": "600", "sim_outcome": "completed"}
@@ -53,25 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def setup(sim_url: str, redis_url: str, db_url: str) -> dict[str, str]:
-    env = {
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "DATABASE_URL": db_url,
-        "CELERY_BROKER_URL": redis_url,
-        "REDIS_URL": redis_url,
-        "OPENAI_BASE_URL": sim_url,
-        "OPENAI_API_KEY": "sk-bench-simulator",
-        "CELERY_TASK_DEFAULT_QUEUE": QUEUE,
-        "RUNS_QUEUE_PREFIX": QUEUE,
-        "RUNS_PUBSUB_URL": "",
-        "RUNS_LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    migrate()
-    return env
+    return point_at(
+        sim_url=sim_url,
+        redis_url=redis_url,
+        db_url=db_url,
+        queue=QUEUE,
+        settings="project.settings",
+    )
 
 
 def bare(n: int, threads: int, sim_url: str) -> dict[str, Any]:
@@ -120,10 +109,7 @@ def ours(n: int, args: argparse.Namespace, redis_url: str, env: dict) -> dict[st
         for _ in range(args.workers)
     ]
     try:
-        give_up = time.monotonic() + 60
-        while len(app.control.ping(timeout=0.5)) < args.workers:
-            if time.monotonic() > give_up:
-                raise RuntimeError("the workers did not answer a ping within 60 s")
+        wait_workers(app, args.workers)
         load = LoadWindow().start()
         began = time.time()
         for run_id in ids:
