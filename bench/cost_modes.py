@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import importlib.util
 import json
 import os
 import random
@@ -259,6 +260,9 @@ def write(out: Path, results: dict[str, Any]) -> None:
     for note in results.get("notes", []):
         lines += ["", note]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    if importlib.util.find_spec("matplotlib") is None:  # the bench extra (make bench-setup)
+        print("matplotlib is not installed (pip install -e '.[bench]'): no PNG", file=sys.stderr)
+        return
     _plot(out.with_suffix(".png"), results["scenarios"])
 
 

@@ -7,6 +7,7 @@ run. It needs psutil (in the ``test`` extra); without it, it skips with a messag
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -135,4 +136,5 @@ def test_the_cost_bench_compares_modes_at_tiny_n(tmp_path: Path) -> None:
     assert rows["batch"]["api_calls_per_run"] < rows["standard"]["api_calls_per_run"]
     assert rows["8h"]["wall_over_window"] < 1
     assert (tmp_path / "cost_modes.md").read_text().startswith("# Cost and API calls")
-    assert (tmp_path / "cost_modes.png").stat().st_size > 0
+    if importlib.util.find_spec("matplotlib") is not None:  # the bench extra draws the PNG
+        assert (tmp_path / "cost_modes.png").stat().st_size > 0
