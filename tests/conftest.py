@@ -21,6 +21,7 @@ from project.localredis import RedisUnavailable, start_private_redis
 from runs.client import get_client, get_create_client
 from runs.models import Run
 from runs.status import TERMINAL
+from tests.api_client import As
 
 if TYPE_CHECKING:
     from runs_simulator.testing import RunningSimulator
@@ -282,22 +283,21 @@ def api_token(settings) -> str:
 
 
 @pytest.fixture
-def api(client, api_token):
+def api(client, api_token) -> As:
     """``api.get/post(path, json=...)`` against ``/api/`` with the token; returns the response."""
+    return As(client, api_token)
 
-    class Api:
-        def __init__(self, headers: dict[str, str]) -> None:
-            self.headers = headers
 
-        def get(self, path: str, **params: object):
-            return client.get(f"/api{path}", params, headers=self.headers)
+@pytest.fixture
+def acme(client) -> As:
+    """Client ``acme``'s token (``tok-acme``), for tests whose RUNS_API_TOKENS name it."""
+    return As(client, "tok-acme")
 
-        def post(self, path: str, json: object = None):
-            return client.post(
-                f"/api{path}", json or {}, content_type="application/json", headers=self.headers
-            )
 
-    return Api({"Authorization": f"Bearer {api_token}"})
+@pytest.fixture
+def beta(client) -> As:
+    """Client ``beta``'s token (``tok-beta``): another owner, whose rows acme never sees."""
+    return As(client, "tok-beta")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 from django.core.cache import caches
@@ -22,6 +21,7 @@ from runs import services
 from runs.api import throttles
 from runs.api.tokens import ApiClient, client_for_token, configured_clients
 from runs.models import Message, Run, RunEvent, Thread, ToolCall
+from tests.api_client import As
 
 pytestmark = pytest.mark.django_db
 
@@ -37,31 +37,6 @@ TOKENS = [
 def clients(settings) -> None:
     settings.RUNS_API_TOKENS = TOKENS
     caches["default"].clear()  # the throttles' history: every test starts with a full allowance
-
-
-class As:
-    """Requests to ``/api`` with one client's token."""
-
-    def __init__(self, client: Any, token: str) -> None:
-        self.client, self.headers = client, {"Authorization": f"Bearer {token}"}
-
-    def get(self, path: str, **params: object) -> Any:
-        return self.client.get(f"/api{path}", params, headers=self.headers)
-
-    def post(self, path: str, json: object = None) -> Any:
-        return self.client.post(
-            f"/api{path}", json or {}, content_type="application/json", headers=self.headers
-        )
-
-
-@pytest.fixture
-def acme(client) -> As:
-    return As(client, "tok-acme")
-
-
-@pytest.fixture
-def beta(client) -> As:
-    return As(client, "tok-beta")
 
 
 @pytest.fixture

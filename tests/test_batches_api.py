@@ -7,7 +7,6 @@ and writes nothing. The admin shows a batch's counts, cost, next poll and runs, 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from django.core.cache import caches
@@ -15,6 +14,7 @@ from django.urls import reverse
 
 from runs import services
 from runs.models import Batch, Run
+from tests.api_client import As
 
 pytestmark = pytest.mark.django_db
 
@@ -25,29 +25,6 @@ TOKENS = ["acme:operate:tok-acme", "beta:operate:tok-beta", "audit:read:tok-audi
 def clients(settings) -> None:
     settings.RUNS_API_TOKENS = TOKENS
     caches["default"].clear()
-
-
-class As:
-    def __init__(self, client: Any, token: str) -> None:
-        self.client, self.headers = client, {"Authorization": f"Bearer {token}"}
-
-    def get(self, path: str, **params: object) -> Any:
-        return self.client.get(f"/api{path}", params, headers=self.headers)
-
-    def post(self, path: str, json: object = None) -> Any:
-        return self.client.post(
-            f"/api{path}", json or {}, content_type="application/json", headers=self.headers
-        )
-
-
-@pytest.fixture
-def acme(client) -> As:
-    return As(client, "tok-acme")
-
-
-@pytest.fixture
-def beta(client) -> As:
-    return As(client, "tok-beta")
 
 
 def test_a_client_creates_a_batch_owned_by_it(acme, sent_tasks, django_capture_on_commit_callbacks):
