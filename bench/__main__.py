@@ -113,7 +113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--conn-max-age",
         type=int,
         default=60,
-        help="CONN_MAX_AGE for the workers and the in-process intake (0: a connection per task)",
+        help="CONN_MAX_AGE for the workers and the in-process intake where the database has no "
+        "pool (SQLite, DATABASE_POOL_MAX_SIZE=0); on PostgreSQL the pool applies instead",
     )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-intake", action="store_true")

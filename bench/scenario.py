@@ -52,7 +52,7 @@ class Bench:
     progress: Progress
     workers: int = 2
     threads: int = 1
-    #: Workers keep their database connection (``?conn_max_age=``); the ASGI web process does not.
+    #: The workers' DATABASE_URL (``?conn_max_age=``, which applies only where there is no pool).
     worker_db_url: str = ""
     notes: list[str] = field(default_factory=list)
 

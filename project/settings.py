@@ -97,10 +97,29 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     )
+elif DATABASES["default"]["ENGINE"].endswith("postgresql") and env.int(
+    "DATABASE_POOL_MAX_SIZE", 20
+):
+    # One connection pool per process (Django's own, on psycopg_pool), shared by its threads:
+    # closing a connection hands it back instead of hanging up. Why not CONN_MAX_AGE: Celery
+    # (5.5 on) closes every connection after every task, whatever CONN_MAX_AGE says, so each
+    # task paid a new PostgreSQL connection; measured, 1,000 starts went from 45 to 58/s with
+    # the pool (docs/operations.md, "Database connections"). Under ASGI the pool also caps the
+    # connections a web process holds. A thread finding the pool empty waits up to 10 s.
+    # Health checks: one round trip when a connection leaves the pool, so one that died (a
+    # database restart) is replaced instead of failing a task.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", 1),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", 20),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT_S", 10.0),
+    }
 else:
-    # Workers and sync web processes keep their connection between tasks and requests: opening
-    # a PostgreSQL connection costs more than a poll tick's queries. Health checks drop one that
-    # died. The ASGI entry point (project/asgi.py) turns this off: see why there.
+    # No pool (another server, or DATABASE_POOL_MAX_SIZE=0 behind PgBouncer, say): workers and
+    # sync web processes keep their connection for CONN_MAX_AGE; health checks drop one that
+    # died. The ASGI entry point (project/asgi.py) turns persistence off: see why there. Celery
+    # still closes a worker's connection after each task unless CELERY_DB_REUSE_MAX is set.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -147,9 +166,17 @@ RUNS_QUEUES = (
     if RUNS_QUEUE_PREFIX
     else {}
 )
+# Listed by urgency: wakes (someone waits), the default queue (the sweep, batched polling's
+# runs.poll_due), scheduled polls, tools, starts. With CELERY_QUEUE_ORDER_STRATEGY=priority a
+# worker on several queues always takes from the first non-empty one in this order.
 CELERY_TASK_QUEUES = {
     name: {"exchange": name, "routing_key": name}
-    for name in (CELERY_TASK_DEFAULT_QUEUE, *RUNS_QUEUES.values())
+    for name in (
+        RUNS_QUEUES.get("wake"),
+        CELERY_TASK_DEFAULT_QUEUE,
+        *(RUNS_QUEUES.get(kind) for kind in ("poll", "tool", "start")),
+    )
+    if name
 }
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_SERIALIZER = "json"
@@ -158,7 +185,15 @@ CELERY_TIMEZONE = "UTC"
 # Countdown tasks sit unacknowledged in a worker until due; Redis redelivers them after the
 # visibility timeout. Our longest countdown is minutes, so an hour leaves a wide margin and a
 # redelivered poll is harmless anyway (the poll ticket check). See docs/celery.md.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+# kombu's "round_robin" (its default) rotates a worker's queues after each fetch, so no queue
+# starves. "priority" (always the first non-empty queue, in the order above) was tried and
+# starved starts: with 1,000 runs polling, the polls queue is never empty for long, and 36 of
+# 1,000 starts waited over 5 minutes (docs/celery.md). Wakes come first by a dedicated wake
+# worker (make worker-wakes), on Redis and RabbitMQ alike.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    "queue_order_strategy": env("CELERY_QUEUE_ORDER_STRATEGY", default="round_robin"),
+}
 # 1: a worker holds one unacknowledged task per slot, and ours are acknowledged late, so a full
 # worker holds nothing beyond what it runs: a wake waits for one slot to free, not behind a hoard
 # of prefetched starts (measured: 4 -> 1.0-1.6 s, 1 -> 0.22-0.33 s; docs/celery.md).
@@ -170,6 +205,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=None)
 
 # --- OpenAI -------------------------------------------------------------------------------------
 # OPENAI_BASE_URL is read by the SDK itself; we read it too only to show where runs go.
@@ -206,6 +242,8 @@ RUNS_MAX_COUNTDOWN_S = env.float("RUNS_MAX_COUNTDOWN_S", 300.0)
 # "per_run" (a countdown task per run) or "batched" (runs.poll_due claims due runs in batches);
 # docs/architecture.md, "Batched polling", says when each wins.
 RUNS_POLL_MODE = env("RUNS_POLL_MODE", default="per_run")
+# False: start_run leaves no result row (docs/celery.md, Settings, RUNS_KEEP_START_RESULTS).
+RUNS_KEEP_START_RESULTS = env.bool("RUNS_KEEP_START_RESULTS", default=True)
 RUNS_POLL_BATCH = env.int("RUNS_POLL_BATCH", 200)
 RUNS_POLL_CONCURRENCY = env.int("RUNS_POLL_CONCURRENCY", 16)
 # Cheap and long runs (docs/modes.md): one clock for the 2h/8h windows and the Batch API's 24 h,

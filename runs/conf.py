@@ -58,6 +58,9 @@ DEFAULTS: dict[str, Any] = {
     # threads and holds them for RUNS_POLL_LEASE_S meanwhile: a dead batch's runs are due again
     # after it).
     "RUNS_POLL_MODE": "per_run",
+    # Whether each start_run leaves a result row (the remote id and status it got) in the
+    # result backend; False skips the row and its writes (docs/celery.md, "Settings").
+    "RUNS_KEEP_START_RESULTS": True,
     "RUNS_POLL_BATCH": 200,
     "RUNS_POLL_CONCURRENCY": 16,
     "RUNS_POLL_LEASE_S": 30.0,

@@ -28,6 +28,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from asgiref.sync import sync_to_async
+from django.db import connection
 
 from . import live_slots
 from .conf import default_redis_url, redis_url_or_none, settings
@@ -165,7 +167,7 @@ async def astream(run_id: int, url: str, slot: Slot | None = None) -> AsyncItera
         last: str | None = None
         deadline = time.monotonic() + max_s
         while time.monotonic() < deadline:
-            snapshot = await Run.objects.filter(pk=run_id).values(*SNAPSHOT_FIELDS).afirst()
+            snapshot = await sync_to_async(_snapshot_and_let_go)(run_id)
             chunk, last, done = step(snapshot, last)
             if chunk:
                 yield chunk
@@ -182,6 +184,21 @@ async def astream(run_id: int, url: str, slot: Slot | None = None) -> AsyncItera
             log.warning("live status: a closed stream's slot was not freed (%s)", exc)
         await pubsub.aclose()
         await client.aclose()
+
+
+def _snapshot_and_let_go(run_id: int) -> dict[str, Any] | None:
+    """The run's snapshot, then the connection handed back (to the process's pool).
+
+    An ASGI stream lives for up to ``RUNS_SSE_MAX_S`` and Django gives its request's connection
+    back only at the end: twenty open pages would hold twenty pooled connections, and webhooks
+    would wait for one. Runs on the request's own thread (``sync_to_async``'s default), so the
+    connection the view's existence check took goes back too. Never inside a transaction.
+    """
+    try:
+        return Run.objects.filter(pk=run_id).values(*SNAPSHOT_FIELDS).first()
+    finally:
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 def stream(run_id: int, url: str, slot: Slot | None = None) -> Iterator[bytes]:

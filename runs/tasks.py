@@ -26,19 +26,17 @@ class RoutedTask(Task):
 
     Why not ``task_routes``: that is the host's setting, and a host adding ``runs`` should not
     have to repeat our queue map in it. An explicit ``queue=`` (the engine's wakes) still wins.
+    A start also learns here whether its result is kept (``enqueue.route``).
     """
 
     def apply_async(self, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any) -> Any:
-        if options.get("queue") is None:
-            queue = enqueue.queue_for(self.name)
-            if queue is not None:
-                options["queue"] = queue
-        return super().apply_async(args, kwargs, *rest, **options)
+        return super().apply_async(args, kwargs, *rest, **enqueue.route(self.name, options))
 
 
 @shared_task(base=RoutedTask, name="runs.start_run", acks_late=True, reject_on_worker_lost=True)
 def start_run(run_id: int) -> dict[str, Any]:
-    """Create run ``run_id`` at OpenAI and arm its first poll. Its result is kept."""
+    """Create run ``run_id`` at OpenAI and arm its first poll. Its result (the remote id and
+    status) is kept unless ``RUNS_KEEP_START_RESULTS`` is off."""
     return lifecycle.start(run_id)
 
 

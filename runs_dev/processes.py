@@ -71,7 +71,9 @@ def start_worker(
     inside ``pointed_at``, so two deployments on one broker never take each other's tasks.
     """
     named = private_queues(queue)
-    consumed = [named[kind] for kind in kinds] if kinds else [queue, *named.values()]
+    # The project's order (project/settings.py, CELERY_TASK_QUEUES): wakes first, starts last.
+    everything = [named["wake"], queue, named["poll"], named["tool"], named["start"]]
+    consumed = [named[kind] for kind in kinds] if kinds else everything
     return subprocess.Popen(
         [
             sys.executable,

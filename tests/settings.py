@@ -40,6 +40,10 @@ if os.environ.get("RUNS_TEST_STRICT") == "1" and not _url:
 if _url:
     DATABASES = {"default": environ.Env.db_url_config(_url)}
     DATABASES["default"]["TEST"] = {"NAME": f"test_runs_{_SUFFIX}"}
+    # The same pool as the project's (project/settings.py), so the tests run what production runs.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 1, "max_size": 20, "timeout": 10.0}}
 else:
     DATABASES = {
         "default": {

@@ -204,3 +204,30 @@ def test_batched_polling_with_the_hosts_own_poll_due_entry_is_fine(settings, hos
     )
 
     assert runs_ids() == []
+
+
+def test_a_server_database_without_a_pool_warns_that_every_task_reconnects(settings):
+    settings.DATABASES = {
+        "default": {"ENGINE": "django.db.backends.postgresql", "NAME": "x", "OPTIONS": {}}
+    }
+
+    (message,) = run_checks(tags=["runs"])
+
+    assert message.id == "runs.W003"
+    assert "'default' has no connection pool" in message.msg
+    assert "CELERY_DB_REUSE_MAX" in message.hint
+
+
+def test_a_pooled_or_reused_or_sqlite_database_is_fine(settings, host_celery_app):
+    postgres = {"ENGINE": "django.db.backends.postgresql", "NAME": "x"}
+    settings.DATABASES = {
+        "default": {**postgres, "OPTIONS": {"pool": {"max_size": 20}}},
+        "files": {"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3"},
+    }
+    assert runs_ids() == []
+
+    settings.DATABASES = {"default": postgres}
+    host_celery_app(
+        broker_url="redis://127.0.0.1:6379/5", result_backend="django-db", CELERY_DB_REUSE_MAX=100
+    )
+    assert runs_ids() == []

@@ -369,3 +369,24 @@ def test_a_host_that_sets_nothing_streams_through_its_redis(
         return seen
 
     assert asyncio.run(scenario()) == ["queued", "completed"]
+
+
+
+def test_a_stream_hands_its_database_connection_back_after_each_read(make_run):
+    """An open page must not hold one of its process's pooled connections for ten minutes."""
+    run = make_run("in_progress")
+
+    snapshot = live._snapshot_and_let_go(run.pk)
+
+    assert snapshot["status"] == "in_progress"
+    assert connections["default"].connection is None
+
+
+def test_inside_a_transaction_the_read_leaves_the_connection_alone(make_run):
+    from django.db import transaction
+
+    run = make_run("queued")
+
+    with transaction.atomic():
+        assert live._snapshot_and_let_go(run.pk)["status"] == "queued"
+        assert connections["default"].connection is not None

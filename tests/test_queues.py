@@ -102,6 +102,29 @@ def test_a_views_own_start_run_delay_lands_on_the_starts_queue_too(deployment, d
     assert deployment.only(deployment.queues["start"]) == [("runs.start_run", [run.pk])]
 
 
+@pytest.mark.parametrize(("keep", "ignored"), [(True, False), (False, True)])
+def test_a_start_keeps_its_result_row_unless_told_not_to(deployment, db, settings, keep, ignored):
+    """``RUNS_KEEP_START_RESULTS = False`` travels in the message, so the worker writes no row
+    whoever sent it (a view's ``delay`` or the engine's retry)."""
+    settings.RUNS_KEEP_START_RESULTS = keep
+    run = create_run("hello")
+    start_run_task.delay(run.pk)
+    enqueue.send(enqueue.START_RUN, run.pk, countdown=5)
+
+    raw = deployment.redis.lrange(deployment.queues["start"], 0, -1)
+    assert [json.loads(m)["headers"]["ignore_result"] for m in raw] == [ignored, ignored]
+
+
+def test_queues_are_listed_by_urgency_but_taken_in_turn():
+    """A fixed order (kombu's "priority") starved starts behind polls; the rotation cannot."""
+    from django.conf import settings as project
+
+    names = list(project.CELERY_TASK_QUEUES)
+    assert names == ["runs.wakes", project.CELERY_TASK_DEFAULT_QUEUE, "runs.polls", "runs.tools",
+                     "runs.starts"]  # fmt: skip
+    assert project.CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] == "round_robin"
+
+
 @pytest.mark.parametrize(
     ("task", "args", "kind"),
     [

@@ -12,14 +12,21 @@ under ``check --deploy`` either. Importing this module registers the checks
 (``RunsConfig.ready``); every function decorated with ``@register("runs")`` in its modules is one.
 
 Ids in use: E001 broker, E002 result-backend app, E003 backend, E004 strategy, E005 a number,
-E006 a schedule; W001 API key, W002 result backend; E101 a malformed webhook secret (current or
-fallback), W101 the webhook strategy without a secret; E201 a bad metrics allow-list entry;
+E006 a schedule; W001 API key, W002 result backend, W003 a PostgreSQL database with no pool for the
+workers; E101 a malformed webhook secret (current or fallback), W101 the webhook strategy
+without a secret; E201 a bad metrics allow-list entry;
 E301 a bad RUNS_QUEUES, E302 an unknown RUNS_POLL_MODE, W301 a side channel (live status, the
 budget) without a Redis URL; E401 an API token entry that cannot be parsed; E011 a bad
 RUNS_PRICES entry, E012 a bad RUNS_SPEND_LIMITS.
 """
 
-from .configuration import check_api_key, check_celery, check_choices, check_numbers
+from .configuration import (
+    check_api_key,
+    check_celery,
+    check_choices,
+    check_numbers,
+    check_worker_connections,
+)
 from .queues import check_poll_mode, check_queues
 from .security import check_api_tokens, check_metrics_access, check_webhook_secrets
 
@@ -33,4 +40,5 @@ __all__ = [
     "check_poll_mode",
     "check_queues",
     "check_webhook_secrets",
+    "check_worker_connections",
 ]

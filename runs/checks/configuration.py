@@ -8,6 +8,7 @@ from typing import Any
 
 from celery import current_app
 from django.apps import AppConfig, apps
+from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
@@ -145,6 +146,39 @@ def check_celery(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
             )
         )
     return messages
+
+
+@register("runs")
+def check_worker_connections(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+    """W003: a PostgreSQL database with neither a connection pool nor ``CELERY_DB_REUSE_MAX``.
+
+    Celery's Django fixup (5.5 on) closes every database connection after every task, whatever
+    ``CONN_MAX_AGE`` says, so each start and each poll tick opens a new connection: on
+    PostgreSQL that cost a quarter of the start rate (docs/operations.md, "Database
+    connections"). With Django's pool (PostgreSQL only), closing hands the connection back
+    instead. SQLite opens a file, which is cheap, so it is not reported.
+    """
+    if current_app.conf.get("CELERY_DB_REUSE_MAX"):
+        return []
+    unpooled = [
+        alias
+        for alias, db in django_settings.DATABASES.items()
+        if db.get("ENGINE", "").endswith("postgresql") and not (db.get("OPTIONS") or {}).get("pool")
+    ]
+    if not unpooled:
+        return []
+    return [
+        Warning(
+            f"Database {', '.join(map(repr, unpooled))} has no connection pool: Celery closes "
+            "the connections of a worker after every task, so each poll tick and each start "
+            "opens a new one.",
+            hint="Turn on Django's pool: pip install 'psycopg[pool]', CONN_MAX_AGE = 0 and "
+            "OPTIONS['pool'] = {'max_size': N}, N at least the worker's --concurrency plus "
+            "RUNS_POLL_CONCURRENCY and RUNS_TOOL_THREADS where used; or set CELERY_DB_REUSE_MAX "
+            "if a pooler such as PgBouncer sits in front.",
+            id="runs.W003",
+        )
+    ]
 
 
 @register("runs")

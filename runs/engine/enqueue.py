@@ -57,13 +57,23 @@ def queue_for(name: str, kind: Kind | None = None) -> str | None:
     return (settings.RUNS_QUEUES or {}).get(chosen) or None
 
 
+def route(name: str, options: dict[str, Any], kind: Kind | None = None) -> dict[str, Any]:
+    """``options`` with what the caller left out filled in: the queue of the task's kind, and
+    ``ignore_result`` for a start when ``RUNS_KEEP_START_RESULTS`` is off (per message, so a
+    host's own ``start_run.delay`` and the engine's retries agree)."""
+    if options.get("queue") is None:
+        queue = queue_for(name, kind)
+        if queue is not None:
+            options["queue"] = queue
+    if name == START_RUN and not settings.RUNS_KEEP_START_RESULTS:
+        options.setdefault("ignore_result", True)
+    return options
+
+
 def send(name: str, *args: Any, countdown: float | None = None, kind: Kind | None = None) -> None:
     """Enqueue task ``name`` with positional ``args``, after ``countdown`` seconds if given, on
     the queue of ``kind`` (default: the task's usual kind, ``KIND_OF``)."""
     options: dict[str, Any] = {}
     if countdown is not None and countdown > 0:
         options["countdown"] = countdown
-    queue = queue_for(name, kind)
-    if queue is not None:
-        options["queue"] = queue
-    current_app.signature(name, args=args).apply_async(**options)
+    current_app.signature(name, args=args).apply_async(**route(name, options, kind))

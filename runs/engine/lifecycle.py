@@ -31,26 +31,25 @@ HOP_SLACK_S = 0.5
 
 def start(run_id: int) -> dict[str, Any]:
     """Create the run at OpenAI exactly once, then arm its first poll."""
-    if not writer.claim_start(run_id):
+    run = writer.claim_start(run_id)
+    if run is None:
         # A redelivered or duplicated start_run: someone already created (or is creating) it.
         return {"run_id": run_id, "started": False, "reason": "already claimed or not pending"}
     wait = budget.take("create")
     if wait > 0:
         writer.apply(Decision(run_id, "deferred", start_in_s=wait))
         return {"run_id": run_id, "started": False, "deferred_s": wait}
-    run = Run.objects.select_related("thread").get(pk=run_id)
     if run.batch_id is not None:
         # Its batch sends it (services.submit_batch takes its start claim); never twice.
         return {"run_id": run_id, "started": False, "reason": f"belongs to batch {run.batch_id}"}
     backend = get_backend(run.backend)
     calls = Counters()
     try:
-        thread_remote_id = run.thread.remote_id
+        thread_remote_id = run.thread_remote_id
         if not thread_remote_id:
             calls += Counters(api_calls=1)
             created = backend.create_thread(run)
             thread_remote_id = Thread.objects.keep_remote_id(run.thread_id, created)
-            run.thread.remote_id = thread_remote_id
         messages = list(Message.objects.unsent(run.thread_id))
         calls += Counters(api_calls=1)
         state = backend.create(

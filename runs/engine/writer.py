@@ -32,7 +32,7 @@ from ..conf import settings
 from ..models import Run, ToolCall
 from ..states import transition
 from ..status import ACTIVE, TERMINAL, RunStatus
-from . import bulk, enqueue
+from . import bulk, claims, enqueue
 from .decisions import Counters, Decision, Errors, Move, Task
 
 log = logging.getLogger(__name__)
@@ -41,13 +41,10 @@ log = logging.getLogger(__name__)
 # --- claims and tickets ---------------------------------------------------------------------------
 
 
-def claim_start(run_id: int) -> bool:
-    """Take the right to create run ``run_id`` remotely; False when someone has it already."""
-    return bool(
-        Run.objects.filter(
-            pk=run_id, status=RunStatus.PENDING, start_claimed_at__isnull=True
-        ).update(start_claimed_at=timezone.now())
-    )
+def claim_start(run_id: int) -> Run | None:
+    """Take the right to create run ``run_id`` remotely; the run as read by the claim (with
+    ``thread_remote_id``), or None when someone has it already."""
+    return claims.claim_start(run_id, timezone.now())
 
 
 def release_start_claim(run_id: int, claimed_at: datetime) -> bool:
@@ -74,14 +71,7 @@ def claim_poll(run_id: int, ticket: int) -> Run | None:
         run = Run.objects.select_related("thread").get(pk=run_id)
         run.next_poll_at = held.due_at
         return run
-    claimed = (
-        Run.objects.filter(pk=run_id, poll_generation=ticket, status__in=ACTIVE)
-        .exclude(remote_id="")
-        .update(poll_generation=ticket + 1)
-    )
-    if not claimed:
-        return None
-    return Run.objects.select_related("thread").get(pk=run_id)
+    return claims.claim_ticket(run_id, ticket)
 
 
 def take_ticket(run_id: int, status: str) -> int | None:
