@@ -25,6 +25,7 @@ from django.utils import timezone
 from ..models import Run
 from ..status import ACTIVE, RunStatus
 from .decisions import Decision
+from .sql import active_placeholders, run_table
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,6 @@ class Rearm:
     errors: str = "keep"
 
 
-def _table() -> str:
-    return connection.ops.quote_name(Run._meta.db_table)
-
-
-def _active_placeholders() -> tuple[str, list[str]]:
-    statuses = sorted(ACTIVE)
-    return ", ".join(["%s"] * len(statuses)), statuses
-
-
 def claim_due(
     limit: int, lease_s: float, now: datetime | None = None, ahead_s: float = 0.0
 ) -> list[Claimed]:
@@ -77,12 +69,12 @@ def claim_due(
     now = now or timezone.now()
     lease_until = now + timedelta(seconds=lease_s)
     due_by = now + timedelta(seconds=ahead_s)
-    active, statuses = _active_placeholders()
+    active, statuses = active_placeholders()
     if connection.vendor == "postgresql":
         sql = f"""
-            UPDATE {_table()} AS r
+            UPDATE {run_table()} AS r
                SET poll_generation = r.poll_generation + 1, next_poll_at = %s
-              FROM (SELECT id, next_poll_at FROM {_table()}
+              FROM (SELECT id, next_poll_at FROM {run_table()}
                      WHERE status IN ({active}) AND remote_id <> '' AND next_poll_at <= %s
                      ORDER BY next_poll_at LIMIT %s
                      FOR UPDATE SKIP LOCKED) AS due
@@ -124,12 +116,12 @@ def claim_one(run_id: int, ticket: int, lease_s: float) -> Claimed | None:
     or a batch claim takes a new one).
     """
     lease_until = timezone.now() + timedelta(seconds=lease_s)
-    active, statuses = _active_placeholders()
+    active, statuses = active_placeholders()
     if connection.vendor == "postgresql":
         sql = f"""
-            UPDATE {_table()} AS r
+            UPDATE {run_table()} AS r
                SET poll_generation = r.poll_generation + 1, next_poll_at = %s
-              FROM (SELECT id, next_poll_at FROM {_table()}
+              FROM (SELECT id, next_poll_at FROM {run_table()}
                      WHERE id = %s AND poll_generation = %s AND status IN ({active})
                        AND remote_id <> ''
                      FOR UPDATE) AS held
@@ -154,9 +146,9 @@ def claim_one(run_id: int, ticket: int, lease_s: float) -> Claimed | None:
 def bump_ticket(run_id: int, next_poll_at: datetime, webhook_events: int = 0) -> int | None:
     """Take a fresh ticket for an active run with a remote id and return it (one round trip);
     None when the run is not active or has no remote id yet."""
-    active, statuses = _active_placeholders()
+    active, statuses = active_placeholders()
     sql = f"""
-        UPDATE {_table()}
+        UPDATE {run_table()}
            SET poll_generation = poll_generation + 1, next_poll_at = %s,
                webhook_events = webhook_events + %s
          WHERE id = %s AND status IN ({active}) AND remote_id <> ''

@@ -15,7 +15,8 @@ from datetime import datetime
 from django.db import connection
 
 from ..models import Run, Thread
-from ..status import ACTIVE, RunStatus
+from ..status import RunStatus
+from .sql import active_placeholders, run_table
 
 
 def claim_ticket(run_id: int, ticket: int) -> Run | None:
@@ -27,9 +28,9 @@ def claim_ticket(run_id: int, ticket: int) -> Run | None:
     (``Model.objects.raw``), so the run is the instance a query would have built, minus the
     thread, which loads lazily on the rare path that needs it (the Assistants backend).
     """
-    active, statuses = _active_placeholders()
+    active, statuses = active_placeholders()
     sql = f"""
-        UPDATE {_table()} SET poll_generation = %s
+        UPDATE {run_table()} SET poll_generation = %s
          WHERE id = %s AND poll_generation = %s AND status IN ({active}) AND remote_id <> ''
      RETURNING {_columns()}
     """
@@ -46,10 +47,10 @@ def claim_start(run_id: int, at: datetime) -> Run | None:
     it is not pending or someone holds the claim already (see ``claim_ticket``)."""
     threads = connection.ops.quote_name(Thread._meta.db_table)
     sql = f"""
-        UPDATE {_table()} SET start_claimed_at = %s
+        UPDATE {run_table()} SET start_claimed_at = %s
          WHERE id = %s AND status = %s AND start_claimed_at IS NULL
      RETURNING {_columns()},
-               (SELECT t.remote_id FROM {threads} t WHERE t.id = {_table()}.thread_id)
+               (SELECT t.remote_id FROM {threads} t WHERE t.id = {run_table()}.thread_id)
                AS thread_remote_id
     """
     found = list(Run.objects.raw(sql, [at, run_id, RunStatus.PENDING], using=connection.alias))
@@ -59,12 +60,3 @@ def claim_start(run_id: int, at: datetime) -> Run | None:
 def _columns() -> str:
     quote = connection.ops.quote_name
     return ", ".join(quote(f.column) for f in Run._meta.concrete_fields)
-
-
-def _table() -> str:
-    return connection.ops.quote_name(Run._meta.db_table)
-
-
-def _active_placeholders() -> tuple[str, list[str]]:
-    statuses = sorted(ACTIVE)
-    return ", ".join(["%s"] * len(statuses)), statuses
