@@ -116,6 +116,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="CONN_MAX_AGE for the workers and the in-process intake where the database has no "
         "pool (SQLite, DATABASE_POOL_MAX_SIZE=0); on PostgreSQL the pool applies instead",
     )
+    parser.add_argument(
+        "--start-chunk",
+        type=int,
+        default=16,
+        help="RUNS_START_CHUNK of the workers: 16, as docs/operations.md advises for bursts of "
+        "starts (the app's default is 1; bench.start_rate measures both)",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-intake", action="store_true")
     parser.add_argument("--cap-s", type=float, default=None, help="longest wait per scenario")
@@ -167,6 +174,7 @@ def run(stack: ExitStack, console: Console, args: argparse.Namespace, mode: dict
         "OPENAI_API_KEY": "sk-bench-simulator",
         "RUNS_LOG_LEVEL": "WARNING",
         "RUNS_DEADLINE_S": "600",
+        "RUNS_START_CHUNK": str(args.start_chunk),
     }
     worker_db_url = _with_conn_max_age(db_url, args.conn_max_age)
     # This process (in-process intake) keeps its connection like a WSGI worker would.
@@ -180,6 +188,8 @@ def run(stack: ExitStack, console: Console, args: argparse.Namespace, mode: dict
     console.print(f"bench: {db_note}; Redis {redis_server.url}; simulator {sim.url}")
     env["BENCH_WORKER_DATABASE_URL"] = worker_db_url
     if args.mode == "scale-out":
+        # Scale-out compares slot-bound nodes: one run per start task, so a start holds a slot.
+        env["RUNS_START_CHUNK"] = "1"
         return scale_out(console, args, sim, redis_server, env, workdir, db_note, started)
     return execute(stack, console, args, mode, sim, redis_server, env, workdir, db_note, started)
 
@@ -261,6 +271,7 @@ def execute(
         "config": {
             "conn_max_age_workers": args.conn_max_age,
             "threads_large": args.threads_large,
+            "start_chunk": args.start_chunk,
             "workers": args.workers,
             "threads": threads,
             "seed": args.seed,

@@ -175,6 +175,7 @@ def write_markdown(path: Path, results: dict[str, Any], title: str, plots: list[
         "per API call. Celery strategies: "
         f"{results['config']['workers']} worker process(es) x {results['config']['threads']} "
         f"thread(s) (x {results['config'].get('threads_large')} threads for N > 1,000), "
+        f"RUNS_START_CHUNK {results['config'].get('start_chunk', 1)}, "
         "PostgreSQL, a private Redis; webhooks delivered by the simulator with no "
         "added delay to uvicorn serving `project.asgi`.",
         "",

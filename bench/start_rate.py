@@ -12,7 +12,9 @@ response in it) from 16 threads. Both sides talk to the same simulator, in the s
   rate is N over the time from the first enqueue to the last run's ``submitted_at`` (its create
   answered and saved, claim and all). Once by webhook (a start arms only a safety-net poll 30 s
   out, so starts alone are measured: the issue's row) and once by polling (the early runs'
-  first polls, due 0.5 s after their start, compete with the later starts).
+  first polls, due 0.5 s after their start, compete with the later starts). Each strategy
+  once per ``--chunks`` value: ``RUNS_START_CHUNK`` 16 (the default: a start takes waiting runs
+  in chunks) and 1 (each run in its own task, as before chunked starts).
 
 Each pair measures the bare loop again just before ours, so each ratio has its own baseline.
 
@@ -61,6 +63,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="webhook: no poll competes with the starts (the issue's row); poll: the first "
         "polls of the early runs do",
     )
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        nargs="+",
+        default=[16, 1],
+        help="RUNS_START_CHUNK values, each a row of its own: 16 (the default) takes waiting "
+        "runs in chunks, 1 starts each run in its own task",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "start_rate")
     return parser.parse_args(argv)
 
@@ -102,9 +112,10 @@ def bare(n: int, threads: int, sim_url: str) -> dict[str, Any]:
 
 
 def ours(
-    n: int, args: argparse.Namespace, redis_url: str, env: dict, strategy: str
+    n: int, args: argparse.Namespace, redis_url: str, env: dict, strategy: str, chunk: int
 ) -> dict[str, Any]:
-    """N starts through ``start_run.delay`` and the workers, by ``strategy``."""
+    """N starts through ``start_run.delay`` and the workers, by ``strategy``, with
+    ``RUNS_START_CHUNK = chunk``."""
     from django.db import transaction
 
     from project.celery import app
@@ -117,7 +128,7 @@ def ours(
     empty_tables()
     with transaction.atomic():
         ids = [create_run(f"bench {i}", metadata=LONG, strategy=strategy).pk for i in range(n)]
-    child = {**os.environ, **env}
+    child = {**os.environ, **env, "RUNS_START_CHUNK": str(chunk)}
     workers = [
         processes.start_worker(child, concurrency=args.threads, queue=QUEUE)
         for _ in range(args.workers)
@@ -141,7 +152,8 @@ def ours(
         for process in workers:
             processes.stop(process)
     elapsed = last.timestamp() - began if submitted else float("inf")
-    return {"side": f"start_run.delay + workers ({strategy})", "n": n, "submitted": submitted,
+    side = f"start_run.delay + workers ({strategy}, chunk {chunk})"
+    return {"side": side, "n": n, "submitted": submitted, "chunk": chunk,
             "threads": args.workers * args.threads, "elapsed_s": round(elapsed, 2),
             "starts_per_s": round(submitted / elapsed, 1), "load": load.stop()}  # fmt: skip
 
@@ -191,12 +203,13 @@ def main(argv: list[str] | None = None) -> int:
             env = setup(sim.base_url, private.url, db_url)
             for n in args.n:
                 for strategy in args.strategies:
-                    sim.reset(keep_config=True)
-                    pair = {"bare": bare(n, args.bare_threads, sim.base_url)}
-                    sim.reset(keep_config=True)
-                    pair["ours"] = ours(n, args, private.url, env, strategy)
-                    print(json.dumps(pair), flush=True)
-                    pairs.append(pair)
+                    for chunk in args.chunks:
+                        sim.reset(keep_config=True)
+                        pair = {"bare": bare(n, args.bare_threads, sim.base_url)}
+                        sim.reset(keep_config=True)
+                        pair["ours"] = ours(n, args, private.url, env, strategy, chunk)
+                        print(json.dumps(pair), flush=True)
+                        pairs.append(pair)
     finally:
         private.stop()
     write(args.out, {"database": db_note, "pairs": pairs})

@@ -61,6 +61,12 @@ DEFAULTS: dict[str, Any] = {
     # Whether each start_run leaves a result row (the remote id and status it got) in the
     # result backend; False skips the row and its writes (docs/celery.md, "Settings").
     "RUNS_KEEP_START_RESULTS": True,
+    # Chunked starts (runs/engine/starts.py, docs/architecture.md): above 1, a start_run also
+    # creates up to RUNS_START_CHUNK - 1 other runs waiting to start, in waves of
+    # RUNS_START_CONCURRENCY (creates on as many threads, then one write for the wave). Off by
+    # default: a worker killed mid-wave may repeat every create then in flight, not just one.
+    "RUNS_START_CHUNK": 1,
+    "RUNS_START_CONCURRENCY": 8,
     "RUNS_POLL_BATCH": 200,
     "RUNS_POLL_CONCURRENCY": 16,
     "RUNS_POLL_LEASE_S": 30.0,

@@ -27,11 +27,29 @@ class ThreadQuerySet(models.QuerySet):
             return remote_id
         return self.filter(pk=thread_id).values_list("remote_id", flat=True).get()
 
+    def keep_remote_ids(self, remote_ids: dict[int, str]) -> dict[int, str]:
+        """``keep_remote_id`` for many threads in two statements (one UPDATE, one read back):
+        each thread keeps the first remote id saved. The kept ids, by thread id."""
+        if not remote_ids:
+            return {}
+        self.filter(pk__in=list(remote_ids), remote_id="").update(
+            remote_id=models.Case(
+                *[models.When(pk=pk, then=models.Value(rid)) for pk, rid in remote_ids.items()],
+                default=models.F("remote_id"),
+                output_field=models.CharField(),
+            )
+        )
+        return dict(self.filter(pk__in=list(remote_ids)).values_list("pk", "remote_id"))
+
 
 class MessageQuerySet(models.QuerySet):
     def unsent(self, thread_id: int) -> MessageQuerySet:
         """Messages no run has carried to OpenAI yet, oldest first."""
         return self.filter(thread_id=thread_id, sent_at__isnull=True).order_by("id")
+
+    def unsent_of(self, thread_ids: list[int]) -> MessageQuerySet:
+        """``unsent`` for several threads in one query, oldest first."""
+        return self.filter(thread_id__in=thread_ids, sent_at__isnull=True).order_by("id")
 
     def mark_sent(self, ids: list[int]) -> None:
         if ids:

@@ -122,7 +122,7 @@ def transition_many(
     decide: Callable[[Run], tuple[str, Mapping[str, Any]] | None],
     *,
     source: str,
-    detail: Mapping[str, Any],
+    detail: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
     columns: Sequence[str] = (),
     read: Sequence[str] = ("pk", "status"),
 ) -> list[tuple[int, str, str]]:
@@ -134,7 +134,8 @@ def transition_many(
     yet its runs obey the same table, stamps and signals as any other. ``decide(run)`` (the run
     read under the lock, with the fields ``read`` names) gives the target and a value for each of
     ``columns``, or None to leave the run; a move the table refuses is skipped, and a run that
-    ended meanwhile is not active, so a second call moves nothing. Returns (id, from, to) per move.
+    ended meanwhile is not active, so a second call moves nothing. ``detail`` is every event's,
+    or a function of the run's id giving each its own. Returns (id, from, to) per move.
     """
     now = timezone.now()
     moved: list[tuple[int, str, str]] = []
@@ -158,9 +159,13 @@ def transition_many(
             elif to_status in _STAMPS and getattr(run, _STAMPS[to_status]) is None:
                 setattr(run, _STAMPS[to_status], now)
             changed.append(run)
-        Run.objects.bulk_update(changed, ["status", *columns, *stamps])
+        # A column may be a stamp too (a start sets its first due time): each is written once.
+        Run.objects.bulk_update(changed, list(dict.fromkeys(["status", *columns, *stamps])))
+        detail_of = detail if callable(detail) else (lambda _pk: detail)
         RunEvent.objects.bulk_create(
-            RunEvent(run_id=pk, from_status=old, to_status=new, source=source, detail=dict(detail))
+            RunEvent(
+                run_id=pk, from_status=old, to_status=new, source=source, detail=dict(detail_of(pk))
+            )
             for pk, old, new in moved
         )
         if moved:

@@ -77,6 +77,9 @@ class ChaosConfig:
     timeout_s: float = 900.0
     seed: int = 7
     strategy: str = "poll"
+    #: ``RUNS_START_CHUNK`` and ``RUNS_START_CONCURRENCY`` of the workers (chunked starts).
+    start_chunk: int = 1
+    start_concurrency: int = 8
 
 
 @dataclass
@@ -274,6 +277,8 @@ def run_chaos(cfg: ChaosConfig, progress: Callable[[str], None] = lambda _: None
             "RUNS_SWEEP_GRACE_S": "2",
             "RUNS_CLAIM_TIMEOUT_S": str(cfg.create_timeout_s + 5),
             "RUNS_LOG_LEVEL": "ERROR",
+            "RUNS_START_CHUNK": str(cfg.start_chunk),
+            "RUNS_START_CONCURRENCY": str(cfg.start_concurrency),
             "PYTHONUNBUFFERED": "1",
         }
         stack.enter_context(

@@ -45,3 +45,32 @@ def test_no_run_is_lost_under_kills_a_flush_and_api_faults(transactional_db):
     # (a tool round's submit is a create too) answer a call twice.
     assert report.duplicate_creates <= 3, details
     assert report.tool_calls_answered_more_than_once <= 3, details
+
+
+def test_chunked_starts_lose_nothing_under_kills_and_double_at_most_what_was_in_flight(
+    transactional_db,
+):
+    """``RUNS_START_CHUNK`` on: a worker killed mid-wave repeats at most the creates it had in
+    flight (``RUNS_START_CONCURRENCY`` per task), never loses a run or leaves one claimed."""
+    report = run_chaos(
+        ChaosConfig(
+            runs=24,
+            kill_every_s=2.0,
+            kill_after_calls=3,
+            duration_median_s=2.0,
+            duration_max_s=6.0,
+            concurrency=4,
+            start_chunk=8,
+            start_concurrency=2,
+            create_timeout_s=10.0,
+            run_deadline_s=600.0,
+            stuck_after_s=60.0,
+            timeout_s=220.0,
+        )
+    )
+    details = report.to_json()
+    print(details)
+    assert report.ended == "all_terminal" and report.lost == 0, details
+    assert report.expired == 0 and report.kills >= 2, details
+    # Each kill interrupts at most its worker's slots, each at most one wave in flight.
+    assert report.duplicate_creates <= report.kills * 4 * 2, details

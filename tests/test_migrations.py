@@ -148,3 +148,14 @@ def test_the_batch_index_is_built_outside_a_transaction():
     assert later.atomic is False
     built = [op.index.name for op in later.operations if hasattr(op, "index")]
     assert built == ["runs_run_owner_created_idx"]
+
+
+def test_the_startable_index_is_partial_and_built_outside_a_transaction():
+    """0008's index covers only the runs waiting to start, so a chunked start's claim reads as
+    many index entries as it takes; built concurrently on PostgreSQL like the others."""
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    migration = loader.get_migration("runs", "0008_startable_index")
+    assert migration.atomic is False
+    (op,) = migration.operations
+    assert type(op).__name__ == "AddIndexConcurrently"
+    assert op.index.name == "runs_run_startable_idx" and op.index.condition is not None

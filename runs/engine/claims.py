@@ -6,6 +6,10 @@ every run, thousands of times a minute at scale; folding the read into the claim
 trip and a compiled query each time (docs/bench/README.md, "Starts and ticks"). Raw SQL because
 the ORM has no ``UPDATE ... RETURNING``; PostgreSQL and SQLite (3.35+) both understand it, and
 ``Model.objects.raw`` runs the returned columns through Django's own converters.
+
+A chunk of starts is claimed the same way (``claim_starts``), and a tick's other statement, its
+re-arm (``rearm``), is written by hand here too: the hottest statements of the engine, in one
+place.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import connection
+from django.db.models import Q
 
 from ..models import Run, Thread
 from ..status import RunStatus
+from .decisions import Counters, Errors
 from .sql import active_placeholders, run_table
 
 
@@ -55,6 +61,103 @@ def claim_start(run_id: int, at: datetime) -> Run | None:
     """
     found = list(Run.objects.raw(sql, [at, run_id, RunStatus.PENDING], using=connection.alias))
     return found[0] if found else None
+
+
+def claim_starts(run_id: int, size: int, at: datetime) -> list[Run]:
+    """Take the start claim of run ``run_id`` and of up to ``size - 1`` other runs waiting to
+    start (pending, unclaimed, in no batch, with no later start attempt due), oldest first; each
+    read as ``claim_start`` reads one. Empty when none was free.
+
+    Why others: a pending run unclaimed is one whose ``start_run`` is queued (or lost, and then
+    the sweep resends it), so whichever start gets to it first may create it. When 1,000 runs
+    are enqueued at once the first few messages take them all in chunks and their own messages
+    find nothing left (one statement each) - see ``starts``.
+
+    PostgreSQL: one statement; ``FOR UPDATE SKIP LOCKED`` so concurrent claimers take disjoint
+    chunks instead of waiting for each other. Elsewhere (SQLite serialises writers): read the
+    candidates, then one compare-and-set ``UPDATE ... RETURNING`` over them.
+    """
+    threads = connection.ops.quote_name(Thread._meta.db_table)
+    table = run_table()
+    startable = """status = %s AND start_claimed_at IS NULL AND batch_id IS NULL
+                    AND (next_poll_at IS NULL OR next_poll_at <= %s)"""
+    returning = f"""RETURNING {_columns()},
+               (SELECT t.remote_id FROM {threads} t WHERE t.id = {table}.thread_id)
+               AS thread_remote_id"""
+    pending = RunStatus.PENDING
+    if connection.vendor == "postgresql":
+        sql = f"""
+            WITH own AS (SELECT id FROM {table}
+                          WHERE id = %s AND status = %s AND start_claimed_at IS NULL
+                          FOR UPDATE SKIP LOCKED),
+                 more AS (SELECT id FROM {table}
+                           WHERE {startable} AND id <> %s
+                           ORDER BY id LIMIT %s
+                           FOR UPDATE SKIP LOCKED)
+            UPDATE {table} SET start_claimed_at = %s
+             WHERE id IN (SELECT id FROM own UNION ALL SELECT id FROM more)
+            {returning}
+        """
+        params = [run_id, pending, pending, at, run_id, max(0, size - 1), at]
+    else:
+        others = list(
+            Run.objects.filter(status=pending, start_claimed_at__isnull=True, batch__isnull=True)
+            .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=at))
+            .exclude(pk=run_id)
+            .order_by("pk")
+            .values_list("pk", flat=True)[: max(0, size - 1)]
+        )
+        ids = [run_id, *others]
+        sql = f"""
+            UPDATE {table} SET start_claimed_at = %s
+             WHERE id IN ({", ".join(["%s"] * len(ids))})
+               AND status = %s AND start_claimed_at IS NULL
+            {returning}
+        """
+        params = [at, *ids, pending]
+    return list(Run.objects.raw(sql, params, using=connection.alias))
+
+
+def rearm(
+    run_id: int,
+    ticket: int,
+    due: datetime,
+    attempt: int | None,
+    *,
+    counters: Counters,
+    errors: Errors,
+    remote_id: str | None = None,
+) -> bool:
+    """A tick's re-arm: the next due time (and schedule position), the calls counted, the error
+    count, where the run is still active and its ticket is still ``ticket``. True if it matched.
+
+    Not a claim, but its other half: the one write of every unchanged tick, hand-written like
+    the claim because the ORM's compile of this UPDATE cost more CPU than the round trip.
+    """
+    quote = connection.ops.quote_name
+    sets, params = ["next_poll_at = %s"], [due]
+    if attempt is not None:
+        sets.append("poll_attempt = %s")
+        params.append(attempt)
+    for name in ("api_calls", "polls", "webhook_events"):
+        if getattr(counters, name):
+            sets.append(f"{quote(name)} = {quote(name)} + %s")
+            params.append(getattr(counters, name))
+    if errors == "reset":
+        sets.append("error_retries = 0")
+    elif errors == "count":
+        sets.append("error_retries = error_retries + 1")
+    if remote_id:
+        sets.append("remote_id = %s")
+        params.append(remote_id)
+    active, statuses = active_placeholders()
+    sql = f"""
+        UPDATE {run_table()} SET {", ".join(sets)}
+         WHERE id = %s AND poll_generation = %s AND status IN ({active})
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, run_id, ticket, *statuses])
+        return cursor.rowcount > 0
 
 
 def _columns() -> str:

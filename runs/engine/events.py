@@ -122,6 +122,15 @@ def apply_waiting(run_id: int, remote_id: str) -> int:
     return applied
 
 
+def waiting_for(remote_ids: list[str]) -> list[str]:
+    """Which of ``remote_ids`` have events that arrived before their run's remote id was saved
+    (one query for a chunk of starts; usually none)."""
+    if not remote_ids:
+        return []
+    waiting = WebhookEvent.objects.filter(object_id__in=remote_ids, outcome=Outcome.UNKNOWN_OBJECT)
+    return list(waiting.values_list("object_id", flat=True).distinct())
+
+
 def apply_waiting_batch(batch_id: int, remote_id: str) -> int:
     """Apply ``batch.*`` events that arrived before ``remote_id`` was saved on the batch."""
     waiting = WebhookEvent.objects.filter(object_id=remote_id, outcome=Outcome.UNKNOWN_OBJECT)

@@ -8,7 +8,6 @@ turns into a stored due time and a Celery countdown.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -17,10 +16,10 @@ from django.utils import timezone
 from .. import budget, deadline, metrics
 from ..backends.base import OutgoingMessage
 from ..backends.registry import get_backend
+from ..conf import settings
 from ..models import Message, Run, Thread
-from ..schedule import next_delay, schedule_for
-from ..status import ACTIVE, TERMINAL, EventSource, RunStatus, Strategy
-from . import answers, events, expiry, tool_round, writer
+from ..status import EventSource, RunStatus
+from . import answers, expiry, starts, tool_round, writer
 from .decisions import Counters, Decision
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,11 @@ HOP_SLACK_S = 0.5
 
 
 def start(run_id: int) -> dict[str, Any]:
-    """Create the run at OpenAI exactly once, then arm its first poll."""
+    """Create the run at OpenAI exactly once, then arm its first poll. With ``RUNS_START_CHUNK``
+    above 1, other runs waiting to start are created in the same task (``starts``)."""
+    size = int(settings.RUNS_START_CHUNK)
+    if size > 1:
+        return starts.start_chunk(run_id, size)
     run = writer.claim_start(run_id)
     if run is None:
         # A redelivered or duplicated start_run: someone already created (or is creating) it.
@@ -57,36 +60,10 @@ def start(run_id: int) -> dict[str, Any]:
         )
     except Exception as exc:  # noqa: BLE001 - every failure goes through the error policy
         metrics.count_api_call("create", calls.api_calls)
-        return _start_failed(run, exc, calls)
+        return {"run_id": run_id, **starts.failed(run, exc, calls)}
     metrics.count_api_call("create", calls.api_calls)
     Message.objects.mark_sent([m.pk for m in messages])
-    later = deadline.for_new_response(run)  # a window counts from now, not from create_run
-    if later is not None:
-        run.deadline_at = later
-    schedule = schedule_for(run.strategy, run.completion_window)
-    delay = next_delay(schedule, 0, remaining_s=deadline.remaining_s(run))
-    move = answers.move_to(run, state, EventSource.CREATE)
-    if later is not None:
-        move = replace(move, fields={**move.fields, "deadline_at": later})
-    changed = writer.started(run_id, move, run.poll_generation, delay, calls)
-    if not changed and state.status not in TERMINAL:
-        status = Run.objects.filter(pk=run_id).values_list("status", flat=True).get()
-        if status == RunStatus.CANCELLED:
-            # Cancelled by a user while we were creating it: do not leave it running remotely.
-            run.remote_id = state.remote_id
-            answers.cancel_remote_quietly(run)
-    elif state.status in ACTIVE and run.strategy == Strategy.WEBHOOK:
-        # A webhook may have beaten us here (it arrived before the remote id was saved).
-        events.apply_waiting(run_id, state.remote_id)
-    return {"run_id": run_id, "started": True, "remote_id": state.remote_id, "status": state.status}
-
-
-def _start_failed(run: Run, exc: BaseException, calls: Counters) -> dict[str, Any]:
-    decision = answers.decide_error(run, exc, None, calls, what="create", source=EventSource.CREATE)
-    answers.conclude(run, decision)
-    if decision.start_in_s is not None:
-        return {"run_id": run.pk, "started": False, "retry_in": decision.start_in_s}
-    return {"run_id": run.pk, "started": False, "error": decision.move.fields["last_error_code"]}
+    return {"run_id": run_id, **starts.finish_one(run, state, calls)}
 
 
 def poll(run_id: int, ticket: int) -> str:

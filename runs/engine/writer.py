@@ -14,6 +14,10 @@ the invariants checkable in one place:
   No countdown outlives Redis's visibility timeout or RabbitMQ's ``consumer_timeout``.
 - **Counters are final when the end is visible.** A terminal move saves the tick's counters in
   the same UPDATE as the status.
+
+What a start saves once its create answered lives beside this module, in ``start_writes`` (one
+run, or a chunk of them at once), under the same rules; the hand-written hot statements (claims,
+a tick's re-arm) in ``claims``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,12 @@ def claim_start(run_id: int) -> Run | None:
     """Take the right to create run ``run_id`` remotely; the run as read by the claim (with
     ``thread_remote_id``), or None when someone has it already."""
     return claims.claim_start(run_id, timezone.now())
+
+
+def claim_starts(run_id: int, size: int) -> list[Run]:
+    """Take the start claims of run ``run_id`` and of up to ``size - 1`` other runs waiting to
+    start (``starts``); the runs as read by the claim, none when all were taken already."""
+    return claims.claim_starts(run_id, size, timezone.now())
 
 
 def release_start_claim(run_id: int, claimed_at: datetime) -> bool:
@@ -101,7 +111,7 @@ def wake(run_id: int, *, ticket: int | None = None, webhook_events: int = 0) -> 
     active = Run.objects.filter(pk=run_id, status__in=ACTIVE).exclude(remote_id="")
     now = timezone.now()
     values: dict[str, Any] = {"next_poll_at": now}
-    values.update(_counter_values(Counters(webhook_events=webhook_events)))
+    values.update(counter_values(Counters(webhook_events=webhook_events)))
     fresh: int | None = None
     if ticket is not None and active.filter(poll_generation=ticket).update(
         poll_generation=ticket + 1, **values
@@ -143,7 +153,7 @@ def move(run_id: int, change: Move) -> tuple[bool, str]:
 def apply(decision: Decision) -> bool:
     """Apply one decision; True when its status change was made."""
     d = decision
-    pending: dict[str, Any] = _counter_values(d.counters)
+    pending: dict[str, Any] = counter_values(d.counters)
     pending.update(_error_values(d.errors))
     if d.remote_id:
         pending["remote_id"] = d.remote_id
@@ -173,7 +183,7 @@ def apply(decision: Decision) -> bool:
     elif (
         d.poll_in_s is not None
         and d.ticket is not None
-        and _rearm(d.run_id, d.ticket, d.poll_in_s, d.attempt, pending)
+        and _rearm(d, d.ticket, d.poll_in_s, pending)
     ):
         pending = {}
     if pending:
@@ -205,7 +215,7 @@ def batched() -> bool:
 def count(run_id: int, counters: Counters) -> None:
     """Count calls made outside a tick's decision (a best-effort remote cancel)."""
     if counters:
-        Run.objects.filter(pk=run_id).update(**_counter_values(counters))
+        Run.objects.filter(pk=run_id).update(**counter_values(counters))
 
 
 def enqueue_now(task: Task, *, kind: enqueue.Kind | None = None) -> None:
@@ -221,21 +231,28 @@ def enqueue_on_commit(task: Task) -> None:
 # --- the writes behind them -----------------------------------------------------------------------
 
 
-def _rearm(
-    run_id: int, ticket: int, delay: float, attempt: int | None, values: dict[str, Any]
-) -> bool:
-    """Store the due time and enqueue the poll holding ``ticket``; nothing if the ticket moved."""
+def _rearm(d: Decision, ticket: int, delay: float, pending: dict[str, Any]) -> bool:
+    """Store the due time and enqueue the poll holding ``ticket``; nothing if the ticket moved.
+
+    With what is still ``pending`` of the decision (its counters, error count and remote id,
+    unless its move saved them) in the same UPDATE. Hand-written (``claims.rearm``): this is
+    every unchanged tick's one write, and the ORM's compile of it cost more CPU than the
+    statement itself.
+    """
     now = timezone.now()
-    fields = {**values, "next_poll_at": now + timedelta(seconds=delay)}
-    if attempt is not None:
-        fields["poll_attempt"] = attempt
-    updated = Run.objects.filter(pk=run_id, poll_generation=ticket, status__in=ACTIVE).update(
-        **fields
+    updated = claims.rearm(
+        d.run_id,
+        ticket,
+        now + timedelta(seconds=delay),
+        d.attempt,
+        counters=d.counters if pending else Counters(),
+        errors=d.errors if pending else "keep",
+        remote_id=pending.get("remote_id"),
     )
     if updated and not batched():
         hop = min(delay, settings.RUNS_MAX_COUNTDOWN_S)
-        enqueue_now(Task(enqueue.POLL_RUN, (run_id, ticket), countdown=hop))
-    return bool(updated)
+        enqueue_now(Task(enqueue.POLL_RUN, (d.run_id, ticket), countdown=hop))
+    return updated
 
 
 def _start_again(run_id: int, delay: float, values: dict[str, Any]) -> None:
@@ -250,7 +267,7 @@ def _start_again(run_id: int, delay: float, values: dict[str, Any]) -> None:
     enqueue_now(Task(enqueue.START_RUN, (run_id,), countdown=countdown))
 
 
-def _counter_values(counters: Counters) -> dict[str, Any]:
+def counter_values(counters: Counters) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in ("api_calls", "polls", "webhook_events"):
         n = getattr(counters, name)
@@ -265,38 +282,3 @@ def _error_values(errors: Errors) -> dict[str, Any]:
     if errors == "count":
         return {"error_retries": F("error_retries") + 1}
     return {}
-
-
-def started(
-    run_id: int, change: Move, ticket: int, first_poll_in_s: float, counters: Counters
-) -> bool:
-    """A create answered: save the remote id, its first due time and the counters *with* the first
-    status change (one UPDATE), then enqueue the first poll. True when the change was made.
-
-    No ticket compare-and-set is needed here: until this UPDATE commits the run has no remote id,
-    so nothing else can take a ticket. A worker killed before the enqueue leaves an overdue run
-    for the sweep, never an active run with no due time.
-    """
-    now = timezone.now()
-    due = now + timedelta(seconds=first_poll_in_s)
-    saved = {
-        "remote_id": change.fields.get("remote_id", ""),
-        "submitted_at": now,
-        "error_retries": 0,
-        **_counter_values(counters),
-    }
-    if change.to_status in ACTIVE:
-        saved.update(next_poll_at=due, poll_attempt=0)
-    fields = {**change.fields, **saved}
-    changed, _ = move(
-        run_id, Move(change.to_status, change.source, change.expected, fields, change.detail)
-    )
-    if not changed:
-        # Ended while we created it (a user's cancel): keep what OpenAI made, to cancel it.
-        Run.objects.filter(pk=run_id).update(
-            **{k: v for k, v in saved.items() if k != "next_poll_at"}
-        )
-    elif change.to_status in ACTIVE and not batched():
-        hop = min(first_poll_in_s, settings.RUNS_MAX_COUNTDOWN_S)
-        enqueue_now(Task(enqueue.POLL_RUN, (run_id, ticket), countdown=hop))
-    return changed

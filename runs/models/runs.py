@@ -130,6 +130,13 @@ class Run(models.Model):
             # The API lists one owner's runs, newest first.
             models.Index(fields=["owner", "-id"], name="runs_run_owner_idx"),
             models.Index(fields=["batch", "status"], name="runs_run_batch_idx"),
+            # A chunked start takes the oldest runs waiting to start (runs/engine/starts.py);
+            # without it each claim would walk past every run started before.
+            models.Index(
+                fields=["id"],
+                condition=models.Q(status="pending", start_claimed_at__isnull=True),
+                name="runs_run_startable_idx",
+            ),
             # A spend limit sums one owner's runs of the current period (runs/spend.py).
             models.Index(fields=["owner", "created_at"], name="runs_run_owner_created_idx"),
         ]

@@ -70,6 +70,15 @@ class Command(BaseCommand):
         )
         parser.add_argument("--strategy", choices=["poll", "webhook"], default=d.strategy)
         parser.add_argument("--seed", type=int, default=d.seed)
+        parser.add_argument(
+            "--start-chunk", type=int, default=d.start_chunk, help="RUNS_START_CHUNK of the workers"
+        )
+        parser.add_argument(
+            "--start-concurrency",
+            type=int,
+            default=d.start_concurrency,
+            help="RUNS_START_CONCURRENCY of the workers",
+        )
         parser.add_argument("--report", type=Path, help="also write the report as JSON here")
 
     def handle(self, *args: Any, **o: Any) -> None:
@@ -91,8 +100,9 @@ class Command(BaseCommand):
         ):
             if o[name] <= 0:
                 raise bad(f"--{name.replace('_', '-')} must be positive")
-        if o["concurrency"] < 1:
-            raise bad("--concurrency must be at least 1")
+        for name in ("concurrency", "start_chunk", "start_concurrency"):
+            if o[name] < 1:
+                raise bad(f"--{name.replace('_', '-')} must be at least 1")
         if o["kill_after_calls"] < 0:
             raise bad("--kill-after-calls must not be negative")
         cfg = ChaosConfig(
@@ -113,6 +123,8 @@ class Command(BaseCommand):
             timeout_s=o["timeout"],
             strategy=o["strategy"],
             seed=o["seed"],
+            start_chunk=o["start_chunk"],
+            start_concurrency=o["start_concurrency"],
         )
         last = [0.0]
 

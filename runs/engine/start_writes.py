@@ -1,0 +1,122 @@
+"""What a start writes once its create answered: one run's (``started``), or a chunk's at once
+(``started_many``, ``starts``). The writer's other half, kept apart for its size: the same
+rules hold (status changes through the state machine, the counters with the change, the first
+poll enqueued only once the change is saved).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from ..conf import settings
+from ..models import Run
+from ..states import transition_many
+from ..status import ACTIVE, EventSource, RunStatus
+from . import enqueue
+from .decisions import Counters, Move, Task
+from .writer import batched, counter_values, enqueue_now, move
+
+
+def started(
+    run_id: int, change: Move, ticket: int, first_poll_in_s: float, counters: Counters
+) -> bool:
+    """A create answered: save the remote id, its first due time and the counters *with* the first
+    status change (one UPDATE), then enqueue the first poll. True when the change was made.
+
+    No ticket compare-and-set is needed here: until this UPDATE commits the run has no remote id,
+    so nothing else can take a ticket. A worker killed before the enqueue leaves an overdue run
+    for the sweep, never an active run with no due time.
+    """
+    now = timezone.now()
+    due = now + timedelta(seconds=first_poll_in_s)
+    saved = {
+        "remote_id": change.fields.get("remote_id", ""),
+        "submitted_at": now,
+        "error_retries": 0,
+        **counter_values(counters),
+    }
+    if change.to_status in ACTIVE:
+        saved.update(next_poll_at=due, poll_attempt=0)
+    fields = {**change.fields, **saved}
+    changed, _ = move(
+        run_id, Move(change.to_status, change.source, change.expected, fields, change.detail)
+    )
+    if not changed:
+        # Ended while we created it (a user's cancel): keep what OpenAI made, to cancel it.
+        Run.objects.filter(pk=run_id).update(
+            **{k: v for k, v in saved.items() if k != "next_poll_at"}
+        )
+    elif change.to_status in ACTIVE and not batched():
+        hop = min(first_poll_in_s, settings.RUNS_MAX_COUNTDOWN_S)
+        enqueue_now(Task(enqueue.POLL_RUN, (run_id, ticket), countdown=hop))
+    return changed
+
+
+@dataclass(frozen=True)
+class Started:
+    """A create that answered "queued" or "in progress": what ``started_many`` saves for it."""
+
+    run_id: int
+    to_status: str
+    remote_id: str
+    #: The ticket the first poll holds (the run's ``poll_generation`` as claimed).
+    ticket: int
+    first_poll_in_s: float
+    counters: Counters
+    #: A later deadline for a windowed run (``deadline.for_new_response``), else None.
+    deadline_at: datetime | None
+    detail: Mapping[str, Any]
+
+
+#: What ``started_many`` writes besides the status and the state machine's stamps.
+_STARTED_COLUMNS = (
+    "remote_id", "submitted_at", "error_retries", "api_calls", "next_poll_at", "poll_attempt",
+    "deadline_at",
+)  # fmt: skip
+
+
+def started_many(items: list[Started]) -> set[int]:
+    """``started`` for a chunk of creates at once: one state-machine step for all of them (lock,
+    one UPDATE, one INSERT of the events), then each one's first poll. The ids moved; a run not
+    moved (no longer pending: a user cancelled it meanwhile) is the caller's to finish alone.
+
+    The counters are added under the step's row lock, so no other writer's count is lost.
+    """
+    if not items:
+        return set()
+    now = timezone.now()
+    by_id = {i.run_id: i for i in items}
+
+    def decide(run: Run) -> tuple[str, dict[str, Any]] | None:
+        item = by_id[run.pk]
+        if run.status != RunStatus.PENDING or item.to_status not in ACTIVE:
+            return None
+        return item.to_status, {
+            "remote_id": item.remote_id,
+            "submitted_at": now,
+            "error_retries": 0,
+            "api_calls": run.api_calls + item.counters.api_calls,
+            "next_poll_at": now + timedelta(seconds=item.first_poll_in_s),
+            "poll_attempt": 0,
+            "deadline_at": item.deadline_at or run.deadline_at,
+        }
+
+    moved = transition_many(
+        list(by_id),
+        decide,
+        source=EventSource.CREATE,
+        detail=lambda pk: by_id[pk].detail,
+        columns=_STARTED_COLUMNS,
+        read=("pk", "status", "api_calls", "deadline_at"),
+    )
+    ids = {pk for pk, _, _ in moved}
+    if not batched():
+        for pk in ids:
+            hop = min(by_id[pk].first_poll_in_s, settings.RUNS_MAX_COUNTDOWN_S)
+            enqueue_now(Task(enqueue.POLL_RUN, (pk, by_id[pk].ticket), countdown=hop))
+    return ids

@@ -1,0 +1,276 @@
+"""Starting runs in chunks: one ``runs.start_run`` creates every run waiting to start, up to
+``RUNS_START_CHUNK``, with the writes of each wave of creates done together.
+
+Why: a start used to cost its own task, a claim, the thread's and the messages' statements, a
+status change (four round trips) and its own poll enqueue, one run after another. When a
+thousand runs are enqueued at once that made the database, not OpenAI, the pace of starting
+(docs/bench/README.md, "Chunked starts"). Here the first ``start_run`` messages to arrive take
+the start claims of the waiting runs in chunks (``claims.claim_starts``, one statement; a
+pending run without a claim is one whose message is queued or lost, and the sweep would resend
+a lost one anyway), and the messages of the runs they took find nothing left to claim. A chunk
+then works in waves of ``RUNS_START_CONCURRENCY`` runs (a thread's runs stay in one wave), each
+saved before the next is created:
+
+1. the conversations its runs still need are created on as many threads and kept in two
+   statements (the first saved wins, as for one run);
+2. every unsent message of its threads is read in one query;
+3. the runs are created on the same threads; the runs of one thread go one after another, the
+   first carrying the thread's unsent messages, as one start after another would;
+4. every run that answered "queued" or "in progress" moves in one state-machine step
+   (``start_writes.started_many``: lock, one UPDATE, one INSERT of the events) and gets its
+   first poll; a run that answered anything else, failed, or was cancelled meanwhile goes the
+   one-run way (``finish_one``, ``failed``), exactly as a start of its own would.
+
+Exactly once holds as before: only the holder of a start claim creates, a claim is taken by one
+statement, and a worker killed mid-chunk leaves claims that the sweep releases after
+``RUNS_CLAIM_TIMEOUT_S``. A create whose answer was not saved is then made again; the waves keep
+that window as short as for one run (a create's round trip and one write), and what a kill may
+repeat is the creates in flight, at most ``RUNS_START_CONCURRENCY`` per task
+(docs/architecture.md, "Chunked starts").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from .. import budget, deadline, metrics
+from ..backends.base import OutgoingMessage, RemoteState
+from ..backends.registry import get_backend
+from ..conf import settings
+from ..models import Message, Run, Thread
+from ..schedule import next_delay, schedule_for
+from ..status import ACTIVE, TERMINAL, EventSource, RunStatus, Strategy
+from . import answers, events, start_writes, writer
+from .decisions import Counters, Decision
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class Created:
+    """One run's create: the answer or the error, the calls it took, the messages it carried."""
+
+    run: Run
+    state: RemoteState | None = None
+    error: BaseException | None = None
+    calls: Counters = field(default_factory=Counters)
+    messages: list[int] = field(default_factory=list)
+
+
+def start_chunk(run_id: int, size: int) -> dict[str, Any]:
+    """Start run ``run_id`` and up to ``size - 1`` others waiting to start; the own run's result
+    as ``lifecycle.start`` reports it, with how many runs the chunk started."""
+    runs = writer.claim_starts(run_id, size)
+    if not runs:
+        return {"run_id": run_id, "started": False, "reason": "already claimed or not pending"}
+    own = next((r for r in runs if r.pk == run_id), None)
+    ready = []
+    outcome: dict[int, dict[str, Any]] = {}
+    for run in runs:
+        if run.batch_id is not None:
+            # Its batch sends it (services.submit_batch takes its start claim); never twice.
+            outcome[run.pk] = {"started": False, "reason": f"belongs to batch {run.batch_id}"}
+            continue
+        wait = budget.take("create")
+        if wait > 0:
+            writer.apply(Decision(run.pk, "deferred", start_in_s=wait))
+            outcome[run.pk] = {"started": False, "deferred_s": wait}
+            continue
+        ready.append(run)
+    for wave in waves(ready, int(settings.RUNS_START_CONCURRENCY)):
+        outcome.update(finish_all(create_all(wave)))
+    # A chunk that took others says how many it started; a start of one reads as it always did.
+    taken = {"chunk_started": sum(1 for o in outcome.values() if o.get("started"))}
+    if own is None:
+        return {"run_id": run_id, "started": False, "reason": "already claimed or not pending",
+                **taken}  # fmt: skip
+    return {"run_id": run_id, **outcome[run_id], **(taken if len(runs) > 1 else {})}
+
+
+# --- the creates --------------------------------------------------------------------------------
+
+
+def waves(runs: Sequence[Run], size: int) -> list[list[Run]]:
+    """``runs`` in waves of about ``size``, each saved before the next is created, so a create
+    waits for one round trip's worth of others, not the whole chunk's, before its remote id is
+    saved. A thread's runs stay in one wave (its conversation is created once)."""
+    by_thread: dict[int, list[Run]] = defaultdict(list)
+    for run in sorted(runs, key=lambda r: r.pk):
+        by_thread[run.thread_id].append(run)
+    out: list[list[Run]] = [[]]
+    for group in by_thread.values():
+        if out[-1] and len(out[-1]) + len(group) > max(1, size):
+            out.append([])
+        out[-1].extend(group)
+    return [wave for wave in out if wave]
+
+
+def create_all(runs: Sequence[Run]) -> list[Created]:
+    """Create ``runs`` remotely (conversations first where needed), one thread's runs in order."""
+    by_thread: dict[int, list[Run]] = defaultdict(list)
+    for run in sorted(runs, key=lambda r: r.pk):
+        by_thread[run.thread_id].append(run)
+    groups = list(by_thread.values())
+    created = {run.pk: Created(run) for run in runs}
+    _create_threads([g for g in groups if not g[0].thread_remote_id], created)
+    groups = [g for g in groups if g[0].thread_remote_id]
+    unsent: dict[int, list[Message]] = defaultdict(list)
+    for message in Message.objects.unsent_of([g[0].thread_id for g in groups]):
+        unsent[message.thread_id].append(message)
+
+    def create_group(group: list[Run]) -> None:
+        waiting = unsent.get(group[0].thread_id, [])
+        for run in group:
+            done = created[run.pk]
+            done.calls += Counters(api_calls=1)
+            try:
+                done.state = get_backend(run.backend).create(
+                    run, run.thread_remote_id, [OutgoingMessage(m.role, m.content) for m in waiting]
+                )
+            except Exception as exc:  # noqa: BLE001 - every failure goes through the error policy
+                done.error = exc
+                continue
+            done.messages, waiting = [m.pk for m in waiting], []
+
+    _on_threads(create_group, groups)
+    return [created[run.pk] for run in runs]
+
+
+def _create_threads(groups: list[list[Run]], created: dict[int, Created]) -> None:
+    """Create the conversations of ``groups`` (one per thread) and keep them: the first saved
+    wins, as ``Thread.objects.keep_remote_id`` does for one, and every run uses the kept one.
+    A failed create fails every run of its thread (each then retries on its own)."""
+    if not groups:
+        return
+
+    def create_thread(group: list[Run]) -> str | BaseException:
+        created[group[0].pk].calls += Counters(api_calls=1)
+        try:
+            return get_backend(group[0].backend).create_thread(group[0])
+        except Exception as exc:  # noqa: BLE001 - the runs' error policy decides
+            return exc
+
+    replies = _on_threads(create_thread, groups)
+    made = dict(zip([g[0].thread_id for g in groups], replies, strict=True))
+    kept = Thread.objects.keep_remote_ids(
+        {tid: rid for tid, rid in made.items() if isinstance(rid, str)}
+    )
+    for group in groups:
+        answer = made[group[0].thread_id]
+        for run in group:
+            if isinstance(answer, BaseException):
+                created[run.pk].error = answer
+            else:
+                run.thread_remote_id = kept[run.thread_id]
+
+
+def _on_threads(work: Callable[[T], R], items: list[T]) -> list[R]:
+    """``work`` over ``items`` on up to ``RUNS_START_CONCURRENCY`` threads, in order. The work
+    is API calls only: no thread opens a database connection."""
+    threads = max(1, min(int(settings.RUNS_START_CONCURRENCY), len(items)))
+    if threads == 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="start-chunk") as pool:
+        return list(pool.map(work, items))
+
+
+# --- the writes ---------------------------------------------------------------------------------
+
+
+def finish_all(created: list[Created]) -> dict[int, dict[str, Any]]:
+    """Write the chunk: the common answer ("queued", "in progress") for every run at once, any
+    other answer or error one run at a time. Each run's result, by id."""
+    calls = sum(c.calls.api_calls for c in created)
+    if calls:
+        metrics.count_api_call("create", calls)
+    Message.objects.mark_sent([pk for c in created if c.state for pk in c.messages])
+    common = {c.run.pk: c for c in created if c.state and _is_common(c.run, c.state)}
+    moved = start_writes.started_many([_started(c) for c in common.values()])
+    _apply_waiting_events([common[pk] for pk in moved])
+    results: dict[int, dict[str, Any]] = {}
+    for c in created:
+        if c.state is None:
+            results[c.run.pk] = failed(c.run, c.error or RuntimeError("no answer"), c.calls)
+        elif c.run.pk in moved:
+            results[c.run.pk] = _result(c.run, c.state)
+        else:
+            results[c.run.pk] = finish_one(c.run, c.state, c.calls)
+    return results
+
+
+def _is_common(run: Run, state: RemoteState) -> bool:
+    """An answer the bulk write covers: the run goes on to its first poll, nothing else to save."""
+    return state.status in (RunStatus.QUEUED, RunStatus.IN_PROGRESS) and bool(state.remote_id)
+
+
+def _started(c: Created) -> start_writes.Started:
+    run, state = c.run, c.state
+    assert state is not None
+    later = deadline.for_new_response(run)  # a window counts from now, not from create_run
+    if later is not None:
+        run.deadline_at = later
+    schedule = schedule_for(run.strategy, run.completion_window)
+    return start_writes.Started(
+        run_id=run.pk,
+        to_status=state.status,
+        remote_id=state.remote_id,
+        ticket=run.poll_generation,
+        first_poll_in_s=next_delay(schedule, 0, remaining_s=deadline.remaining_s(run)),
+        counters=c.calls,
+        deadline_at=later,
+        detail={"remote_status": state.remote_status, "remote_id": state.remote_id},
+    )
+
+
+def _apply_waiting_events(created: list[Created]) -> None:
+    """A webhook may have beaten a create here (it arrived before the remote id was saved): one
+    query finds whether any did, for the whole chunk."""
+    by_remote = {c.state.remote_id: c.run.pk for c in created
+                 if c.state and c.run.strategy == Strategy.WEBHOOK}  # fmt: skip
+    for remote_id in events.waiting_for(list(by_remote)):
+        events.apply_waiting(by_remote[remote_id], remote_id)
+
+
+def _result(run: Run, state: RemoteState) -> dict[str, Any]:
+    return {"started": True, "remote_id": state.remote_id, "status": state.status}
+
+
+def finish_one(run: Run, state: RemoteState, calls: Counters) -> dict[str, Any]:
+    """Save one run's create (its status, remote id and first poll) and act on what it answered:
+    an end is saved with its output; a run cancelled meanwhile is cancelled remotely too."""
+    later = deadline.for_new_response(run)  # a window counts from now, not from create_run
+    if later is not None:
+        run.deadline_at = later
+    schedule = schedule_for(run.strategy, run.completion_window)
+    delay = next_delay(schedule, 0, remaining_s=deadline.remaining_s(run))
+    move = answers.move_to(run, state, EventSource.CREATE)
+    if later is not None:
+        move = replace(move, fields={**move.fields, "deadline_at": later})
+    changed = start_writes.started(run.pk, move, run.poll_generation, delay, calls)
+    if not changed and state.status not in TERMINAL:
+        status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).get()
+        if status == RunStatus.CANCELLED:
+            # Cancelled by a user while we were creating it: do not leave it running remotely.
+            run.remote_id = state.remote_id
+            answers.cancel_remote_quietly(run)
+    elif state.status in ACTIVE and run.strategy == Strategy.WEBHOOK:
+        # A webhook may have beaten us here (it arrived before the remote id was saved).
+        events.apply_waiting(run.pk, state.remote_id)
+    return _result(run, state)
+
+
+def failed(run: Run, exc: BaseException, calls: Counters) -> dict[str, Any]:
+    """A create (or its conversation's) that raised: the error policy retries or fails the run."""
+    decision = answers.decide_error(run, exc, None, calls, what="create", source=EventSource.CREATE)
+    answers.conclude(run, decision)
+    if decision.start_in_s is not None:
+        return {"started": False, "retry_in": decision.start_in_s}
+    return {"started": False, "error": decision.move.fields["last_error_code"]}
