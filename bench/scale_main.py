@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rabbit-n", type=int, default=1000, help="runs in the RabbitMQ row")
     group.add_argument("--tick-chains", type=int, default=32, help="tick chains in flight")
     group.add_argument("--tick-window-s", type=float, default=10.0)
+    group.add_argument(
+        "--tick-batched-runs",
+        type=int,
+        default=2000,
+        help="runs in progress for the batched-polling tick row (0: no such row)",
+    )
 
 
 def execute(bench: Bench, args: argparse.Namespace, console: Console, t0: float) -> int:
@@ -116,7 +122,10 @@ def execute(bench: Bench, args: argparse.Namespace, console: Console, t0: float)
         if "tick" in args.parts:
             bench.workers, bench.threads = args.workers, args.threads or 8
             results["tick_rate"] = tick_rate.measure(
-                bench, chains=args.tick_chains, window_s=args.tick_window_s
+                bench,
+                chains=args.tick_chains,
+                window_s=args.tick_window_s,
+                batched_runs=args.tick_batched_runs,
             )
     results["bench_wall_s"] = round(time.monotonic() - t0, 1)
     from .scale_report import write_markdown

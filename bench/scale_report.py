@@ -105,9 +105,30 @@ def tick_lines(t: dict[str, Any]) -> list[str]:
         f"{_f(poll['worker_cpu_ms_per_tick'], ' ms')} (task body p50 "
         f"{_f(poll.get('task_cpu_ms_p50'), ' ms')}) | {poll['worker_cpu_share']:.0%} | "
         f"{_f(poll.get('queries_per_tick'))} | {_f(poll['retrieves_per_tick'])} |",
+        *_batched_row(t.get("batched")),
         "",
         f"**Ratio: {_f(t['ratio'], 'x')}** (aim >= {t['aim']}x: "
         f"{'met' if t['met'] else '**not met**'}).",
+        *(
+            [
+                "",
+                f"Batched polling (`RUNS_POLL_MODE=batched`, {t['batched']['runs']:,} runs in "
+                "progress, each due again once written; `runs.poll_due` sent every 0.5 s as beat "
+                "would): a tick is one retrieve and its share of a batch's claim and write, "
+                f"**{_f(t['batched_ratio'], 'x')}** the bare task's rate.",
+            ]
+            if t.get("batched")
+            else []
+        ),
+    ]
+
+
+def _batched_row(b: dict[str, Any] | None) -> list[str]:
+    if not b:
+        return []
+    return [
+        f"| batched poll tick (`runs.poll_due`, per retrieve) | {_f(b['ticks_per_s'])} | "
+        f"{_f(b['worker_cpu_ms_per_tick'], ' ms')} | {b['worker_cpu_share']:.0%} | – | 1.00 |"
     ]
 
 

@@ -16,6 +16,7 @@ window divided by the ticks; queries per tick come from the probe (bench/celery_
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import ExitStack
 from typing import Any
@@ -43,6 +44,26 @@ def _count(redis_url: str, name: str) -> int:
     )
 
 
+def _tick_env(bench: Bench, **extra: str) -> dict[str, str]:
+    """The workers' environment: every run polled by ``COUNTDOWN_S``, flat (no backoff, no
+    jitter), so each run is a chain of back-to-back ticks."""
+    schedule = str(COUNTDOWN_S)
+    return processes.child_env(
+        bench.env,
+        RUNS_STRATEGY="poll",
+        RUNS_POLL_BASE_S=schedule,
+        RUNS_POLL_CAP_S=schedule,
+        RUNS_POLL_FACTOR="1",
+        RUNS_POLL_JITTER="0",
+        DATABASE_URL=bench.worker_db_url or bench.env["DATABASE_URL"],
+        **extra,
+    )
+
+
+def _retrieves(bench: Bench) -> int:
+    return int(bench.sim.stats(objects=False)["calls"].get("responses.retrieve", 0))
+
+
 def _window(
     bench: Bench, procs: ProcessSampler, name: str, warmup_s: float, window_s: float
 ) -> dict[str, Any]:
@@ -51,13 +72,13 @@ def _window(
     procs.sample()
     cpu0 = procs.usage["worker"].cpu_s
     ticks0 = _count(bench.redis_url, name)
-    retrieves0 = bench.sim.stats(objects=False)["calls"].get("responses.retrieve", 0)
+    retrieves0 = _retrieves(bench)
     t0 = time.monotonic()
     time.sleep(window_s)
     procs.sample()
     elapsed = time.monotonic() - t0
     ticks = _count(bench.redis_url, name) - ticks0
-    retrieves = bench.sim.stats(objects=False)["calls"].get("responses.retrieve", 0) - retrieves0
+    retrieves = _retrieves(bench) - retrieves0
     cpu = procs.usage["worker"].cpu_s - cpu0
     return {
         "ticks": ticks,
@@ -70,7 +91,12 @@ def _window(
 
 
 def measure(
-    bench: Bench, *, chains: int, warmup_s: float = 2.0, window_s: float = 10.0
+    bench: Bench,
+    *,
+    chains: int,
+    warmup_s: float = 2.0,
+    window_s: float = 10.0,
+    batched_runs: int = 0,
 ) -> dict[str, Any]:
     """Both rates on the same ``bench.workers`` x ``bench.threads`` workers, and their ratio."""
     from project.celery import app
@@ -79,16 +105,7 @@ def measure(
     from .celery_app import bare_tick
 
     task = bench.progress.add_task("tick rate: bare countdown task, then a real poll tick", total=2)
-    schedule = str(COUNTDOWN_S)
-    env = processes.child_env(
-        bench.env,
-        RUNS_STRATEGY="poll",
-        RUNS_POLL_BASE_S=schedule,
-        RUNS_POLL_CAP_S=schedule,
-        RUNS_POLL_FACTOR="1",
-        RUNS_POLL_JITTER="0",
-        DATABASE_URL=bench.worker_db_url or bench.env["DATABASE_URL"],
-    )
+    env = _tick_env(bench)
     procs = ProcessSampler()
     with ExitStack() as stack:
         bench.clean_slate()
@@ -117,7 +134,8 @@ def measure(
         poll = _window(bench, procs, POLL, warmup_s, window_s)
         bench.progress.update(task, completed=2)
         probe = _probe_records(bench.redis_url).get("poll_run", {})
-        load_seen = load.stop()
+    batched = measure_batched(bench, runs=batched_runs, window_s=window_s) if batched_runs else None
+    load_seen = load.stop()
     ratio = round(poll["ticks_per_s"] / bare["ticks_per_s"], 3) if bare["ticks_per_s"] else None
     return {
         "workers": bench.workers,
@@ -135,5 +153,71 @@ def measure(
         "ratio": ratio,
         "aim": 0.4,
         "met": ratio is not None and ratio >= 0.4,
+        "batched": batched,
+        "batched_ratio": round(batched["ticks_per_s"] / bare["ticks_per_s"], 3)
+        if batched and bare["ticks_per_s"]
+        else None,
         "load": load_seen,
+    }
+
+
+def measure_batched(bench: Bench, *, runs: int, window_s: float) -> dict[str, Any]:
+    """Ticks per second in batched polling mode (``RUNS_POLL_MODE = "batched"``) on the same
+    workers: ``runs`` runs in progress, all due again as soon as they are written, so every
+    ``runs.poll_due`` comes back full and hands on to the next; a tick is one retrieve and its
+    share of the batch's claim and write. This process sends ``runs.poll_due`` every 0.5 s, as
+    beat would. The rate is the simulator's retrieves per second over the window."""
+    from runs.engine import enqueue
+    from runs.engine.batch_poll import POLL_DUE
+    from runs.models import Run
+    from runs.tasks import start_run
+
+    # Chunked starts only get the runs going sooner; the window starts once all are.
+    env = _tick_env(bench, RUNS_POLL_MODE="batched", RUNS_START_CHUNK="16")
+    procs = ProcessSampler()
+    with ExitStack() as stack:
+        bench.clean_slate()
+        from project.celery import app
+
+        workers = processes.start_workers(
+            stack, env, workers=bench.workers, threads=bench.threads, tag="batched",
+            logdir=bench.workdir,
+        )  # fmt: skip
+        processes.wait_workers(app, workers)
+        for process, _ in workers:
+            procs.watch("worker", process.pid)
+        ids = _create_runs([Plan(i, 3600.0, "completed") for i in range(runs)], "poll")
+        for run_id in ids:
+            start_run.delay(run_id)
+        deadline = time.monotonic() + 120
+        while Run.objects.filter(remote_id="").exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        stop = time.monotonic() + 2.0 + window_s + 2.0
+        procs.baseline()
+
+        def beat() -> None:
+            while time.monotonic() < stop:
+                enqueue.send(POLL_DUE, kind="poll")
+                time.sleep(0.5)
+
+        ticker = threading.Thread(target=beat, daemon=True)
+        ticker.start()
+        time.sleep(2.0)
+        procs.sample()
+        cpu0 = procs.usage["worker"].cpu_s
+        retrieves0 = _retrieves(bench)
+        t0 = time.monotonic()
+        time.sleep(window_s)
+        procs.sample()
+        elapsed = time.monotonic() - t0
+        retrieves = _retrieves(bench) - retrieves0
+        cpu = procs.usage["worker"].cpu_s - cpu0
+        ticker.join()
+    return {
+        "runs": runs,
+        "ticks": retrieves,
+        "window_s": round(elapsed, 2),
+        "ticks_per_s": round(retrieves / elapsed, 1),
+        "worker_cpu_ms_per_tick": round(cpu / retrieves * 1000, 2) if retrieves else None,
+        "worker_cpu_share": round(cpu / elapsed, 2),
     }

@@ -8,13 +8,14 @@ simulator through the real ``openai`` SDK.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import close_old_connections, connection
 
 from project.celery import app as celery_app
 from project.localredis import RedisUnavailable, start_private_redis
@@ -154,6 +155,31 @@ def sent_tasks(monkeypatch) -> list[tuple[str, tuple, float | None]]:
 
     monkeypatch.setattr(enqueue, "send", send)
     return sent
+
+
+@pytest.fixture
+def at_once() -> Callable[..., None]:
+    """``at_once(work, n=2)``: ``work(slot)`` on ``n`` threads released together by a barrier,
+    each closing its database connection when done; returns once all have. For races between
+    claimers, which only PostgreSQL's row locks make interesting (``on_postgres``)."""
+
+    def run(work: Callable[[int], object], n: int = 2) -> None:
+        barrier = threading.Barrier(n)
+
+        def body(slot: int) -> None:
+            try:
+                barrier.wait(timeout=10)
+                work(slot)
+            finally:
+                close_old_connections()
+
+        threads = [threading.Thread(target=body, args=(slot,)) for slot in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    return run
 
 
 @pytest.fixture

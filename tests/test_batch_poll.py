@@ -74,24 +74,15 @@ def test_the_claim_may_reach_a_little_ahead_so_runs_are_not_an_interval_late(run
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("on_postgres")
-def test_two_claimers_at_once_take_each_due_run_exactly_once(run_row):
+def test_two_claimers_at_once_take_each_due_run_exactly_once(run_row, at_once):
     runs = [run_row("in_progress", remote_id=f"resp_{i}", next_poll_at=ago(1)) for i in range(400)]
-    barrier = threading.Barrier(2)
     taken: list[list[int]] = [[], []]
 
     def claimer(slot: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            while batch := bulk.claim_due(limit=25, lease_s=30):
-                taken[slot].extend(c.run_id for c in batch)
-        finally:
-            close_old_connections()
+        while batch := bulk.claim_due(limit=25, lease_s=30):
+            taken[slot].extend(c.run_id for c in batch)
 
-    threads = [threading.Thread(target=claimer, args=(slot,)) for slot in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(claimer)
 
     assert sorted(taken[0] + taken[1]) == sorted(r.pk for r in runs)
     assert not set(taken[0]) & set(taken[1])

@@ -18,23 +18,24 @@ from runs_dev.chaos import ChaosConfig, run_chaos
 pytestmark = pytest.mark.integration
 
 
+#: A CI-sized run: 24 runs of about 2 s on one 4-slot worker killed every 2 s or so. A claim left
+#: by a killed create is released 15 s later (create timeout + 5 s).
+CI_SIZED = {
+    "runs": 24,
+    "kill_every_s": 2.0,
+    "kill_after_calls": 3,
+    "duration_median_s": 2.0,
+    "duration_max_s": 6.0,
+    "concurrency": 4,
+    "create_timeout_s": 10.0,
+    "run_deadline_s": 600.0,
+    "stuck_after_s": 60.0,
+    "timeout_s": 220.0,
+}
+
+
 def test_no_run_is_lost_under_kills_a_flush_and_api_faults(transactional_db):
-    report = run_chaos(
-        ChaosConfig(
-            runs=24,
-            kill_every_s=2.0,
-            kill_after_calls=3,
-            duration_median_s=2.0,
-            duration_max_s=6.0,
-            tool_share=0.3,
-            concurrency=4,
-            # A claim left by a killed create is released 15 s later (create timeout + 5 s).
-            create_timeout_s=10.0,
-            run_deadline_s=600.0,
-            stuck_after_s=60.0,
-            timeout_s=220.0,
-        )
-    )
+    report = run_chaos(ChaosConfig(**CI_SIZED, tool_share=0.3))
     details = report.to_json()
     print(details)  # the figures of a passing run too: `pytest -rP` shows them
     assert report.ended == "all_terminal" and report.lost == 0, details
@@ -52,22 +53,7 @@ def test_chunked_starts_lose_nothing_under_kills_and_double_at_most_what_was_in_
 ):
     """``RUNS_START_CHUNK`` on: a worker killed mid-wave repeats at most the creates it had in
     flight (``RUNS_START_CONCURRENCY`` per task), never loses a run or leaves one claimed."""
-    report = run_chaos(
-        ChaosConfig(
-            runs=24,
-            kill_every_s=2.0,
-            kill_after_calls=3,
-            duration_median_s=2.0,
-            duration_max_s=6.0,
-            concurrency=4,
-            start_chunk=8,
-            start_concurrency=2,
-            create_timeout_s=10.0,
-            run_deadline_s=600.0,
-            stuck_after_s=60.0,
-            timeout_s=220.0,
-        )
-    )
+    report = run_chaos(ChaosConfig(**CI_SIZED, start_chunk=8, start_concurrency=2))
     details = report.to_json()
     print(details)
     assert report.ended == "all_terminal" and report.lost == 0, details

@@ -7,17 +7,16 @@ chunk writes and enqueues; the last ones send ``start_run`` through Redis to a r
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
-from django.db import close_old_connections
 from django.utils import timezone
 
-from runs import services
+from runs import budget, services
 from runs.backends.responses import ResponsesBackend
 from runs.client import get_client, get_create_client
-from runs.engine import claims, lifecycle
+from runs.engine import claims, lifecycle, start_writes, writer
+from runs.engine.decisions import Counters
 from runs.models import Message, Run, RunEvent
 from runs.services import add_message, create_run, create_thread
 from runs.status import RunStatus
@@ -69,7 +68,9 @@ def test_one_start_creates_its_run_and_the_oldest_others_waiting_up_to_the_chunk
 
 
 @pytest.mark.django_db(transaction=True)
-def test_every_run_is_created_once_whichever_message_reaches_it_first(sim, settings, sent_tasks):
+def test_every_run_is_created_once_though_each_ones_message_tries_to_start_it(
+    sim, settings, sent_tasks
+):
     settings.RUNS_START_CHUNK = 4
     runs = pending_runs(10)
 
@@ -158,7 +159,7 @@ def test_a_run_cancelled_while_its_chunk_creates_it_is_cancelled_remotely(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_chunk_of_one_starts_only_its_own_run(sim, settings, sent_tasks):
+def test_with_chunks_off_a_start_takes_only_its_own_run(sim, settings, sent_tasks):
     settings.RUNS_START_CHUNK = 1
     runs = pending_runs(2)
 
@@ -166,6 +167,96 @@ def test_a_chunk_of_one_starts_only_its_own_run(sim, settings, sent_tasks):
 
     assert result["started"] is True and "chunk_started" not in result
     assert Run.objects.get(pk=runs[0].pk).status == RunStatus.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_wave_renews_its_claims_so_a_run_cancelled_before_its_wave_is_not_created(
+    sim, settings, sent_tasks, monkeypatch
+):
+    settings.RUNS_START_CHUNK, settings.RUNS_START_CONCURRENCY = 6, 2  # three waves
+    runs = pending_runs(6)
+    real_create = ResponsesBackend.create
+
+    def create(self, run, *args, **kwargs):
+        if run.pk == runs[0].pk:
+            services.cancel_run(Run.objects.get(pk=runs[5].pk), by="test")
+        return real_create(self, run, *args, **kwargs)
+
+    monkeypatch.setattr(ResponsesBackend, "create", create)
+
+    result = lifecycle.start(runs[0].pk)
+
+    assert result["chunk_started"] == 5
+    assert str(runs[5].pk) not in creates(sim)
+    assert Run.objects.get(pk=runs[5].pk).status == RunStatus.CANCELLED
+    assert set(creates(sim).values()) == {1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wave_whose_write_fails_hands_the_later_waves_back_at_once(
+    sim, settings, sent_tasks, monkeypatch
+):
+    settings.RUNS_START_CHUNK, settings.RUNS_START_CONCURRENCY = 4, 2
+    runs = pending_runs(4)
+
+    def broken(items):
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(start_writes, "started_many", broken)
+
+    with pytest.raises(ConnectionError):
+        lifecycle.start(runs[0].pk)
+
+    claimed = dict(Run.objects.values_list("pk", "start_claimed_at"))
+    # The first wave was created but not saved: its claims wait for the sweep, as alone.
+    assert claimed[runs[0].pk] and claimed[runs[1].pk]
+    # The second was never created: free at once for its own start_run, or the sweep.
+    assert claimed[runs[2].pk] is None and claimed[runs[3].pk] is None
+    assert str(runs[2].pk) not in creates(sim)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_over_budget_a_chunk_defers_its_own_run_and_hands_the_others_back(
+    sim, settings, sent_tasks, monkeypatch
+):
+    settings.RUNS_START_CHUNK = 5
+    runs = pending_runs(3)
+    monkeypatch.setattr(budget, "take", lambda kind: 2.0)
+
+    result = lifecycle.start(runs[1].pk)
+
+    assert result["started"] is False and result["deferred_s"] == 2.0
+    assert [args for name, args, _ in sent_tasks if name == "runs.start_run"] == [(runs[1].pk,)]
+    for other in Run.objects.filter(pk__in=[runs[0].pk, runs[2].pk]):
+        # No second message for them (theirs may still be queued): simply free again.
+        assert (other.start_claimed_at, other.next_poll_at) == (None, None)
+    assert creates(sim) == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_taken_by_hand_written_sql_is_released_by_its_stamp(run_row, sent_tasks):
+    """The sweep releases a stale claim by an equality on its stamp: the raw claim must store
+    the moment as the ORM does (on SQLite, naive UTC text), or the release would never match."""
+    run = run_row()
+    claims.claim_start(run.pk, timezone.now())
+    held = Run.objects.get(pk=run.pk).start_claimed_at
+
+    assert writer.release_start_claim(run.pk, held) is True
+    assert Run.objects.get(pk=run.pk).start_claimed_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_ticks_rearm_counts_and_moves_the_due_time_only_with_the_ticket_it_holds(run_row):
+    run = run_row("in_progress", remote_id="resp_1", poll_generation=3, api_calls=4)
+    due = timezone.now() + timezone.timedelta(seconds=5)
+    counted = Counters(api_calls=1, polls=1)
+
+    assert not claims.rearm(run.pk, 2, due, 1, counters=counted, errors="count")
+    assert claims.rearm(run.pk, 3, due, 1, counters=counted, errors="count", remote_id="resp_2")
+
+    run.refresh_from_db()
+    assert (run.next_poll_at, run.poll_attempt, run.api_calls, run.polls) == (due, 1, 5, 1)
+    assert (run.error_retries, run.remote_id) == (1, "resp_2")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -183,24 +274,15 @@ def test_runs_with_a_later_start_attempt_are_not_taken(run_row, settings):
 
 @pytest.mark.usefixtures("on_postgres")
 @pytest.mark.django_db(transaction=True)
-def test_two_starters_at_once_take_each_run_exactly_once(run_row):
+def test_two_starters_at_once_take_each_run_exactly_once(run_row, at_once):
     runs = [run_row() for _ in range(200)]
-    barrier = threading.Barrier(2)
     taken: list[list[int]] = [[], []]
 
     def starter(slot: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            for run in runs[slot::2]:
-                taken[slot].extend(r.pk for r in claims.claim_starts(run.pk, 10, timezone.now()))
-        finally:
-            close_old_connections()
+        for run in runs[slot::2]:
+            taken[slot].extend(r.pk for r in claims.claim_starts(run.pk, 10, timezone.now()))
 
-    threads = [threading.Thread(target=starter, args=(slot,)) for slot in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(starter)
 
     assert sorted(taken[0] + taken[1]) == sorted(r.pk for r in runs)
     assert not set(taken[0]) & set(taken[1])

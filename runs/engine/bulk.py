@@ -25,7 +25,7 @@ from django.utils import timezone
 from ..models import Run
 from ..status import ACTIVE, RunStatus
 from .decisions import Decision
-from .sql import active_placeholders, run_table
+from .sql import active_placeholders, moment, run_table
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def claim_due(
          RETURNING r.id, r.poll_generation, due.next_poll_at
         """
         with connection.cursor() as cursor:
-            cursor.execute(sql, [lease_until, *statuses, due_by, limit])
+            cursor.execute(sql, [moment(lease_until), *statuses, moment(due_by), limit])
             rows = cursor.fetchall()
         return sorted((Claimed(*row) for row in rows), key=lambda c: (c.due_at or now, c.run_id))
     candidates = list(
@@ -129,7 +129,7 @@ def claim_one(run_id: int, ticket: int, lease_s: float) -> Claimed | None:
          RETURNING held.next_poll_at
         """
         with connection.cursor() as cursor:
-            cursor.execute(sql, [lease_until, run_id, ticket, *statuses])
+            cursor.execute(sql, [moment(lease_until), run_id, ticket, *statuses])
             row = cursor.fetchone()
         return Claimed(run_id, ticket + 1, row[0]) if row else None
     held = Run.objects.filter(pk=run_id, poll_generation=ticket, status__in=ACTIVE).exclude(
@@ -155,7 +155,7 @@ def bump_ticket(run_id: int, next_poll_at: datetime, webhook_events: int = 0) ->
      RETURNING poll_generation
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [next_poll_at, webhook_events, run_id, *statuses])
+        cursor.execute(sql, [moment(next_poll_at), webhook_events, run_id, *statuses])
         row = cursor.fetchone()
     return row[0] if row else None
 

@@ -22,7 +22,7 @@ from django.db.models import Q
 from ..models import Run, Thread
 from ..status import RunStatus
 from .decisions import Counters, Errors
-from .sql import active_placeholders, run_table
+from .sql import active_placeholders, moment, run_table
 
 
 def claim_ticket(run_id: int, ticket: int) -> Run | None:
@@ -59,7 +59,8 @@ def claim_start(run_id: int, at: datetime) -> Run | None:
                (SELECT t.remote_id FROM {threads} t WHERE t.id = {run_table()}.thread_id)
                AS thread_remote_id
     """
-    found = list(Run.objects.raw(sql, [at, run_id, RunStatus.PENDING], using=connection.alias))
+    params = [moment(at), run_id, RunStatus.PENDING]
+    found = list(Run.objects.raw(sql, params, using=connection.alias))
     return found[0] if found else None
 
 
@@ -74,48 +75,70 @@ def claim_starts(run_id: int, size: int, at: datetime) -> list[Run]:
     find nothing left (one statement each) - see ``starts``.
 
     PostgreSQL: one statement; ``FOR UPDATE SKIP LOCKED`` so concurrent claimers take disjoint
-    chunks instead of waiting for each other. Elsewhere (SQLite serialises writers): read the
-    candidates, then one compare-and-set ``UPDATE ... RETURNING`` over them.
+    chunks and never wait for (or deadlock with) each other, the own run included: one locked by
+    someone else is left to that holder, or to the sweep. ``MATERIALIZED`` keeps each CTE's
+    ``LIMIT`` from being rescanned into more rows. Elsewhere (SQLite serialises writers): read
+    the candidates, then one compare-and-set ``UPDATE ... RETURNING`` that checks them again.
     """
     threads = connection.ops.quote_name(Thread._meta.db_table)
     table = run_table()
-    startable = """status = %s AND start_claimed_at IS NULL AND batch_id IS NULL
-                    AND (next_poll_at IS NULL OR next_poll_at <= %s)"""
+    # The status is written out, not bound: the planner then matches the partial index on the
+    # waiting runs (runs_run_startable_idx) whatever the driver's parameter binding.
+    startable = f"""status = '{RunStatus.PENDING.value}' AND start_claimed_at IS NULL
+                    AND batch_id IS NULL AND (next_poll_at IS NULL OR next_poll_at <= %s)"""
+    own = f"id = %s AND status = '{RunStatus.PENDING.value}' AND start_claimed_at IS NULL"
     returning = f"""RETURNING {_columns()},
                (SELECT t.remote_id FROM {threads} t WHERE t.id = {table}.thread_id)
                AS thread_remote_id"""
-    pending = RunStatus.PENDING
     if connection.vendor == "postgresql":
         sql = f"""
-            WITH own AS (SELECT id FROM {table}
-                          WHERE id = %s AND status = %s AND start_claimed_at IS NULL
-                          FOR UPDATE SKIP LOCKED),
-                 more AS (SELECT id FROM {table}
-                           WHERE {startable} AND id <> %s
-                           ORDER BY id LIMIT %s
-                           FOR UPDATE SKIP LOCKED)
+            WITH own AS MATERIALIZED (SELECT id FROM {table} WHERE {own}
+                                       FOR UPDATE SKIP LOCKED),
+                 more AS MATERIALIZED (SELECT id FROM {table}
+                                        WHERE {startable} AND id <> %s
+                                        ORDER BY id LIMIT %s
+                                        FOR UPDATE SKIP LOCKED)
             UPDATE {table} SET start_claimed_at = %s
              WHERE id IN (SELECT id FROM own UNION ALL SELECT id FROM more)
             {returning}
         """
-        params = [run_id, pending, pending, at, run_id, max(0, size - 1), at]
+        params = [run_id, moment(at), run_id, max(0, size - 1), moment(at)]
     else:
         others = list(
-            Run.objects.filter(status=pending, start_claimed_at__isnull=True, batch__isnull=True)
+            Run.objects.filter(
+                status=RunStatus.PENDING, start_claimed_at__isnull=True, batch__isnull=True
+            )
             .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=at))
             .exclude(pk=run_id)
             .order_by("pk")
             .values_list("pk", flat=True)[: max(0, size - 1)]
         )
-        ids = [run_id, *others]
+        listed = ", ".join(["%s"] * len(others)) or "NULL"
         sql = f"""
             UPDATE {table} SET start_claimed_at = %s
-             WHERE id IN ({", ".join(["%s"] * len(ids))})
-               AND status = %s AND start_claimed_at IS NULL
+             WHERE ({own}) OR (id IN ({listed}) AND {startable})
             {returning}
         """
-        params = [at, *ids, pending]
+        params = [moment(at), run_id, *others, moment(at)]
     return list(Run.objects.raw(sql, params, using=connection.alias))
+
+
+def renew_starts(run_ids: list[int], held: datetime, at: datetime) -> set[int]:
+    """Of ``run_ids``, claimed at ``held``, those still pending and still held by that claim,
+    now held from ``at``: a chunk renews the claims of each wave before creating it, so a run
+    cancelled, expired or released by the sweep meanwhile is not created, and no claim ages
+    past ``RUNS_CLAIM_TIMEOUT_S`` while earlier waves were being created."""
+    if not run_ids:
+        return set()
+    sql = f"""
+        UPDATE {run_table()} SET start_claimed_at = %s
+         WHERE id IN ({", ".join(["%s"] * len(run_ids))}) AND start_claimed_at = %s
+           AND status = %s
+     RETURNING id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [moment(at), *run_ids, moment(held), RunStatus.PENDING])
+        return {row[0] for row in cursor.fetchall()}
 
 
 def rearm(
@@ -135,7 +158,7 @@ def rearm(
     the claim because the ORM's compile of this UPDATE cost more CPU than the round trip.
     """
     quote = connection.ops.quote_name
-    sets, params = ["next_poll_at = %s"], [due]
+    sets, params = ["next_poll_at = %s"], [moment(due)]
     if attempt is not None:
         sets.append("poll_attempt = %s")
         params.append(attempt)

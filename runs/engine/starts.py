@@ -1,31 +1,28 @@
 """Starting runs in chunks: one ``runs.start_run`` creates every run waiting to start, up to
 ``RUNS_START_CHUNK``, with the writes of each wave of creates done together.
 
-Why: a start used to cost its own task, a claim, the thread's and the messages' statements, a
-status change (four round trips) and its own poll enqueue, one run after another. When a
-thousand runs are enqueued at once that made the database, not OpenAI, the pace of starting
-(docs/bench/README.md, "Chunked starts"). Here the first ``start_run`` messages to arrive take
-the start claims of the waiting runs in chunks (``claims.claim_starts``, one statement; a
-pending run without a claim is one whose message is queued or lost, and the sweep would resend
-a lost one anyway), and the messages of the runs they took find nothing left to claim. A chunk
-then works in waves of ``RUNS_START_CONCURRENCY`` runs (a thread's runs stay in one wave), each
-saved before the next is created:
+Why: a start alone costs its own task, a claim, the thread's and the messages' statements, a
+status change (four round trips) and a poll enqueue; at 1,000 runs enqueued at once that made
+the workers' CPU, not OpenAI, the pace of starting (docs/bench/README.md, "Chunked starts").
+Here the first ``start_run`` messages take the start claims of the waiting runs in chunks
+(``claims.claim_starts``, one statement: a pending run without a claim is one whose message is
+queued or lost, and the sweep resends a lost one anyway), and the later messages find nothing
+left. A chunk works in waves of ``RUNS_START_CONCURRENCY`` runs (a thread's runs in one wave),
+each wave's claims renewed before it is created (``claims.renew_starts``: a run cancelled or
+released meanwhile is skipped) and saved before the next:
 
-1. the conversations its runs still need are created on as many threads and kept in two
-   statements (the first saved wins, as for one run);
-2. every unsent message of its threads is read in one query;
-3. the runs are created on the same threads; the runs of one thread go one after another, the
-   first carrying the thread's unsent messages, as one start after another would;
-4. every run that answered "queued" or "in progress" moves in one state-machine step
-   (``start_writes.started_many``: lock, one UPDATE, one INSERT of the events) and gets its
-   first poll; a run that answered anything else, failed, or was cancelled meanwhile goes the
-   one-run way (``finish_one``, ``failed``), exactly as a start of its own would.
+1. the conversations its runs lack are created on as many threads and kept in two statements
+   (the first saved wins, as for one run); its threads' unsent messages are read in one query;
+2. the runs are created on the same threads, a thread's runs one after another, the first
+   carrying the thread's unsent messages;
+3. every run that answered "queued" or "in progress" moves in one state-machine step
+   (``start_writes.started_many``) and gets its first poll; any other answer, an error, or a
+   run cancelled meanwhile goes the one-run way (``finish_one``, ``failed``).
 
-Exactly once holds as before: only the holder of a start claim creates, a claim is taken by one
-statement, and a worker killed mid-chunk leaves claims that the sweep releases after
-``RUNS_CLAIM_TIMEOUT_S``. A create whose answer was not saved is then made again; the waves keep
-that window as short as for one run (a create's round trip and one write), and what a kill may
-repeat is the creates in flight, at most ``RUNS_START_CONCURRENCY`` per task
+Only the holder of a start claim creates, and a worker killed mid-chunk leaves claims the sweep
+releases after ``RUNS_CLAIM_TIMEOUT_S``; a create whose answer was not saved is then made again.
+Each create waits at most for its wave (a round trip, one write) before it is saved, and a kill
+may repeat the creates then in flight: up to ``RUNS_START_CONCURRENCY`` per task, against one
 (docs/architecture.md, "Chunked starts").
 """
 
@@ -38,11 +35,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from django.db import connections
+
 from .. import budget, deadline, metrics
 from ..backends.base import OutgoingMessage, RemoteState
 from ..backends.registry import get_backend
 from ..conf import settings
 from ..models import Message, Run, Thread
+from ..redact import redact
 from ..schedule import next_delay, schedule_for
 from ..status import ACTIVE, TERMINAL, EventSource, RunStatus, Strategy
 from . import answers, events, start_writes, writer
@@ -72,27 +72,54 @@ def start_chunk(run_id: int, size: int) -> dict[str, Any]:
     if not runs:
         return {"run_id": run_id, "started": False, "reason": "already claimed or not pending"}
     own = next((r for r in runs if r.pk == run_id), None)
-    ready = []
-    outcome: dict[int, dict[str, Any]] = {}
-    for run in runs:
-        if run.batch_id is not None:
-            # Its batch sends it (services.submit_batch takes its start claim); never twice.
-            outcome[run.pk] = {"started": False, "reason": f"belongs to batch {run.batch_id}"}
-            continue
-        wait = budget.take("create")
-        if wait > 0:
-            writer.apply(Decision(run.pk, "deferred", start_in_s=wait))
-            outcome[run.pk] = {"started": False, "deferred_s": wait}
-            continue
-        ready.append(run)
-    for wave in waves(ready, int(settings.RUNS_START_CONCURRENCY)):
-        outcome.update(finish_all(create_all(wave)))
+    outcome, ready, handed_back = _within_budget(runs, run_id)
+    held = runs[0].start_claimed_at
+    assert held is not None
+    todo = waves(ready, int(settings.RUNS_START_CONCURRENCY))
+    first = True
+    try:
+        while todo:
+            wave = todo.pop(0)
+            if not first:  # its claims are as old as the chunk: renew them, or skip the run
+                still = writer.renew_starts([r.pk for r in wave], held)
+                wave = [r for r in wave if r.pk in still]
+            first = False
+            outcome.update(finish_all(create_all(wave)))
+    finally:
+        # A write that failed leaves the waves after it uncreated: hand them back at once.
+        writer.hand_back_starts([r.pk for w in todo for r in w] + handed_back, held)
     # A chunk that took others says how many it started; a start of one reads as it always did.
     taken = {"chunk_started": sum(1 for o in outcome.values() if o.get("started"))}
     if own is None:
         return {"run_id": run_id, "started": False, "reason": "already claimed or not pending",
                 **taken}  # fmt: skip
-    return {"run_id": run_id, **outcome[run_id], **(taken if len(runs) > 1 else {})}
+    mine = outcome.get(run_id, {"started": False, "reason": "cancelled or ended meanwhile"})
+    return {"run_id": run_id, **mine, **(taken if len(runs) > 1 else {})}
+
+
+def _within_budget(
+    runs: list[Run], run_id: int
+) -> tuple[dict[int, dict[str, Any]], list[Run], list[int]]:
+    """(results so far, runs to create now, ids to hand back). The own run is deferred by the
+    budget as alone; another is handed back instead (its own message may still be queued, and a
+    deferral would send a second), and so is every other run after it. A batch's run is its
+    batch's to send."""
+    outcome: dict[int, dict[str, Any]] = {}
+    ready: list[Run] = []
+    back: list[int] = []
+    for run in runs:
+        if run.batch_id is not None:
+            outcome[run.pk] = {"started": False, "reason": f"belongs to batch {run.batch_id}"}
+        elif back and run.pk != run_id:
+            back.append(run.pk)
+        elif (wait := budget.take("create")) <= 0:
+            ready.append(run)
+        elif run.pk == run_id:
+            writer.apply(Decision(run.pk, "deferred", start_in_s=wait))
+            outcome[run.pk] = {"started": False, "deferred_s": wait}
+        else:
+            back.append(run.pk)
+    return outcome, ready, back
 
 
 # --- the creates --------------------------------------------------------------------------------
@@ -174,12 +201,20 @@ def _create_threads(groups: list[list[Run]], created: dict[int, Created]) -> Non
 
 def _on_threads(work: Callable[[T], R], items: list[T]) -> list[R]:
     """``work`` over ``items`` on up to ``RUNS_START_CONCURRENCY`` threads, in order. The work
-    is API calls only: no thread opens a database connection."""
+    is API calls; should a backend read the database after all (a lazy relation), the pool
+    thread's connection is closed after each item, so none is left open."""
     threads = max(1, min(int(settings.RUNS_START_CONCURRENCY), len(items)))
     if threads == 1:
         return [work(item) for item in items]
+
+    def in_thread(item: T) -> R:
+        try:
+            return work(item)
+        finally:
+            connections.close_all()
+
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="start-chunk") as pool:
-        return list(pool.map(work, items))
+        return list(pool.map(in_thread, items))
 
 
 # --- the writes ---------------------------------------------------------------------------------
@@ -197,12 +232,18 @@ def finish_all(created: list[Created]) -> dict[int, dict[str, Any]]:
     _apply_waiting_events([common[pk] for pk in moved])
     results: dict[int, dict[str, Any]] = {}
     for c in created:
-        if c.state is None:
-            results[c.run.pk] = failed(c.run, c.error or RuntimeError("no answer"), c.calls)
-        elif c.run.pk in moved:
+        if c.run.pk in moved and c.state is not None:
             results[c.run.pk] = _result(c.run, c.state)
-        else:
-            results[c.run.pk] = finish_one(c.run, c.state, c.calls)
+            continue
+        try:
+            if c.state is None:
+                results[c.run.pk] = failed(c.run, c.error or RuntimeError("no answer"), c.calls)
+            else:
+                results[c.run.pk] = finish_one(c.run, c.state, c.calls)
+        except Exception as exc:  # noqa: BLE001 - one run's failed write is not the chunk's
+            # Its claim stays; the sweep releases it after RUNS_CLAIM_TIMEOUT_S, as alone.
+            log.error("run %s: saving its start failed: %s", c.run.pk, redact(repr(exc)))
+            results[c.run.pk] = {"started": False, "error": "start_not_saved"}
     return results
 
 
@@ -257,8 +298,9 @@ def finish_one(run: Run, state: RemoteState, calls: Counters) -> dict[str, Any]:
     changed = start_writes.started(run.pk, move, run.poll_generation, delay, calls)
     if not changed and state.status not in TERMINAL:
         status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).get()
-        if status == RunStatus.CANCELLED:
-            # Cancelled by a user while we were creating it: do not leave it running remotely.
+        if status in (RunStatus.CANCELLED, RunStatus.EXPIRED):
+            # Cancelled by a user (or expired by the sweep) while we were creating it: do not
+            # leave it running remotely.
             run.remote_id = state.remote_id
             answers.cancel_remote_quietly(run)
     elif state.status in ACTIVE and run.strategy == Strategy.WEBHOOK:

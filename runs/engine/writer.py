@@ -57,6 +57,19 @@ def claim_starts(run_id: int, size: int) -> list[Run]:
     return claims.claim_starts(run_id, size, timezone.now())
 
 
+def renew_starts(run_ids: list[int], held: datetime) -> set[int]:
+    """Renew a chunk's claims on ``run_ids`` (held since ``held``) before creating them; the ids
+    still pending and still ours (``claims.renew_starts``)."""
+    return claims.renew_starts(run_ids, held, timezone.now())
+
+
+def hand_back_starts(run_ids: list[int], held: datetime) -> None:
+    """Drop a chunk's claims on runs it will not create (their start was not attempted): the
+    run's own ``start_run``, or the sweep after ``RUNS_SWEEP_GRACE_S``, starts it."""
+    if run_ids:
+        Run.objects.filter(pk__in=run_ids, start_claimed_at=held).update(start_claimed_at=None)
+
+
 def release_start_claim(run_id: int, claimed_at: datetime) -> bool:
     """The sweep's release of a stale start claim; only the caller that clears it restarts."""
     released = Run.objects.filter(pk=run_id, start_claimed_at=claimed_at).update(
