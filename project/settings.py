@@ -245,7 +245,7 @@ RUNS_POLL_MODE = env("RUNS_POLL_MODE", default="per_run")
 # False: start_run leaves no result row (docs/celery.md, Settings, RUNS_KEEP_START_RESULTS).
 RUNS_KEEP_START_RESULTS = env.bool("RUNS_KEEP_START_RESULTS", default=True)
 # Chunked starts (docs/architecture.md, "Chunked starts"): 1 starts each run in its own task;
-# 16 starts a burst of 1,000 runs about 1.7x as fast (docs/bench/start_rate.md).
+# 16 starts a burst of 1,000 runs 1.3x to 2.6x as fast (docs/bench/README.md, "Chunked starts").
 RUNS_START_CHUNK = env.int("RUNS_START_CHUNK", 1)
 RUNS_START_CONCURRENCY = env.int("RUNS_START_CONCURRENCY", 8)
 RUNS_POLL_BATCH = env.int("RUNS_POLL_BATCH", 200)
