@@ -33,6 +33,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import connections
@@ -126,26 +127,27 @@ def _within_budget(
 
 
 def waves(runs: Sequence[Run], size: int) -> list[list[Run]]:
-    """``runs`` in waves of about ``size``, each saved before the next is created, so a create
-    waits for one round trip's worth of others, not the whole chunk's, before its remote id is
-    saved. A thread's runs stay in one wave (its conversation is created once)."""
-    by_thread: dict[int, list[Run]] = defaultdict(list)
-    for run in sorted(runs, key=lambda r: r.pk):
-        by_thread[run.thread_id].append(run)
+    """``runs`` in waves of about ``size``, so a create waits for its wave, not the whole chunk,
+    before it is saved; a thread's runs stay in one wave (its conversation is created once)."""
     out: list[list[Run]] = [[]]
-    for group in by_thread.values():
+    for group in _by_thread(runs):
         if out[-1] and len(out[-1]) + len(group) > max(1, size):
             out.append([])
         out[-1].extend(group)
     return [wave for wave in out if wave]
 
 
-def create_all(runs: Sequence[Run]) -> list[Created]:
-    """Create ``runs`` remotely (conversations first where needed), one thread's runs in order."""
+def _by_thread(runs: Sequence[Run]) -> list[list[Run]]:
+    """``runs`` grouped by thread, each group oldest first."""
     by_thread: dict[int, list[Run]] = defaultdict(list)
     for run in sorted(runs, key=lambda r: r.pk):
         by_thread[run.thread_id].append(run)
-    groups = list(by_thread.values())
+    return list(by_thread.values())
+
+
+def create_all(runs: Sequence[Run]) -> list[Created]:
+    """Create ``runs`` remotely (conversations first where needed), one thread's runs in order."""
+    groups = _by_thread(runs)
     created = {run.pk: Created(run) for run in runs}
     _create_threads([g for g in groups if not g[0].thread_remote_id], created)
     groups = [g for g in groups if g[0].thread_remote_id]
@@ -172,9 +174,8 @@ def create_all(runs: Sequence[Run]) -> list[Created]:
 
 
 def _create_threads(groups: list[list[Run]], created: dict[int, Created]) -> None:
-    """Create the conversations of ``groups`` (one per thread) and keep them: the first saved
-    wins, as ``Thread.objects.keep_remote_id`` does for one, and every run uses the kept one.
-    A failed create fails every run of its thread (each then retries on its own)."""
+    """Create the conversations of ``groups`` (one per thread) and keep them, the first saved
+    winning (``keep_remote_ids``); a failed one fails its thread's runs (each retries alone)."""
     if not groups:
         return
 
@@ -200,9 +201,8 @@ def _create_threads(groups: list[list[Run]], created: dict[int, Created]) -> Non
 
 
 def _on_threads(work: Callable[[T], R], items: list[T]) -> list[R]:
-    """``work`` over ``items`` on up to ``RUNS_START_CONCURRENCY`` threads, in order. The work
-    is API calls; should a backend read the database after all (a lazy relation), the pool
-    thread's connection is closed after each item, so none is left open."""
+    """``work`` over ``items`` on up to ``RUNS_START_CONCURRENCY`` threads, in order; API calls,
+    but a pool thread's connection (a backend's lazy relation) is closed after each item."""
     threads = max(1, min(int(settings.RUNS_START_CONCURRENCY), len(items)))
     if threads == 1:
         return [work(item) for item in items]
@@ -248,32 +248,37 @@ def finish_all(created: list[Created]) -> dict[int, dict[str, Any]]:
 
 
 def _is_common(run: Run, state: RemoteState) -> bool:
-    """An answer the bulk write covers: the run goes on to its first poll, nothing else to save."""
+    """An answer the bulk write covers: on to the first poll, nothing else to save."""
     return state.status in (RunStatus.QUEUED, RunStatus.IN_PROGRESS) and bool(state.remote_id)
 
 
 def _started(c: Created) -> start_writes.Started:
     run, state = c.run, c.state
     assert state is not None
-    later = deadline.for_new_response(run)  # a window counts from now, not from create_run
-    if later is not None:
-        run.deadline_at = later
-    schedule = schedule_for(run.strategy, run.completion_window)
+    later, delay = _first_poll(run)
     return start_writes.Started(
         run_id=run.pk,
         to_status=state.status,
         remote_id=state.remote_id,
         ticket=run.poll_generation,
-        first_poll_in_s=next_delay(schedule, 0, remaining_s=deadline.remaining_s(run)),
+        first_poll_in_s=delay,
         counters=c.calls,
         deadline_at=later,
         detail={"remote_status": state.remote_status, "remote_id": state.remote_id},
     )
 
 
+def _first_poll(run: Run) -> tuple[datetime | None, float]:
+    """(a later deadline set on ``run`` if its window, counted from now, needs one; the delay)."""
+    later = deadline.for_new_response(run)
+    if later is not None:
+        run.deadline_at = later
+    schedule = schedule_for(run.strategy, run.completion_window)
+    return later, next_delay(schedule, 0, remaining_s=deadline.remaining_s(run))
+
+
 def _apply_waiting_events(created: list[Created]) -> None:
-    """A webhook may have beaten a create here (it arrived before the remote id was saved): one
-    query finds whether any did, for the whole chunk."""
+    """Apply webhooks that beat a create here (before its remote id was saved): one query."""
     by_remote = {c.state.remote_id: c.run.pk for c in created
                  if c.state and c.run.strategy == Strategy.WEBHOOK}  # fmt: skip
     for remote_id in events.waiting_for(list(by_remote)):
@@ -287,11 +292,7 @@ def _result(run: Run, state: RemoteState) -> dict[str, Any]:
 def finish_one(run: Run, state: RemoteState, calls: Counters) -> dict[str, Any]:
     """Save one run's create (its status, remote id and first poll) and act on what it answered:
     an end is saved with its output; a run cancelled meanwhile is cancelled remotely too."""
-    later = deadline.for_new_response(run)  # a window counts from now, not from create_run
-    if later is not None:
-        run.deadline_at = later
-    schedule = schedule_for(run.strategy, run.completion_window)
-    delay = next_delay(schedule, 0, remaining_s=deadline.remaining_s(run))
+    later, delay = _first_poll(run)
     move = answers.move_to(run, state, EventSource.CREATE)
     if later is not None:
         move = replace(move, fields={**move.fields, "deadline_at": later})
