@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup constraints migrate demo test lint format simulator worker worker-wakes beat flower clean \
+.PHONY: setup constraints migrate demo test lint format simulator worker worker-wakes worker-starts \
+	beat flower clean \
 	bench bench-quick bench-webhooks bench-scale-out bench-cost bench-setup
 
 setup: $(STAMP)
@@ -58,6 +59,14 @@ worker-wakes: migrate  # wakes only: a webhook's or Poll now's poll never waits 
 	$(BIN)/celery -A project worker --pool threads --concurrency 2 --loglevel INFO \
 		-Q $${RUNS_QUEUE_PREFIX-runs}.wakes --hostname wakes@%h
 
+# Starts (and tools) apart, for bursts of starts on a host that also serves webhooks: chunked
+# starts, at a lower CPU priority, so the web process, the wakes and the polls go first; the
+# other workers then leave the starts queue out (docs/operations.md, "Production topology").
+worker-starts: migrate
+	RUNS_START_CHUNK=$${RUNS_START_CHUNK:-16} nice -n 10 \
+	$(BIN)/celery -A project worker --pool threads --concurrency 8 --loglevel INFO \
+		-Q $${RUNS_QUEUE_PREFIX-runs}.starts,$${RUNS_QUEUE_PREFIX-runs}.tools --hostname starts@%h
+
 beat: migrate     # exactly one per deployment: it enqueues the periodic recovery sweep
 	$(BIN)/celery -A project beat --loglevel INFO --schedule var/celerybeat-schedule
 
@@ -76,10 +85,12 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
 bench-quick: bench-setup   # under 3 minutes: N=100, four strategies -> docs/bench/quick.json
 	$(BIN)/python -m bench --quick
 
-# N = 100, 1,000, 10,000 -> docs/bench/results.{json,md} + plots; then bench-scale-out's, the
-# start rate against a bare SDK loop (docs/bench/start_rate.*) and bench-cost's figures.
+# N = 100, 1,000, 10,000, each Celery row on both queue topologies (every worker on every queue;
+# wakes and polls apart from niced, chunked starts) -> docs/bench/results.{json,md} + plots; then
+# bench-scale-out's, the start rate against a bare SDK loop (docs/bench/start_rate.*) and
+# bench-cost's figures.
 bench: bench-setup
-	$(BIN)/python -m bench --full
+	$(BIN)/python -m bench --full --topologies shared split
 	$(BIN)/python -m bench --scale-out
 	$(BIN)/python -m bench.start_rate
 	$(BIN)/python -m bench.cost_modes

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .processes import ROOT
+from .topology import TOPOLOGIES
 
 OUT = ROOT / "docs" / "bench"
 
@@ -123,6 +124,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="RUNS_START_CHUNK of the workers (the app's default, 1: one run per start task; "
         "docs/bench/README.md, 'Chunked starts', has 16 at N = 1,000)",
     )
+    parser.add_argument(
+        "--topologies",
+        nargs="+",
+        choices=TOPOLOGIES,
+        default=["shared"],
+        help="which queues each worker consumes (bench/topology.py): 'shared', every worker every "
+        "queue; 'split', one worker for wakes and polls, the others for starts (niced, chunked); "
+        "each Celery strategy runs once per topology, side by side",
+    )
+    parser.add_argument(
+        "--starts-nice", type=int, default=10, help="niceness of the split topology's start workers"
+    )
+    parser.add_argument(
+        "--split-start-chunk",
+        type=int,
+        default=16,
+        help="RUNS_START_CHUNK of the split topology's start workers",
+    )
+    parser.add_argument(
+        "--poll-modes",
+        nargs="+",
+        choices=("per_run", "batched"),
+        default=["per_run"],
+        help="RUNS_POLL_MODE of the Celery rows, each a row of its own (docs/architecture.md, "
+        "'When each wins')",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-intake", action="store_true")
     parser.add_argument("--cap-s", type=float, default=None, help="longest wait per scenario")
@@ -217,6 +244,8 @@ def scale_out(
         workers=args.workers,
         threads=args.threads or 8,
         worker_db_url=env["BENCH_WORKER_DATABASE_URL"],
+        starts_nice=args.starts_nice,
+        split_chunk=args.split_start_chunk,
     )
     return scale_main.execute(bench, args, console, t0)
 
@@ -272,6 +301,10 @@ def execute(
             "conn_max_age_workers": args.conn_max_age,
             "threads_large": args.threads_large,
             "start_chunk": args.start_chunk,
+            "topologies": list(args.topologies),
+            "starts_nice": args.starts_nice,
+            "split_start_chunk": args.split_start_chunk,
+            "poll_modes": list(args.poll_modes),
             "workers": args.workers,
             "threads": threads,
             "seed": args.seed,
@@ -300,6 +333,8 @@ def execute(
         workers=args.workers,
         threads=threads,
         worker_db_url=env["BENCH_WORKER_DATABASE_URL"],
+        starts_nice=args.starts_nice,
+        split_chunk=args.split_start_chunk,
     )
     with progress:
         for n in ns:
@@ -313,14 +348,16 @@ def execute(
                         {"strategy": strategy, "n": n, "reason": BLOCKING_SKIP_REASON}
                     )
                     continue
-                runner = (
-                    scenario.run_blocking
-                    if strategy in ("tutorial", "sdk")
-                    else scenario.run_celery
-                )
-                result = runner(bench, strategy, plans, cap)
-                results["scenarios"].append(result)
-                report.write_json(workdir / "partial.json", results)
+                if strategy in ("tutorial", "sdk"):
+                    results["scenarios"].append(scenario.run_blocking(bench, strategy, plans, cap))
+                    report.write_json(workdir / "partial.json", results)
+                    continue
+                for shape in args.topologies:
+                    for poll_mode in args.poll_modes:
+                        bench.topology, bench.poll_mode = shape, poll_mode
+                        result = scenario.run_celery(bench, strategy, plans, cap)
+                        results["scenarios"].append(result)
+                        report.write_json(workdir / "partial.json", results)
         if not args.no_intake:
             results["intake"] = measure_intake(bench, mode, progress)
     results["ratios"] = ratios(results["scenarios"])
@@ -374,10 +411,14 @@ def measure_intake(bench: Any, mode: dict[str, Any], progress: Progress) -> dict
 
 def ratios(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each strategy against the tutorial loop at the same N (or countdown polling without it)."""
+    from .scenario import LABELS, label
+
     out = []
     for n in sorted({s["n"] for s in scenarios}):
-        at_n = {s["strategy"]: s for s in scenarios if s["n"] == n}
-        base_name = "tutorial" if "tutorial" in at_n else "countdown"
+        at_n = {label(s): s for s in scenarios if s["n"] == n}
+        base_name = next(
+            (name for name in (LABELS["tutorial"], LABELS["countdown"]) if name in at_n), ""
+        )
         base = at_n.get(base_name)
         if base is None:
             continue
@@ -395,8 +436,9 @@ def ratios(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append(
                 {
                     "n": n,
-                    "strategy": name,
-                    "baseline": base_name,
+                    "strategy": s["strategy"],
+                    "topology": s.get("topology", "shared"),
+                    "baseline": base["strategy"],
                     "calls": div(s["calls_per_run"]["total"], base["calls_per_run"]["total"]),
                     "retrieves": div(
                         s["calls_per_run"]["retrieve"], base["calls_per_run"]["retrieve"]

@@ -62,6 +62,33 @@ def detection(
     return latencies, statuses, completed_retrieves
 
 
+def webhook_legs(
+    seen: Iterable[tuple[str, str, str, float | None]],
+    objects: Mapping[str, Mapping[str, Any]],
+    received: Mapping[str, float],
+) -> dict[str, Any]:
+    """Webhook detection in two legs: the delivery (the simulator's terminal moment to our intake
+    storing the event) and ours after it (the stored event to the run's row terminal).
+
+    ``received`` maps a remote id to the epoch time its first event was stored. Which leg is long
+    says whether to look at the sender and the web process, or at the wake and the worker.
+    """
+    delivery: list[float] = []
+    ours: list[float] = []
+    for _key, remote_id, _status, seen_at in seen:
+        terminal_at = (objects.get(remote_id) or {}).get("terminal_at")
+        got = received.get(remote_id)
+        if got is None or terminal_at is None:
+            continue
+        delivery.append(got - float(terminal_at))
+        if seen_at is not None:
+            ours.append(seen_at - got)
+    return {
+        "delivery_ms": summarize(delivery, 1000.0, 1),
+        "intake_to_end_ms": summarize(ours, 1000.0, 1),
+    }
+
+
 #: Terminal statuses, ours and the Assistants API's (strategy 2 reports the remote status).
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
 

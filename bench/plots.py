@@ -10,21 +10,21 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .scenario import LABELS, STRATEGIES  # noqa: E402
+from .scenario import label  # noqa: E402
 
 
 def _series(
     scenarios: list[dict[str, Any]], value: Any
 ) -> dict[str, tuple[list[int], list[float]]]:
+    """A line per row name (a strategy, and its queue topology and poll mode where not the
+    defaults), in the order the rows ran."""
     out: dict[str, tuple[list[int], list[float]]] = {}
-    for strategy in STRATEGIES:
+    for name in dict.fromkeys(label(s) for s in scenarios):
         points = sorted(
-            (s["n"], value(s))
-            for s in scenarios
-            if s["strategy"] == strategy and value(s) is not None
+            (s["n"], value(s)) for s in scenarios if label(s) == name and value(s) is not None
         )
         if points:
-            out[strategy] = ([p[0] for p in points], [p[1] for p in points])
+            out[name] = ([p[0] for p in points], [p[1] for p in points])
     return out
 
 
@@ -62,17 +62,17 @@ def write(directory: Path, scenarios: list[dict[str, Any]], prefix: str = "") ->
     for (name, title, ylabel, logy, value), ax_all in zip(panels, axes, strict=True):
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
         for target in (ax, ax_all):
-            for strategy, (xs, ys) in _series(scenarios, value).items():
-                line = target.plot(xs, ys, marker="o", label=LABELS[strategy])[0]
+            for row, (xs, ys) in _series(scenarios, value).items():
+                line = target.plot(xs, ys, marker="o", label=row)[0]
                 unfinished = [
                     (sc["n"], value(sc))
                     for sc in scenarios
-                    if sc["strategy"] == strategy and not sc.get("finished", True)
+                    if label(sc) == row and not sc.get("finished", True)
                 ]
                 for x, y in unfinished:  # a cross: not every run ended within the cap
                     target.plot(x, y, marker="x", markersize=12, color="black")
                 if name == "latency":
-                    p50 = _series(scenarios, lambda s: s["detection_ms"]["p50"]).get(strategy)
+                    p50 = _series(scenarios, lambda s: s["detection_ms"]["p50"]).get(row)
                     if p50:
                         target.plot(*p50, linestyle="--", color=line.get_color(), alpha=0.6)
             _axes(target, title, ylabel, logy)

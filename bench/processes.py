@@ -11,59 +11,119 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
 from runs_dev.processes import ChildFailed, stop, uvicorn_args, wait_for_port
 
+from .topology import Role
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def spawn(
-    stack: ExitStack, args: list[str], env: dict[str, str], log: Path | None = None
+    stack: ExitStack,
+    args: list[str],
+    env: dict[str, str],
+    log: Path | None = None,
+    *,
+    nice: int = 0,
 ) -> subprocess.Popen[bytes]:
     """Start ``python args...`` in the project root; stopped when ``stack`` closes.
 
-    Output goes to ``log`` when given (worker banners would break the progress bar).
+    Output goes to ``log`` when given (worker banners would break the progress bar). ``nice``
+    lowers the child's CPU priority from its start, so every thread it makes inherits it.
     """
     out = stack.enter_context(open(log, "ab")) if log else None  # noqa: SIM115 - closed by stack
+    # nice(1) execs the command, so the pid watched and stopped is the child's own.
+    prefix = ["nice", "-n", str(nice)] if nice else []
     process = subprocess.Popen(
-        [sys.executable, *args], env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+        [*prefix, sys.executable, *args],
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=out,
     )
     stack.callback(stop, process)
     return process
 
 
 def start_workers(
-    stack: ExitStack, env: dict[str, str], *, workers: int, threads: int, tag: str, logdir: Path
+    stack: ExitStack,
+    env: dict[str, str],
+    *,
+    workers: int,
+    threads: int,
+    tag: str,
+    logdir: Path,
+    roles: Sequence[Role] = (),
 ) -> list[tuple[subprocess.Popen[bytes], str]]:
-    """``workers`` Celery worker processes (threads pool, ``threads`` slots each)."""
+    """``workers`` Celery worker processes (threads pool, ``threads`` slots each).
+
+    ``roles`` (``bench/topology.py``), one per worker, say which queues each consumes, at which
+    CPU priority and chunk; without them every worker consumes every queue.
+    """
+    roles = list(roles) or [Role("all")] * workers
     return [
-        start_node(stack, env, hostname=f"{tag}-{i}@bench", threads=threads, logdir=logdir)
-        for i in range(workers)
+        start_node(
+            stack,
+            env,
+            hostname=f"{tag}-{role.name}-{i}@bench",
+            threads=threads,
+            logdir=logdir,
+            role=role,
+        )
+        for i, role in enumerate(roles)
     ]
 
 
 def start_node(
-    stack: ExitStack, env: dict[str, str], *, hostname: str, threads: int, logdir: Path
+    stack: ExitStack,
+    env: dict[str, str],
+    *,
+    hostname: str,
+    threads: int,
+    logdir: Path,
+    role: Role | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """One Celery worker process named ``hostname`` (a node).
 
-    No ``-Q``: a worker started without it consumes every queue the project declares (its default
+    Without a role's ``-Q``, a worker consumes every queue the project declares (its default
     queue and the ``RUNS_QUEUES`` of its ``RUNS_QUEUE_PREFIX``, from the child's own settings),
     so a bench never leaves a queue without a consumer.
     """
+    role = role or Role("all")
+    queues = ["-Q", ",".join(role.queues)] if role.queues else []
+    if role.start_chunk is not None:
+        env = {**env, "RUNS_START_CHUNK": str(role.start_chunk)}
     process = spawn(
         stack,
         [
             "-m", "celery", "-A", "bench.celery_app", "worker", "--pool", "threads",
             "--concurrency", str(threads), "--loglevel", "WARNING", "--without-gossip",
-            "--without-mingle", "--without-heartbeat", "--hostname", hostname,
+            "--without-mingle", "--without-heartbeat", "--hostname", hostname, *queues,
         ],
         env,
         logdir / f"{hostname}.log",
+        nice=role.nice,
     )  # fmt: skip
     return process, hostname
+
+
+def start_beat(stack: ExitStack, env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
+    """Celery beat (the sweep; ``runs.poll_due`` in batched polling), its schedule file and log
+    in ``workdir``; stopped with ``stack``."""
+    return spawn(
+        stack,
+        [
+            "-m", "celery", "-A", "project", "beat", "--loglevel", "WARNING",
+            "--schedule", str(workdir / "celerybeat-schedule"),
+        ],
+        env,
+        workdir / "beat.log",
+    )  # fmt: skip
 
 
 def wait_workers(app: object, workers: list[tuple[subprocess.Popen[bytes], str]]) -> None:

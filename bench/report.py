@@ -8,7 +8,7 @@ from typing import Any
 
 from .load import cell as load_cell
 from .load import flag as load_flag
-from .scenario import LABELS
+from .scenario import label
 from .verdicts import sim_kept_up
 
 
@@ -58,7 +58,7 @@ def scenario_table(scenarios: list[dict[str, Any]]) -> list[str]:
             "| "
             + " | ".join(
                 [
-                    LABELS[s["strategy"]],
+                    label(s),
                     f"{s['n']:,}",
                     f"{s['terminal']:,}" + ("" if s["finished"] else " **(not all)**"),
                     f"{c['create']:.2f} / {c['retrieve']:.2f} / {c['other']:.2f}",
@@ -88,7 +88,7 @@ def ratio_table(ratios: list[dict[str, Any]]) -> list[str]:
     ]
     for r in ratios:
         rows.append(
-            f"| {r['n']:,} | {LABELS[r['strategy']]} | {r['baseline']} | "
+            f"| {r['n']:,} | {label(r)} | {r['baseline']} | "
             + " | ".join(
                 _fmt(r[k], "x")
                 for k in ("calls", "retrieves", "detection_p99", "cpu", "rss", "slots", "wall")
@@ -136,17 +136,37 @@ def tick_lines(scenarios: list[dict[str, Any]]) -> list[str]:
         cpu = s["processes"]["worker"]["cpu_s"]
         retrieves = s["calls"]["retrieve"] or 1
         rows.append(
-            f"| {LABELS[s['strategy']]} | {s['n']:,} | {poll['tasks']:,} | "
+            f"| {label(s)} | {s['n']:,} | {poll['tasks']:,} | "
             f"{_fmt(poll['cpu_ms']['p50'])} / {_fmt(poll['cpu_ms']['mean'])} ms | "
             f"{cpu / s['n'] * 1000:.1f} ms | {cpu / retrieves * 1000:.1f} ms |"
         )
     return rows
 
 
+def leg_lines(scenarios: list[dict[str, Any]]) -> list[str]:
+    """Webhook detection in its two legs (``analysis.webhook_legs``), per webhook row."""
+    rows = [
+        "| strategy | N | detection p50 / p99 | delivery: simulator's end to our intake, p50 / p99 "
+        "| ours: intake to the row terminal, p50 / p99 |",
+        "|---|---|---|---|---|",
+    ]
+    for s in scenarios:
+        legs = s.get("webhook_legs")
+        if not legs:
+            continue
+        sent, ours, total = legs["delivery_ms"], legs["intake_to_end_ms"], s["detection_ms"]
+        rows.append(
+            f"| {label(s)} | {s['n']:,} | {_fmt(total['p50'])} / {_fmt(total['p99'])} ms | "
+            f"{_fmt(sent['p50'])} / {_fmt(sent['p99'])} ms | "
+            f"{_fmt(ours['p50'])} / {_fmt(ours['p99'])} ms |"
+        )
+    return rows if len(rows) > 2 else []
+
+
 def busy_lines(results: dict[str, Any]) -> list[str]:
     """A warning above the tables when any row was measured on a machine busier than its cores."""
     flagged = [
-        f"{LABELS[s['strategy']]}, N={s['n']:,} ({load_flag(s.get('load'))})"
+        f"{label(s)}, N={s['n']:,} ({load_flag(s.get('load'))})"
         for s in results["scenarios"]
         if load_flag(s.get("load"))
     ]
@@ -187,15 +207,15 @@ def write_markdown(path: Path, results: dict[str, Any], title: str, plots: list[
     ]
     if results.get("skipped"):
         lines += ["Skipped:", ""]
-        lines += [
-            f"- {LABELS[s['strategy']]}, N={s['n']:,}: {s['reason']}" for s in results["skipped"]
-        ]
+        lines += [f"- {label(s)}, N={s['n']:,}: {s['reason']}" for s in results["skipped"]]
         lines.append("")
     if results.get("ratios"):
         lines += ["## Side by side (ratio to the baseline in the same run; < 1 is better)", ""]
         lines += ratio_table(results["ratios"]) + [""]
     if any((s.get("tasks") or {}).get("poll_run") for s in results["scenarios"]):
         lines += ["## Poll-tick CPU cost", ""] + tick_lines(results["scenarios"]) + [""]
+    if legs := leg_lines(results["scenarios"]):
+        lines += ["## Where webhook detection goes", ""] + legs + [""]
     if results.get("intake"):
         lines += ["## Webhook intake", ""] + intake_lines(results["intake"]) + [""]
     if results.get("aims"):

@@ -23,8 +23,8 @@ from rich.progress import Progress, TaskID
 
 from project.localredis import free_port
 
-from . import processes
-from .analysis import figures
+from . import processes, topology
+from .analysis import figures, webhook_legs
 from .celery_app import FAILURES_KEY, LATENESS_KEY
 from .load import LoadWindow
 from .sampling import ProcessSampler, SimSampler
@@ -38,6 +38,16 @@ LABELS = {
     "countdown": "3. countdown polling (Celery)",
     "webhook": "4. webhooks (Celery + web)",
 }
+
+
+def label(scenario: dict[str, Any]) -> str:
+    """A row's name: its strategy, and its topology where not every worker takes every queue."""
+    name = LABELS[scenario["strategy"]]
+    if (shape := scenario.get("topology", "shared")) != "shared":
+        name += f", {shape} queues"
+    if scenario.get("poll_mode", "per_run") != "per_run":
+        name += f", {scenario['poll_mode']} polls"
+    return name
 
 
 @dataclass
@@ -54,6 +64,13 @@ class Bench:
     threads: int = 1
     #: The workers' DATABASE_URL (``?conn_max_age=``, which applies only where there is no pool).
     worker_db_url: str = ""
+    #: Which queues each worker consumes (``bench/topology.py``), for the next Celery scenario.
+    topology: str = "shared"
+    #: In the split topology: the start workers' niceness and ``RUNS_START_CHUNK``.
+    starts_nice: int = 10
+    split_chunk: int = 16
+    #: ``RUNS_POLL_MODE`` of the workers and beat.
+    poll_mode: str = "per_run"
     notes: list[str] = field(default_factory=list)
 
     def clean_slate(self, *, webhook_url: str | None = None, secret: str | None = None) -> None:
@@ -253,8 +270,14 @@ def run_celery(bench: Bench, strategy: str, plans: list[Plan], cap_s: float) -> 
 
     run_strategy = "poll" if strategy == "countdown" else "webhook"
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    env = processes.child_env(bench.env, RUNS_STRATEGY=run_strategy, OPENAI_WEBHOOK_SECRET=secret)
-    task = bench.progress.add_task(LABELS[strategy] + f", N={len(plans)}", total=len(plans))
+    env = processes.child_env(
+        bench.env,
+        RUNS_STRATEGY=run_strategy,
+        OPENAI_WEBHOOK_SECRET=secret,
+        RUNS_POLL_MODE=bench.poll_mode,
+    )
+    name = label({"strategy": strategy, "topology": bench.topology, "poll_mode": bench.poll_mode})
+    task = bench.progress.add_task(f"{name}, N={len(plans)}", total=len(plans))
     procs, pace = bench.samplers()
     with ExitStack() as stack:
         webhook_url = None
@@ -267,6 +290,12 @@ def run_celery(bench: Bench, strategy: str, plans: list[Plan], cap_s: float) -> 
         worker_env = processes.child_env(
             env, DATABASE_URL=bench.worker_db_url or env["DATABASE_URL"]
         )
+        roles = topology.roles(
+            bench.topology,
+            bench.workers,
+            starts_nice=bench.starts_nice,
+            split_chunk=bench.split_chunk,
+        )
         workers = processes.start_workers(
             stack,
             worker_env,
@@ -274,15 +303,18 @@ def run_celery(bench: Bench, strategy: str, plans: list[Plan], cap_s: float) -> 
             threads=bench.threads,
             tag=f"{strategy}{len(plans)}",
             logdir=bench.workdir,
+            roles=roles,
         )
+        # The issue's workload runs beat (the sweep; runs.poll_due in batched polling).
+        processes.start_beat(stack, worker_env, bench.workdir)
         from project.celery import app
 
         processes.wait_workers(app, workers)
         for process, _ in workers:
             procs.watch("worker", process.pid)
-        bench.progress.update(task, description=LABELS[strategy] + f", N={len(plans)}: creating")
+        bench.progress.update(task, description=f"{name}, N={len(plans)}: creating")
         run_ids = _create_runs(plans, run_strategy)
-        bench.progress.update(task, description=LABELS[strategy] + f", N={len(plans)}")
+        bench.progress.update(task, description=f"{name}, N={len(plans)}")
         procs.baseline()
         procs.start()
         pace.start()
@@ -314,15 +346,22 @@ def run_celery(bench: Bench, strategy: str, plans: list[Plan], cap_s: float) -> 
         for pk, remote_id, status, done, _ in rows
     ]
     start_lag = [s.timestamp() - started_at for *_, s in rows if s is not None]
+    sim_stats = bench.sim.stats()
     result = figures(
         plans=plans,
-        sim_stats=bench.sim.stats(),
+        sim_stats=sim_stats,
         seen=seen,
         started_at=started_at,
         tool_rounds={str(pk): p.tool_rounds for pk, p in zip(run_ids, plans, strict=True)},
     )
     result.update(
         strategy=strategy,
+        topology=bench.topology,
+        roles=[
+            {"name": r.name, "queues": r.queues, "nice": r.nice, "start_chunk": r.start_chunk}
+            for r in roles
+        ],
+        poll_mode=bench.poll_mode,
         slots=bench.workers * bench.threads,
         slots_kind=f"{bench.workers} worker process(es) x {bench.threads} thread(s)",
         enqueue_s=round(enqueued_s, 2),
@@ -330,4 +369,21 @@ def run_celery(bench: Bench, strategy: str, plans: list[Plan], cap_s: float) -> 
         tasks=_probe_records(bench.redis_url),
         task_failures=task_failures(bench.redis_url),
     )
+    if strategy == "webhook":
+        result["webhook_legs"] = webhook_legs(seen, sim_stats.get("objects", {}), _received())
     return _finish(procs, pace, result, cap_hit, cap_s, load)
+
+
+def _received() -> dict[str, float]:
+    """The epoch time each remote id's first event was stored by our intake."""
+    from django.db.models import Min
+
+    from runs.models import WebhookEvent
+
+    firsts = (
+        WebhookEvent.objects.exclude(object_id="")
+        .values("object_id")
+        .annotate(first=Min("received_at"))
+        .values_list("object_id", "first")
+    )
+    return {object_id: first.timestamp() for object_id, first in firsts}

@@ -128,7 +128,7 @@ def transition_many(
 ) -> list[tuple[int, str, str]]:
     """Move many runs as ``transition`` moves one, in three statements: lock the active ones
     (``SELECT ... FOR UPDATE``, in id order so two callers wait for each other, never deadlock),
-    one UPDATE (a CASE per column, ``bulk_update``), one INSERT of their events.
+    one UPDATE (``update_each``: from a list of values on PostgreSQL), one INSERT of their events.
 
     Why a bulk path: a batch of thousands ending at once must not cost thousands of round trips,
     yet its runs obey the same table, stamps and signals as any other. ``decide(run)`` (the run
@@ -143,7 +143,7 @@ def transition_many(
         runs = Run.objects.select_for_update().filter(pk__in=run_ids).exclude(status__in=TERMINAL)
         changed = []
         stamps = ["completed_at", "next_poll_at", *_STAMPS.values()]
-        # The stamps are read too: bulk_update writes them back, and a deferred one would cost
+        # The stamps are read too: the UPDATE writes them back, and a deferred one would cost
         # a query per run.
         for run in runs.order_by("pk").only(*read, "status", *stamps, *columns):
             decided = decide(run)
@@ -160,7 +160,7 @@ def transition_many(
                 setattr(run, _STAMPS[to_status], now)
             changed.append(run)
         # A column may be a stamp too (a start sets its first due time): each is written once.
-        Run.objects.bulk_update(changed, list(dict.fromkeys(["status", *columns, *stamps])))
+        Run.objects.update_each(changed, list(dict.fromkeys(["status", *columns, *stamps])))
         detail_of = detail if callable(detail) else (lambda _pk: detail)
         RunEvent.objects.bulk_create(
             RunEvent(

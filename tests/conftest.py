@@ -149,7 +149,11 @@ def sent_tasks(monkeypatch) -> list[tuple[str, tuple, float | None]]:
     sent: list[tuple[str, tuple, float | None]] = []
 
     def send(
-        name: str, *args: object, countdown: float | None = None, kind: str | None = None
+        name: str,
+        *args: object,
+        countdown: float | None = None,
+        kind: str | None = None,
+        producer: object = None,
     ) -> None:
         sent.append((name, args, countdown))
 

@@ -140,3 +140,39 @@ def test_the_cost_bench_compares_modes_at_tiny_n(tmp_path: Path) -> None:
     assert (tmp_path / "cost_modes.md").read_text().startswith("# Cost and API calls")
     if importlib.util.find_spec("matplotlib") is not None:  # the bench extra draws the PNG
         assert (tmp_path / "cost_modes.png").stat().st_size > 0
+
+
+def test_the_split_topology_keeps_wakes_and_polls_apart_from_niced_chunked_starts() -> None:
+    from bench.topology import roles
+
+    wakes, starts = roles("split", 2, starts_nice=10, split_chunk=16)
+
+    assert wakes.queues == ("runs.wakes", "celery", "runs.polls")
+    assert (wakes.nice, wakes.start_chunk) == (0, None)
+    assert starts.queues == ("runs.starts", "runs.tools")
+    assert (starts.nice, starts.start_chunk) == (10, 16)
+    assert [r.queues for r in roles("shared", 2, starts_nice=10, split_chunk=16)] == [None, None]
+    with pytest.raises(ValueError, match="at least 2 workers"):
+        roles("split", 1, starts_nice=10, split_chunk=16)
+
+
+def test_a_split_webhook_row_ends_every_run_and_says_where_detection_went(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("psutil", reason="psutil is not installed (pip install -e '.[test]')")
+    env = {**os.environ, "BENCH_DB_NAME": "runs_bench_smoke"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "bench", "--quick", "--ns", "4", "--strategies", "webhook",
+            "--topologies", "split", "--median-s", "1", "--max-s", "2", "--no-intake",
+            "--cap-s", "40", "--out", str(tmp_path),
+        ],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (row,) = json.loads((tmp_path / "quick.json").read_text())["scenarios"]
+    assert row["finished"] and row["topology"] == "split"
+    assert [r["name"] for r in row["roles"]] == ["wakes", "starts"]
+    assert row["webhook_legs"]["delivery_ms"]["count"] == 4
+    assert "split queues" in (tmp_path / "quick.md").read_text()

@@ -139,6 +139,27 @@ def test_the_other_tasks_go_with_their_kind(deployment, task, args, kind):
     assert deployment.only(deployment.queues[kind]) == [(task, list(args))]
 
 
+def test_several_tasks_sent_at_once_land_each_on_its_queue_in_order(deployment):
+    """``send_all`` (a chunk of starts arming their polls) goes through one producer and, on
+    Redis, one pipeline; what lands is what one ``send`` at a time would have sent."""
+    enqueue.send_all(
+        [
+            (enqueue.POLL_RUN, (1, 1), 30.0),
+            (enqueue.POLL_RUN, (2, 1), 30.0),
+            (enqueue.START_RUN, (3,), None),
+        ]
+    )
+
+    landed = deployment.landed()
+    assert landed[deployment.queues["poll"]] == [
+        ("runs.poll_run", [1, 1]),
+        ("runs.poll_run", [2, 1]),
+    ]
+    assert landed[deployment.queues["start"]] == [("runs.start_run", [3])]
+    raw = deployment.redis.lrange(deployment.queues["poll"], 0, -1)
+    assert all(json.loads(m)["headers"]["eta"] for m in raw)  # the countdown travelled
+
+
 def test_without_runs_queues_everything_stays_on_the_default_queue(
     deployment, active_run, settings
 ):

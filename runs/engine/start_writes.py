@@ -19,7 +19,7 @@ from ..states import transition_many
 from ..status import ACTIVE, EventSource, RunStatus
 from . import enqueue
 from .decisions import Counters, Move, Task
-from .writer import batched, counter_values, enqueue_now, move
+from .writer import batched, counter_values, enqueue_all, enqueue_now, move
 
 
 def started(
@@ -116,7 +116,15 @@ def started_many(items: list[Started]) -> set[int]:
     )
     ids = {pk for pk, _, _ in moved}
     if not batched():
-        for pk in ids:
-            hop = min(by_id[pk].first_poll_in_s, settings.RUNS_MAX_COUNTDOWN_S)
-            enqueue_now(Task(enqueue.POLL_RUN, (pk, by_id[pk].ticket), countdown=hop))
+        max_hop = settings.RUNS_MAX_COUNTDOWN_S
+        enqueue_all(
+            [
+                Task(
+                    enqueue.POLL_RUN,
+                    (pk, by_id[pk].ticket),
+                    countdown=min(by_id[pk].first_poll_in_s, max_hop),
+                )
+                for pk in sorted(ids)
+            ]
+        )
     return ids

@@ -30,13 +30,10 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, TypeVar
-
-from django.db import connections
+from typing import Any
 
 from .. import budget, deadline, metrics
 from ..backends.base import OutgoingMessage, RemoteState
@@ -48,11 +45,9 @@ from ..schedule import next_delay, schedule_for
 from ..status import ACTIVE, TERMINAL, EventSource, RunStatus, Strategy
 from . import answers, events, start_writes, writer
 from .decisions import Counters, Decision
+from .start_threads import on_threads
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass
@@ -169,7 +164,7 @@ def create_all(runs: Sequence[Run]) -> list[Created]:
                 continue
             done.messages, waiting = [m.pk for m in waiting], []
 
-    _on_threads(create_group, groups)
+    on_threads(create_group, groups)
     return [created[run.pk] for run in runs]
 
 
@@ -186,7 +181,7 @@ def _create_threads(groups: list[list[Run]], created: dict[int, Created]) -> Non
         except Exception as exc:  # noqa: BLE001 - the runs' error policy decides
             return exc
 
-    replies = _on_threads(create_thread, groups)
+    replies = on_threads(create_thread, groups)
     made = dict(zip([g[0].thread_id for g in groups], replies, strict=True))
     kept = Thread.objects.keep_remote_ids(
         {tid: rid for tid, rid in made.items() if isinstance(rid, str)}
@@ -198,23 +193,6 @@ def _create_threads(groups: list[list[Run]], created: dict[int, Created]) -> Non
                 created[run.pk].error = answer
             else:
                 run.thread_remote_id = kept[run.thread_id]
-
-
-def _on_threads(work: Callable[[T], R], items: list[T]) -> list[R]:
-    """``work`` over ``items`` on up to ``RUNS_START_CONCURRENCY`` threads, in order; API calls,
-    but a pool thread's connection (a backend's lazy relation) is closed after each item."""
-    threads = max(1, min(int(settings.RUNS_START_CONCURRENCY), len(items)))
-    if threads == 1:
-        return [work(item) for item in items]
-
-    def in_thread(item: T) -> R:
-        try:
-            return work(item)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="start-chunk") as pool:
-        return list(pool.map(in_thread, items))
 
 
 # --- the writes ---------------------------------------------------------------------------------
