@@ -411,17 +411,23 @@ def measure_intake(bench: Any, mode: dict[str, Any], progress: Progress) -> dict
 
 def ratios(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each strategy against the tutorial loop at the same N (or countdown polling without it)."""
-    from .scenario import LABELS, label
+    from .scenario import label
 
     out = []
     for n in sorted({s["n"] for s in scenarios}):
         at_n = {label(s): s for s in scenarios if s["n"] == n}
-        base_name = next(
-            (name for name in (LABELS["tutorial"], LABELS["countdown"]) if name in at_n), ""
+        base = next(
+            (
+                s
+                for kind in ("tutorial", "countdown")
+                for s in at_n.values()
+                if s["strategy"] == kind
+            ),
+            None,
         )
-        base = at_n.get(base_name)
         if base is None:
             continue
+        base_name = label(base)
 
         def cost(s: dict[str, Any], key: str) -> float:
             procs = s.get("processes", {})
@@ -438,7 +444,8 @@ def ratios(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "n": n,
                     "strategy": s["strategy"],
                     "topology": s.get("topology", "shared"),
-                    "baseline": base["strategy"],
+                    "poll_mode": s.get("poll_mode", "per_run"),
+                    "baseline": base_name,
                     "calls": div(s["calls_per_run"]["total"], base["calls_per_run"]["total"]),
                     "retrieves": div(
                         s["calls_per_run"]["retrieve"], base["calls_per_run"]["retrieve"]

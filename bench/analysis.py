@@ -67,11 +67,13 @@ def webhook_legs(
     objects: Mapping[str, Mapping[str, Any]],
     received: Mapping[str, float],
 ) -> dict[str, Any]:
-    """Webhook detection in two legs: the delivery (the simulator's terminal moment to our intake
-    storing the event) and ours after it (the stored event to the run's row terminal).
+    """Webhook detection in two legs: the delivery (the simulator's terminal moment to our view
+    stamping the event's ``received_at``, just before its INSERT) and ours after it (that stamp
+    to the run's row terminal: the INSERT, the wake's publish, the queue, the poll).
 
-    ``received`` maps a remote id to the epoch time its first event was stored. Which leg is long
-    says whether to look at the sender and the web process, or at the wake and the worker.
+    ``received`` maps a remote id to its first event's ``received_at`` (epoch). Which leg is long
+    says whether to look at the sender and the web process's queue of requests, or at our intake
+    statement, the wake and the worker.
     """
     delivery: list[float] = []
     ours: list[float] = []

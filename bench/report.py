@@ -143,6 +143,17 @@ def tick_lines(scenarios: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
+def _split_note(config: dict[str, Any]) -> str:
+    """How the "split queues" rows assigned their workers (bench/topology.py), if any ran."""
+    if "split" not in config.get("topologies", []):
+        return ""
+    return (
+        " Rows marked *split queues*: one worker on wakes, the default queue and scheduled "
+        "polls; the other on starts and tools, at nice "
+        f"{config.get('starts_nice')}, with RUNS_START_CHUNK {config.get('split_start_chunk')}."
+    )
+
+
 def leg_lines(scenarios: list[dict[str, Any]]) -> list[str]:
     """Webhook detection in its two legs (``analysis.webhook_legs``), per webhook row."""
     rows = [
@@ -196,8 +207,8 @@ def write_markdown(path: Path, results: dict[str, Any], title: str, plots: list[
         f"{results['config']['workers']} worker process(es) x {results['config']['threads']} "
         f"thread(s) (x {results['config'].get('threads_large')} threads for N > 1,000), "
         f"RUNS_START_CHUNK {results['config'].get('start_chunk', 1)}, "
-        "PostgreSQL, a private Redis; webhooks delivered by the simulator with no "
-        "added delay to uvicorn serving `project.asgi`.",
+        "PostgreSQL, a private Redis, beat; webhooks delivered by the simulator with no "
+        "added delay to uvicorn serving `project.asgi`." + _split_note(results["config"]),
         "",
         "## Results",
         "",

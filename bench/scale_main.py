@@ -105,19 +105,22 @@ def execute(bench: Bench, args: argparse.Namespace, console: Console, t0: float)
             cap = args.cap_s or max(p.duration_s for p in plans) + 120
             bench.workers, bench.threads = args.workers, args.threads or 8
             rows = []
-            for name in ("redis", "rabbitmq"):
-                broker = brokers[name]
-                saved = bench.env
-                bench.env = scale_out.broker_env(bench, broker)
-                try:
-                    with scale_out.on_broker(bench, broker):
-                        row = scenario.run_celery(bench, "countdown", plans, cap)
-                finally:
-                    bench.env = saved
-                row["broker"] = name
-                row["doubled"] = row["duplicate_creates"]
-                row["lost"] = row["n"] - row["terminal"]
-                rows.append(row)
+            for shape_name in args.topologies:  # bench/topology.py: which queues each worker takes
+                bench.topology = shape_name
+                for name in ("redis", "rabbitmq"):
+                    broker = brokers[name]
+                    saved = bench.env
+                    bench.env = scale_out.broker_env(bench, broker)
+                    try:
+                        with scale_out.on_broker(bench, broker):
+                            row = scenario.run_celery(bench, "countdown", plans, cap)
+                    finally:
+                        bench.env = saved
+                    row["broker"] = name
+                    row["doubled"] = row["duplicate_creates"]
+                    row["lost"] = row["n"] - row["terminal"]
+                    rows.append(row)
+            bench.topology = "shared"
             results["rabbit_1000"] = {"rows": rows, "shape": shape.as_dict()}
         if "tick" in args.parts:
             bench.workers, bench.threads = args.workers, args.threads or 8

@@ -60,29 +60,38 @@ def rabbit_lines(section: dict[str, Any]) -> list[str]:
         "| load 1 min (start → end) |",
         "|" + "---|" * 11,
     ]
-    base = next((r for r in section["rows"] if r["broker"] == "redis"), None)
     for r in section["rows"]:
         poll = (r.get("tasks") or {}).get("poll_run") or {}
         wall = r.get("wall_s")
         x = f" ({wall / r['longest_run_s']:.2f}x)" if wall else ""
         lines.append(
-            f"| {r['broker']} | {r['n']:,} | {r['terminal']:,} | {r['lost']} | {r['doubled']} | "
+            f"| {_broker(r)} | {r['n']:,} | {r['terminal']:,} | {r['lost']} | {r['doubled']} | "
             f"{_failures(r)} | {r['calls_per_run']['retrieve']:.2f} "
             f"({r['schedule_predicts_retrieves_per_run']:.2f}) | "
             f"{_f(r['detection_ms']['p50'])} / {_f(r['detection_ms']['p99'])} ms | "
             f"{_f((poll.get('lateness_ms') or {}).get('p99'), ' ms')} | {_f(wall)}{x} | "
             f"{load_cell(r.get('load'))} |"
         )
-    rabbit = next((r for r in section["rows"] if r["broker"] == "rabbitmq"), None)
-    if base and rabbit and base.get("wall_s") and rabbit.get("wall_s"):
-        lines += [
-            "",
-            "RabbitMQ against Redis in the same invocation: retrieves per run "
-            f"{rabbit['calls_per_run']['retrieve'] / base['calls_per_run']['retrieve']:.2f}x, "
-            f"detection p99 {_ratio(rabbit['detection_ms']['p99'], base['detection_ms']['p99'])}, "
-            f"wall {rabbit['wall_s'] / base['wall_s']:.2f}x.",
-        ]
+    for shape in dict.fromkeys(r.get("topology", "shared") for r in section["rows"]):
+        at = [r for r in section["rows"] if r.get("topology", "shared") == shape]
+        base = next((r for r in at if r["broker"] == "redis"), None)
+        rabbit = next((r for r in at if r["broker"] == "rabbitmq"), None)
+        if base and rabbit and base.get("wall_s") and rabbit.get("wall_s"):
+            retrieves = rabbit["calls_per_run"]["retrieve"] / base["calls_per_run"]["retrieve"]
+            p99 = _ratio(rabbit["detection_ms"]["p99"], base["detection_ms"]["p99"])
+            lines += [
+                "",
+                f"RabbitMQ against Redis in the same invocation ({shape} queues): retrieves per "
+                f"run {retrieves:.2f}x, detection p99 {p99}, "
+                f"wall {rabbit['wall_s'] / base['wall_s']:.2f}x.",
+            ]
     return lines
+
+
+def _broker(row: dict[str, Any]) -> str:
+    """The broker, with the queue topology where workers do not all take every queue."""
+    shape = row.get("topology", "shared")
+    return row["broker"] if shape == "shared" else f"{row['broker']}, {shape} queues"
 
 
 def _ratio(a: float | None, b: float | None) -> str:

@@ -55,7 +55,7 @@ def _queues() -> dict[str, str]:
 
     from project.celery import app
 
-    named = dict(settings.RUNS_QUEUES)
+    named = {kind: name for kind, name in dict(settings.RUNS_QUEUES).items() if name}
     if len(named) != 4:
         raise ValueError("the split topology needs RUNS_QUEUE_PREFIX set (a queue per kind)")
     return {**named, "default": app.conf.task_default_queue}

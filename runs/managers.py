@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import connections, models
 from django.utils import timezone
 
@@ -19,60 +20,76 @@ class EachQuerySet(models.QuerySet):
         resolving those expressions was a third of a chunked start's CPU (a py-spy profile of
         the start worker). On PostgreSQL this is one ``UPDATE ... FROM unnest(...)``: a column
         is an array of the column's type, each value prepared by its field as the ORM would.
-        Elsewhere, and for a value that is an expression, it is ``bulk_update`` itself. Either
-        way the queryset's own filters still apply (``filter(remote_id="").update_each(...)``
-        skips rows that have one). Returns the rows updated.
+        Everywhere else ``bulk_update`` itself: another database, a value that is an
+        expression, an array field, a pk given twice, a queryset with joins, slices or a filter
+        that matches nothing or everything. Either way the queryset's own filters still apply
+        (``filter(remote_id="").update_each(...)`` skips rows that have one). Returns the rows
+        updated.
         """
         if not objs:
             return 0
+        if any(obj.pk is None for obj in objs):
+            raise ValueError("All update_each() objects must have a primary key set.")
+        self._for_write = True
         connection = connections[self.db]
-        values = [
-            [getattr(obj, self.model._meta.get_field(f).attname) for f in fields] for obj in objs
-        ]
-        if (
-            connection.vendor != "postgresql"
-            or len(self.query.alias_map) > 1
-            or any(hasattr(v, "resolve_expression") for row in values for v in row)
-        ):
-            return self.bulk_update(objs, fields)
-        return self._update_from_values(connection, objs, fields, values)
+        columns = [self.model._meta.get_field(f) for f in fields]
+        values = [[getattr(obj, c.attname) for c in columns] for obj in objs]
+        simple = (
+            connection.vendor == "postgresql"
+            and len(self.query.alias_map) <= 1
+            and not self.query.is_sliced
+            and len({obj.pk for obj in objs}) == len(objs)
+            and not any(c.db_type(connection).endswith("]") for c in columns)
+            and not any(hasattr(v, "resolve_expression") for row in values for v in row)
+        )
+        if simple:
+            try:
+                return self._update_from_arrays(connection, objs, columns, values)
+            except (EmptyResultSet, FullResultSet):  # a filter Django decides without SQL
+                pass
+        return self.bulk_update(objs, fields)
 
-    def _update_from_values(
+    def _update_from_arrays(
         self,
         connection: Any,
         objs: Sequence[models.Model],
-        fields: Sequence[str],
+        columns: list[models.Field],
         values: list[list[Any]],
     ) -> int:
         meta = self.model._meta
         qn = connection.ops.quote_name
         pk = meta.pk
-        columns = [meta.get_field(f) for f in fields]
         table = qn(meta.db_table)
-        # A column an array: one parameter per column whatever the number of rows, so the
-        # statement's text is the same for every chunk and psycopg parses it once (it caches
-        # statements of at most 50 parameters).
+        where, where_params = "", []
+        if self.query.where:
+            compiled, where_params = self.query.get_compiler(self.db).compile(self.query.where)
+            where = f" AND {compiled}"
+        # A column an array: one parameter per column whatever the number of rows, so psycopg
+        # splits the statement's placeholders once and caches that (it does for statements of at
+        # most 50 parameters; one per value did not). Each array is cast to the column's type
+        # without a length (``_unbounded``), so a value too long for its column is an error on
+        # assignment, as the ORM's own UPDATE makes it, instead of being cut by the cast.
         arrays: list[list[Any]] = [[pk.get_db_prep_value(obj.pk, connection) for obj in objs]]
         arrays += [
             [c.get_db_prep_save(row[i], connection) for row in values]
             for i, c in enumerate(columns)
         ]
         names = [qn(pk.column), *(qn(c.column) for c in columns)]
-        types = [pk.rel_db_type(connection), *(c.db_type(connection) for c in columns)]
+        types = [pk.rel_db_type(connection), *(_unbounded(c.db_type(connection)) for c in columns)]
         unnest = ", ".join(f"%s::{t}[]" for t in types)
         sets = ", ".join(f"{qn(c.column)} = v.{qn(c.column)}" for c in columns)
         sql = (
             f"UPDATE {table} SET {sets} FROM unnest({unnest}) AS v({', '.join(names)}) "
-            f"WHERE {table}.{qn(pk.column)} = v.{qn(pk.column)}"
+            f"WHERE {table}.{qn(pk.column)} = v.{qn(pk.column)}{where}"
         )
-        params: list[Any] = list(arrays)
-        if self.query.where:
-            where, where_params = self.query.get_compiler(self.db).compile(self.query.where)
-            sql += f" AND {where}"
-            params.extend(where_params)
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, [*arrays, *where_params])
             return cursor.rowcount
+
+
+def _unbounded(db_type: str) -> str:
+    """``varchar(128)`` -> ``varchar``: an explicit cast to a bounded type cuts a long value."""
+    return "varchar" if db_type.startswith("varchar(") else db_type
 
 
 class RunQuerySet(EachQuerySet):

@@ -56,6 +56,22 @@ def test_a_pending_run_whose_start_was_lost_is_started(run_row, sent_tasks, sett
     assert sent_tasks == [("runs.start_run", (lost.pk,), None)]
 
 
+def test_a_start_still_queued_is_resent_once_per_grace_not_every_sweep(
+    run_row, sent_tasks, settings
+):
+    """Behind a backlog of starts, the re-sent message may itself wait in the queue: the next
+    sweep leaves the run alone until the re-send is a grace late too."""
+    settings.RUNS_SWEEP_GRACE_S = 10
+    waiting = run_row("pending")
+    Run.objects.filter(pk=waiting.pk).update(created_at=ago(60))
+
+    assert sweep().restarted == 1
+    assert sweep().restarted == 0  # the next sweep, seconds later
+    Run.objects.filter(pk=waiting.pk).update(next_poll_at=ago(11))
+    assert sweep().restarted == 1
+    assert [name for name, *_ in sent_tasks] == ["runs.start_run", "runs.start_run"]
+
+
 def test_a_stale_start_claim_is_released_once(run_row, sent_tasks, settings):
     settings.RUNS_CLAIM_TIMEOUT_S = 120
     stale = run_row("pending", start_claimed_at=ago(600))

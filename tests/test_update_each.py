@@ -1,7 +1,7 @@
 """``update_each``: each row its own values in one statement, as ``bulk_update`` would write them.
 
-On PostgreSQL it is one ``UPDATE ... FROM (VALUES ...)`` (the chunked start's and the batched
-poll's writes go through it); elsewhere, and for an expression, ``bulk_update`` itself. These
+On PostgreSQL it is one ``UPDATE ... FROM unnest(...)`` (a chunked start's writes go through
+it); elsewhere, and wherever that form would differ, ``bulk_update`` itself. These
 run on whichever database the suite has, so both paths are covered where both are available.
 """
 
@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.db import DataError, connection, transaction
 from django.db.models import F
 
 from runs.models import Run, Thread
@@ -75,3 +76,30 @@ def test_keep_remote_ids_keeps_the_first_id_saved():
     kept = Thread.objects.keep_remote_ids({saved.pk: "conv_late", bare.pk: "conv_new"})
 
     assert kept == {saved.pk: "conv_first", bare.pk: "conv_new"}
+
+
+def test_a_value_too_long_for_its_column_is_an_error_not_cut(run_row):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite does not enforce a column's length")
+    run = run_row()
+    run.remote_id = "r" * 200  # the column holds 128
+
+    with pytest.raises(DataError), transaction.atomic():
+        Run.objects.update_each([run], ["remote_id"])
+
+    assert Run.objects.get(pk=run.pk).remote_id == ""
+
+
+def test_a_pk_given_twice_and_a_filter_matching_nothing_behave_as_bulk_update(run_row):
+    run = run_row()
+    first, second = Run(pk=run.pk, remote_id="resp_1"), Run(pk=run.pk, remote_id="resp_2")
+
+    Run.objects.update_each([first, second], ["remote_id"])
+    assert Run.objects.get(pk=run.pk).remote_id == "resp_1"  # bulk_update: the first wins
+    assert Run.objects.filter(pk__in=[]).update_each([second], ["remote_id"]) == 0
+    assert Run.objects.get(pk=run.pk).remote_id == "resp_1"
+
+
+def test_an_object_without_a_primary_key_is_refused():
+    with pytest.raises(ValueError, match="primary key"):
+        Run.objects.update_each([Run(remote_id="resp_1")], ["remote_id"])

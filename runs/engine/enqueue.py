@@ -95,8 +95,11 @@ def send_all(tasks: Sequence[tuple[str, tuple[Any, ...], float | None]]) -> None
     (kombu's ``Producer.batch``, a pipeline; other brokers publish each message as it comes).
 
     Why: a chunk of starts arms a poll per run, and a publish each, with a Redis client made for
-    every one, was a fifth of a chunked start's CPU. If the batch fails, none of its messages
-    are sent and the error propagates, as a failed ``send`` would.
+    every one, was a fifth of a chunked start's CPU. A failure propagates as a failed ``send``
+    would; which of the batch's messages landed is then uncertain (kombu's pipeline is not a
+    transaction), and Celery's publish retry does not apply to the flush. Either way nothing is
+    stranded: a run whose poll was not sent is overdue after ``RUNS_SWEEP_GRACE_S`` and the
+    sweep wakes it, and a poll sent twice holds a ticket only one can use.
     """
     if len(tasks) <= 1:
         for name, args, countdown in tasks:
