@@ -77,20 +77,18 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
         report.expired += writer.apply(expiry.expire(run))
 
     # A pending run's next_poll_at is its next start attempt (a retry or a budget deferral).
-    lost_starts = (
-        Run.objects.filter(status=RunStatus.PENDING, start_claimed_at__isnull=True)
-        .filter(
-            Q(next_poll_at__isnull=True, created_at__lt=now - grace)
-            | Q(next_poll_at__lt=now - grace)
-        )
-        .values_list("pk", flat=True)[:batch]
+    lost_starts = Run.objects.filter(
+        status=RunStatus.PENDING, start_claimed_at__isnull=True
+    ).filter(
+        Q(next_poll_at__isnull=True, created_at__lt=now - grace) | Q(next_poll_at__lt=now - grace)
     )
-    resent = list(lost_starts)
+    resent = list(lost_starts.values_list("pk", flat=True)[:batch])
     if resent:
         # Due now: the next sweep sends another only once this one is a grace late too. Without
         # the stamp every sweep re-sent every start still queued behind a backlog (1,832 start
         # tasks for 1,000 runs in a bench with beat running), load that grew with the backlog.
-        Run.objects.filter(pk__in=resent, status=RunStatus.PENDING).update(next_poll_at=now)
+        # The same conditions again: a run claimed or deferred meanwhile keeps its own stamp.
+        lost_starts.filter(pk__in=resent).update(next_poll_at=now)
     for run_id in resent:
         writer.enqueue_now(Task(enqueue.START_RUN, (run_id,)))
         report.restarted += 1
