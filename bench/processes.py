@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from runs_dev.processes import ChildFailed, stop, uvicorn_args, wait_for_port
+from runs_dev.processes import ChildFailed, beat_args, stop, uvicorn_args, wait_for_port
 
 from .topology import Role
 
@@ -115,15 +115,7 @@ def start_node(
 def start_beat(stack: ExitStack, env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
     """Celery beat (the sweep; ``runs.poll_due`` in batched polling), its schedule file and log
     in ``workdir``; stopped with ``stack``."""
-    return spawn(
-        stack,
-        [
-            "-m", "celery", "-A", "project", "beat", "--loglevel", "WARNING",
-            "--schedule", str(workdir / "celerybeat-schedule"),
-        ],
-        env,
-        workdir / "beat.log",
-    )  # fmt: skip
+    return spawn(stack, beat_args(workdir), env, workdir / "beat.log")
 
 
 def wait_workers(app: object, workers: list[tuple[subprocess.Popen[bytes], str]]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .load import cell as load_cell
+from .topology import notes
 
 
 def _f(value: Any, suffix: str = "") -> str:
@@ -89,9 +90,8 @@ def rabbit_lines(section: dict[str, Any]) -> list[str]:
 
 
 def _broker(row: dict[str, Any]) -> str:
-    """The broker, with the queue topology where workers do not all take every queue."""
-    shape = row.get("topology", "shared")
-    return row["broker"] if shape == "shared" else f"{row['broker']}, {shape} queues"
+    """The broker, with the queue topology and poll mode where not the defaults."""
+    return ", ".join([row["broker"], *notes(row)])
 
 
 def _ratio(a: float | None, b: float | None) -> str:

@@ -41,13 +41,8 @@ LABELS = {
 
 
 def label(scenario: dict[str, Any]) -> str:
-    """A row's name: its strategy, and its topology where not every worker takes every queue."""
-    name = LABELS[scenario["strategy"]]
-    if (shape := scenario.get("topology", "shared")) != "shared":
-        name += f", {shape} queues"
-    if scenario.get("poll_mode", "per_run") != "per_run":
-        name += f", {scenario['poll_mode']} polls"
-    return name
+    """A row's name: its strategy, and its topology and poll mode where not the defaults."""
+    return ", ".join([LABELS[scenario["strategy"]], *topology.notes(scenario)])
 
 
 @dataclass

@@ -16,6 +16,7 @@ assigned", so the assignment is a variable to measure, not a given:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 TOPOLOGIES = ("shared", "split")
 
@@ -31,6 +32,14 @@ class Role:
     nice: int = 0
     #: ``RUNS_START_CHUNK`` for this worker; ``None`` keeps the invocation's.
     start_chunk: int | None = None
+
+
+def notes(row: dict[str, Any]) -> list[str]:
+    """How a result row ran where not as by default: ``["split queues", "batched polls"]``."""
+    shape, mode = row.get("topology", "shared"), row.get("poll_mode", "per_run")
+    return ([] if shape == "shared" else [f"{shape} queues"]) + (
+        [] if mode == "per_run" else [f"{mode} polls"]
+    )
 
 
 def roles(topology: str, workers: int, *, starts_nice: int, split_chunk: int) -> list[Role]:

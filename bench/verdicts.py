@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .topology import notes
+
 #: The simulator is judged overloaded when its health probe (sampled every 0.5 s) is slow as a
 #: rule (p50) or often (p99), or its CPU time is this share of the scenario's wall time (one
 #: process, one core: it cannot do more). A lone spike while 1,000 threads connect at once is not
@@ -36,11 +38,8 @@ def _find(scenarios: list[dict[str, Any]], strategy: str, n: int) -> dict[str, A
 
 def _at(s: dict[str, Any]) -> str:
     """``N=1000``, with the queue topology and poll mode where a row has its own."""
-    shape, mode = s.get("topology", "shared"), s.get("poll_mode", "per_run")
-    notes = ([] if shape == "shared" else [f"{shape} queues"]) + (
-        [] if mode == "per_run" else [f"{mode} polls"]
-    )
-    return f"N={s['n']}" + (f" ({', '.join(notes)})" if notes else "")
+    found = notes(s)
+    return f"N={s['n']}" + (f" ({', '.join(found)})" if found else "")
 
 
 def aims(results: dict[str, Any]) -> list[dict[str, Any]]:

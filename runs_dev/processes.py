@@ -103,21 +103,16 @@ def start_worker(
 def start_beat(env: Mapping[str, str], schedule_dir: Path) -> subprocess.Popen[bytes]:
     """Celery beat (the recovery sweep), with its schedule file in ``schedule_dir``."""
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "project",
-            "beat",
-            "--loglevel",
-            "WARNING",
-            "--schedule",
-            str(schedule_dir / "celerybeat-schedule"),
-        ],
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
+        [sys.executable, *beat_args(schedule_dir)], env=dict(env), stdin=subprocess.DEVNULL
     )
+
+
+def beat_args(schedule_dir: Path) -> list[str]:
+    """``python`` arguments that run Celery beat with its schedule file in ``schedule_dir``."""
+    return [
+        "-m", "celery", "-A", "project", "beat", "--loglevel", "WARNING",
+        "--schedule", str(schedule_dir / "celerybeat-schedule"),
+    ]  # fmt: skip
 
 
 def uvicorn_args(port: int, workers: int = 1) -> list[str]:
