@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup constraints migrate demo test lint format simulator worker worker-wakes worker-starts \
 	beat flower clean \
-	bench bench-quick bench-webhooks bench-scale-out bench-cost bench-setup
+	bench bench-quick bench-scorecard bench-strategies bench-webhooks bench-scale-out bench-cost \
+	bench-setup
 
 setup: $(STAMP)
 
@@ -85,15 +86,19 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
 bench-quick: bench-setup   # under 3 minutes: N=100, four strategies -> docs/bench/quick.json
 	$(BIN)/python -m bench --quick
 
+# Everything: issue 13's scorecard, the four strategies compared, the cost modes.
+bench: bench-scorecard bench-strategies bench-cost
+
+# Issue 13's figures in one run (N = 1,000 on both queue topologies, intake, N = 10,000, the
+# start rate, two nodes vs one, RabbitMQ, the tick rate), each against a baseline from the same
+# run, with the load -> docs/bench/scorecard/scorecard.{json,md} and each part's own report.
+bench-scorecard: bench-setup
+	$(BIN)/python -m bench.scorecard
+
 # N = 100, 1,000, 10,000, each Celery row on both queue topologies (every worker on every queue;
-# wakes and polls apart from niced, chunked starts) -> docs/bench/results.{json,md} + plots; then
-# bench-scale-out's, the start rate against a bare SDK loop (docs/bench/start_rate.*) and
-# bench-cost's figures.
-bench: bench-setup
+# wakes and polls apart from niced, chunked starts) -> docs/bench/results.{json,md} + plots.
+bench-strategies: bench-setup
 	$(BIN)/python -m bench --full --topologies shared split
-	$(BIN)/python -m bench --scale-out
-	$(BIN)/python -m bench.start_rate
-	$(BIN)/python -m bench.cost_modes
 
 bench-webhooks: bench-setup  # issue 5's figures: 200 runs polled vs by webhook, intake
 	$(BIN)/python -m bench --webhooks

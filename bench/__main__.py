@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .processes import ROOT
 from .topology import TOPOLOGIES
+from .workload import DURATIONS
 
 OUT = ROOT / "docs" / "bench"
 
@@ -90,6 +91,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--median-s", type=float, default=8.0, help="median run duration")
     parser.add_argument("--max-s", type=float, default=None, help="clip durations here")
+    parser.add_argument(
+        "--min-s", type=float, default=None, help="shortest duration (default: 1 s or the median)"
+    )
+    parser.add_argument(
+        "--durations",
+        choices=DURATIONS,
+        default="lognormal",
+        help="uniform: every duration equally likely in [--min-s, --max-s] (issue 13's workload)",
+    )
     parser.add_argument(
         "--tool-share",
         type=float,
@@ -279,8 +289,9 @@ def execute(
     shape = Shape(
         median_s=args.median_s,
         max_s=args.max_s or mode["max_s"],
-        min_s=min(1.0, args.median_s),
+        min_s=args.min_s if args.min_s is not None else min(1.0, args.median_s),
         tool_share=args.tool_share,
+        durations=args.durations,
     )
     ns = args.ns or mode["ns"]
     strategies = tuple(args.strategies or mode["strategies"])

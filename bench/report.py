@@ -200,8 +200,7 @@ def write_markdown(path: Path, results: dict[str, Any], title: str, plots: list[
         "same invocation, one after another, against the same simulator; the machine is shared "
         "with other work, so read the **ratios**, not the absolute numbers.",
         "",
-        f"Workload: N runs, log-normal durations (median {w['median_s']} s, sigma {w['sigma']}, "
-        f"clipped to [{w['min_s']}, {w['max_s']}] s), 90% completed, 4% failed, 3% incomplete, "
+        f"Workload: N runs, {_durations(w)}, 90% completed, 4% failed, 3% incomplete, "
         f"3% cancelled; tool-call share {w['tool_share']:.0%}. Price ${results['price_per_call']} "
         "per API call. Celery strategies: "
         f"{results['config']['workers']} worker process(es) x {results['config']['threads']} "
@@ -247,3 +246,12 @@ def write_markdown(path: Path, results: dict[str, Any], title: str, plots: list[
         "",
     ]
     path.write_text("\n".join(lines))
+
+
+def _durations(w: dict[str, Any]) -> str:
+    if w.get("durations") == "uniform":
+        return f"durations uniform in [{w['min_s']}, {w['max_s']}] s"
+    return (
+        f"log-normal durations (median {w['median_s']} s, sigma {w['sigma']}, "
+        f"clipped to [{w['min_s']}, {w['max_s']}] s)"
+    )

@@ -153,7 +153,7 @@ def ours(
             processes.stop(process)
     elapsed = last.timestamp() - began if submitted else float("inf")
     side = f"start_run.delay + workers ({strategy}, chunk {chunk})"
-    return {"side": side, "n": n, "submitted": submitted, "chunk": chunk,
+    return {"side": side, "strategy": strategy, "n": n, "submitted": submitted, "chunk": chunk,
             "threads": args.workers * args.threads, "elapsed_s": round(elapsed, 2),
             "starts_per_s": round(submitted / elapsed, 1), "load": load.stop()}  # fmt: skip
 

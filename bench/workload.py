@@ -1,4 +1,4 @@
-"""The one workload every strategy runs: N runs, log-normal durations, some failures.
+"""The one workload every strategy runs: N runs, log-normal or uniform durations, some failures.
 
 Per-run behaviour is fixed by the simulator's metadata knobs (``sim_duration_s``,
 ``sim_outcome``, ``sim_tool_rounds``), so every strategy faces exactly the same runs and the
@@ -15,17 +15,33 @@ from dataclasses import asdict, dataclass
 TOOL_NAME = "add"
 #: Remote outcomes besides ``completed`` and their shares ("some failures").
 FAILURE_SHARES = {"failed": 0.04, "incomplete": 0.03, "cancelled": 0.03}
+DURATIONS = ("lognormal", "uniform")
 
 
 @dataclass(frozen=True)
 class Shape:
-    """The duration distribution: log-normal around a median, clipped."""
+    """The duration distribution: log-normal around a median, clipped; or uniform in
+    [min_s, max_s] (issue 13's workload, "runs of 5-20 s"), where the median and sigma are unused.
+    """
 
     median_s: float = 8.0
     sigma: float = 0.4
     min_s: float = 1.0
     max_s: float = 40.0
     tool_share: float = 0.0
+    durations: str = "lognormal"
+
+    def __post_init__(self) -> None:
+        if self.durations not in DURATIONS:
+            raise ValueError(f"durations must be one of {DURATIONS}, not {self.durations!r}")
+        if self.min_s > self.max_s:
+            raise ValueError(f"min_s ({self.min_s}) is above max_s ({self.max_s})")
+
+    def draw(self, rng: random.Random) -> float:
+        if self.durations == "uniform":
+            return rng.uniform(self.min_s, self.max_s)
+        duration = math.exp(rng.gauss(math.log(self.median_s), self.sigma))
+        return min(max(duration, self.min_s), self.max_s)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -57,14 +73,13 @@ class Plan:
 
 
 def make_workload(n: int, seed: int, shape: Shape) -> list[Plan]:
-    """``n`` plans: durations ~ LogNormal(ln(median), sigma) clipped, outcomes by share."""
+    """``n`` plans: durations drawn by ``shape``, outcomes by share."""
     if n < 1:
         raise ValueError("a workload needs at least one run")
     rng = random.Random(seed)
     plans: list[Plan] = []
     for i in range(n):
-        duration = math.exp(rng.gauss(math.log(shape.median_s), shape.sigma))
-        duration = min(max(duration, shape.min_s), shape.max_s)
+        duration = shape.draw(rng)
         draw, outcome = rng.random(), "completed"
         for name, share in FAILURE_SHARES.items():
             if draw < share:

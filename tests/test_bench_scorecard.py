@@ -1,0 +1,132 @@
+"""The scorecard of ``make bench`` (``bench/scorecard.py``): issue 13's aims, judged from the
+reports one run wrote, each figure beside a baseline from the same run and the load it ran under.
+
+These read synthetic reports; the parts that write real ones have their own smoke tests
+(tests/test_bench.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import scorecard
+from bench.workload import Shape, make_workload
+
+BUSY = {"load1_start": 3.0, "load1_end": 5.0, "load1": 5.0, "cores": 2, "over": True}
+CALM = {"load1_start": 0.4, "load1_end": 1.1, "load1": 1.1, "cores": 2, "over": False}
+
+
+def scenario(strategy: str, p99: float, wall_s: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "n": 1000,
+        "strategy": strategy,
+        "topology": "shared",
+        "terminal": 1000,
+        "finished": True,
+        "detection_ms": {"p99": p99},
+        "wall_s": wall_s,
+        "longest_run_s": 20.0,
+        "load": CALM,
+        **extra,
+    }
+
+
+def write_reports(out: Path) -> None:
+    n1000 = {
+        "scenarios": [
+            scenario("tutorial", 7000.0, 24.0),
+            scenario("webhook", 200.0, 23.0),
+            scenario("webhook", 900.0, 30.0, topology="split", load=BUSY),
+            scenario("countdown", 6500.0, 26.0),
+        ],
+        "intake": {"http": {"signed_per_s": 130.0, "bare_per_s": 150.0, "ratio": 0.867}},
+    }
+    n10000 = {
+        "scenarios": [
+            scenario(
+                "webhook", 800.0, 120.0, n=10000, terminal=10000, topology="split",
+                start_lag_ms={"max": 100000.0},
+                processes={"worker": {"cpu_s": 180.0}, "web": {"cpu_s": 30.0}},
+                sim_pace={"probe_rtt_ms": {"p50": 2.0, "p99": 20.0}},
+            )
+        ]
+    }  # fmt: skip
+    pair = {
+        "bare": {"starts_per_s": 200.0, "threads": 16},
+        "ours": {"strategy": "webhook", "n": 1000, "submitted": 1000, "chunk": 16,
+                 "threads": 16, "starts_per_s": 120.0, "load": CALM},
+    }  # fmt: skip
+    for part, report in (("n1000", n1000), ("n10000", n10000), ("start_rate", {"pairs": [pair]})):
+        path = out / scorecard.REPORTS[part]
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(report))
+
+
+def test_the_issues_workload_draws_durations_uniformly_between_its_bounds() -> None:
+    shape = Shape(durations="uniform", min_s=5.0, max_s=20.0)
+    durations = [p.duration_s for p in make_workload(1000, 7, shape)]
+    assert 5.0 <= min(durations) < 6.0 and 19.0 < max(durations) <= 20.0
+    assert 400 < sum(1 for d in durations if d < 12.5) < 600
+    with pytest.raises(ValueError, match="durations must be one of"):
+        Shape(durations="normal")
+    with pytest.raises(ValueError, match="above max_s"):
+        Shape(min_s=30.0, max_s=20.0)
+
+
+def test_every_part_runs_the_issues_workload_and_reports_where_the_scorecard_reads(
+    tmp_path: Path,
+) -> None:
+    commands = scorecard.commands(tmp_path)
+    assert set(commands) == set(scorecard.PARTS) == set(scorecard.REPORTS)
+    for part in ("n1000", "n10000"):
+        argv = " ".join(commands[part])
+        assert "--durations uniform --min-s 5 --max-s 20" in argv
+        assert "--threads 8" in argv
+    for part, argv in commands.items():
+        out = Path(argv[argv.index("--out") + 1])
+        report = tmp_path / scorecard.REPORTS[part]
+        assert report.is_relative_to(out) or report.with_suffix("") == out
+
+
+def test_each_aim_is_judged_against_a_baseline_from_the_same_run(tmp_path: Path) -> None:
+    write_reports(tmp_path)
+    assert scorecard.main(["--compile-only", "--out", str(tmp_path)]) == 0
+    card = json.loads((tmp_path / "scorecard.json").read_text())
+    rows = card["rows"]
+
+    fast, slow = [r for r in rows if "detection p99 <= 250 ms" in r["aim"]]
+    assert (fast["met"], slow["met"]) == (True, False)
+    assert (
+        fast["ratio"] == round(200 / 7000, 3) and "tutorial loop p99 7,000 ms" in fast["baseline"]
+    )
+    assert slow["where"] == "N=1,000, split queues" and slow["load"]["over"]
+
+    ended = [r for r in rows if "all ended" in r["aim"]]
+    assert [r["met"] for r in ended] == [True, False]  # 23/20 = 1.15x; 30/20 = 1.5x
+    polled = next(r for r in rows if "by polling" in r["aim"])
+    assert polled["met"] is False  # 6.5 s > the cap + 1 s
+    intake = next(r for r in rows if r["aim"].startswith("Intake"))
+    assert intake["met"] and intake["ratio"] == 0.867
+    start = next(r for r in rows if r["aim"].startswith("Start throughput"))
+    assert start["met"] and start["ratio"] == 0.6
+
+    big = [r for r in rows if r["aim"].startswith("N = 10,000")]
+    assert [r["met"] for r in big] == [True, True, None, None]
+    assert big[1]["baseline"] == "the same row at N=1,000: 900 ms"
+    assert big[2]["measured"] == "100.0 starts/s" and big[2]["ratio"] == 0.5
+    assert big[3]["measured"].startswith("cores used: worker 1.50, web 0.25")
+
+    page = (tmp_path / "scorecard.md").read_text()
+    assert "**6 of 9 aims met.**" in page
+    assert "⚠ load 5.0 > 2 cores" in page
+
+
+def test_a_part_missing_from_the_run_leaves_its_rows_out_rather_than_failing(
+    tmp_path: Path,
+) -> None:
+    assert scorecard.main(["--compile-only", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "scorecard.json").read_text())["rows"] == []
