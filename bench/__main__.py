@@ -108,6 +108,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
     parser.add_argument(
+        "--web-workers", type=int, default=2, help="uvicorn processes serving the webhook intake"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -256,6 +259,7 @@ def scale_out(
         worker_db_url=env["BENCH_WORKER_DATABASE_URL"],
         starts_nice=args.starts_nice,
         split_chunk=args.split_start_chunk,
+        web_workers=args.web_workers,
     )
     return scale_main.execute(bench, args, console, t0)
 
@@ -317,6 +321,7 @@ def execute(
             "split_start_chunk": args.split_start_chunk,
             "poll_modes": list(args.poll_modes),
             "workers": args.workers,
+            "web_workers": args.web_workers,
             "threads": threads,
             "seed": args.seed,
             "webhook_delay_s": 0.0,
@@ -346,6 +351,7 @@ def execute(
         worker_db_url=env["BENCH_WORKER_DATABASE_URL"],
         starts_nice=args.starts_nice,
         split_chunk=args.split_start_chunk,
+        web_workers=args.web_workers,
     )
     with progress:
         for n in ns:

@@ -207,7 +207,9 @@ def write_markdown(path: Path, results: dict[str, Any], title: str, plots: list[
         f"thread(s) (x {results['config'].get('threads_large')} threads for N > 1,000), "
         f"RUNS_START_CHUNK {results['config'].get('start_chunk', 1)}, "
         "PostgreSQL, a private Redis, beat; webhooks delivered by the simulator with no "
-        "added delay to uvicorn serving `project.asgi`." + _split_note(results["config"]),
+        f"added delay to uvicorn serving `project.asgi` "
+        f"({results['config'].get('web_workers', 1)} process(es))."
+        + _split_note(results["config"]),
         "",
         "## Results",
         "",

@@ -9,6 +9,7 @@ tick against a bare countdown task. ``--parts`` runs a subset (the smoke test ru
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from datetime import UTC, datetime
@@ -100,27 +101,29 @@ def execute(bench: Bench, args: argparse.Namespace, console: Console, t0: float)
                 "ratios": ratios,
             }
         if "rabbit" in args.parts:
-            shape = Shape(median_s=8.0, max_s=20.0, min_s=5.0)
+            shape = Shape(durations="uniform", min_s=5.0, max_s=20.0)  # the workload
             plans = make_workload(args.rabbit_n, args.seed, shape)
             cap = args.cap_s or max(p.duration_s for p in plans) + 120
             bench.workers, bench.threads = args.workers, args.threads or 8
             rows = []
-            for shape_name in args.topologies:  # bench/topology.py: which queues each worker takes
-                bench.topology = shape_name
-                for name in ("redis", "rabbitmq"):
-                    broker = brokers[name]
-                    saved = bench.env
-                    bench.env = scale_out.broker_env(bench, broker)
-                    try:
-                        with scale_out.on_broker(bench, broker):
-                            row = scenario.run_celery(bench, "countdown", plans, cap)
-                    finally:
-                        bench.env = saved
-                    row["broker"] = name
-                    row["doubled"] = row["duplicate_creates"]
-                    row["lost"] = row["n"] - row["terminal"]
-                    rows.append(row)
-            bench.topology = "shared"
+            # bench/topology.py: which queues each worker takes; then RUNS_POLL_MODE.
+            for topology, poll_mode, name in itertools.product(
+                args.topologies, args.poll_modes, ("redis", "rabbitmq")
+            ):
+                bench.topology, bench.poll_mode = topology, poll_mode
+                broker = brokers[name]
+                saved = bench.env
+                bench.env = scale_out.broker_env(bench, broker)
+                try:
+                    with scale_out.on_broker(bench, broker):
+                        row = scenario.run_celery(bench, "countdown", plans, cap)
+                finally:
+                    bench.env = saved
+                row["broker"] = name
+                row["doubled"] = row["duplicate_creates"]
+                row["lost"] = row["n"] - row["terminal"]
+                rows.append(row)
+            bench.topology, bench.poll_mode = "shared", "per_run"
             results["rabbit_1000"] = {"rows": rows, "shape": shape.as_dict()}
         if "tick" in args.parts:
             bench.workers, bench.threads = args.workers, args.threads or 8

@@ -73,16 +73,17 @@ def rabbit_lines(section: dict[str, Any]) -> list[str]:
             f"{_f((poll.get('lateness_ms') or {}).get('p99'), ' ms')} | {_f(wall)}{x} | "
             f"{load_cell(r.get('load'))} |"
         )
-    for shape in dict.fromkeys(r.get("topology", "shared") for r in section["rows"]):
-        at = [r for r in section["rows"] if r.get("topology", "shared") == shape]
+    for how in dict.fromkeys(tuple(notes(r)) for r in section["rows"]):
+        at = [r for r in section["rows"] if tuple(notes(r)) == how]
         base = next((r for r in at if r["broker"] == "redis"), None)
         rabbit = next((r for r in at if r["broker"] == "rabbitmq"), None)
         if base and rabbit and base.get("wall_s") and rabbit.get("wall_s"):
             retrieves = rabbit["calls_per_run"]["retrieve"] / base["calls_per_run"]["retrieve"]
             p99 = _ratio(rabbit["detection_ms"]["p99"], base["detection_ms"]["p99"])
+            where = ", ".join(how) or "shared queues"
             lines += [
                 "",
-                f"RabbitMQ against Redis in the same invocation ({shape} queues): retrieves per "
+                f"RabbitMQ against Redis in the same invocation ({where}): retrieves per "
                 f"run {retrieves:.2f}x, detection p99 {p99}, "
                 f"wall {rabbit['wall_s'] / base['wall_s']:.2f}x.",
             ]
@@ -171,7 +172,8 @@ def write_markdown(path: Path, results: dict[str, Any]) -> None:
         lines += [
             "## 1,000 runs by polling on RabbitMQ (and the same runs on Redis)",
             "",
-            "Durations log-normal around 8 s within [5, 20] s; 2 worker processes x 8 threads. "
+            f"Durations {_durations(results['rabbit_1000'].get('shape', {}))}; 2 worker "
+            "processes x 8 threads. "
             "Live status and the request budget use Redis in both rows (`RUNS_PUBSUB_URL`, "
             "`RUNS_BUDGET_REDIS_URL` set explicitly).",
             "",
@@ -199,3 +201,9 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _durations(shape: dict[str, Any]) -> str:
+    if shape.get("durations") == "uniform":
+        return f"uniform in [{shape['min_s']:g}, {shape['max_s']:g}] s"
+    return "log-normal around 8 s within [5, 20] s"

@@ -66,6 +66,9 @@ class Bench:
     split_chunk: int = 16
     #: ``RUNS_POLL_MODE`` of the workers and beat.
     poll_mode: str = "per_run"
+    #: uvicorn processes serving the webhook intake (docker-compose.yml and docs/operations.md
+    #: run two: one process is one core at most, whatever its threads).
+    web_workers: int = 2
     notes: list[str] = field(default_factory=list)
 
     def clean_slate(self, *, webhook_url: str | None = None, secret: str | None = None) -> None:
@@ -278,7 +281,9 @@ def run_celery(bench: Bench, strategy: str, plans: list[Plan], cap_s: float) -> 
         webhook_url = None
         if strategy == "webhook":
             port = free_port()
-            web = processes.start_web(stack, env, port, log=bench.workdir / "web.log")
+            web = processes.start_web(
+                stack, env, port, workers=bench.web_workers, log=bench.workdir / "web.log"
+            )
             procs.watch("web", web.pid)
             webhook_url = f"http://127.0.0.1:{port}/webhooks/openai/"
         bench.clean_slate(webhook_url=webhook_url, secret=secret if webhook_url else None)

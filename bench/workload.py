@@ -104,3 +104,15 @@ def summary(plans: list[Plan]) -> dict[str, float | int | dict[str, int]]:
         "outcomes": outcomes,
         "with_tool_calls": sum(1 for p in plans if p.tool_rounds),
     }
+
+
+def ended_floor(plans: list[Plan], starts_per_s: float) -> float:
+    """When the last run would end, as a multiple of the longest run, had the runs been created
+    in order at ``starts_per_s`` and each noticed the moment it ended.
+
+    Why: "all ended in 1.2x the longest run" depends on how fast the runs can be created at all;
+    at the bare SDK loop's rate (the fastest this machine creates them, nothing tracked) this is
+    the best any tracker could do on it.
+    """
+    ends = (i / starts_per_s + p.duration_s for i, p in enumerate(plans))
+    return max(ends) / max(p.duration_s for p in plans)

@@ -68,6 +68,25 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The RabbitMQ of the broker tests: ``RUNS_TEST_AMQP_URL`` (default: guest on 127.0.0.1);
+    when it does not answer they skip with that reason (and fail under ``RUNS_TEST_STRICT=1``)."""
+    from kombu import Connection
+
+    url = os.environ.get("RUNS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    try:
+        with Connection(url, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available here"
+        where = url.rsplit("@", 1)[-1]
+        pytest.skip(
+            f"RabbitMQ does not answer at {where} ({type(exc).__name__}); "
+            "start it or set RUNS_TEST_AMQP_URL"
+        )
+    return url
+
+
+@pytest.fixture(scope="session")
 def simulator() -> Iterator[RunningSimulator]:
     """The local OpenAI-compatible server, started as a subprocess on a free port."""
     from runs_simulator.testing import RunningSimulator
@@ -158,6 +177,7 @@ def sent_tasks(monkeypatch) -> list[tuple[str, tuple, float | None]]:
         sent.append((name, args, countdown))
 
     monkeypatch.setattr(enqueue, "send", send)
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 0)  # no broker, no backlog
     return sent
 
 

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from bench import scorecard
-from bench.workload import Shape, make_workload
+from bench.workload import Shape, ended_floor, make_workload
 
 BUSY = {"load1_start": 3.0, "load1_end": 5.0, "load1": 5.0, "cores": 2, "over": True}
 CALM = {"load1_start": 0.4, "load1_end": 1.1, "load1": 1.1, "cores": 2, "over": False}
+ISSUE_SHAPE = Shape(durations="uniform", min_s=5.0, max_s=20.0)
 
 
 def scenario(strategy: str, p99: float, wall_s: float, **extra: Any) -> dict[str, Any]:
@@ -44,6 +45,8 @@ def write_reports(out: Path) -> None:
             scenario("countdown", 6500.0, 26.0),
         ],
         "intake": {"http": {"signed_per_s": 130.0, "bare_per_s": 150.0, "ratio": 0.867}},
+        "workload_shape": ISSUE_SHAPE.as_dict(),
+        "config": {"seed": 7},
     }
     n10000 = {
         "scenarios": [
@@ -67,8 +70,7 @@ def write_reports(out: Path) -> None:
 
 
 def test_the_issues_workload_draws_durations_uniformly_between_its_bounds() -> None:
-    shape = Shape(durations="uniform", min_s=5.0, max_s=20.0)
-    durations = [p.duration_s for p in make_workload(1000, 7, shape)]
+    durations = [p.duration_s for p in make_workload(1000, 7, ISSUE_SHAPE)]
     assert 5.0 <= min(durations) < 6.0 and 19.0 < max(durations) <= 20.0
     assert 400 < sum(1 for d in durations if d < 12.5) < 600
     with pytest.raises(ValueError, match="durations must be one of"):
@@ -107,6 +109,11 @@ def test_each_aim_is_judged_against_a_baseline_from_the_same_run(tmp_path: Path)
 
     ended = [r for r in rows if "all ended" in r["aim"]]
     assert [r["met"] for r in ended] == [True, False]  # 23/20 = 1.15x; 30/20 = 1.5x
+    floor = ended_floor(make_workload(1000, 7, ISSUE_SHAPE), 200.0)
+    assert 1.0 < floor < 1.3  # 1,000 creates at 200/s take 5 s of the 20 s runs' time
+    assert ended[0]["baseline"] == (
+        f"tutorial loop 1.20x; created at the bare SDK loop's rate, {floor:.2f}x"
+    )
     polled = next(r for r in rows if "by polling" in r["aim"])
     assert polled["met"] is False  # 6.5 s > the cap + 1 s
     intake = next(r for r in rows if r["aim"].startswith("Intake"))

@@ -133,20 +133,6 @@ def test_manage_py_check_says_the_side_channels_are_off(settings):
 # --- a real worker on RabbitMQ -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def amqp_url() -> str:
-    try:
-        with Connection(AMQP_URL, connect_timeout=2) as conn:
-            conn.ensure_connection(max_retries=1)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available here"
-        where = AMQP_URL.rsplit("@", 1)[-1]
-        pytest.skip(
-            f"RabbitMQ does not answer at {where} ({type(exc).__name__}); "
-            "start it or set RUNS_TEST_AMQP_URL"
-        )
-    return AMQP_URL
-
-
 class Rabbit:
     """A private deployment on RabbitMQ: its queue names and the children's environment."""
 

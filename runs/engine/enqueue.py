@@ -14,6 +14,7 @@ the host's ``task_routes`` and default queue decide, as before queues existed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any, Literal
@@ -21,6 +22,8 @@ from typing import Any, Literal
 from celery import current_app
 
 from ..conf import settings
+
+log = logging.getLogger(__name__)
 
 START_RUN = "runs.start_run"
 POLL_RUN = "runs.poll_run"
@@ -110,3 +113,27 @@ def send_all(tasks: Sequence[tuple[str, tuple[Any, ...], float | None]]) -> None
         with batch() if batch is not None else nullcontext():
             for name, args, countdown in tasks:
                 send(name, *args, countdown=countdown, producer=producer)
+
+
+def waiting(name: str, kind: Kind | None = None) -> int | None:
+    """How many messages wait for a worker in the queue task ``name`` of ``kind`` is sent to;
+    None when the broker cannot say.
+
+    Why: a message still queued behind a backlog and a lost one look the same from the
+    database (the run is overdue); the queue tells them apart (``sweep``). Countdowns a worker
+    already holds have left the queue and are not counted. One passive declare, on a
+    connection of its own: Redis counts the list (a queue with nothing in it has no list, hence
+    "not found" is 0), RabbitMQ its ready messages.
+    """
+    options = current_app.amqp.router.route(route(name, {}, kind), name)
+    queue = options["queue"].name
+    try:
+        with current_app.connection_for_read() as conn:
+            try:
+                with conn.channel() as channel:
+                    return int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except conn.channel_errors:
+                return 0
+    except Exception as exc:  # noqa: BLE001 - unknown is an answer: the caller acts as before
+        log.warning("could not count the messages waiting in %s: %s", queue, exc)
+        return None

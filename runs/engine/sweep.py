@@ -19,6 +19,13 @@ timeout. Every few seconds Celery beat runs this sweep, which
 
 Each query walks an index (``next_poll_at``, ``status``, the tool-call claim) and handles at most
 ``batch`` rows per kind per sweep, so a backlog drains over a few sweeps.
+
+A run overdue because its message waits behind a backlog looks, in the database, like one whose
+message was lost; re-arming it adds a message to the very backlog that made it late, and at
+10,000 runs that fed on itself (a wake re-armed every grace while it waited: 59,335 polls for
+10,000 runs, docs/reliability.md). So the sweep asks the broker first (``enqueue.waiting``):
+it re-arms or resends at most ``batch`` less the messages already waiting in that queue. A lost
+message is still re-sent, as soon as the queue it goes to is no longer a batch deep.
 """
 
 from __future__ import annotations
@@ -68,7 +75,7 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
         Run.objects.filter(status__in=ACTIVE, next_poll_at__lt=now - grace)
         .exclude(remote_id="")
         .order_by("next_poll_at")
-        .values_list("pk", flat=True)[:batch]
+        .values_list("pk", flat=True)[: room(enqueue.POLL_RUN, "wake", batch)]
     )
     for run_id in list(overdue):
         report.rearmed += writer.wake(run_id)
@@ -82,7 +89,9 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
     ).filter(
         Q(next_poll_at__isnull=True, created_at__lt=now - grace) | Q(next_poll_at__lt=now - grace)
     )
-    resent = list(lost_starts.values_list("pk", flat=True)[:batch])
+    resent = list(
+        lost_starts.values_list("pk", flat=True)[: room(enqueue.START_RUN, "start", batch)]
+    )
     if resent:
         # Due now: the next sweep sends another only once this one is a grace late too. Without
         # the stamp every sweep re-sent every start still queued behind a backlog (1,832 start
@@ -107,3 +116,19 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
     if any(asdict(report).values()):
         log.info("sweep: %s", report)
     return report
+
+
+def room(name: str, kind: enqueue.Kind, batch: int) -> int:
+    """How many ``name`` messages this sweep may add to their queue: ``batch``, less what
+    already waits there (all of ``batch`` when the broker cannot say)."""
+    waiting = enqueue.waiting(name, kind)
+    if waiting is None:
+        return batch
+    if waiting:
+        log.info(
+            "sweep: %d messages wait in the %s queue; adding at most %d",
+            waiting,
+            kind,
+            max(0, batch - waiting),
+        )
+    return max(0, batch - waiting)

@@ -1,0 +1,118 @@
+"""A message queued behind a backlog is not a lost message: the sweep asks the broker first.
+
+At 10,000 runs the sweep used to re-arm every run overdue by its grace, though most of those
+runs were overdue only because their poll waited in a queue thousands deep; each re-arm added a
+message to that queue, so the backlog fed on itself (59,335 polls for 10,000 runs). Now the sweep
+adds at most a batch, less what already waits in the queue it would add to
+(``runs.engine.enqueue.waiting``, ``runs.engine.sweep.room``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from project.celery import app as celery_app
+from runs.engine import enqueue
+from runs.engine.sweep import sweep
+from runs.models import Run
+from runs_dev import processes
+
+
+def ago(seconds: float):
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def overdue_runs(run_row, settings) -> list[Run]:
+    settings.RUNS_SWEEP_GRACE_S = 10
+    return [
+        run_row("in_progress", remote_id=f"resp_{i}", next_poll_at=ago(60 + i)) for i in range(3)
+    ]
+
+
+@pytest.mark.django_db
+def test_the_sweep_adds_no_wakes_to_a_queue_already_a_batch_deep(
+    overdue_runs, sent_tasks, monkeypatch
+) -> None:
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 5000)
+    assert sweep(batch=1000).rearmed == 0
+    assert sent_tasks == []
+    assert all(row.poll_generation == 0 for row in Run.objects.all())  # no ticket taken either
+
+
+@pytest.mark.django_db
+def test_it_fills_what_is_left_of_a_batch_the_most_overdue_first(
+    overdue_runs, sent_tasks, monkeypatch
+) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    def waiting(name: str, kind: str | None = None) -> int:
+        seen.append((name, kind))
+        return 998
+
+    monkeypatch.setattr(enqueue, "waiting", waiting)
+    assert sweep(batch=1000).rearmed == 2
+    oldest = sorted(overdue_runs, key=lambda r: r.next_poll_at)[:2]
+    assert [args[0] for _, args, _ in sent_tasks] == [r.pk for r in oldest]
+    assert ("runs.poll_run", "wake") in seen and ("runs.start_run", "start") in seen
+
+
+@pytest.mark.django_db
+def test_lost_starts_wait_while_the_start_queue_is_deep_and_go_once_it_drains(
+    run_row, sent_tasks, monkeypatch, settings
+) -> None:
+    settings.RUNS_SWEEP_GRACE_S = 10
+    lost = run_row("pending")
+    Run.objects.filter(pk=lost.pk).update(created_at=ago(60))
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 10_000)
+    assert sweep().restarted == 0
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 0)
+    assert sweep().restarted == 1
+    assert sent_tasks == [("runs.start_run", (lost.pk,), None)]
+
+
+@pytest.mark.django_db
+def test_a_broker_that_cannot_say_leaves_the_sweep_as_it_was(
+    overdue_runs, sent_tasks, monkeypatch
+) -> None:
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: None)
+    assert sweep(batch=1000).rearmed == 3
+
+
+# --- the count, from real brokers ----------------------------------------------------------------
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest, redis_url: str) -> Iterator[str]:
+    """This process pointed at a real broker, on a private deployment's queues."""
+    url = redis_url if request.param == "redis" else request.getfixturevalue("amqp_url")
+    queue = f"runs-backlog-{uuid.uuid4().hex[:8]}"
+    with processes.pointed_at(broker_url=url, queue=queue, openai_base_url="http://unused"):
+        yield queue
+        with celery_app.connection_for_write() as conn:
+            for name in (queue, *processes.private_queues(queue).values()):
+                conn.default_channel.queue_delete(name)
+                conn.default_channel.exchange_delete(name)
+
+
+def test_waiting_counts_the_messages_no_worker_has_taken_in_the_queue_of_the_kind(
+    broker: str,
+) -> None:
+    assert enqueue.waiting(enqueue.POLL_RUN, "wake") == 0  # not even declared yet
+    for run_id in range(3):
+        enqueue.send(enqueue.POLL_RUN, run_id, 1, kind="wake")
+    enqueue.send(enqueue.START_RUN, 9)
+    assert enqueue.waiting(enqueue.POLL_RUN, "wake") == 3
+    assert enqueue.waiting(enqueue.START_RUN, "start") == 1
+    assert enqueue.waiting(enqueue.POLL_RUN, "poll") == 0
+
+
+def test_waiting_is_unknown_when_the_broker_does_not_answer(redis_url: str) -> None:
+    dead = "redis://127.0.0.1:9/0"  # the discard port: nothing listens
+    with processes.pointed_at(broker_url=dead, queue="runs-nowhere", openai_base_url="x"):
+        assert enqueue.waiting(enqueue.POLL_RUN, "wake") is None
