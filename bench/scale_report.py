@@ -187,6 +187,12 @@ def write_markdown(path: Path, results: dict[str, Any]) -> None:
     path.write_text("\n".join(lines))
 
 
+def _durations(shape: dict[str, Any]) -> str:
+    if shape.get("durations") == "uniform":
+        return f"uniform in [{shape['min_s']:g}, {shape['max_s']:g}] s"
+    return "log-normal around 8 s within [5, 20] s"
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.scale_report docs/bench/scale_out.json``: redo the Markdown only."""
     import argparse
@@ -201,9 +207,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def _durations(shape: dict[str, Any]) -> str:
-    if shape.get("durations") == "uniform":
-        return f"uniform in [{shape['min_s']:g}, {shape['max_s']:g}] s"
-    return "log-normal around 8 s within [5, 20] s"

@@ -46,7 +46,11 @@ PARTS = ("n1000", "n10000", "start_rate", "scale_out")
 
 
 def commands(out: Path) -> dict[str, list[str]]:
-    """Each part's command line (``python`` plus these arguments); its report lands in ``out``."""
+    """Each part's command line (``python`` plus these arguments); its report lands in ``out``
+    (named relative to the project, where the parts run, so a report's command names no
+    machine path)."""
+    if out.is_absolute() and out.is_relative_to(ROOT):
+        out = out.relative_to(ROOT)
     bench = ["-m", "bench", "--full", "--threads", "8", *WORKLOAD]
     return {
         "n1000": [*bench, "--ns", "1000", "--strategies", "tutorial", "countdown", "webhook",
@@ -104,6 +108,7 @@ def run_parts(args: argparse.Namespace) -> list[dict[str, Any]]:
     for name, argv in commands(args.out).items():
         if name not in args.parts:
             continue
+        (args.out / REPORTS[name]).unlink(missing_ok=True)  # an old report must not pass as new
         before = settle(args.settle_s)
         print(f"scorecard: {name} (load {before['load1']} after {before['waited_s']} s)")
         began = time.monotonic()
@@ -111,7 +116,7 @@ def run_parts(args: argparse.Namespace) -> list[dict[str, Any]]:
         done.append(
             {
                 "part": name,
-                "command": " ".join(["python", *argv]).replace(str(ROOT) + "/", ""),
+                "command": " ".join(["python", *argv]),
                 "rc": rc,
                 "wall_s": round(time.monotonic() - began, 1),
                 "settled": before,
@@ -125,9 +130,11 @@ def _read(out: Path, part: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def compile_rows(out: Path) -> list[dict[str, Any]]:
-    """Every aim's rows, from whichever parts' reports are in ``out``."""
-    found = {part: _read(out, part) for part in PARTS}
+def compile_rows(out: Path, parts: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every aim's rows, from the parts' reports in ``out``; with ``parts`` (what a run did),
+    only from the parts that ran and exited 0 in it, so one run's page holds that run alone."""
+    ok = {p["part"] for p in parts if p["rc"] == 0} if parts else set(PARTS)
+    found = {part: _read(out, part) if part in ok else None for part in PARTS}
     n1000, start = found["n1000"], found["start_rate"]
     bare = rows.bare_start_rate(start)
     out_rows: list[dict[str, Any]] = []
@@ -205,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         else round(time.monotonic() - began, 1),
         "cores": cores(),
         "parts": parts,
-        "rows": compile_rows(args.out),
+        "rows": compile_rows(args.out, parts),
     }
     write(args.out, card)
     print(f"wrote {args.out / 'scorecard.md'}")

@@ -3,8 +3,8 @@
 At 10,000 runs the sweep used to re-arm every run overdue by its grace, though most of those
 runs were overdue only because their poll waited in a queue thousands deep; each re-arm added a
 message to that queue, so the backlog fed on itself (59,335 polls for 10,000 runs). Now the sweep
-adds at most a batch, less what already waits in the queue it would add to
-(``runs.engine.enqueue.waiting``, ``runs.engine.sweep.room``).
+adds at most a batch, less what already waits in the queue it would add to, and always the few
+most overdue (``runs.engine.enqueue.waiting``, ``runs.engine.sweep.room``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from project.celery import app as celery_app
 from runs.engine import enqueue
+from runs.engine import sweep as sweep_module
 from runs.engine.sweep import sweep
 from runs.models import Run
 from runs_dev import processes
@@ -28,52 +29,78 @@ def ago(seconds: float):
 
 
 @pytest.fixture
-def overdue_runs(run_row, settings) -> list[Run]:
+def overdue_runs(run_row, settings, monkeypatch) -> list[Run]:
+    """Three runs overdue by a minute or more, and a floor of one re-arm per pass (not 10)."""
     settings.RUNS_SWEEP_GRACE_S = 10
+    monkeypatch.setattr(sweep_module, "RESCUE_FLOOR", 1)
     return [
         run_row("in_progress", remote_id=f"resp_{i}", next_poll_at=ago(60 + i)) for i in range(3)
     ]
 
 
+def woken(sent_tasks) -> list[int]:
+    return [args[0] for name, args, _ in sent_tasks if name == enqueue.POLL_RUN]
+
+
 @pytest.mark.django_db
-def test_the_sweep_adds_no_wakes_to_a_queue_already_a_batch_deep(
-    overdue_runs, sent_tasks, monkeypatch
+@pytest.mark.parametrize("waiting", [1000, 5000])
+def test_a_queue_a_batch_deep_gets_only_the_most_overdue_run(
+    overdue_runs, sent_tasks, monkeypatch, waiting
 ) -> None:
-    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 5000)
-    assert sweep(batch=1000).rearmed == 0
-    assert sent_tasks == []
-    assert all(row.poll_generation == 0 for row in Run.objects.all())  # no ticket taken either
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: waiting)
+    assert sweep(batch=1000).rearmed == 1
+    most_overdue = min(overdue_runs, key=lambda r: r.next_poll_at)
+    assert woken(sent_tasks) == [most_overdue.pk]
+    others = Run.objects.exclude(pk=most_overdue.pk)
+    assert all(row.poll_generation == 0 for row in others)  # no ticket taken from the rest
 
 
 @pytest.mark.django_db
 def test_it_fills_what_is_left_of_a_batch_the_most_overdue_first(
     overdue_runs, sent_tasks, monkeypatch
 ) -> None:
-    seen: list[tuple[str, str | None]] = []
-
-    def waiting(name: str, kind: str | None = None) -> int:
-        seen.append((name, kind))
-        return 998
-
-    monkeypatch.setattr(enqueue, "waiting", waiting)
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 998)
     assert sweep(batch=1000).rearmed == 2
     oldest = sorted(overdue_runs, key=lambda r: r.next_poll_at)[:2]
-    assert [args[0] for _, args, _ in sent_tasks] == [r.pk for r in oldest]
-    assert ("runs.poll_run", "wake") in seen and ("runs.start_run", "start") in seen
+    assert woken(sent_tasks) == [r.pk for r in oldest]
 
 
 @pytest.mark.django_db
-def test_lost_starts_wait_while_the_start_queue_is_deep_and_go_once_it_drains(
+def test_the_broker_is_asked_only_when_something_is_overdue_and_about_the_queue_it_adds_to(
     run_row, sent_tasks, monkeypatch, settings
 ) -> None:
     settings.RUNS_SWEEP_GRACE_S = 10
+    asked: list[tuple[str, str | None]] = []
+
+    def waiting(name: str, kind: str | None = None) -> int:
+        asked.append((name, kind))
+        return 0
+
+    monkeypatch.setattr(enqueue, "waiting", waiting)
+    run_row("in_progress", remote_id="resp_on_time", next_poll_at=ago(1))
+    sweep()
+    assert asked == []
+    run_row("in_progress", remote_id="resp_late", next_poll_at=ago(60))
     lost = run_row("pending")
     Run.objects.filter(pk=lost.pk).update(created_at=ago(60))
+    sweep()
+    assert asked == [(enqueue.POLL_RUN, "wake"), (enqueue.START_RUN, "start")]
+
+
+@pytest.mark.django_db
+def test_lost_starts_wait_while_the_start_queue_is_deep_but_the_oldest_still_go(
+    run_row, sent_tasks, monkeypatch, settings
+) -> None:
+    settings.RUNS_SWEEP_GRACE_S = 10
+    monkeypatch.setattr(sweep_module, "RESCUE_FLOOR", 1)
+    lost = [run_row("pending") for _ in range(3)]
+    Run.objects.filter(pk__in=[r.pk for r in lost]).update(created_at=ago(60))
     monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 10_000)
-    assert sweep().restarted == 0
-    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 0)
     assert sweep().restarted == 1
-    assert sent_tasks == [("runs.start_run", (lost.pk,), None)]
+    assert sent_tasks == [("runs.start_run", (lost[0].pk,), None)]
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 0)
+    Run.objects.filter(pk__in=[r.pk for r in lost]).update(next_poll_at=None)
+    assert sweep().restarted == 3
 
 
 @pytest.mark.django_db
@@ -100,7 +127,7 @@ def broker(request: pytest.FixtureRequest, redis_url: str) -> Iterator[str]:
                 conn.default_channel.exchange_delete(name)
 
 
-def test_waiting_counts_the_messages_no_worker_has_taken_in_the_queue_of_the_kind(
+def test_waiting_counts_the_messages_in_the_queue_of_the_kind(
     broker: str,
 ) -> None:
     assert enqueue.waiting(enqueue.POLL_RUN, "wake") == 0  # not even declared yet
@@ -112,7 +139,15 @@ def test_waiting_counts_the_messages_no_worker_has_taken_in_the_queue_of_the_kin
     assert enqueue.waiting(enqueue.POLL_RUN, "poll") == 0
 
 
-def test_waiting_is_unknown_when_the_broker_does_not_answer(redis_url: str) -> None:
+def test_waiting_is_unknown_when_the_broker_does_not_answer() -> None:
     dead = "redis://127.0.0.1:9/0"  # the discard port: nothing listens
     with processes.pointed_at(broker_url=dead, queue="runs-nowhere", openai_base_url="x"):
         assert enqueue.waiting(enqueue.POLL_RUN, "wake") is None
+
+
+def test_a_host_route_that_names_an_exchange_and_no_queue_leaves_the_count_unknown(
+    monkeypatch,
+) -> None:
+    router = celery_app.amqp.router
+    monkeypatch.setattr(router, "route", lambda options, name: {"exchange": "tasks"})
+    assert enqueue.waiting(enqueue.POLL_RUN, "wake") is None

@@ -125,9 +125,13 @@ def waiting(name: str, kind: Kind | None = None) -> int | None:
     connection of its own: Redis counts the list (a queue with nothing in it has no list, hence
     "not found" is 0), RabbitMQ its ready messages.
     """
-    options = current_app.amqp.router.route(route(name, {}, kind), name)
-    queue = options["queue"].name
+    queue = "?"
     try:
+        # Inside the try: a host's route may name an exchange and no queue (nothing to count).
+        chosen = current_app.amqp.router.route(route(name, {}, kind), name).get("queue")
+        if chosen is None:
+            return None
+        queue = chosen.name
         with current_app.connection_for_read() as conn:
             try:
                 with conn.channel() as channel:

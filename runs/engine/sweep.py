@@ -24,8 +24,9 @@ A run overdue because its message waits behind a backlog looks, in the database,
 message was lost; re-arming it adds a message to the very backlog that made it late, and at
 10,000 runs that fed on itself (a wake re-armed every grace while it waited: 59,335 polls for
 10,000 runs, docs/reliability.md). So the sweep asks the broker first (``enqueue.waiting``):
-it re-arms or resends at most ``batch`` less the messages already waiting in that queue. A lost
-message is still re-sent, as soon as the queue it goes to is no longer a batch deep.
+it re-arms overdue runs or resends lost starts, at most ``batch`` less the messages already
+waiting in that queue, but always the ``RESCUE_FLOOR`` most overdue, so a lost message is never
+held back for ever.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ from . import batch_writer, enqueue, expiry, tool_calls, writer
 from .decisions import Task
 
 log = logging.getLogger(__name__)
+
+#: The fewest overdue runs the sweep re-arms (and lost starts it re-sends) per pass, however deep
+#: their queue (``room``).
+RESCUE_FLOOR = 10
 
 
 @dataclass
@@ -71,13 +76,13 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
         report.released_rounds += 1
         writer.wake(run_id)
 
-    overdue = (
+    overdue = list(
         Run.objects.filter(status__in=ACTIVE, next_poll_at__lt=now - grace)
         .exclude(remote_id="")
         .order_by("next_poll_at")
-        .values_list("pk", flat=True)[: room(enqueue.POLL_RUN, "wake", batch)]
+        .values_list("pk", flat=True)[:batch]
     )
-    for run_id in list(overdue):
+    for run_id in overdue[: room(enqueue.POLL_RUN, "wake", batch, len(overdue))]:
         report.rearmed += writer.wake(run_id)
 
     for run in list(Run.objects.filter(status=RunStatus.PENDING, deadline_at__lt=now)[:batch]):
@@ -89,9 +94,8 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
     ).filter(
         Q(next_poll_at__isnull=True, created_at__lt=now - grace) | Q(next_poll_at__lt=now - grace)
     )
-    resent = list(
-        lost_starts.values_list("pk", flat=True)[: room(enqueue.START_RUN, "start", batch)]
-    )
+    resent = list(lost_starts.order_by("pk").values_list("pk", flat=True)[:batch])
+    resent = resent[: room(enqueue.START_RUN, "start", batch, len(resent))]
     if resent:
         # Due now: the next sweep sends another only once this one is a grace late too. Without
         # the stamp every sweep re-sent every start still queued behind a backlog (1,832 start
@@ -118,17 +122,28 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
     return report
 
 
-def room(name: str, kind: enqueue.Kind, batch: int) -> int:
-    """How many ``name`` messages this sweep may add to their queue: ``batch``, less what
-    already waits there (all of ``batch`` when the broker cannot say)."""
+def room(name: str, kind: enqueue.Kind, batch: int, candidates: int) -> int:
+    """How many of ``candidates`` ``name`` messages this sweep adds to their queue: ``batch``
+    less what already waits there, but never fewer than ``RESCUE_FLOOR`` (all of them when the
+    broker cannot say). The broker is asked only when there is something to add.
+
+    Why the floor: a queue that stays a batch deep (overload, or a host's small
+    ``RUNS_SWEEP_BATCH``) must not hold a lost message back for ever; the most overdue few still
+    go each pass, a load that does not grow with the backlog.
+    """
+    if not candidates:
+        return 0
     waiting = enqueue.waiting(name, kind)
     if waiting is None:
-        return batch
-    if waiting:
-        log.info(
-            "sweep: %d messages wait in the %s queue; adding at most %d",
+        return candidates
+    allowed = max(RESCUE_FLOOR, batch - waiting)
+    if allowed < candidates:
+        log.warning(
+            "sweep: %d messages wait in the %s queue; of %d overdue, adding the %d most overdue "
+            "(the rest are most likely among those waiting)",
             waiting,
             kind,
-            max(0, batch - waiting),
+            candidates,
+            allowed,
         )
-    return max(0, batch - waiting)
+    return min(candidates, allowed)
