@@ -18,7 +18,6 @@ from django.utils import timezone
 
 from project.celery import app as celery_app
 from runs.engine import enqueue
-from runs.engine import sweep as sweep_module
 from runs.engine.sweep import sweep
 from runs.models import Run
 from runs_dev import processes
@@ -32,7 +31,7 @@ def ago(seconds: float):
 def overdue_runs(run_row, settings, monkeypatch) -> list[Run]:
     """Three runs overdue by a minute or more, and a floor of one re-arm per pass (not 10)."""
     settings.RUNS_SWEEP_GRACE_S = 10
-    monkeypatch.setattr(sweep_module, "RESCUE_FLOOR", 1)
+    monkeypatch.setattr(enqueue, "RESCUE_FLOOR", 1)
     return [
         run_row("in_progress", remote_id=f"resp_{i}", next_poll_at=ago(60 + i)) for i in range(3)
     ]
@@ -92,7 +91,7 @@ def test_lost_starts_wait_while_the_start_queue_is_deep_but_the_oldest_still_go(
     run_row, sent_tasks, monkeypatch, settings
 ) -> None:
     settings.RUNS_SWEEP_GRACE_S = 10
-    monkeypatch.setattr(sweep_module, "RESCUE_FLOOR", 1)
+    monkeypatch.setattr(enqueue, "RESCUE_FLOOR", 1)
     lost = [run_row("pending") for _ in range(3)]
     Run.objects.filter(pk__in=[r.pk for r in lost]).update(created_at=ago(60))
     monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 10_000)

@@ -16,7 +16,15 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from runs import services
-from runs.engine import batch_files, batch_lifecycle, batch_runs, batch_writer, events, lifecycle
+from runs.engine import (
+    batch_files,
+    batch_lifecycle,
+    batch_runs,
+    batch_writer,
+    enqueue,
+    events,
+    lifecycle,
+)
 from runs.engine.batch_files import LineResult
 from runs.engine.sweep import sweep
 from runs.models import Batch, Message, Run, RunEvent, Thread, WebhookEvent
@@ -404,6 +412,26 @@ def test_the_sweep_wakes_overdue_batches_and_releases_stale_submits(sent_tasks, 
     assert ("runs.submit_batch", (uploading.pk,), None) in sent_tasks
     # A batch run's start claim is its batch's: never released or restarted by the sweep.
     assert not [t for t in sent_tasks if t[0] == "runs.start_run"]
+
+
+def test_a_lost_submit_waits_while_its_queue_is_deep_then_goes_once_per_grace(
+    sent_tasks, settings, monkeypatch
+):
+    """As a run's lost start (tests/test_backlog.py): not added to a queue already a batch deep,
+    and stamped when re-sent, so a submit still waiting is not re-sent at every pass."""
+    settings.RUNS_SWEEP_GRACE_S = 10
+    lost = services.submit_batch(prompts(1))
+    Batch.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    submit = ("runs.submit_batch", (lost.pk,), None)
+    queued = sent_tasks.count(submit)
+    monkeypatch.setattr(enqueue, "RESCUE_FLOOR", 0)
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 5000)
+    sweep()
+    assert sent_tasks.count(submit) == queued
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 0)
+    sweep()
+    sweep()
+    assert sent_tasks.count(submit) == queued + 1
 
 
 def test_the_schedule_follows_the_24h_clock_and_never_hands_the_broker_a_long_countdown(

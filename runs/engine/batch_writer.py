@@ -273,12 +273,13 @@ def finish(batch_id: int, status: str, counters: Counters = NONE, **fields: Any)
 
 def rescue(now: datetime, limit: int, grace: timedelta) -> int:
     """The sweep's part for batches: wake overdue polls, release submit claims whose holder
-    died (``submit_claim_s``) and resend submits whose message was lost. Returns how many
-    batches it acted on."""
+    died (``submit_claim_s``) and resend lost submits, as much as their queues have room for
+    (``enqueue.room``). Returns how many batches it acted on."""
     acted = 0
     open_ = Batch.objects.exclude(status__in=BATCH_TERMINAL)
     overdue = open_.exclude(remote_id="").filter(next_poll_at__lt=now - grace)
-    for batch_id in list(overdue.values_list("pk", flat=True)[:limit]):
+    due = list(overdue.order_by("next_poll_at").values_list("pk", flat=True)[:limit])
+    for batch_id in due[: enqueue.room(enqueue.POLL_BATCH, "wake", limit, len(due))]:
         acted += wake(batch_id)
     unsent = open_.filter(remote_id="", status__in=UNSENT)
     uploading = now - timedelta(seconds=submit_claim_s(uploaded=False))
@@ -292,10 +293,13 @@ def rescue(now: datetime, limit: int, grace: timedelta) -> int:
     lost = unsent.filter(submit_claimed_at__isnull=True).filter(
         Q(next_poll_at__isnull=True, created_at__lt=now - grace) | Q(next_poll_at__lt=now - grace)
     )
-    for batch_id in list(lost.values_list("pk", flat=True)[:limit]):
+    resent = list(lost.order_by("pk").values_list("pk", flat=True)[:limit])
+    resent = resent[: enqueue.room(enqueue.SUBMIT_BATCH, "start", limit, len(resent))]
+    if resent:  # due now, as a run's lost start is stamped: sent again only a grace later
+        lost.filter(pk__in=resent).update(next_poll_at=now)
+    for batch_id in resent:
         writer.enqueue_now(Task(enqueue.SUBMIT_BATCH, (batch_id,)))
-        acted += 1
-    return acted
+    return acted + len(resent)
 
 
 def _enqueue_poll(batch_id: int, ticket: int, delay: float) -> None:

@@ -25,6 +25,10 @@ from ..conf import settings
 
 log = logging.getLogger(__name__)
 
+#: The fewest overdue messages the sweep adds per pass and kind, however deep their queue
+#: (``room``).
+RESCUE_FLOOR = 10
+
 START_RUN = "runs.start_run"
 POLL_RUN = "runs.poll_run"
 CANCEL_RUN = "runs.cancel_run"
@@ -141,3 +145,30 @@ def waiting(name: str, kind: Kind | None = None) -> int | None:
     except Exception as exc:  # noqa: BLE001 - unknown is an answer: the caller acts as before
         log.warning("could not count the messages waiting in %s: %s", queue, exc)
         return None
+
+
+def room(name: str, kind: Kind, batch: int, candidates: int) -> int:
+    """How many of ``candidates`` ``name`` messages the sweep adds to their queue: ``batch``
+    less what already waits there, but never fewer than ``RESCUE_FLOOR`` (all of them when the
+    broker cannot say). The broker is asked only when there is something to add.
+
+    Why the floor: a queue that stays a batch deep (overload, or a host's small
+    ``RUNS_SWEEP_BATCH``) must not hold a lost message back for ever; the most overdue few still
+    go each pass, a load that does not grow with the backlog.
+    """
+    if not candidates:
+        return 0
+    depth = waiting(name, kind)
+    if depth is None:
+        return candidates
+    allowed = max(RESCUE_FLOOR, batch - depth)
+    if allowed < candidates:
+        log.warning(
+            "sweep: %d messages wait in the %s queue; of %d overdue, adding the %d most overdue "
+            "(the rest are most likely among those waiting)",
+            depth,
+            kind,
+            candidates,
+            allowed,
+        )
+    return min(candidates, allowed)

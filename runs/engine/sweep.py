@@ -23,10 +23,10 @@ Each query walks an index (``next_poll_at``, ``status``, the tool-call claim) an
 A run overdue because its message waits behind a backlog looks, in the database, like one whose
 message was lost; re-arming it adds a message to the very backlog that made it late, and at
 10,000 runs that fed on itself (a wake re-armed every grace while it waited: 59,335 polls for
-10,000 runs, docs/reliability.md). So the sweep asks the broker first (``enqueue.waiting``):
+10,000 runs, docs/reliability.md). So the sweep asks the broker first (``enqueue.room``):
 it re-arms overdue runs or resends lost starts, at most ``batch`` less the messages already
-waiting in that queue, but always the ``RESCUE_FLOOR`` most overdue, so a lost message is never
-held back for ever.
+waiting in that queue, but always the ``enqueue.RESCUE_FLOOR`` most overdue, so a lost
+message is never held back for ever. Batches likewise (``batch_writer.rescue``).
 """
 
 from __future__ import annotations
@@ -45,10 +45,6 @@ from . import batch_writer, enqueue, expiry, tool_calls, writer
 from .decisions import Task
 
 log = logging.getLogger(__name__)
-
-#: The fewest overdue runs the sweep re-arms (and lost starts it re-sends) per pass, however deep
-#: their queue (``room``).
-RESCUE_FLOOR = 10
 
 
 @dataclass
@@ -82,7 +78,7 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
         .order_by("next_poll_at")
         .values_list("pk", flat=True)[:batch]
     )
-    for run_id in overdue[: room(enqueue.POLL_RUN, "wake", batch, len(overdue))]:
+    for run_id in overdue[: enqueue.room(enqueue.POLL_RUN, "wake", batch, len(overdue))]:
         report.rearmed += writer.wake(run_id)
 
     for run in list(Run.objects.filter(status=RunStatus.PENDING, deadline_at__lt=now)[:batch]):
@@ -95,7 +91,7 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
         Q(next_poll_at__isnull=True, created_at__lt=now - grace) | Q(next_poll_at__lt=now - grace)
     )
     resent = list(lost_starts.order_by("pk").values_list("pk", flat=True)[:batch])
-    resent = resent[: room(enqueue.START_RUN, "start", batch, len(resent))]
+    resent = resent[: enqueue.room(enqueue.START_RUN, "start", batch, len(resent))]
     if resent:
         # Due now: the next sweep sends another only once this one is a grace late too. Without
         # the stamp every sweep re-sent every start still queued behind a backlog (1,832 start
@@ -120,30 +116,3 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
     if any(asdict(report).values()):
         log.info("sweep: %s", report)
     return report
-
-
-def room(name: str, kind: enqueue.Kind, batch: int, candidates: int) -> int:
-    """How many of ``candidates`` ``name`` messages this sweep adds to their queue: ``batch``
-    less what already waits there, but never fewer than ``RESCUE_FLOOR`` (all of them when the
-    broker cannot say). The broker is asked only when there is something to add.
-
-    Why the floor: a queue that stays a batch deep (overload, or a host's small
-    ``RUNS_SWEEP_BATCH``) must not hold a lost message back for ever; the most overdue few still
-    go each pass, a load that does not grow with the backlog.
-    """
-    if not candidates:
-        return 0
-    waiting = enqueue.waiting(name, kind)
-    if waiting is None:
-        return candidates
-    allowed = max(RESCUE_FLOOR, batch - waiting)
-    if allowed < candidates:
-        log.warning(
-            "sweep: %d messages wait in the %s queue; of %d overdue, adding the %d most overdue "
-            "(the rest are most likely among those waiting)",
-            waiting,
-            kind,
-            candidates,
-            allowed,
-        )
-    return min(candidates, allowed)
