@@ -279,7 +279,7 @@ def rescue(now: datetime, limit: int, grace: timedelta) -> int:
     open_ = Batch.objects.exclude(status__in=BATCH_TERMINAL)
     overdue = open_.exclude(remote_id="").filter(next_poll_at__lt=now - grace)
     due = list(overdue.order_by("next_poll_at").values_list("pk", flat=True)[:limit])
-    for batch_id in due[: enqueue.room(enqueue.POLL_BATCH, "wake", limit, len(due))]:
+    for batch_id in enqueue.room(enqueue.POLL_BATCH, "wake", limit, due):
         acted += wake(batch_id)
     unsent = open_.filter(remote_id="", status__in=UNSENT)
     uploading = now - timedelta(seconds=submit_claim_s(uploaded=False))
@@ -293,8 +293,8 @@ def rescue(now: datetime, limit: int, grace: timedelta) -> int:
     lost = unsent.filter(submit_claimed_at__isnull=True).filter(
         Q(next_poll_at__isnull=True, created_at__lt=now - grace) | Q(next_poll_at__lt=now - grace)
     )
-    resent = list(lost.order_by("pk").values_list("pk", flat=True)[:limit])
-    resent = resent[: enqueue.room(enqueue.SUBMIT_BATCH, "start", limit, len(resent))]
+    queued = list(lost.order_by("pk").values_list("pk", flat=True)[:limit])
+    resent = enqueue.room(enqueue.SUBMIT_BATCH, "start", limit, queued)
     if resent:  # due now, as a run's lost start is stamped: sent again only a grace later
         lost.filter(pk__in=resent).update(next_poll_at=now)
     for batch_id in resent:

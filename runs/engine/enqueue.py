@@ -17,13 +17,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from celery import current_app
 
 from ..conf import settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The fewest overdue messages the sweep adds per pass and kind, however deep their queue
 #: (``room``).
@@ -147,28 +149,29 @@ def waiting(name: str, kind: Kind | None = None) -> int | None:
         return None
 
 
-def room(name: str, kind: Kind, batch: int, candidates: int) -> int:
-    """How many of ``candidates`` ``name`` messages the sweep adds to their queue: ``batch``
-    less what already waits there, but never fewer than ``RESCUE_FLOOR`` (all of them when the
-    broker cannot say). The broker is asked only when there is something to add.
+def room(name: str, kind: Kind, batch: int, candidates: list[T]) -> list[T]:
+    """The first of ``candidates`` (most overdue first) that the sweep may add as ``name``
+    messages to their queue: ``batch`` less what already waits there, but never fewer than
+    ``RESCUE_FLOOR`` (all of them when the broker cannot say). The broker is asked only when
+    there is something to add.
 
     Why the floor: a queue that stays a batch deep (overload, or a host's small
     ``RUNS_SWEEP_BATCH``) must not hold a lost message back for ever; the most overdue few still
     go each pass, a load that does not grow with the backlog.
     """
     if not candidates:
-        return 0
+        return []
     depth = waiting(name, kind)
     if depth is None:
         return candidates
     allowed = max(RESCUE_FLOOR, batch - depth)
-    if allowed < candidates:
+    if allowed < len(candidates):
         log.warning(
             "sweep: %d messages wait in the %s queue; of %d overdue, adding the %d most overdue "
             "(the rest are most likely among those waiting)",
             depth,
             kind,
-            candidates,
+            len(candidates),
             allowed,
         )
-    return min(candidates, allowed)
+    return candidates[:allowed]

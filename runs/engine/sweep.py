@@ -78,7 +78,7 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
         .order_by("next_poll_at")
         .values_list("pk", flat=True)[:batch]
     )
-    for run_id in overdue[: enqueue.room(enqueue.POLL_RUN, "wake", batch, len(overdue))]:
+    for run_id in enqueue.room(enqueue.POLL_RUN, "wake", batch, overdue):
         report.rearmed += writer.wake(run_id)
 
     for run in list(Run.objects.filter(status=RunStatus.PENDING, deadline_at__lt=now)[:batch]):
@@ -90,8 +90,8 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
     ).filter(
         Q(next_poll_at__isnull=True, created_at__lt=now - grace) | Q(next_poll_at__lt=now - grace)
     )
-    resent = list(lost_starts.order_by("pk").values_list("pk", flat=True)[:batch])
-    resent = resent[: enqueue.room(enqueue.START_RUN, "start", batch, len(resent))]
+    queued = list(lost_starts.order_by("pk").values_list("pk", flat=True)[:batch])
+    resent = enqueue.room(enqueue.START_RUN, "start", batch, queued)
     if resent:
         # Due now: the next sweep sends another only once this one is a grace late too. Without
         # the stamp every sweep re-sent every start still queued behind a backlog (1,832 start
