@@ -87,3 +87,30 @@ def test_a_start_retry_releases_the_claim_and_starts_again_later(make_run, sent_
     run.refresh_from_db()
     assert run.start_claimed_at is None and run.error_retries == 1
     assert sent_tasks == [("runs.start_run", (run.pk,), 3.0)]
+
+
+def test_a_claim_reads_the_run_as_a_query_would_in_the_same_statement(make_run):
+    """The claim's ``UPDATE ... RETURNING`` builds the run itself (``sql.returned_runs``): every
+    field converted as the ORM converts it (JSON, decimals, aware datetimes), saved-state and all,
+    with no second query."""
+    from decimal import Decimal
+
+    run = make_run("in_progress", remote_id="resp_1", metadata={"k": "v"})
+    Run.objects.filter(pk=run.pk).update(
+        usage={"total_tokens": 7}, cost=Decimal("0.000150"), next_poll_at=timezone.now()
+    )
+    with CaptureQueriesContext(connection) as queries:
+        claimed = writer.claim_poll(run.pk, run.poll_generation)
+    assert len(queries) == 1
+    expected = Run.objects.get(pk=run.pk)
+    assert claimed is not None and not claimed._state.adding
+    for field in Run._meta.concrete_fields:
+        assert getattr(claimed, field.attname) == getattr(expected, field.attname), field.name
+    assert claimed.next_poll_at.tzinfo is not None and claimed.metadata == {"k": "v"}
+
+
+def test_a_start_claim_reads_its_threads_remote_id_too(make_run):
+    run = make_run("pending")
+    claimed = writer.claim_start(run.pk)
+    assert claimed is not None and claimed.thread_remote_id == ""  # no conversation yet
+    assert claimed.status == "pending" and claimed.start_claimed_at is not None

@@ -5,7 +5,7 @@ A tick's claim (``claim_ticket``) and a start's (``claim_start``) are the writer
 every run, thousands of times a minute at scale; folding the read into the claim saves a round
 trip and a compiled query each time (docs/bench/README.md, "Starts and ticks"). Raw SQL because
 the ORM has no ``UPDATE ... RETURNING``; PostgreSQL and SQLite (3.35+) both understand it, and
-``Model.objects.raw`` runs the returned columns through Django's own converters.
+``sql.returned_runs`` runs the returned columns through Django's own converters.
 
 A chunk of starts is claimed the same way (``claim_starts``), and a tick's other statement, its
 re-arm (``rearm``), is written by hand here too: the hottest statements of the engine, in one
@@ -22,7 +22,7 @@ from django.db.models import Q
 from ..models import Run, Thread
 from ..status import RunStatus
 from .decisions import Counters, Errors
-from .sql import active_placeholders, moment, run_table
+from .sql import active_placeholders, moment, returned_runs, run_columns, run_table
 
 
 def claim_ticket(run_id: int, ticket: int) -> Run | None:
@@ -31,19 +31,16 @@ def claim_ticket(run_id: int, ticket: int) -> Run | None:
 
     A tick used to claim, then ``SELECT`` the row it had just claimed: one round trip and one
     query compiled for nothing. The returned columns go through Django's own converters
-    (``Model.objects.raw``), so the run is the instance a query would have built, minus the
+    (``sql.returned_runs``), so the run is the instance a query would have built, minus the
     thread, which loads lazily on the rare path that needs it (the Assistants backend).
     """
     active, statuses = active_placeholders()
     sql = f"""
         UPDATE {run_table()} SET poll_generation = %s
          WHERE id = %s AND poll_generation = %s AND status IN ({active}) AND remote_id <> ''
-     RETURNING {_columns()}
+     RETURNING {run_columns()}
     """
-    # using=: raw() would route to db_for_read, a replica in some hosts; this is a write.
-    found = list(
-        Run.objects.raw(sql, [ticket + 1, run_id, ticket, *statuses], using=connection.alias)
-    )
+    found = returned_runs(sql, [ticket + 1, run_id, ticket, *statuses])
     return found[0] if found else None
 
 
@@ -55,12 +52,12 @@ def claim_start(run_id: int, at: datetime) -> Run | None:
     sql = f"""
         UPDATE {run_table()} SET start_claimed_at = %s
          WHERE id = %s AND status = %s AND start_claimed_at IS NULL
-     RETURNING {_columns()},
+     RETURNING {run_columns()},
                (SELECT t.remote_id FROM {threads} t WHERE t.id = {run_table()}.thread_id)
                AS thread_remote_id
     """
     params = [moment(at), run_id, RunStatus.PENDING]
-    found = list(Run.objects.raw(sql, params, using=connection.alias))
+    found = returned_runs(sql, params, extra=("thread_remote_id",))
     return found[0] if found else None
 
 
@@ -87,7 +84,7 @@ def claim_starts(run_id: int, size: int, at: datetime) -> list[Run]:
     startable = f"""status = '{RunStatus.PENDING.value}' AND start_claimed_at IS NULL
                     AND batch_id IS NULL AND (next_poll_at IS NULL OR next_poll_at <= %s)"""
     own = f"id = %s AND status = '{RunStatus.PENDING.value}' AND start_claimed_at IS NULL"
-    returning = f"""RETURNING {_columns()},
+    returning = f"""RETURNING {run_columns()},
                (SELECT t.remote_id FROM {threads} t WHERE t.id = {table}.thread_id)
                AS thread_remote_id"""
     if connection.vendor == "postgresql":
@@ -120,7 +117,7 @@ def claim_starts(run_id: int, size: int, at: datetime) -> list[Run]:
             {returning}
         """
         params = [moment(at), run_id, *others, moment(at)]
-    return list(Run.objects.raw(sql, params, using=connection.alias))
+    return returned_runs(sql, params, extra=("thread_remote_id",))
 
 
 def renew_starts(run_ids: list[int], held: datetime, at: datetime) -> set[int]:
@@ -181,8 +178,3 @@ def rearm(
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, run_id, ticket, *statuses])
         return cursor.rowcount > 0
-
-
-def _columns() -> str:
-    quote = connection.ops.quote_name
-    return ", ".join(quote(f.column) for f in Run._meta.concrete_fields)

@@ -1,12 +1,15 @@
 """What the engine's raw statements share (``bulk``, ``claims``): the run table's quoted name,
-the placeholders of the active statuses and the spelling of a moment, so every hand-written
-``UPDATE`` names and writes them alike."""
+the placeholders of the active statuses, the spelling of a moment and the reading of the runs a
+statement returns, so every hand-written ``UPDATE`` names, writes and reads them alike."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from django.db import connection
+from django.db import connection, connections
 
 from ..models import Run
 from ..status import ACTIVE
@@ -30,3 +33,58 @@ def moment(value: datetime) -> object:
     of a stale claim) would not match. PostgreSQL gets the value unchanged.
     """
     return connection.ops.adapt_datetimefield_value(value)
+
+
+def run_columns() -> str:
+    """Every column of the run, in the model's field order: what ``returned_runs`` reads."""
+    quote = connection.ops.quote_name
+    return ", ".join(quote(f.column) for f in Run._meta.concrete_fields)
+
+
+def returned_runs(sql: str, params: Sequence[Any], extra: Sequence[str] = ()) -> list[Run]:
+    """Run ``sql`` (on the default connection: a claim is a write, never for a replica) and build
+    a run from each row it returns: ``run_columns()``, then one column per name in ``extra``,
+    set on the run as an attribute of that name.
+
+    The values go through the converters a query would apply (JSON, decimals, SQLite's
+    datetimes). Why not ``Run.objects.raw``: it maps the cursor's columns to fields and orders the
+    model's init again for every statement, 7 % of a poll tick's worker CPU in a py-spy profile
+    (docs/bench/README.md, "The tick, 2026-12-03"); here the columns are fixed, so that is done
+    once per database.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    if not rows:
+        return []
+    names, converters = _reading(connection.alias)
+    width = len(names)
+    runs = []
+    for row in rows:
+        values = list(row[:width])
+        for index, field_converters, expression in converters:
+            for convert in field_converters:
+                values[index] = convert(values[index], expression, connection)
+        run = Run.from_db(connection.alias, names, values)
+        for name, value in zip(extra, row[width:], strict=True):
+            setattr(run, name, value)
+        runs.append(run)
+    return runs
+
+
+Converter = Callable[[Any, Any, Any], Any]
+
+
+@cache
+def _reading(alias: str) -> tuple[list[str], list[tuple[int, list[Converter], Any]]]:
+    """(the run's attribute names in column order, the converters of each column that has any),
+    as Django's compiler works them out for a query (``SQLCompiler.get_converters``)."""
+    db = connections[alias]
+    fields = Run._meta.concrete_fields
+    converters = []
+    for index, field in enumerate(fields):
+        column = field.get_col(Run._meta.db_table)
+        found = db.ops.get_db_converters(column) + column.get_db_converters(db)
+        if found:
+            converters.append((index, found, column))
+    return [f.attname for f in fields], converters
