@@ -103,6 +103,27 @@ def test_lost_starts_wait_while_the_start_queue_is_deep_but_the_oldest_still_go(
 
 
 @pytest.mark.django_db
+def test_the_run_of_a_released_tool_round_is_woken_first_and_within_the_room_too(
+    overdue_runs, run_row, sent_tasks, monkeypatch, settings
+) -> None:
+    """A tool round whose submit claim was abandoned is released and its run woken ahead of the
+    overdue runs, through the same count; the wake is not a re-arm, so it is not counted as one."""
+    from runs.models import ToolCall
+
+    waiting_on_tools = run_row("requires_action", remote_id="resp_tools", next_poll_at=ago(1))
+    ToolCall.objects.create(
+        run=waiting_on_tools, call_id="call_1", name="f", state=ToolCall.State.SUCCEEDED,
+        submitted_at=ago(settings.RUNS_CLAIM_TIMEOUT_S + 60),
+    )  # fmt: skip
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 998)  # room for two
+    report = sweep(batch=1000)
+    assert report.released_rounds == 1 and report.rearmed == 1
+    most_overdue = min(overdue_runs, key=lambda r: r.next_poll_at)
+    assert woken(sent_tasks) == [waiting_on_tools.pk, most_overdue.pk]
+    assert ToolCall.objects.get(call_id="call_1").submitted_at is None
+
+
+@pytest.mark.django_db
 def test_a_broker_that_cannot_say_leaves_the_sweep_as_it_was(
     overdue_runs, sent_tasks, monkeypatch
 ) -> None:

@@ -24,9 +24,10 @@ A run overdue because its message waits behind a backlog looks, in the database,
 message was lost; re-arming it adds a message to the very backlog that made it late, and at
 10,000 runs that fed on itself (a wake re-armed every grace while it waited: 59,335 polls for
 10,000 runs, docs/reliability.md). So the sweep asks the broker first (``enqueue.room``):
-it re-arms overdue runs or resends lost starts, at most ``batch`` less the messages already
-waiting in that queue, but always the ``enqueue.RESCUE_FLOOR`` most overdue, so a lost
-message is never held back for ever. Batches likewise (``batch_writer.rescue``).
+it wakes the runs of released tool rounds and overdue runs, or resends lost starts, at most
+``batch`` less the messages already waiting in that queue, but always the
+``enqueue.RESCUE_FLOOR`` most overdue, so a lost message is never held back for ever.
+Batches likewise (``batch_writer.rescue``).
 """
 
 from __future__ import annotations
@@ -67,10 +68,10 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
     grace = timedelta(seconds=settings.RUNS_SWEEP_GRACE_S)
     report = SweepReport()
 
-    for run_id in tool_calls.release_abandoned_claims(now, batch):
+    released = tool_calls.release_abandoned_claims(now, batch)
+    for run_id in released:
         log.warning("run %s: a tool round's submit claim was abandoned; released", run_id)
         report.released_rounds += 1
-        writer.wake(run_id)
 
     overdue = list(
         Run.objects.filter(status__in=ACTIVE, next_poll_at__lt=now - grace)
@@ -78,8 +79,14 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
         .order_by("next_poll_at")
         .values_list("pk", flat=True)[:batch]
     )
-    for run_id in enqueue.room(enqueue.POLL_RUN, "wake", batch, overdue):
-        report.rearmed += writer.wake(run_id)
+    # A released round's run first: its tools are done and waiting to be sent. One held back by a
+    # deep queue keeps the due time of its last re-arm, so it comes back here once overdue.
+    first = set(released)
+    wakes = released + [pk for pk in overdue if pk not in first]
+    for run_id in enqueue.room(enqueue.POLL_RUN, "wake", batch, wakes):
+        woken = writer.wake(run_id)
+        if run_id not in first:
+            report.rearmed += woken
 
     for run in list(Run.objects.filter(status=RunStatus.PENDING, deadline_at__lt=now)[:batch]):
         report.expired += writer.apply(expiry.expire(run))
