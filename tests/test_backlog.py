@@ -4,7 +4,7 @@ At 10,000 runs the sweep used to re-arm every run overdue by its grace, though m
 runs were overdue only because their poll waited in a queue thousands deep; each re-arm added a
 message to that queue, so the backlog fed on itself (59,335 polls for 10,000 runs). Now the sweep
 adds at most a batch, less what already waits in the queue it would add to, and always the few
-most overdue (``runs.engine.enqueue.waiting``, ``runs.engine.sweep.room``).
+most overdue (``runs.engine.enqueue.waiting``, ``runs.engine.enqueue.room``).
 """
 
 from __future__ import annotations
@@ -121,6 +121,23 @@ def test_the_run_of_a_released_tool_round_is_woken_first_and_within_the_room_too
     most_overdue = min(overdue_runs, key=lambda r: r.next_poll_at)
     assert woken(sent_tasks) == [waiting_on_tools.pk, most_overdue.pk]
     assert ToolCall.objects.get(call_id="call_1").submitted_at is None
+
+
+@pytest.mark.django_db
+def test_a_released_round_whose_run_is_overdue_too_is_woken_once(
+    run_row, sent_tasks, settings
+) -> None:
+    from runs.models import ToolCall
+
+    settings.RUNS_SWEEP_GRACE_S = 10
+    late = run_row("requires_action", remote_id="resp_late_tools", next_poll_at=ago(60))
+    ToolCall.objects.create(
+        run=late, call_id="call_2", name="f", state=ToolCall.State.ERROR,
+        submitted_at=ago(settings.RUNS_CLAIM_TIMEOUT_S + 60),
+    )  # fmt: skip
+    report = sweep()
+    assert (report.released_rounds, report.rearmed) == (1, 0)
+    assert woken(sent_tasks) == [late.pk]
 
 
 @pytest.mark.django_db

@@ -150,7 +150,7 @@ def waiting(name: str, kind: Kind | None = None) -> int | None:
 
 
 def room(name: str, kind: Kind, batch: int, candidates: list[T]) -> list[T]:
-    """The first of ``candidates`` (most overdue first) that the sweep may add as ``name``
+    """The first of ``candidates`` (most urgent first) that the sweep may add as ``name``
     messages to their queue: ``batch`` less what already waits there, but never fewer than
     ``RESCUE_FLOOR`` (all of them when the broker cannot say). The broker is asked only when
     there is something to add.
@@ -167,8 +167,8 @@ def room(name: str, kind: Kind, batch: int, candidates: list[T]) -> list[T]:
     allowed = max(RESCUE_FLOOR, batch - depth)
     if allowed < len(candidates):
         log.warning(
-            "sweep: %d messages wait in the %s queue; of %d overdue, adding the %d most overdue "
-            "(the rest are most likely among those waiting)",
+            "sweep: %d messages wait in the %s queue; of %d to add, adding the first %d, most "
+            "urgent first (the rest are most likely among those waiting)",
             depth,
             kind,
             len(candidates),

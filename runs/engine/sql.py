@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from functools import cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from django.db import connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..models import Run
 from ..status import ACTIVE
@@ -48,16 +49,16 @@ def returned_runs(sql: str, params: Sequence[Any], extra: Sequence[str] = ()) ->
 
     The values go through the converters a query would apply (JSON, decimals, SQLite's
     datetimes). Why not ``Run.objects.raw``: it maps the cursor's columns to fields and orders the
-    model's init again for every statement, 7 % of a poll tick's worker CPU in a py-spy profile
-    (docs/bench/README.md, "The tick, 2026-12-03"); here the columns are fixed, so that is done
-    once per database.
+    model's init again for every statement, 7 % of the GIL samples of a worker running poll ticks
+    (docs/bench/README.md, "The claim's read"); here the columns are fixed, so that is done once
+    per connection.
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     if not rows:
         return []
-    names, converters = _reading(connection.alias)
+    names, converters = _reading(connections[connection.alias])
     width = len(names)
     runs = []
     for row in rows:
@@ -73,13 +74,18 @@ def returned_runs(sql: str, params: Sequence[Any], extra: Sequence[str] = ()) ->
 
 
 Converter = Callable[[Any, Any, Any], Any]
+Reading = tuple[list[str], list[tuple[int, list[Converter], Any]]]
+
+#: Per connection (a thread's own, for each alias), since a backend's converters are methods of
+#: that connection's operations: one kept here never outlives its connection.
+_readings: WeakKeyDictionary[BaseDatabaseWrapper, Reading] = WeakKeyDictionary()
 
 
-@cache
-def _reading(alias: str) -> tuple[list[str], list[tuple[int, list[Converter], Any]]]:
+def _reading(db: BaseDatabaseWrapper) -> Reading:
     """(the run's attribute names in column order, the converters of each column that has any),
     as Django's compiler works them out for a query (``SQLCompiler.get_converters``)."""
-    db = connections[alias]
+    if (known := _readings.get(db)) is not None:
+        return known
     fields = Run._meta.concrete_fields
     converters = []
     for index, field in enumerate(fields):
@@ -87,4 +93,6 @@ def _reading(alias: str) -> tuple[list[str], list[tuple[int, list[Converter], An
         found = db.ops.get_db_converters(column) + column.get_db_converters(db)
         if found:
             converters.append((index, found, column))
-    return [f.attname for f in fields], converters
+    reading: Reading = ([f.attname for f in fields], converters)
+    _readings[db] = reading
+    return reading
