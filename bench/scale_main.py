@@ -54,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tick-chains", type=int, default=32, help="tick chains in flight")
     group.add_argument("--tick-window-s", type=float, default=10.0)
     group.add_argument(
+        "--tick-repeats",
+        type=int,
+        default=3,
+        help="bare/poll pairs for the tick rate; the pair with the median ratio is reported",
+    )
+    group.add_argument(
         "--tick-batched-runs",
         type=int,
         default=2000,
@@ -132,6 +138,7 @@ def execute(bench: Bench, args: argparse.Namespace, console: Console, t0: float)
                 chains=args.tick_chains,
                 window_s=args.tick_window_s,
                 batched_runs=args.tick_batched_runs,
+                repeats=args.tick_repeats,
             )
     results["bench_wall_s"] = round(time.monotonic() - t0, 1)
     from .scale_report import write_markdown

@@ -118,7 +118,7 @@ def tick_lines(t: dict[str, Any]) -> list[str]:
         *_batched_row(t.get("batched")),
         "",
         f"**Ratio: {_f(t['ratio'], 'x')}** (aim >= {t['aim']}x: "
-        f"{'met' if t['met'] else '**not met**'}).",
+        f"{'met' if t['met'] else '**not met**'}){_pairs_note(t)}.",
         *(
             [
                 "",
@@ -131,6 +131,15 @@ def tick_lines(t: dict[str, Any]) -> list[str]:
             else []
         ),
     ]
+
+
+def _pairs_note(t: dict[str, Any]) -> str:
+    """Which pair the figures above are, when there were several (bench/tick_rate.py says why)."""
+    ratios = t.get("pair_ratios") or []
+    if len(ratios) < 2:
+        return ""
+    each = ", ".join(_f(r, "x") for r in ratios)
+    return f": the pair with the median ratio of {len(ratios)} (each: {each}), its rows above"
 
 
 def _batched_row(b: dict[str, Any] | None) -> list[str]:

@@ -97,14 +97,51 @@ def measure(
     warmup_s: float = 2.0,
     window_s: float = 10.0,
     batched_runs: int = 0,
+    repeats: int = 3,
 ) -> dict[str, Any]:
-    """Both rates on the same ``bench.workers`` x ``bench.threads`` workers, and their ratio."""
+    """Both rates on the same ``bench.workers`` x ``bench.threads`` workers, and their ratio:
+    ``repeats`` pairs (fresh workers each, the bare task measured again just before each poll
+    window), reported by the pair with the median ratio, every pair listed beside it. One pair
+    moved between 0.29x and 0.43x on the same code on this shared machine (docs/bench/README.md,
+    "A poll's "not yet" answer"); the median of paired ratios holds still where one pair cannot.
+    """
+    task = bench.progress.add_task(
+        "tick rate: bare countdown task, then a real poll tick", total=2 * repeats
+    )
+    pairs = [_pair(bench, chains, warmup_s, window_s, task) for _ in range(max(1, repeats))]
+    ranked = sorted(pairs, key=lambda p: p["ratio"] if p["ratio"] is not None else -1.0)
+    median = ranked[len(ranked) // 2]
+    bare = median["bare"]
+    batched = measure_batched(bench, runs=batched_runs, window_s=window_s) if batched_runs else None
+    return {
+        "workers": bench.workers,
+        "threads": bench.threads,
+        "chains": chains,
+        "countdown_s": COUNTDOWN_S,
+        "simulator_latency_s": 0.0,
+        "bare": bare,
+        "poll": median["poll"],
+        "ratio": median["ratio"],
+        "aim": 0.4,
+        "met": median["ratio"] is not None and median["ratio"] >= 0.4,
+        "repeats": len(pairs),
+        "pair_ratios": [p["ratio"] for p in pairs],
+        "pairs": pairs,
+        "batched": batched,
+        "batched_ratio": round(batched["ticks_per_s"] / bare["ticks_per_s"], 3)
+        if batched and bare["ticks_per_s"]
+        else None,
+        "load": median["load"],
+    }
+
+
+def _pair(bench: Bench, chains: int, warmup_s: float, window_s: float, task: Any) -> dict[str, Any]:
+    """One bare window, then one poll window, on fresh workers; their ratio and the load."""
     from project.celery import app
     from runs.tasks import start_run
 
     from .celery_app import bare_tick
 
-    task = bench.progress.add_task("tick rate: bare countdown task, then a real poll tick", total=2)
     env = _tick_env(bench)
     procs = ProcessSampler()
     with ExitStack() as stack:
@@ -126,39 +163,21 @@ def measure(
         for chain in range(chains):
             bare_tick.apply_async((chain, until, COUNTDOWN_S), countdown=COUNTDOWN_S)
         bare = _window(bench, procs, BARE, warmup_s, window_s)
-        bench.progress.update(task, completed=1)
+        bench.progress.advance(task)
         time.sleep(max(0.0, until - time.time()) + 1.0)  # the bare chains stop by themselves
         plans = [Plan(i, 3600.0, "completed") for i in range(chains)]
         for run_id in _create_runs(plans, "poll"):
             start_run.delay(run_id)
         poll = _window(bench, procs, POLL, warmup_s, window_s)
-        bench.progress.update(task, completed=2)
+        bench.progress.advance(task)
         probe = _probe_records(bench.redis_url).get("poll_run", {})
-    batched = measure_batched(bench, runs=batched_runs, window_s=window_s) if batched_runs else None
-    load_seen = load.stop()
     ratio = round(poll["ticks_per_s"] / bare["ticks_per_s"], 3) if bare["ticks_per_s"] else None
-    return {
-        "workers": bench.workers,
-        "threads": bench.threads,
-        "chains": chains,
-        "countdown_s": COUNTDOWN_S,
-        "simulator_latency_s": 0.0,
-        "bare": bare,
-        "poll": poll
-        | {
-            "queries_per_tick": probe.get("queries_mean"),
-            "task_cpu_ms_p50": (probe.get("cpu_ms") or {}).get("p50"),
-            "task_wall_ms_p50": (probe.get("wall_ms") or {}).get("p50"),
-        },
-        "ratio": ratio,
-        "aim": 0.4,
-        "met": ratio is not None and ratio >= 0.4,
-        "batched": batched,
-        "batched_ratio": round(batched["ticks_per_s"] / bare["ticks_per_s"], 3)
-        if batched and bare["ticks_per_s"]
-        else None,
-        "load": load_seen,
+    poll |= {
+        "queries_per_tick": probe.get("queries_mean"),
+        "task_cpu_ms_p50": (probe.get("cpu_ms") or {}).get("p50"),
+        "task_wall_ms_p50": (probe.get("wall_ms") or {}).get("p50"),
     }
+    return {"bare": bare, "poll": poll, "ratio": ratio, "load": load.stop()}
 
 
 def measure_batched(bench: Bench, *, runs: int, window_s: float) -> dict[str, Any]:
@@ -200,6 +219,7 @@ def measure_batched(bench: Bench, *, runs: int, window_s: float) -> dict[str, An
                 enqueue.send(POLL_DUE, kind="poll")
                 time.sleep(0.5)
 
+        load = LoadWindow().start()
         ticker = threading.Thread(target=beat, daemon=True)
         ticker.start()
         time.sleep(2.0)
@@ -220,4 +240,5 @@ def measure_batched(bench: Bench, *, runs: int, window_s: float) -> dict[str, An
         "ticks_per_s": round(retrieves / elapsed, 1),
         "worker_cpu_ms_per_tick": round(cpu / retrieves * 1000, 2) if retrieves else None,
         "worker_cpu_share": round(cpu / elapsed, 2),
+        "load": load.stop(),
     }

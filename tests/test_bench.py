@@ -69,6 +69,7 @@ def test_scale_out_mode_runs_two_nodes_and_the_tick_rate_at_tiny_n(tmp_path: Pat
             sys.executable, "-m", "bench", "--scale-out", "--parts", "scale", "tick",
             "--brokers", "redis", "--scale-n", "6", "--latency-ms", "10", "--run-s", "0.5",
             "--tick-chains", "4", "--tick-window-s", "1", "--tick-batched-runs", "20",
+            "--tick-repeats", "2",
             "--cap-s", "60", "--out", str(tmp_path),
         ],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
@@ -85,7 +86,11 @@ def test_scale_out_mode_runs_two_nodes_and_the_tick_rate_at_tiny_n(tmp_path: Pat
     assert tick["bare"]["ticks"] > 0 and tick["poll"]["ticks"] > 0
     assert 0.9 <= tick["poll"]["retrieves_per_tick"] <= 1.5  # every poll tick was a real one
     assert tick["batched"]["runs"] == 20 and tick["batched"]["ticks"] > 0
-    assert (tmp_path / "scale_out.md").read_text().startswith("# Scale-out")
+    # Measured in pairs, each with its own bare baseline; the figures are one real pair's.
+    assert len(tick["pairs"]) == tick["repeats"] == 2
+    assert tick["ratio"] in tick["pair_ratios"]
+    report = (tmp_path / "scale_out.md").read_text()
+    assert report.startswith("# Scale-out") and "the pair with the median ratio of 2" in report
 
 
 @pytest.mark.integration

@@ -26,13 +26,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import openai
+from openai.types.beta import Thread
+from openai.types.beta.threads import Message
 from openai.types.beta.threads import Run as RemoteRun
 
 from ..client import get_client, get_create_client
 from ..conf import settings
 from ..status import RunStatus
 from .base import Capabilities, OutgoingMessage, RemoteState, ToolCallRequest, ToolOutput
-from .common import parse_poll_after, remote_metadata, tool_specs, when
+from .common import parse_poll_after, remote_metadata, tool_specs, warm_sdk, when
 
 if TYPE_CHECKING:
     from ..models import Run
@@ -221,3 +223,6 @@ class AssistantsBackend:
             state = self.retrieve(run)
             return replace(state, api_calls=state.api_calls + 1)
         return to_state(remote)
+
+    def warm(self) -> None:
+        warm_sdk(("beta.threads.runs", "beta.threads.messages"), (Thread, RemoteRun, Message))

@@ -115,3 +115,13 @@ class Backend(Protocol):
         the conversation carrying ``function_call_output`` items (the remote id moves to it).
         """
         ...
+
+    def warm(self) -> None:
+        """Load now, with no API call, what this API's first call would load: the SDK's lazily
+        imported resources and the schemas of the models its answers are parsed into.
+
+        Why: that first load costs a fraction of a second of CPU under the GIL, and a worker that
+        pays it in its first tasks stalls every other thread of the process, in the burst of
+        starts where a slot matters most (docs/celery.md, "Worker start-up").
+        """
+        ...

@@ -3,13 +3,17 @@ timestamps and the tool and instruction arguments every request repeats."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..client import get_client, get_create_client
 from ..status import WINDOW_S
 from ..tools import tools_for
 
 if TYPE_CHECKING:
+    import openai
+
     from ..models import Run
 
 #: OpenAI accepts at most 16 metadata pairs of strings (values up to 512 characters).
@@ -81,3 +85,16 @@ def request_options(run: Run, *, background: bool) -> dict[str, Any]:
     if background and run.completion_window in WINDOW_S:
         kwargs["background_options"] = {"completion_window": run.completion_window}
     return kwargs
+
+
+def warm_sdk(resources: Sequence[str], models: Sequence[type[openai.BaseModel]]) -> None:
+    """Load the SDK's ``resources`` (dotted paths on a client, imported on first use) on both our
+    clients, and build each answer model's schema (built when the first answer is parsed), with
+    no API call (``Backend.warm`` says why)."""
+    for client in (get_client(), get_create_client()):
+        for path in resources:
+            obj: object = client
+            for part in path.split("."):
+                obj = getattr(obj, part)
+    for model in models:
+        model.construct()

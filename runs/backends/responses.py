@@ -18,12 +18,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from openai.types.conversations import Conversation
 from openai.types.responses import Response
 
 from ..client import get_client, get_create_client
 from ..status import RunStatus
 from .base import Capabilities, OutgoingMessage, RemoteState, ToolCallRequest, ToolOutput
-from .common import parse_poll_after, remote_metadata, request_options, tool_specs, when
+from .common import (
+    parse_poll_after,
+    remote_metadata,
+    request_options,
+    tool_specs,
+    warm_sdk,
+    when,
+)
 
 if TYPE_CHECKING:
     from ..models import Run
@@ -74,6 +82,44 @@ def to_state(
     )
 
 
+#: The statuses of a response that has not ended, and so carries no answer yet.
+NOT_YET = ("queued", "in_progress")
+
+
+def not_yet(answer: object, poll_after_ms: int | None) -> RemoteState | None:
+    """The ``RemoteState`` of an answer that only says "not yet" (queued or in progress, with no
+    error and no usage), read from its JSON; None for any other answer, which ``to_state`` reads.
+
+    Why: most polls get this answer, and so does a create. The SDK builds its ``Response`` model
+    for it recursively (output, tools, text format, reasoning) for a status and an id: 250 us of
+    CPU per answer against 10 us here, a few per cent of a poll task (docs/bench/README.md, "A
+    poll's "not yet" answer"). Everything else ``to_state`` would read from such an answer is
+    empty, so both agree on it (tests/test_responses_backend.py).
+    """
+    if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
+        return None
+    status = answer.get("status")
+    if status not in NOT_YET or answer.get("error") is not None or answer.get("usage") is not None:
+        return None
+    return RemoteState(
+        remote_id=answer["id"],
+        status=STATUS_MAP[status],
+        remote_status=status,
+        remote_completed_at=when(answer.get("completed_at")),
+        poll_after_ms=poll_after_ms,
+    )
+
+
+def read_answer(raw: Any, *, poll_after_ms: int | None = None) -> RemoteState:
+    """The ``RemoteState`` of one raw answer (the SDK's ``with_raw_response``): a "not yet" read
+    from its JSON (``not_yet``), anything else through the SDK's ``Response`` model."""
+    try:
+        answer = raw.http_response.json()
+    except ValueError:  # not JSON: the SDK's own parse says what it makes of it
+        answer = None
+    return not_yet(answer, poll_after_ms) or to_state(raw.parse(), poll_after_ms=poll_after_ms)
+
+
 class ResponsesBackend:
     name = "responses"
     capabilities = Capabilities(
@@ -90,7 +136,7 @@ class ResponsesBackend:
     def create(
         self, run: Run, thread_remote_id: str, messages: Sequence[OutgoingMessage]
     ) -> RemoteState:
-        response = get_create_client().responses.create(
+        raw = get_create_client().responses.with_raw_response.create(
             model=run.model,
             conversation=thread_remote_id,
             background=True,
@@ -100,11 +146,11 @@ class ResponsesBackend:
             **_tools_and_instructions(run),
             **request_options(run, background=True),
         )
-        return to_state(response)
+        return read_answer(raw)
 
     def retrieve(self, run: Run) -> RemoteState:
         raw = get_client().responses.with_raw_response.retrieve(run.remote_id)
-        return to_state(raw.parse(), poll_after_ms=parse_poll_after(raw.headers))
+        return read_answer(raw, poll_after_ms=parse_poll_after(raw.headers))
 
     def cancel(self, run: Run) -> RemoteState | None:
         if not run.remote_id:
@@ -113,7 +159,7 @@ class ResponsesBackend:
 
     def submit_tool_outputs(self, run: Run, outputs: Sequence[ToolOutput]) -> RemoteState:
         """Continue in the conversation with a new background response carrying the outputs."""
-        response = get_create_client().responses.create(
+        raw = get_create_client().responses.with_raw_response.create(
             model=run.model,
             conversation=run.thread.remote_id,
             background=True,
@@ -126,7 +172,10 @@ class ResponsesBackend:
             **_tools_and_instructions(run),
             **request_options(run, background=True),
         )
-        return to_state(response)
+        return read_answer(raw)
+
+    def warm(self) -> None:
+        warm_sdk(("responses", "conversations"), (Response, Conversation))
 
 
 def _tools_and_instructions(run: Run) -> dict[str, Any]:

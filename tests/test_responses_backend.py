@@ -1,0 +1,166 @@
+"""The Responses backend's two shortcuts around the SDK's cost, and that neither changes an answer.
+
+- A poll's "not yet" answer (queued or in progress) is read from its JSON, without the SDK's
+  ``Response`` model: it must read exactly as the model would.
+- A worker warms the SDK before its first task (``Backend.warm``, on Celery's ``worker_init``):
+  with no API call, and so the first answers are not the ones that load the SDK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai.types.responses import Response
+
+from runs.backends.responses import NOT_YET, ResponsesBackend, not_yet, to_state
+from runs.client import get_client
+from runs.models import Run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: A queued answer as the API sends it (the simulator's shape, from the OpenAPI description).
+QUEUED: dict[str, Any] = {
+    "id": "resp_1",
+    "object": "response",
+    "created_at": 1_796_000_000,
+    "status": "queued",
+    "background": True,
+    "completed_at": None,
+    "conversation": {"id": "conv_1"},
+    "error": None,
+    "incomplete_details": None,
+    "instructions": None,
+    "model": "gpt-4.1-mini",
+    "output": [],
+    "parallel_tool_calls": True,
+    "reasoning": {"effort": None, "summary": None},
+    "service_tier": "default",
+    "store": True,
+    "text": {"format": {"type": "text"}, "verbosity": "medium"},
+    "tool_choice": "auto",
+    "tools": [],
+    "metadata": {"run_id": "7"},
+}
+
+#: An item a response in progress may already hold; it says nothing until the response ends.
+PARTIAL_MESSAGE = {
+    "type": "message",
+    "id": "msg_1",
+    "role": "assistant",
+    "status": "in_progress",
+    "content": [{"type": "output_text", "text": "Half an ans", "annotations": []}],
+}
+FUNCTION_CALL = {
+    "type": "function_call",
+    "id": "fc_1",
+    "call_id": "call_1",
+    "name": "get_weather",
+    "arguments": "{}",
+    "status": "completed",
+}
+
+
+@pytest.mark.parametrize("status", NOT_YET)
+@pytest.mark.parametrize("output", [[], [PARTIAL_MESSAGE], [FUNCTION_CALL]])
+@pytest.mark.parametrize("hint", [None, 250])
+def test_a_not_yet_answer_reads_as_the_sdk_model_would(status, output, hint):
+    answer = {**QUEUED, "status": status, "output": output}
+
+    fast = not_yet(answer, hint)
+
+    assert fast is not None
+    assert fast == to_state(Response.construct(**answer), poll_after_ms=hint)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"status": "completed", "completed_at": 1_796_000_009},
+        {"status": "failed", "error": {"code": "server_error", "message": "boom"}},
+        {"status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}},
+        {"status": "cancelled"},
+        {"status": "in_progress", "error": {"code": "server_error", "message": "odd"}},
+        {"status": "in_progress", "usage": {"input_tokens": 3, "output_tokens": 0}},
+        {"status": "in_progress", "error": {}},
+        {"status": "something_new"},
+        {"status": None},
+    ],
+)
+def test_any_other_answer_is_left_to_the_sdk_model(change):
+    assert not_yet({**QUEUED, **change}, None) is None
+
+
+@pytest.mark.parametrize("answer", [None, [], "queued", {"status": "queued"}, {"id": 7}])
+def test_a_body_that_is_not_a_response_object_is_left_to_the_sdk(answer):
+    assert not_yet(answer, None) is None
+
+
+@pytest.mark.integration
+def test_a_retrieve_through_the_sdk_reads_the_same_as_the_full_parse(settings, simulator):
+    settings.OPENAI_BASE_URL = simulator.base_url
+    get_client.cache_clear()
+    client = get_client()
+    conversation = client.conversations.create()
+    created = client.responses.create(
+        model="gpt-4.1-mini",
+        conversation=conversation.id,
+        background=True,
+        store=True,
+        input="Still thinking?",
+        metadata={"sim_duration_s": "60"},
+    )
+
+    state = ResponsesBackend().retrieve(Run(remote_id=created.id))
+
+    assert state.status in ("queued", "in_progress")
+    full = to_state(client.responses.retrieve(created.id))
+    assert replace(state, poll_after_ms=None) == full
+
+
+WARM_CHECK = """
+import json, sys, django
+django.setup()
+from celery.signals import worker_init
+from openai.types.responses import Response
+from pydantic._internal._mock_val_ser import MockCoreSchema
+
+def seen():
+    return {
+        "resources": any(m.startswith("openai.resources.responses") for m in sys.modules),
+        "schema": not isinstance(Response.__pydantic_core_schema__, MockCoreSchema),
+    }
+
+before = seen()
+worker_init.send(sender=None)
+print(json.dumps({"before": before, "after": seen()}))
+"""
+
+
+def test_a_worker_warms_the_sdk_at_start_without_an_api_call():
+    """In a fresh process, as a worker starts: nowhere to connect to, and no warning either."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",  # the discard port: any call would fail
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", WARM_CHECK],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "could not warm" not in done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["before"] == {"resources": False, "schema": False}
+    assert seen["after"] == {"resources": True, "schema": True}
