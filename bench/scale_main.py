@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tick-window-s", type=float, default=10.0)
     group.add_argument(
         "--tick-repeats",
-        type=int,
+        type=lambda v: max(1, int(v)),
         default=3,
         help="bare/poll pairs for the tick rate; the pair with the median ratio is reported",
     )

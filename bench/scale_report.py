@@ -125,7 +125,10 @@ def tick_lines(t: dict[str, Any]) -> list[str]:
                 f"Batched polling (`RUNS_POLL_MODE=batched`, {t['batched']['runs']:,} runs in "
                 "progress, each due again once written; `runs.poll_due` sent every 0.5 s as beat "
                 "would): a tick is one retrieve and its share of a batch's claim and write, "
-                f"**{_f(t['batched_ratio'], 'x')}** the bare task's rate.",
+                f"**{_f(t['batched_ratio'], 'x')}** the bare task's rate "
+                f"({_f(t.get('batched_bare_ticks_per_s') or t['bare']['ticks_per_s'])}/s, the "
+                "median of the pairs' bare rates); load "
+                f"{load_cell(t['batched'].get('load') or t['load'])}.",
             ]
             if t.get("batched")
             else []

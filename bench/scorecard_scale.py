@@ -86,7 +86,8 @@ def scale_out_rows(results: dict[str, Any], source: str) -> list[dict[str, Any]]
                     f"Batched polling, retrieves >= {TICK_X}x a bare countdown task's ticks",
                     f"{tick['batched']['runs']:,} runs in progress",
                     f"{tick['batched']['ticks_per_s']} retrieves/s",
-                    baseline=bare,
+                    baseline=f"bare countdown task "
+                    f"{tick.get('batched_bare_ticks_per_s') or tick['bare']['ticks_per_s']}/s",
                     ratio=tick["batched_ratio"],
                     met=tick["batched_ratio"] >= TICK_X,
                     load=tick["batched"].get("load") or tick.get("load"),
@@ -96,8 +97,9 @@ def scale_out_rows(results: dict[str, Any], source: str) -> list[dict[str, Any]]
     return out
 
 
-def _pairs(ratios: list[float]) -> str:
+def _pairs(ratios: list[float | None]) -> str:
     """ ", median of 3 pairs (0.36x, 0.40x, 0.42x)" when the tick was measured more than once."""
     if len(ratios) < 2:
         return ""
-    return f", median of {len(ratios)} pairs ({', '.join(f'{r:.2f}x' for r in ratios)})"
+    each = ", ".join("–" if r is None else f"{r:.2f}x" for r in ratios)
+    return f", median of {len(ratios)} pairs ({each})"

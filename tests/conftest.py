@@ -95,6 +95,17 @@ def simulator() -> Iterator[RunningSimulator]:
         yield sim
 
 
+@pytest.fixture
+def sdk_on_simulator(settings, simulator: RunningSimulator) -> Iterator[RunningSimulator]:
+    """Our clients (``runs.client``), in this process, pointed at the simulator; rebuilt after."""
+    settings.OPENAI_BASE_URL = simulator.base_url
+    get_client.cache_clear()
+    get_create_client.cache_clear()
+    yield simulator
+    get_client.cache_clear()
+    get_create_client.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def celery_worker(
     redis_url: str, simulator: RunningSimulator, django_db_setup: None, django_db_blocker

@@ -62,6 +62,27 @@ STATUS_MAP: dict[str, str] = {
     "expired": RunStatus.EXPIRED,
 }
 
+#: A run waiting for a tool and a message with text, parsed by ``warm``.
+WARM_RUN: dict[str, Any] = {
+    "id": "run_warm",
+    "status": "requires_action",
+    "required_action": {
+        "type": "submit_tool_outputs",
+        "submit_tool_outputs": {
+            "tool_calls": [
+                {"id": "call_warm", "type": "function", "function": {"name": "w", "arguments": ""}}
+            ]
+        },
+    },
+    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    "last_error": None,
+}
+WARM_MESSAGE: dict[str, Any] = {
+    "id": "msg_warm",
+    "role": "assistant",
+    "content": [{"type": "text", "text": {"value": "", "annotations": []}}],
+}
+
 #: Roles a thread message may have; others become additional instructions of the run.
 MESSAGE_ROLES = ("user", "assistant")
 
@@ -225,4 +246,7 @@ class AssistantsBackend:
         return to_state(remote)
 
     def warm(self) -> None:
-        warm_sdk(("beta.threads.runs", "beta.threads.messages"), (Thread, RemoteRun, Message))
+        warm_sdk(
+            ("beta.threads.runs", "beta.threads.messages"),
+            ((Thread, {}), (RemoteRun, WARM_RUN), (Message, WARM_MESSAGE)),
+        )

@@ -87,14 +87,17 @@ def request_options(run: Run, *, background: bool) -> dict[str, Any]:
     return kwargs
 
 
-def warm_sdk(resources: Sequence[str], models: Sequence[type[openai.BaseModel]]) -> None:
+def warm_sdk(
+    resources: Sequence[str], answers: Sequence[tuple[type[openai.BaseModel], dict[str, Any]]]
+) -> None:
     """Load the SDK's ``resources`` (dotted paths on a client, imported on first use) on both our
-    clients, and build each answer model's schema (built when the first answer is parsed), with
-    no API call (``Backend.warm`` says why)."""
+    clients, and parse each sample answer into its model as the SDK parses a real one, which
+    builds the model's schema and the adapters of the unions its fields hold (the output items),
+    with no API call (``Backend.warm`` says why)."""
     for client in (get_client(), get_create_client()):
         for path in resources:
             obj: object = client
             for part in path.split("."):
                 obj = getattr(obj, part)
-    for model in models:
-        model.construct()
+    for model, sample in answers:
+        model.construct(**sample)

@@ -82,6 +82,38 @@ def to_state(
     )
 
 
+#: A completed answer holding one item of each kind we read, parsed by ``warm``.
+WARM_ANSWER: dict[str, Any] = {
+    "id": "resp_warm",
+    "object": "response",
+    "status": "completed",
+    "output": [
+        {
+            "type": "message",
+            "id": "msg_warm",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "", "annotations": []}],
+        },
+        {
+            "type": "function_call",
+            "id": "fc_warm",
+            "call_id": "call_warm",
+            "name": "warm",
+            "arguments": "{}",
+            "status": "completed",
+        },
+    ],
+    "usage": {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "total_tokens": 0,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    },
+    "error": None,
+}
+
 #: The statuses of a response that has not ended, and so carries no answer yet.
 NOT_YET = ("queued", "in_progress")
 
@@ -175,7 +207,7 @@ class ResponsesBackend:
         return read_answer(raw)
 
     def warm(self) -> None:
-        warm_sdk(("responses", "conversations"), (Response, Conversation))
+        warm_sdk(("responses", "conversations"), ((Response, WARM_ANSWER), (Conversation, {})))
 
 
 def _tools_and_instructions(run: Run) -> dict[str, Any]:
