@@ -136,13 +136,20 @@ def tick_lines(t: dict[str, Any]) -> list[str]:
     ]
 
 
+def pair_ratios(t: dict[str, Any]) -> str:
+    """Each pair's tick ratio ("0.34x, 0.34x, 0.38x"), or "" for a tick measured once; the
+    scale-out report and the scorecard both say which pair their figures are."""
+    ratios = t.get("pair_ratios") or []
+    return ", ".join(_f(r, "x") for r in ratios) if len(ratios) > 1 else ""
+
+
 def _pairs_note(t: dict[str, Any]) -> str:
     """Which pair the figures above are, when there were several (bench/tick_rate.py says why)."""
-    ratios = t.get("pair_ratios") or []
-    if len(ratios) < 2:
+    each = pair_ratios(t)
+    if not each:
         return ""
-    each = ", ".join(_f(r, "x") for r in ratios)
-    return f": the pair with the median ratio of {len(ratios)} (each: {each}), its rows above"
+    n = len(t["pair_ratios"])
+    return f": the pair with the median ratio of {n} (each: {each}), its rows above"
 
 
 def _batched_row(b: dict[str, Any] | None) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .scale_report import pair_ratios
 from .scorecard_rows import ratio_of, row, where_of
 from .topology import notes
 
@@ -66,11 +67,12 @@ def scale_out_rows(results: dict[str, Any], source: str) -> list[dict[str, Any]]
     tick = results.get("tick_rate")
     if tick:
         bare = f"bare countdown task {tick['bare']['ticks_per_s']}/s"
+        each = pair_ratios(tick)
+        pairs = f", median of {tick['repeats']} pairs ({each})" if each else ""
         out.append(
             row(
                 f"Per-run poll tick >= {TICK_X}x a bare Celery countdown task",
-                f"{tick['workers']} workers x {tick['threads']} threads"
-                + _pairs(tick.get("pair_ratios") or []),
+                f"{tick['workers']} workers x {tick['threads']} threads{pairs}",
                 f"{tick['poll']['ticks_per_s']} ticks/s, "
                 f"{tick['poll']['worker_cpu_ms_per_tick']} ms of worker CPU each",
                 baseline=bare,
@@ -95,11 +97,3 @@ def scale_out_rows(results: dict[str, Any], source: str) -> list[dict[str, Any]]
                 )
             )
     return out
-
-
-def _pairs(ratios: list[float | None]) -> str:
-    """ ", median of 3 pairs (0.36x, 0.40x, 0.42x)" when the tick was measured more than once."""
-    if len(ratios) < 2:
-        return ""
-    each = ", ".join("–" if r is None else f"{r:.2f}x" for r in ratios)
-    return f", median of {len(ratios)} pairs ({each})"
