@@ -148,8 +148,8 @@ def start_rate_rows(results: dict[str, Any], source: str) -> list[dict[str, Any]
         out.append(
             row(
                 f"Start throughput >= {START_RATE_X}x the bare SDK loop",
-                f"N={ours['n']:,}, "
-                f"{strategy}, RUNS_START_CHUNK {ours['chunk']}, {ours['threads']} slots",
+                f"N={ours['n']:,}, {strategy}, RUNS_START_CHUNK {ours['chunk']}, "
+                f"{ours.get('poll_mode', 'per_run')} polls, {ours['threads']} slots",
                 f"{ours['starts_per_s']}/s"
                 + ("" if complete else f" ({ours['submitted']} of {ours['n']} started)"),
                 baseline=f"bare loop {bare['starts_per_s']}/s ({bare['threads']} threads)",

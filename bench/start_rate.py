@@ -13,8 +13,12 @@ response in it) from 16 threads. Both sides talk to the same simulator, in the s
   answered and saved, claim and all). Once by webhook (a start arms only a safety-net poll 30 s
   out, so starts alone are measured: the issue's row) and once by polling (the early runs'
   first polls, due 0.5 s after their start, compete with the later starts). Each strategy
-  once per ``--chunks`` value: ``RUNS_START_CHUNK`` 16 (the default: a start takes waiting runs
-  in chunks) and 1 (each run in its own task, as before chunked starts).
+  once per ``--chunks`` value: ``RUNS_START_CHUNK`` 16 (the bench's default: a start takes
+  waiting runs in chunks) and 1 (each run in its own task, the app's default); and once per
+  ``--poll-modes`` value: ``per_run`` (the default: each start publishes its run's first poll,
+  a countdown task its worker receives at once and holds) or ``batched`` (a start publishes
+  nothing; beat's ``runs.poll_due`` would find the due runs, and no beat runs here, since no
+  run is due within the measured window).
 
 Each pair measures the bare loop again just before ours, so each ratio has its own baseline.
 
@@ -26,6 +30,7 @@ starting is measured, and no poll competes with the starts for the workers. Post
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -71,6 +76,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="RUNS_START_CHUNK values, each a row of its own: 16 (the default) takes waiting "
         "runs in chunks, 1 starts each run in its own task",
     )
+    parser.add_argument(
+        "--poll-modes",
+        nargs="+",
+        choices=("per_run", "batched"),
+        default=["per_run"],
+        help="RUNS_POLL_MODE values, each a row of its own: per_run (the default) makes each "
+        "start publish its run's first poll, a countdown task; batched publishes none (beat's "
+        "runs.poll_due finds due runs)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "start_rate")
     return parser.parse_args(argv)
 
@@ -112,10 +126,16 @@ def bare(n: int, threads: int, sim_url: str) -> dict[str, Any]:
 
 
 def ours(
-    n: int, args: argparse.Namespace, redis_url: str, env: dict, strategy: str, chunk: int
+    n: int,
+    args: argparse.Namespace,
+    redis_url: str,
+    env: dict,
+    strategy: str,
+    chunk: int,
+    poll_mode: str = "per_run",
 ) -> dict[str, Any]:
     """N starts through ``start_run.delay`` and the workers, by ``strategy``, with
-    ``RUNS_START_CHUNK = chunk``."""
+    ``RUNS_START_CHUNK = chunk`` and ``RUNS_POLL_MODE = poll_mode``."""
     from django.db import transaction
 
     from project.celery import app
@@ -128,7 +148,7 @@ def ours(
     empty_tables()
     with transaction.atomic():
         ids = [create_run(f"bench {i}", metadata=LONG, strategy=strategy).pk for i in range(n)]
-    child = {**os.environ, **env, "RUNS_START_CHUNK": str(chunk)}
+    child = {**os.environ, **env, "RUNS_START_CHUNK": str(chunk), "RUNS_POLL_MODE": poll_mode}
     workers = [
         processes.start_worker(child, concurrency=args.threads, queue=QUEUE)
         for _ in range(args.workers)
@@ -152,8 +172,9 @@ def ours(
         for process in workers:
             processes.stop(process)
     elapsed = last.timestamp() - began if submitted else float("inf")
-    side = f"start_run.delay + workers ({strategy}, chunk {chunk})"
+    side = f"start_run.delay + workers ({strategy}, chunk {chunk}, {poll_mode})"
     return {"side": side, "strategy": strategy, "n": n, "submitted": submitted, "chunk": chunk,
+            "poll_mode": poll_mode,
             "threads": args.workers * args.threads, "elapsed_s": round(elapsed, 2),
             "starts_per_s": round(submitted / elapsed, 1), "load": load.stop()}  # fmt: skip
 
@@ -204,11 +225,11 @@ def main(argv: list[str] | None = None) -> int:
             env = setup(sim.base_url, private.url, db_url)
             for n in args.n:
                 for strategy in args.strategies:
-                    for chunk in args.chunks:
+                    for chunk, mode in itertools.product(args.chunks, args.poll_modes):
                         sim.reset(keep_config=True)
                         pair = {"bare": bare(n, args.bare_threads, sim.base_url)}
                         sim.reset(keep_config=True)
-                        pair["ours"] = ours(n, args, private.url, env, strategy, chunk)
+                        pair["ours"] = ours(n, args, private.url, env, strategy, chunk, mode)
                         print(json.dumps(pair), flush=True)
                         pairs.append(pair)
     finally:

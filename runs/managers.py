@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet, FullResultSet
-from django.db import connections, models
+from django.db import connections, models, router
 from django.utils import timezone
 
+from . import rawsql
 from .status import ACTIVE, TERMINAL
 
 
@@ -105,9 +106,11 @@ class ThreadQuerySet(EachQuerySet):
         """Save the thread's remote id unless one is saved already; the id it keeps.
 
         Two runs of one thread starting at once may each create a remote conversation: the first
-        saved wins and both runs use it.
+        saved wins and both runs use it. Every start of a new thread makes this UPDATE, so it is
+        written out (``rawsql``), not compiled by the ORM each time.
         """
-        if self.filter(pk=thread_id, remote_id="").update(remote_id=remote_id):
+        unset = {"pk": thread_id, "remote_id": ""}
+        if rawsql.update(self.model, {"remote_id": remote_id}, unset, using=_write_db(self)):
             return remote_id
         return self.filter(pk=thread_id).values_list("remote_id", flat=True).get()
 
@@ -121,6 +124,11 @@ class ThreadQuerySet(EachQuerySet):
         return dict(self.filter(pk__in=list(remote_ids)).values_list("pk", "remote_id"))
 
 
+def _write_db(queryset: models.QuerySet) -> str:
+    """The database alias ``queryset`` would write to, as its own ``update`` would choose it."""
+    return queryset._db or router.db_for_write(queryset.model, **queryset._hints)
+
+
 class MessageQuerySet(models.QuerySet):
     def unsent(self, thread_id: int) -> MessageQuerySet:
         """Messages no run has carried to OpenAI yet, oldest first."""
@@ -131,5 +139,5 @@ class MessageQuerySet(models.QuerySet):
         return self.filter(thread_id__in=thread_ids, sent_at__isnull=True).order_by("id")
 
     def mark_sent(self, ids: list[int]) -> None:
-        if ids:
-            self.filter(pk__in=ids).update(sent_at=timezone.now())
+        """Stamp these messages sent (every start does, hence a written-out UPDATE)."""
+        rawsql.update(self.model, {"sent_at": timezone.now()}, {}, pk_in=ids, using=_write_db(self))

@@ -1,4 +1,8 @@
-"""The Responses backend's two shortcuts around the SDK's cost, and that neither changes an answer.
+"""The Responses backend's shortcuts around the SDK's cost, and that none changes a request or an
+answer.
+
+- A create's body goes as the SDK's ``extra_body``, skipping its walk of the typed parameters: the
+  request must carry what the typed call sends.
 
 - A poll's "not yet" answer (queued or in progress) is read from its JSON, without the SDK's
   ``Response`` model: it must read exactly as the model would.
@@ -16,10 +20,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import pytest
+from openai import OpenAI
 from openai.types.responses import Response
 
-from runs.backends.responses import NOT_YET, ResponsesBackend, not_yet, to_state
+from runs.backends.responses import (
+    NOT_YET,
+    ResponsesBackend,
+    not_yet,
+    response_body,
+    to_state,
+)
 from runs.client import get_client
 from runs.models import Run
 
@@ -65,6 +77,53 @@ FUNCTION_CALL = {
     "arguments": "{}",
     "status": "completed",
 }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("with_options", [False, True])
+def test_a_create_sends_the_body_the_typed_call_would(make_run, register_tool, with_options):
+    """Sent as ``extra_body``, a create's body reaches the server exactly as the SDK's typed
+    ``responses.create(**body)`` would send it: the walk the shortcut skips changes nothing."""
+    run = make_run()
+    if with_options:
+
+        def get_weather(city: str) -> str:
+            return city
+
+        register_tool(get_weather)
+        Run.objects.filter(pk=run.pk).update(
+            instructions="Be brief.",
+            tools=["get_weather"],
+            completion_window="2h",
+            service_tier="flex",
+            response_format={"name": "answer", "schema": {"type": "object"}, "strict": True},
+            reasoning_effort="low",
+            max_output_tokens=300,
+            prompt_cache_key="key",
+            safety_identifier="user-1",
+        )
+        run.refresh_from_db()
+    items = [
+        {"type": "message", "role": "user", "content": "Hello, é"},
+        {"type": "function_call_output", "call_id": "call_1", "output": '{"ok": true}'},
+    ]
+    body = response_body(run, "conv_1", items)
+    sent: list[bytes] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        sent.append(request.content)
+        return httpx.Response(200, json={**QUEUED, "metadata": body["metadata"]})
+
+    client = OpenAI(
+        api_key="sk-test", base_url="http://api.test/v1", max_retries=0,
+        http_client=httpx.Client(transport=httpx.MockTransport(server)),
+    )  # fmt: skip
+    client.responses.with_raw_response.create(**body)
+    client.responses.with_raw_response.create(extra_body=body)
+
+    typed, extra = (json.loads(content) for content in sent)
+    assert typed == extra == body
+    assert ("tools" in body) == with_options
 
 
 @pytest.mark.parametrize("status", NOT_YET)

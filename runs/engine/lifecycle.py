@@ -13,7 +13,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from .. import budget, deadline, metrics
+from .. import budget, deadline, metrics, rawsql
 from ..backends.base import OutgoingMessage
 from ..backends.registry import get_backend
 from ..conf import settings
@@ -53,17 +53,25 @@ def start(run_id: int) -> dict[str, Any]:
             calls += Counters(api_calls=1)
             created = backend.create_thread(run)
             thread_remote_id = Thread.objects.keep_remote_id(run.thread_id, created)
-        messages = list(Message.objects.unsent(run.thread_id))
+        messages = unsent_messages(run.thread_id)
         calls += Counters(api_calls=1)
-        state = backend.create(
-            run, thread_remote_id, [OutgoingMessage(m.role, m.content) for m in messages]
-        )
+        state = backend.create(run, thread_remote_id, [m for _, m in messages])
     except Exception as exc:  # noqa: BLE001 - every failure goes through the error policy
         metrics.count_api_call("create", calls.api_calls)
         return {"run_id": run_id, **starts.failed(run, exc, calls)}
     metrics.count_api_call("create", calls.api_calls)
-    Message.objects.mark_sent([m.pk for m in messages])
+    Message.objects.mark_sent([pk for pk, _ in messages])
     return {"run_id": run_id, **starts.finish_one(run, state, calls)}
+
+
+def unsent_messages(thread_id: int) -> list[tuple[int, OutgoingMessage]]:
+    """The thread's messages no run has carried to OpenAI yet, oldest first, with their ids:
+    ``Message.objects.unsent`` as one read written out (``rawsql.column_rows``), since every
+    start makes it."""
+    rows = rawsql.column_rows(
+        Message, ("pk", "role", "content"), {"thread_id": thread_id}, null=("sent_at",)
+    )
+    return [(pk, OutgoingMessage(role, content)) for pk, role, content in rows]
 
 
 def poll(run_id: int, ticket: int) -> str:
