@@ -86,7 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "runs.poll_due finds due runs)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "start_rate")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if "poll" in args.strategies and "batched" in args.poll_modes:
+        # No beat runs here: a run by polling would never be polled, so nothing would compete
+        # with the starts, which is what the polling row is for.
+        parser.error("--strategies poll measures polls competing with starts: per_run only")
+    return args
 
 
 def setup(sim_url: str, redis_url: str, db_url: str) -> dict[str, str]:

@@ -125,17 +125,23 @@ class ThreadQuerySet(EachQuerySet):
 
 
 def _write_db(queryset: models.QuerySet) -> str:
-    """The database alias ``queryset`` would write to, as its own ``update`` would choose it."""
+    """The database alias ``queryset`` would write to, as its own ``update`` would choose it.
+
+    For the methods that write out their statement (``rawsql``): they act on the ids they are
+    given, so a filtered queryset would be a promise they ignore, and is refused.
+    """
+    if queryset.query.where:
+        name = queryset.model.__name__
+        raise ValueError(f"{name}: this method acts on the ids it is given; call it on an "
+                         f"unfiltered queryset ({name}.objects)")  # fmt: skip
     return queryset._db or router.db_for_write(queryset.model, **queryset._hints)
 
 
 class MessageQuerySet(models.QuerySet):
-    def unsent(self, thread_id: int) -> MessageQuerySet:
-        """Messages no run has carried to OpenAI yet, oldest first."""
-        return self.filter(thread_id=thread_id, sent_at__isnull=True).order_by("id")
-
     def unsent_of(self, thread_ids: list[int]) -> MessageQuerySet:
-        """``unsent`` for several threads in one query, oldest first."""
+        """The messages of these threads no run has carried to OpenAI yet, oldest first, in one
+        query (a chunk of starts; one start reads its thread's with ``lifecycle.unsent_messages``,
+        the same rows written out)."""
         return self.filter(thread_id__in=thread_ids, sent_at__isnull=True).order_by("id")
 
     def mark_sent(self, ids: list[int]) -> None:

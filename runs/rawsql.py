@@ -5,11 +5,14 @@ Django builds a query's SQL anew every time it runs one: for a one-row read or w
 project's test machine that compile cost more CPU than the database's answer, and a start made
 four such statements (docs/bench/README.md, "The start's statements"). These helpers take a model
 and field names, so tables and columns come from the model as the ORM's would, and values go
-through each field's ``get_db_prep_save``, as the ORM's writes do (JSON, datetimes on SQLite).
+through each field's ``get_db_prep_save`` (``get_db_prep_value`` in a condition), as the ORM's
+do: a datetime, for one, is spelled as SQLite's text on SQLite.
 
 What they do not do: expressions (``F("n") + 1``), lookups other than ``=``/``IS NULL``/``IN``,
-joins, inserts (a model's ``save`` signals are a host's to listen to). Anything needing those
-stays a queryset.
+joins, a statement with no condition, inserts (a model's ``save`` signals are a host's to listen
+to). Anything needing those stays a queryset. Like the engine's other raw statements (the
+claims), they run on the default database unless ``using`` names another: no router is asked.
+
 """
 
 from __future__ import annotations
@@ -21,15 +24,17 @@ from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 
-def any_row(model: type[models.Model], using: str = DEFAULT_DB_ALIAS, **equals: Any) -> bool:
-    """Whether some row of ``model`` has these values (``field=value``).
+def any_row(
+    model: type[models.Model], equals: Mapping[str, Any], using: str = DEFAULT_DB_ALIAS
+) -> bool:
+    """Whether some row of ``model`` has the values of ``equals`` (field name: value).
 
     For a probe on an indexed column that almost always finds nothing (a start asking whether a
     webhook beat it).
     """
     db = connections[using]
-    where, params = _equal(db, model, equals)
-    sql = f"SELECT 1 FROM {_table(db, model)} WHERE {' AND '.join(where)} LIMIT 1"
+    where, params = _where(db, model, equals)
+    sql = f"SELECT 1 FROM {_table(db, model)} WHERE {where} LIMIT 1"
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() is not None
@@ -48,10 +53,9 @@ def column_rows(
     db = connections[using]
     quote = db.ops.quote_name
     names = ", ".join(quote(_field(model, c).column) for c in columns)
-    where, params = _equal(db, model, equals)
-    where += [f"{quote(_field(model, f).column)} IS NULL" for f in null]
+    where, params = _where(db, model, equals, null=null)
     pk = quote(model._meta.pk.column)
-    sql = f"SELECT {names} FROM {_table(db, model)} WHERE {' AND '.join(where)} ORDER BY {pk}"
+    sql = f"SELECT {names} FROM {_table(db, model)} WHERE {where} ORDER BY {pk}"
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
@@ -65,7 +69,15 @@ def update(
     using: str = DEFAULT_DB_ALIAS,
 ) -> int:
     """``UPDATE`` the rows of ``model`` that have the values of ``equals`` (and whose primary key
-    is in ``pk_in``, when given) to ``values``; the number of rows changed."""
+    is in ``pk_in``, when given) to ``values``; the number of rows changed.
+
+    Unlike ``QuerySet.update`` it does not mark an enclosing ``atomic`` block for rollback when
+    the statement fails: the error propagates, and a caller inside such a block must let it.
+    """
+    if not values:
+        raise ValueError("an UPDATE needs at least one value to set")
+    if pk_in is not None and not pk_in:
+        return 0
     db = connections[using]
     quote = db.ops.quote_name
     assignments, params = [], []
@@ -73,13 +85,8 @@ def update(
         field = _field(model, name)
         assignments.append(f"{quote(field.column)} = %s")
         params.append(field.get_db_prep_save(value, db))
-    where, where_params = _equal(db, model, equals)
-    if pk_in is not None:
-        if not pk_in:
-            return 0
-        where.append(f"{quote(model._meta.pk.column)} IN ({', '.join(['%s'] * len(pk_in))})")
-        where_params += list(pk_in)
-    sql = f"UPDATE {_table(db, model)} SET {', '.join(assignments)} WHERE {' AND '.join(where)}"
+    where, where_params = _where(db, model, equals, pk_in=pk_in)
+    sql = f"UPDATE {_table(db, model)} SET {', '.join(assignments)} WHERE {where}"
     with db.cursor() as cursor:
         cursor.execute(sql, params + where_params)
         return cursor.rowcount
@@ -93,12 +100,27 @@ def _field(model: type[models.Model], name: str) -> models.Field:
     return model._meta.pk if name == "pk" else model._meta.get_field(name)
 
 
-def _equal(
-    db: BaseDatabaseWrapper, model: type[models.Model], equals: Mapping[str, Any]
-) -> tuple[list[str], list[Any]]:
-    where, params = [], []
+def _where(
+    db: BaseDatabaseWrapper,
+    model: type[models.Model],
+    equals: Mapping[str, Any],
+    null: Sequence[str] = (),
+    pk_in: Sequence[int] | None = None,
+) -> tuple[str, list[Any]]:
+    """The condition (``a = %s AND b IS NULL AND id IN (...)``) and its parameters. A condition
+    is required: these helpers are for rows named by their values, never a whole table."""
+    quote = db.ops.quote_name
+    clauses, params = [], []
     for name, value in equals.items():
+        if value is None:  # "= NULL" matches nothing, where the ORM would write IS NULL
+            raise ValueError(f"{name}=None: name the field in null= instead")
         field = _field(model, name)
-        where.append(f"{db.ops.quote_name(field.column)} = %s")
+        clauses.append(f"{quote(field.column)} = %s")
         params.append(field.get_db_prep_value(value, db))
-    return where, params
+    clauses += [f"{quote(_field(model, name).column)} IS NULL" for name in null]
+    if pk_in is not None:
+        clauses.append(f"{quote(model._meta.pk.column)} IN ({', '.join(['%s'] * len(pk_in))})")
+        params += list(pk_in)
+    if not clauses:
+        raise ValueError("a condition is required: these statements never cover a whole table")
+    return " AND ".join(clauses), params

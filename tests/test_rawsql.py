@@ -30,9 +30,9 @@ def test_any_row_finds_only_a_row_with_every_value(alias):
     early, stale = WebhookEvent.Outcome.UNKNOWN_OBJECT, WebhookEvent.Outcome.STALE
     events.create(webhook_id="wh_1", type="response.completed", object_id="resp_1", outcome=early)
 
-    assert rawsql.any_row(WebhookEvent, using=alias, object_id="resp_1", outcome=early)
-    assert not rawsql.any_row(WebhookEvent, using=alias, object_id="resp_1", outcome=stale)
-    assert not rawsql.any_row(WebhookEvent, using=alias, object_id="resp_2", outcome=early)
+    assert rawsql.any_row(WebhookEvent, {"object_id": "resp_1", "outcome": early}, using=alias)
+    assert not rawsql.any_row(WebhookEvent, {"object_id": "resp_1", "outcome": stale}, using=alias)
+    assert not rawsql.any_row(WebhookEvent, {"object_id": "resp_2", "outcome": early}, using=alias)
 
 
 def test_column_rows_reads_the_unset_rows_of_one_value_in_key_order(alias):
@@ -86,6 +86,16 @@ def test_update_of_no_ids_changes_nothing(alias):
     assert Message.objects.using(alias).get().content == "a"
 
 
+def test_a_statement_that_would_not_mean_what_it_says_is_refused(alias):
+    # No condition would touch the whole table; "= NULL" would match nothing.
+    with pytest.raises(ValueError, match="condition is required"):
+        rawsql.update(Message, {"content": "b"}, {}, using=alias)
+    with pytest.raises(ValueError, match="null="):
+        rawsql.any_row(Message, {"sent_at": None}, using=alias)
+    with pytest.raises(ValueError, match="at least one value"):
+        rawsql.update(Message, {}, {"pk": 1}, using=alias)
+
+
 def test_the_managers_written_out_methods_keep_their_meaning(db):
     thread = Thread.objects.create()
     assert Thread.objects.keep_remote_id(thread.pk, "conv_first") == "conv_first"
@@ -95,4 +105,7 @@ def test_the_managers_written_out_methods_keep_their_meaning(db):
     message = Message.objects.create(thread=thread, content="hello")
     Message.objects.mark_sent([message.pk])
     Message.objects.mark_sent([])
-    assert not Message.objects.unsent(thread.pk).exists()
+    assert not Message.objects.unsent_of([thread.pk]).exists()
+    # They act on the ids they are given: a filtered queryset would be a promise they ignore.
+    with pytest.raises(ValueError, match="unfiltered"):
+        Message.objects.filter(thread=thread).mark_sent([message.pk])

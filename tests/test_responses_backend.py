@@ -25,6 +25,8 @@ import pytest
 from openai import OpenAI
 from openai.types.responses import Response
 
+from runs.backends import responses
+from runs.backends.base import OutgoingMessage, ToolOutput
 from runs.backends.responses import (
     NOT_YET,
     ResponsesBackend,
@@ -33,7 +35,8 @@ from runs.backends.responses import (
     to_state,
 )
 from runs.client import get_client
-from runs.models import Run
+from runs.models import Run, Thread
+from runs.status import RunStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,9 +84,12 @@ FUNCTION_CALL = {
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("with_options", [False, True])
-def test_a_create_sends_the_body_the_typed_call_would(make_run, register_tool, with_options):
-    """Sent as ``extra_body``, a create's body reaches the server exactly as the SDK's typed
-    ``responses.create(**body)`` would send it: the walk the shortcut skips changes nothing."""
+def test_a_create_sends_what_the_typed_call_would(
+    make_run, register_tool, monkeypatch, with_options
+):
+    """Sent as ``extra_body``, a create's body (and a tool round's) reaches the server as the
+    SDK's typed ``responses.create(**body)`` would send it, on the creates' client, with the same
+    headers and timeout: the walk the shortcut skips changes nothing."""
     run = make_run()
     if with_options:
 
@@ -103,27 +109,45 @@ def test_a_create_sends_the_body_the_typed_call_would(make_run, register_tool, w
             safety_identifier="user-1",
         )
         run.refresh_from_db()
-    items = [
-        {"type": "message", "role": "user", "content": "Hello, é"},
-        {"type": "function_call_output", "call_id": "call_1", "output": '{"ok": true}'},
-    ]
-    body = response_body(run, "conv_1", items)
-    sent: list[bytes] = []
+    Thread.objects.filter(pk=run.thread_id).update(remote_id="conv_1")
+    run.thread.refresh_from_db()
+    sent: list[httpx.Request] = []
 
     def server(request: httpx.Request) -> httpx.Response:
-        sent.append(request.content)
-        return httpx.Response(200, json={**QUEUED, "metadata": body["metadata"]})
+        sent.append(request)
+        return httpx.Response(200, json={**QUEUED, "metadata": {"run_id": str(run.pk)}})
 
     client = OpenAI(
         api_key="sk-test", base_url="http://api.test/v1", max_retries=0,
         http_client=httpx.Client(transport=httpx.MockTransport(server)),
-    )  # fmt: skip
-    client.responses.with_raw_response.create(**body)
-    client.responses.with_raw_response.create(extra_body=body)
+    ).with_options(timeout=42.0)  # fmt: skip
+    monkeypatch.setattr(responses, "get_create_client", lambda: client)
+    backend = ResponsesBackend()
+    message = {"type": "message", "role": "user", "content": "Hello, é"}
+    output = {"type": "function_call_output", "call_id": "call_1", "output": '{"ok": true}'}
 
-    typed, extra = (json.loads(content) for content in sent)
-    assert typed == extra == body
-    assert ("tools" in body) == with_options
+    for send, items in (
+        (lambda: backend.create(run, "conv_1", [OutgoingMessage("user", "Hello, é")]), [message]),
+        (
+            lambda: backend.submit_tool_outputs(run, [ToolOutput("call_1", '{"ok": true}')]),
+            [output],
+        ),
+    ):
+        assert send().status == RunStatus.QUEUED
+        client.responses.with_raw_response.create(**response_body(run, "conv_1", items))
+        ours, typed = sent[-2:]
+
+        assert json.loads(ours.content) == json.loads(typed.content)
+        assert json.loads(ours.content)["input"] == items
+        assert _same_everywhere(ours.headers) == _same_everywhere(typed.headers)
+        assert ours.url == typed.url and ours.method == typed.method == "POST"
+        assert ours.extensions["timeout"] == typed.extensions["timeout"]
+    assert ("tools" in json.loads(sent[0].content)) == with_options
+
+
+def _same_everywhere(headers: httpx.Headers) -> dict[str, str]:
+    """A request's headers but the ones the SDK draws for each request."""
+    return {k: v for k, v in headers.items() if k not in ("idempotency-key", "content-length")}
 
 
 @pytest.mark.parametrize("status", NOT_YET)

@@ -53,7 +53,7 @@ def tool_specs(run: Run, shape: str) -> list[dict[str, Any]]:
 
 
 def request_options(run: Run, *, background: bool) -> dict[str, Any]:
-    """The run's options (runs/options.py validated them) as ``responses.create`` kwargs.
+    """The run's options (runs/options.py validated them) as keys of a ``responses.create`` body.
 
     Only what the run set is sent, so an unset option keeps the API's (or the project's) default.
     ``background_options`` goes only with a 2h/8h window on a background request: the windows

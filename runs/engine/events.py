@@ -119,7 +119,9 @@ def apply_waiting(run_id: int, remote_id: str) -> int:
     Every start by webhook asks, and almost every answer is "none": that answer is one probe
     written out (``rawsql.any_row``), not a query the ORM compiles for each start.
     """
-    if not rawsql.any_row(WebhookEvent, object_id=remote_id, outcome=Outcome.UNKNOWN_OBJECT):
+    if not rawsql.any_row(
+        WebhookEvent, {"object_id": remote_id, "outcome": Outcome.UNKNOWN_OBJECT}
+    ):
         return 0
     applied = 0
     for event in WebhookEvent.objects.filter(object_id=remote_id, outcome=Outcome.UNKNOWN_OBJECT):

@@ -65,9 +65,9 @@ def start(run_id: int) -> dict[str, Any]:
 
 
 def unsent_messages(thread_id: int) -> list[tuple[int, OutgoingMessage]]:
-    """The thread's messages no run has carried to OpenAI yet, oldest first, with their ids:
-    ``Message.objects.unsent`` as one read written out (``rawsql.column_rows``), since every
-    start makes it."""
+    """The thread's messages no run has carried to OpenAI yet, oldest first, with their ids: the
+    rows of ``Message.objects.unsent_of([thread_id])``, read with a statement written out
+    (``rawsql.column_rows``), since every start makes it."""
     rows = rawsql.column_rows(
         Message, ("pk", "role", "content"), {"thread_id": thread_id}, null=("sent_at",)
     )
