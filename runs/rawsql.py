@@ -1,5 +1,5 @@
-"""Plain statements for the few one-row reads and writes every start makes, written out rather
-than compiled by the ORM on each call.
+"""Plain statements for the few one-row reads and writes every start and every status change
+makes, written out rather than compiled by the ORM on each call.
 
 Django builds a query's SQL anew every time it runs one: for a one-row read or write on this
 project's test machine that compile cost more CPU than the database's answer, and a start made
@@ -8,11 +8,12 @@ and field names, so tables and columns come from the model as the ORM's would, a
 through each field's ``get_db_prep_save`` (``get_db_prep_value`` in a condition), as the ORM's
 do: a datetime, for one, is spelled as SQLite's text on SQLite.
 
-What they do not do: expressions (``F("n") + 1``), lookups other than ``=``/``IS NULL``/``IN``,
-joins, a statement with no condition, inserts (a model's ``save`` signals are a host's to listen
-to). Anything needing those stays a queryset. Like the engine's other raw statements (the
-claims), they run on the default database unless ``using`` names another: no router is asked.
-
+What they do not do: expressions other than a column's own increment (``F("n") + 1``), lookups
+other than ``=``/``IS NULL``/``IN``, joins, a statement with no condition, inserts (a model's
+``save`` signals are a host's to listen to). Anything needing those stays a queryset:
+``writable`` says whether ``update`` can write a set of values. Like the engine's other raw
+statements (the claims), they run on the default database unless ``using`` names another: no
+router is asked.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import F, Value
+from django.db.models.expressions import CombinedExpression
 
 
 def any_row(
@@ -83,13 +86,44 @@ def update(
     assignments, params = [], []
     for name, value in values.items():
         field = _field(model, name)
-        assignments.append(f"{quote(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, db))
+        column = quote(field.column)
+        if (step := _increment(name, value)) is not None:
+            assignments.append(f"{column} = {column} + %s")
+            params.append(step)
+        elif not _plain(value):
+            raise ValueError(f"{name}: only plain values and F({name!r}) + n are written out")
+        else:
+            assignments.append(f"{column} = %s")
+            params.append(field.get_db_prep_save(value, db))
     where, where_params = _where(db, model, equals, pk_in=pk_in)
     sql = f"UPDATE {_table(db, model)} SET {', '.join(assignments)} WHERE {where}"
     with db.cursor() as cursor:
         cursor.execute(sql, params + where_params)
         return cursor.rowcount
+
+
+def writable(values: Mapping[str, Any]) -> bool:
+    """Whether ``update`` can write every one of ``values``: plain values (no model instance, no
+    expression) and increments of the field itself (``F(name) + n``)."""
+    return all(_increment(k, v) is not None or _plain(v) for k, v in values.items())
+
+
+def _increment(name: str, value: Any) -> int | None:
+    """``n`` for ``F(name) + n`` (``n`` an integer), else None."""
+    if (
+        isinstance(value, CombinedExpression)
+        and value.connector == "+"
+        and isinstance(value.lhs, F)
+        and value.lhs.name == name
+        and isinstance(value.rhs, Value)
+        and type(value.rhs.value) is int
+    ):
+        return value.rhs.value
+    return None
+
+
+def _plain(value: Any) -> bool:
+    return not isinstance(value, models.Model) and not hasattr(value, "resolve_expression")
 
 
 def _table(db: BaseDatabaseWrapper, model: type[models.Model]) -> str:

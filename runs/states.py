@@ -18,6 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from . import rawsql
 from .models import Run, RunEvent
 from .signals import run_status_changed
 from .status import TERMINAL, RunStatus
@@ -93,7 +94,12 @@ def transition(
         if not can_transition(current, to_status):
             return False
         with transaction.atomic():
-            updated = Run.objects.filter(pk=run_id, status=current).update(**values)
+            if rawsql.writable(values):
+                # Written out (``rawsql``): every status change of every run makes this UPDATE,
+                # and the ORM's compile of it cost more CPU than the statement.
+                updated = rawsql.update(Run, values, {"pk": run_id, "status": current})
+            else:
+                updated = Run.objects.filter(pk=run_id, status=current).update(**values)
             if not updated:
                 continue
             RunEvent.objects.create(

@@ -8,13 +8,17 @@ datetimes differently, which is what ``get_db_prep_save`` is there for.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from django.db import connections
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 
 from runs import rawsql
-from runs.models import Message, Thread, WebhookEvent
+from runs.models import Message, Run, Thread, WebhookEvent
 
+MOMENT = datetime(2026, 12, 3, 9, 30, 15, 123456, tzinfo=UTC)
 ALIASES = ["default"] + (["sqlite"] if "sqlite" in connections else [])
 
 pytestmark = pytest.mark.django_db(databases=ALIASES)
@@ -76,6 +80,41 @@ def test_update_with_a_condition_changes_only_the_rows_that_meet_it(alias):
 
     assert threads.get(pk=unset.pk).remote_id == "conv_late"
     assert threads.get(pk=saved.pk).remote_id == "conv_first"
+
+
+def test_update_writes_what_a_status_change_writes_as_the_orm_reads_it(alias):
+    """The state machine's UPDATE: JSON, a decimal, a null, and its counters as increments of
+    the row's own values (``F("api_calls") + 2``), never read and rewritten."""
+    run = Run.objects.using(alias).create(
+        thread=Thread.objects.using(alias).create(), model="m", api_calls=3, next_poll_at=MOMENT
+    )
+    values = {
+        "usage": {"input_tokens": 12, "output_tokens": 3},
+        "cost": Decimal("0.000123"),
+        "next_poll_at": None,
+        "api_calls": F("api_calls") + 2,
+    }
+    assert rawsql.writable(values)
+
+    assert rawsql.update(Run, values, {"pk": run.pk, "status": "pending"}, using=alias) == 1
+
+    saved = Run.objects.using(alias).get(pk=run.pk)
+    assert (saved.usage, saved.cost) == (
+        {"input_tokens": 12, "output_tokens": 3},
+        Decimal("0.000123"),
+    )
+    assert (saved.next_poll_at, saved.api_calls) == (None, 5)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [F("polls") + 1, F("api_calls") - 1, F("api_calls") + 1.5, Value(1), Coalesce("api_calls", 0)],
+    ids=["another column", "minus", "not an integer", "Value", "a function"],
+)
+def test_any_other_expression_is_left_to_a_queryset(value, alias):
+    assert not rawsql.writable({"api_calls": value})
+    with pytest.raises(ValueError, match="F\\('api_calls'\\) \\+ n"):
+        rawsql.update(Run, {"api_calls": value}, {"pk": 1}, using=alias)
 
 
 def test_update_of_no_ids_changes_nothing(alias):
