@@ -113,7 +113,7 @@ def _increment(name: str, value: Any) -> int | None:
     if (
         isinstance(value, CombinedExpression)
         and value.connector == "+"
-        and isinstance(value.lhs, F)
+        and type(value.lhs) is F  # not OuterRef, which subclasses F
         and value.lhs.name == name
         and isinstance(value.rhs, Value)
         and type(value.rhs.value) is int
@@ -123,7 +123,9 @@ def _increment(name: str, value: Any) -> int | None:
 
 
 def _plain(value: Any) -> bool:
-    return not isinstance(value, models.Model) and not hasattr(value, "resolve_expression")
+    """A value a field prepares as a parameter: no model instance, nothing the ORM compiles."""
+    compiled = hasattr(value, "resolve_expression") or hasattr(value, "as_sql")
+    return not isinstance(value, models.Model) and not compiled
 
 
 def _table(db: BaseDatabaseWrapper, model: type[models.Model]) -> str:

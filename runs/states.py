@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from django.db import transaction
+from django.db import router, transaction
 from django.utils import timezone
 
 from . import rawsql
@@ -95,9 +95,10 @@ def transition(
             return False
         with transaction.atomic():
             if rawsql.writable(values):
-                # Written out (``rawsql``): every status change of every run makes this UPDATE,
+                # Written out (``rawsql``): every single run's status change makes this UPDATE,
                 # and the ORM's compile of it cost more CPU than the statement.
-                updated = rawsql.update(Run, values, {"pk": run_id, "status": current})
+                cas = {"pk": run_id, "status": current}
+                updated = rawsql.update(Run, values, cas, using=router.db_for_write(Run))
             else:
                 updated = Run.objects.filter(pk=run_id, status=current).update(**values)
             if not updated:

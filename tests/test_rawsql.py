@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connections
-from django.db.models import F, Value
+from django.db.models import F, OuterRef, Value
 from django.db.models.functions import Coalesce
 
 from runs import rawsql
@@ -108,8 +108,15 @@ def test_update_writes_what_a_status_change_writes_as_the_orm_reads_it(alias):
 
 @pytest.mark.parametrize(
     "value",
-    [F("polls") + 1, F("api_calls") - 1, F("api_calls") + 1.5, Value(1), Coalesce("api_calls", 0)],
-    ids=["another column", "minus", "not an integer", "Value", "a function"],
+    [
+        F("polls") + 1,
+        F("api_calls") - 1,
+        F("api_calls") + 1.5,
+        OuterRef("api_calls") + 1,
+        Value(1),
+        Coalesce("api_calls", 0),
+    ],
+    ids=["another column", "minus", "not an integer", "OuterRef", "Value", "a function"],
 )
 def test_any_other_expression_is_left_to_a_queryset(value, alias):
     assert not rawsql.writable({"api_calls": value})

@@ -49,6 +49,9 @@ def test_a_start_by_webhook_makes_these_statements_and_no_others(sdk_on_simulato
         "INSERT runs_runevent",  # its log row
         "SELECT runs_webhookevent",  # did a webhook beat the remote id? (events.apply_waiting)
     ]
+    # The move's counters are added to the row's own, never read and rewritten: written out.
+    move = [q["sql"] for q in queries if _shape(q["sql"]) == "UPDATE runs_run"][1]
+    assert '"api_calls" = "api_calls" + ' in move
     assert [name for name, _, _ in sent_tasks] == ["runs.poll_run"]  # the safety-net poll
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED and run.remote_id
