@@ -154,7 +154,8 @@ _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 SIDE_REDIS_URL = next(
     (u for u in (_REDIS_ENV, CELERY_BROKER_URL) if u.startswith(_REDIS_SCHEMES)), ""
 )
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results' rows, each result written with one statement (runs/results.py).
+CELERY_RESULT_BACKEND = "runs.results:DatabaseBackend"
 # One default queue per deployment; the demo uses a private one so it never eats another app's.
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 # Wakes first (docs/celery.md, "Queues and routing"): starts, scheduled polls, wakes and tools

@@ -9,8 +9,9 @@ through each field's ``get_db_prep_save`` (``get_db_prep_value`` in a condition)
 do: a datetime, for one, is spelled as SQLite's text on SQLite.
 
 What they do not do: expressions other than a column's own increment (``F("n") + 1``), lookups
-other than ``=``/``IS NULL``/``IN``, joins, a statement with no condition, inserts (a model's
-``save`` signals are a host's to listen to). Anything needing those stays a queryset:
+other than ``=``/``IS NULL``/``IN``, joins, a statement with no condition, inserts of this
+project's own models (their ``save`` signals are a host's to listen to; ``upsert`` is for a
+library's row nobody listens for, a task's result). Anything needing those stays a queryset:
 ``writable`` says whether ``update`` can write a set of values. Like the engine's other raw
 statements (the claims), they run on the default database unless ``using`` names another: no
 router is asked.
@@ -100,6 +101,54 @@ def update(
     with db.cursor() as cursor:
         cursor.execute(sql, params + where_params)
         return cursor.rowcount
+
+
+def can_upsert(using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Whether ``upsert`` can write on database ``using``: an ``INSERT ... ON CONFLICT (columns)
+    DO UPDATE`` (PostgreSQL, SQLite); MySQL's upsert names no conflict target, so not there."""
+    return bool(connections[using].features.supports_update_conflicts_with_target)
+
+
+def upsert(
+    model: type[models.Model],
+    values: Mapping[str, Any],
+    unique: Sequence[str],
+    keep: Sequence[str] = (),
+    using: str = DEFAULT_DB_ALIAS,
+) -> None:
+    """Insert a row of ``model`` with ``values`` or, when one with the same ``unique`` fields
+    exists (a unique constraint on them), overwrite its other values but those in ``keep``: one
+    statement, where ``get_or_create`` and a ``save`` take a read and a transaction around the
+    insert. Plain values only; ``can_upsert`` says where it works."""
+    db = connections[using]
+    if not can_upsert(using):
+        raise NotImplementedError(f"{db.vendor}: no INSERT ... ON CONFLICT (columns) DO UPDATE")
+    missing = [name for name in (*unique, *keep) if name not in values]
+    if missing:
+        raise ValueError(f"unique and keep fields need a value to insert: {missing}")
+    quote = db.ops.quote_name
+    columns, params = [], []
+    for name, value in values.items():
+        if not _plain(value):
+            raise ValueError(f"{name}: only plain values are written out")
+        field = _field(model, name)
+        columns.append(quote(field.column))
+        params.append(field.get_db_prep_save(value, db))
+    target = ", ".join(quote(_field(model, name).column) for name in unique)
+    overwrite = [
+        quote(_field(model, name).column) for name in values if name not in (*unique, *keep)
+    ]
+    action = (
+        "DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in overwrite)
+        if overwrite
+        else "DO NOTHING"
+    )
+    sql = (
+        f"INSERT INTO {_table(db, model)} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT ({target}) {action}"
+    )
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def writable(values: Mapping[str, Any]) -> bool:

@@ -181,3 +181,27 @@ def test_a_split_webhook_row_ends_every_run_and_says_where_detection_went(
     assert [r["name"] for r in row["roles"]] == ["wakes", "starts"]
     assert row["webhook_legs"]["delivery_ms"]["count"] == 4
     assert "split queues" in (tmp_path / "quick.md").read_text()
+
+
+@pytest.mark.postgres
+def test_the_result_store_bench_compares_both_backends_side_by_side(tmp_path: Path) -> None:
+    """Both backends store the same results in one process; ours in one statement each."""
+    env = {**os.environ, "BENCH_DB_NAME": "runs_bench_smoke_results"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "bench.result_store", "--n", "20", "--repeats", "2",
+            "--out", str(tmp_path / "result_store"),
+        ],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if done.returncode == 2 and "needs PostgreSQL" in done.stderr:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "result_store.json").read_text())
+    assert len(results["pairs"]) == 2
+    for pair in results["pairs"]:
+        assert pair["runs.results"]["statements"] == 1
+        assert pair["django-db"]["statements"] > 1
+        assert pair["cpu_ratio"] > 0 and pair["runs.results"]["load"]["cores"] >= 1
+    assert "Median repeat" in (tmp_path / "result_store.md").read_text()

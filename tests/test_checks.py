@@ -84,8 +84,9 @@ def test_no_result_backend_is_a_warning(host_celery_app):
     assert runs_ids() == ["runs.W002"]
 
 
-def test_the_django_db_backend_without_its_app_is_an_error(host_celery_app, settings):
-    host_celery_app(broker_url="redis://127.0.0.1:6379/5", result_backend="django-db")
+@pytest.mark.parametrize("backend", ["django-db", "runs.results:DatabaseBackend"])
+def test_the_django_db_backend_without_its_app_is_an_error(host_celery_app, settings, backend):
+    host_celery_app(broker_url="redis://127.0.0.1:6379/5", result_backend=backend)
     apps = [app for app in settings.INSTALLED_APPS if app != "django_celery_results"]
     with override_settings(INSTALLED_APPS=apps):
         (message,) = run_checks(tags=["runs"])

@@ -155,3 +155,45 @@ def test_the_managers_written_out_methods_keep_their_meaning(db):
     # They act on the ids they are given: a filtered queryset would be a promise they ignore.
     with pytest.raises(ValueError, match="unfiltered"):
         Message.objects.filter(thread=thread).mark_sent([message.pk])
+
+
+def test_upsert_inserts_then_overwrites_all_but_what_it_keeps(alias):
+    runs = Run.objects.using(alias)
+    run = runs.create(thread=Thread.objects.using(alias).create(), model="m")
+    # A written-out INSERT fills no field's default: every NOT NULL column is named.
+    required = {"event_id": "", "outcome": "received", "payload": {"a": 1}, "received_at": MOMENT}
+    first = {"webhook_id": "wh_1", "type": "response.completed", "object_id": "resp_1"}
+    rawsql.upsert(
+        WebhookEvent, {**first, **required, "run_id": run.pk}, ("webhook_id",), using=alias
+    )
+
+    again = {"webhook_id": "wh_1", "type": "response.failed", "object_id": "resp_2"}
+    rawsql.upsert(
+        WebhookEvent, {**again, **required}, ("webhook_id",), keep=("object_id",), using=alias
+    )
+
+    saved = (
+        WebhookEvent.objects.using(alias)
+        .values("type", "object_id", "run_id", "payload", "received_at")
+        .get()
+    )
+    assert saved == {
+        "type": "response.failed",
+        "object_id": "resp_1",
+        "run_id": run.pk,
+        "payload": {"a": 1},
+        "received_at": MOMENT,
+    }
+
+
+def test_upsert_refuses_what_it_cannot_write_as_meant(alias, monkeypatch):
+    with pytest.raises(ValueError, match="need a value"):
+        rawsql.upsert(WebhookEvent, {"type": "x"}, ("webhook_id",), using=alias)
+    with pytest.raises(ValueError, match="plain values"):
+        rawsql.upsert(WebhookEvent, {"webhook_id": "wh", "type": Value("x")}, ("webhook_id",))
+    # MySQL's upsert names no conflict target: callers ask can_upsert and do otherwise there.
+    features = connections[alias].features
+    monkeypatch.setattr(features, "supports_update_conflicts_with_target", False)
+    assert not rawsql.can_upsert(alias)
+    with pytest.raises(NotImplementedError):
+        rawsql.upsert(WebhookEvent, {"webhook_id": "wh"}, ("webhook_id",), using=alias)

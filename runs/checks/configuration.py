@@ -62,7 +62,7 @@ _INTEGERS: dict[str, tuple[int, int | None]] = {
     "RUNS_BATCH_FIND_PAGES": (1, None),
 }
 #: Result backends stored by django-celery-results, which then must be an installed app.
-_DJANGO_RESULT_BACKENDS = ("django-db", "django-cache")
+_DJANGO_RESULT_BACKENDS = ("django-db", "django-cache", "runs.results")
 
 
 def _is_number(value: Any) -> bool:
