@@ -189,16 +189,24 @@ def ours(
 
 
 def _cpu_s(workers: list[Any]) -> float:
-    """The worker processes' CPU so far (user + system, their children included): with the
-    rate, what a start costs the workers, which a noisy machine moves far less than the rate."""
+    """The worker processes' CPU so far (user + system, their children included).
+
+    Taken at the first enqueue and when the bench sees the last start saved (it looks every
+    0.2 s), so ``worker_cpu_ms_per_start`` is the workers' CPU in that window over the starts:
+    everything they did meanwhile, which in this bench is starting runs. A noisy machine moves
+    it far less than the rate. A process gone meanwhile counts for nothing.
+    """
     import psutil
 
     total = 0.0
     for worker in workers:
-        process = psutil.Process(worker.pid)
-        for p in (process, *process.children(recursive=True)):
-            times = p.cpu_times()
-            total += times.user + times.system
+        try:
+            process = psutil.Process(worker.pid)
+            for p in (process, *process.children(recursive=True)):
+                times = p.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
     return total
 
 

@@ -105,8 +105,12 @@ def update(
 
 def can_upsert(using: str = DEFAULT_DB_ALIAS) -> bool:
     """Whether ``upsert`` can write on database ``using``: an ``INSERT ... ON CONFLICT (columns)
-    DO UPDATE`` (PostgreSQL, SQLite); MySQL's upsert names no conflict target, so not there."""
-    return bool(connections[using].features.supports_update_conflicts_with_target)
+    DO UPDATE`` as PostgreSQL and SQLite spell it; not MySQL, whose upsert names no conflict
+    target, nor a third-party backend that may spell it otherwise."""
+    db = connections[using]
+    return db.vendor in ("postgresql", "sqlite") and bool(
+        db.features.supports_update_conflicts_with_target
+    )
 
 
 def upsert(

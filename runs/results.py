@@ -9,18 +9,23 @@ the insert and ``COMMIT``. Here it is one ``INSERT ... ON CONFLICT (task_id) DO 
 (``rawsql.upsert``). Every kept ``start_run`` stores a result, and that row was 16-19 % of a
 start task's CPU samples (docs/bench/README.md, "A task's result in one statement").
 
-Left to the library: a STARTED state (``task_track_started``, whose ``date_started`` is the
-database's clock) and databases with no such upsert (MySQL); everything but storing a result.
+Kept from the library: a failed store is tried twice more (its ``transaction_retry``), and
+inside a caller's transaction the statement runs in a savepoint (as ``get_or_create``'s insert
+does), so a failure leaves that transaction usable. Left to the library: a STARTED state
+(``task_track_started``, whose ``date_started`` is the database's clock) and databases with no
+such upsert (MySQL); everything but storing a result.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from celery import states
-from django.db import router
+from django.db import connections, router, transaction
 from django.utils import timezone
 from django_celery_results.backends import database
+from django_celery_results.managers import transaction_retry
 
 from . import rawsql
 
@@ -61,5 +66,13 @@ class DatabaseBackend(database.DatabaseBackend):
             "date_created": now,
             "date_done": now,
         }
-        rawsql.upsert(self.TaskModel, values, unique=("task_id",), keep=("date_created",), using=db)
+        _upsert(self.TaskModel, values, db)
         return result
+
+
+@transaction_retry(max_retries=2)
+def _upsert(model: type, values: dict[str, Any], db: str) -> None:
+    """One statement; in a savepoint when the caller is inside a transaction."""
+    savepoint = transaction.atomic(using=db) if connections[db].in_atomic_block else nullcontext()
+    with savepoint:
+        rawsql.upsert(model, values, unique=("task_id",), keep=("date_created",), using=db)

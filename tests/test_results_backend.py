@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from celery import states
 from celery.app.task import Context
-from django.db import connections
+from django.db import DataError, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django_celery_results.backends import DatabaseBackend as LibraryBackend
 from django_celery_results.models import TaskResult
@@ -57,32 +57,47 @@ def test_the_project_stores_results_through_it():
     assert isinstance(app.backend, DatabaseBackend)
 
 
-@pytest.mark.parametrize(
-    ("status", "result"),
-    [
-        (states.SUCCESS, {"run_id": 42, "status": "queued", "remote_id": "resp_1"}),
-        (states.FAILURE, ValueError("the create was refused")),
+#: Sequences of states one task goes through, each state with its result and traceback.
+FAILED = (states.FAILURE, ValueError("the create was refused"), "Traceback (most recent ...")
+SEQUENCES = {
+    "a start's result": [(states.SUCCESS, {"run_id": 42, "status": "queued"}, None)],
+    "an exception": [FAILED],
+    "started, then done": [(states.STARTED, None, None), (states.SUCCESS, 1, None)],
+    "a retry, then done": [
+        (states.RETRY, KeyError("later"), "Traceback ..."),
+        (states.SUCCESS, 2, None),
     ],
-    ids=["a start's result", "an exception"],
-)
-def test_a_result_is_the_row_the_library_stores(alias, status, result):
-    ours, theirs = a_start(), a_start()
-    traceback = "Traceback (most recent call last): ..." if status == states.FAILURE else None
+    "done, then revoked": [(states.SUCCESS, 3, None), (states.REVOKED, KeyError("revoked"), None)],
+}
 
-    DatabaseBackend(app=app).store_result(
-        ours.id, result, status, traceback, request=ours, using=alias
-    )
-    LibraryBackend(app=app).store_result(
-        theirs.id, result, status, traceback, request=theirs, using=alias
-    )
+
+@pytest.mark.parametrize("extended", [True, False], ids=["extended", "not extended"])
+@pytest.mark.parametrize("sequence", list(SEQUENCES.values()), ids=list(SEQUENCES))
+def test_a_result_is_the_row_the_library_stores(alias, sequence, extended, settings):
+    """The same states stored under two task ids, one per backend: the rows are equal but for
+    the id, the task id and the moments (a STARTED stamp is the library's own in both)."""
+    app.conf.result_extended = extended
+    try:
+        ours, theirs = a_start(periodic_task_name="nightly"), a_start(periodic_task_name="nightly")
+        for status, result, traceback in sequence:
+            DatabaseBackend(app=app).store_result(
+                ours.id, result, status, traceback, request=ours, using=alias
+            )
+            LibraryBackend(app=app).store_result(
+                theirs.id, result, status, traceback, request=theirs, using=alias
+            )
+    finally:
+        app.conf.result_extended = True
 
     mine, library = row(ours.id, alias), row(theirs.id, alias)
-    assert {k: v for k, v in mine.items() if k not in OWN} == {
-        k: v for k, v in library.items() if k not in OWN
+    moments = OWN | {"date_started"}
+    assert {k: v for k, v in mine.items() if k not in moments} == {
+        k: v for k, v in library.items() if k not in moments
     }
-    assert mine["date_created"] == mine["date_done"]
+    assert (mine["date_started"] is None) == (library["date_started"] is None)
+    assert mine["date_created"] <= mine["date_done"]
     if alias == "default":  # Celery reads results from the default database
-        assert DatabaseBackend(app=app).get_task_meta(ours.id)["status"] == status
+        assert DatabaseBackend(app=app).get_task_meta(ours.id)["status"] == sequence[-1][0]
 
 
 def test_storing_again_overwrites_the_result_and_keeps_when_it_was_created(alias):
@@ -100,7 +115,9 @@ def test_storing_again_overwrites_the_result_and_keeps_when_it_was_created(alias
     assert TaskResult.objects.using(alias).filter(task_id=request.id).count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_result_is_one_statement_where_the_library_makes_a_read_and_a_transaction():
+    """As a worker stores it: outside any transaction (Django's autocommit)."""
     ours, theirs = a_start(), a_start()
 
     with CaptureQueriesContext(connections["default"]) as one:
@@ -131,3 +148,17 @@ def test_a_database_with_no_such_upsert_gets_the_librarys_store(monkeypatch):
 
     assert row(request.id, "default")["result"] == "7"
     assert not any("ON CONFLICT" in q["sql"] for q in queries)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_store_inside_a_transaction_leaves_that_transaction_usable(on_postgres):
+    """As the library's ``get_or_create`` does, the statement runs in a savepoint there: a
+    failure (here a task id longer than its column) is the caller's to handle, and the caller's
+    transaction goes on; the store was tried three times, as the library tries."""
+    request = a_start()
+    request.id = "x" * 300
+    with transaction.atomic():
+        with pytest.raises(DataError):
+            DatabaseBackend(app=app).store_result(request.id, 1, states.SUCCESS, request=request)
+        TaskResult.objects.create(task_id="after-the-failure")  # the transaction still works
+    assert TaskResult.objects.filter(task_id="after-the-failure").exists()

@@ -129,7 +129,8 @@ def check_celery(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
             Warning(
                 "No Celery result backend: start_run results (the admin's task history, "
                 "Flower's results) are not kept.",
-                hint="Set CELERY_RESULT_BACKEND = 'django-db' and add 'django_celery_results' "
+                hint="Set CELERY_RESULT_BACKEND = 'runs.results:DatabaseBackend' (or "
+                "'django-db') and add 'django_celery_results' "
                 "to INSTALLED_APPS.",
                 id="runs.W002",
             )
