@@ -58,7 +58,7 @@ def commands(out: Path) -> dict[str, list[str]]:
         "n10000": [*bench, "--ns", "10000", "--strategies", "webhook", "--topologies", "split",
                    "--poll-modes", "batched", "--no-intake", "--out", str(out / "n10000")],
         "start_rate": ["-m", "bench.start_rate", "--strategies", "webhook", "--chunks", "16", "1",
-                       "--poll-modes", "per_run", "batched",
+                       "--poll-modes", "default", "per_run", "batched",
                        "--out", str(out / "start_rate" / "start_rate")],
         "scale_out": ["-m", "bench", "--scale-out", "--topologies", "split",
                       "--poll-modes", "per_run", "batched", "--out", str(out / "scale_out")],

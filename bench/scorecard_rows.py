@@ -137,6 +137,14 @@ def _floor(results: dict[str, Any], bare_rate: float | None) -> float | None:
     return ended_floor(plans, bare_rate)
 
 
+#: How a start-rate row's ``--poll-modes`` value reads in the scorecard.
+POLL_MODE_WORDS = {
+    "default": "the app's poll settings (a webhook run's safety net by due time)",
+    "per_run": "per_run polls (a countdown task per run)",
+    "batched": "batched polls",
+}
+
+
 def start_rate_rows(results: dict[str, Any], source: str) -> list[dict[str, Any]]:
     """Starts through Celery against the bare SDK loop, each pair measured back to back."""
     out = []
@@ -149,7 +157,8 @@ def start_rate_rows(results: dict[str, Any], source: str) -> list[dict[str, Any]
             row(
                 f"Start throughput >= {START_RATE_X}x the bare SDK loop",
                 f"N={ours['n']:,}, {strategy}, RUNS_START_CHUNK {ours['chunk']}, "
-                f"{ours.get('poll_mode', 'per_run')} polls, {ours['threads']} slots",
+                f"{POLL_MODE_WORDS.get(ours.get('poll_mode', 'per_run'), ours.get('poll_mode'))}, "
+                f"{ours['threads']} slots",
                 f"{ours['starts_per_s']}/s"
                 + ("" if complete else f" ({ours['submitted']} of {ours['n']} started)"),
                 baseline=f"bare loop {bare['starts_per_s']}/s ({bare['threads']} threads)",

@@ -15,10 +15,11 @@ response in it) from 16 threads. Both sides talk to the same simulator, in the s
   first polls, due 0.5 s after their start, compete with the later starts). Each strategy
   once per ``--chunks`` value: ``RUNS_START_CHUNK`` 16 (the bench's default: a start takes
   waiting runs in chunks) and 1 (each run in its own task, the app's default); and once per
-  ``--poll-modes`` value: ``per_run`` (the default: each start publishes its run's first poll,
-  a countdown task its worker receives at once and holds) or ``batched`` (a start publishes
-  nothing; beat's ``runs.poll_due`` would find the due runs, and no beat runs here, since no
-  run is due within the measured window).
+  ``--poll-modes`` value (``MODES``): ``default`` (the app's settings: a webhook run's safety
+  net is a due time, so its start publishes nothing), ``per_run`` (each start publishes its
+  run's first poll, a countdown task its worker receives at once and holds) or ``batched``
+  (no start publishes one; beat's ``runs.poll_due`` would find the due runs, and no beat runs
+  here, since no run is due within the measured window).
 
 Each pair measures the bare loop again just before ours, so each ratio has its own baseline.
 
@@ -51,6 +52,12 @@ from .load import LoadWindow, flag  # noqa: E402
 from .standalone import point_at, wait_workers  # noqa: E402
 
 QUEUE = "startbench"
+#: ``--poll-modes``: the settings each row's workers get (none: the app's defaults).
+MODES: dict[str, dict[str, str]] = {
+    "default": {},
+    "per_run": {"RUNS_POLL_MODE": "per_run", "RUNS_SAFETY_NET_MODE": "per_run"},
+    "batched": {"RUNS_POLL_MODE": "batched", "RUNS_SAFETY_NET_MODE": "batched"},
+}
 LONG = {"sim_duration_s": "600", "sim_outcome": "completed"}
 
 
@@ -79,11 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--poll-modes",
         nargs="+",
-        choices=("per_run", "batched"),
-        default=["per_run"],
-        help="RUNS_POLL_MODE values, each a row of its own: per_run (the default) makes each "
-        "start publish its run's first poll, a countdown task; batched publishes none (beat's "
-        "runs.poll_due finds due runs)",
+        choices=tuple(MODES),
+        default=["default"],
+        help="each a row of its own: default (the app's: RUNS_POLL_MODE per_run, "
+        "RUNS_SAFETY_NET_MODE batched, so a start by webhook publishes no poll); per_run (both "
+        "per_run: each start publishes its run's first poll, a countdown task); batched (both "
+        "batched: no start publishes one, beat's runs.poll_due would find due runs)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "start_rate")
     args = parser.parse_args(argv)
@@ -137,10 +145,10 @@ def ours(
     env: dict,
     strategy: str,
     chunk: int,
-    poll_mode: str = "per_run",
+    poll_mode: str = "default",
 ) -> dict[str, Any]:
     """N starts through ``start_run.delay`` and the workers, by ``strategy``, with
-    ``RUNS_START_CHUNK = chunk`` and ``RUNS_POLL_MODE = poll_mode``."""
+    ``RUNS_START_CHUNK = chunk`` and the poll settings of ``MODES[poll_mode]``."""
     from django.db import transaction
 
     from project.celery import app
@@ -153,7 +161,10 @@ def ours(
     empty_tables()
     with transaction.atomic():
         ids = [create_run(f"bench {i}", metadata=LONG, strategy=strategy).pk for i in range(n)]
-    child = {**os.environ, **env, "RUNS_START_CHUNK": str(chunk), "RUNS_POLL_MODE": poll_mode}
+    child = {**os.environ, **env, "RUNS_START_CHUNK": str(chunk), **MODES[poll_mode]}
+    for name in ("RUNS_POLL_MODE", "RUNS_SAFETY_NET_MODE"):
+        if name not in MODES[poll_mode]:
+            child.pop(name, None)  # the app's default, whatever this shell has
     workers = [
         processes.start_worker(child, concurrency=args.threads, queue=QUEUE)
         for _ in range(args.workers)

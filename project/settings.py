@@ -243,6 +243,9 @@ RUNS_MAX_COUNTDOWN_S = env.float("RUNS_MAX_COUNTDOWN_S", 300.0)
 # "per_run" (a countdown task per run) or "batched" (runs.poll_due claims due runs in batches);
 # docs/architecture.md, "Batched polling", says when each wins.
 RUNS_POLL_MODE = env("RUNS_POLL_MODE", default="per_run")
+# The same for webhook-tracked runs' safety-net polls: "batched" by default (runs.poll_due finds
+# them by due time; a start publishes no countdown task), or "per_run".
+RUNS_SAFETY_NET_MODE = env("RUNS_SAFETY_NET_MODE", default="batched")
 # False: start_run leaves no result row (docs/celery.md, Settings, RUNS_KEEP_START_RESULTS).
 RUNS_KEEP_START_RESULTS = env.bool("RUNS_KEEP_START_RESULTS", default=True)
 # Chunked starts (docs/architecture.md, "Chunked starts"): 1 starts each run in its own task;

@@ -23,7 +23,8 @@ from .engine import batch_poll
 
 #: The name of the entry in ``beat_schedule``; a host overrides it by defining the same name.
 SWEEP_ENTRY = "runs-sweep"
-#: With ``RUNS_POLL_MODE = "batched"``: ``runs.poll_due`` every ``RUNS_POLL_DUE_INTERVAL_S``.
+#: When some runs are polled by due time (``RUNS_POLL_MODE`` or ``RUNS_SAFETY_NET_MODE`` is
+#: "batched", the latter by default): ``runs.poll_due`` every ``RUNS_POLL_DUE_INTERVAL_S``.
 POLL_DUE_ENTRY = "runs-poll-due"
 
 
@@ -37,8 +38,8 @@ def sweep_entry() -> dict[str, Any]:
 def _add_entries(app: Celery) -> None:
     """A new dict, the host's entries winning: the host's settings object is never mutated."""
     ours = {SWEEP_ENTRY: sweep_entry()}
-    if settings.RUNS_POLL_MODE == "batched":
-        ours[POLL_DUE_ENTRY] = batch_poll.beat_entry()  # batched polling's tick
+    if batch_poll.due_strategies():  # some runs are polled by due time: batched polling's tick
+        ours[POLL_DUE_ENTRY] = batch_poll.beat_entry()
     app.conf.beat_schedule = {**ours, **(app.conf.beat_schedule or {})}
 
 

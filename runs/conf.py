@@ -58,6 +58,11 @@ DEFAULTS: dict[str, Any] = {
     # threads and holds them for RUNS_POLL_LEASE_S meanwhile: a dead batch's runs are due again
     # after it).
     "RUNS_POLL_MODE": "per_run",
+    # The same choice for runs tracked by webhook, whose polls are only a safety net for a lost
+    # event: "batched" (the default) stores each one's due time for runs.poll_due, so a start
+    # publishes no countdown task and no worker holds one per run; "per_run" arms a countdown
+    # task per run as RUNS_POLL_MODE = "per_run" does (docs/architecture.md, "Batched polling").
+    "RUNS_SAFETY_NET_MODE": "batched",
     # Whether each start_run leaves a result row (the remote id and status it got) in the
     # result backend; False skips the row and its writes (docs/celery.md, "Settings").
     "RUNS_KEEP_START_RESULTS": True,

@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
 import pytest
@@ -148,6 +149,35 @@ def quick_polls(settings) -> None:
     rather than the backoff."""
     settings.RUNS_POLL_BASE_S = 0.2
     settings.RUNS_POLL_CAP_S = 1.0
+
+
+@pytest.fixture
+def beat_sending_poll_due() -> Callable[..., AbstractContextManager[None]]:
+    """Stand in for celery beat's ``runs-poll-due`` entry, which polls the runs polled by due
+    time (by default webhook runs' safety nets): ``with beat_sending_poll_due(every_s=0.2):``
+    sends ``runs.poll_due`` through the broker every 0.2 s until the block ends (``every_s``
+    None: not at all)."""
+    from runs.tasks import poll_due
+
+    @contextmanager
+    def sending(every_s: float | None = 0.2) -> Iterator[None]:
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(every_s):
+                poll_due.delay()
+
+        sender = threading.Thread(target=tick, daemon=True) if every_s else None
+        if sender:
+            sender.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if sender:
+                sender.join(timeout=5)
+
+    return sending
 
 
 @pytest.fixture

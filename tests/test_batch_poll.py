@@ -263,10 +263,77 @@ def test_a_per_run_poll_claims_its_ticket_and_leaves_the_due_time(run_row):
 
 
 @pytest.mark.django_db
-def test_per_run_mode_still_enqueues_a_countdown_per_rearm(run_row, sent_tasks):
-    run = run_row("in_progress", remote_id="resp_1")
-    writer.apply_all([tick(run, 0)])
-    assert sent_tasks == [("runs.poll_run", (run.pk, 0), 2.0)]
+@pytest.mark.parametrize(
+    ("strategy", "safety_net_mode", "countdown"),
+    [("poll", "batched", True), ("webhook", "batched", False), ("webhook", "per_run", True)],
+    ids=["a polled run", "a webhook run (the default)", "a webhook run, per-run safety net"],
+)
+def test_by_default_only_runs_tracked_by_polling_get_a_countdown_per_rearm(
+    run_row, sent_tasks, settings, strategy, safety_net_mode, countdown
+):
+    """A webhook run's polls are a safety net: by default its due time is stored for
+    runs.poll_due, and no countdown task is published for it or held by a worker."""
+    settings.RUNS_SAFETY_NET_MODE = safety_net_mode
+    run = run_row("in_progress", remote_id="resp_1", strategy=strategy)
+
+    assert writer.apply(tick(run, 0)) is False  # no status change
+    run.refresh_from_db()
+
+    assert sent_tasks == ([("runs.poll_run", (run.pk, 0), 2.0)] if countdown else [])
+    assert run.next_poll_at > timezone.now()  # the due time is stored either way
+
+
+@pytest.mark.django_db
+def test_by_default_a_batch_takes_only_webhook_runs_whose_polls_are_due(run_row):
+    """Polled runs have countdown tasks of their own (RUNS_POLL_MODE = "per_run"): a batch
+    that took them too would retrieve them twice."""
+    webhook = run_row("in_progress", remote_id="resp_w", strategy="webhook", next_poll_at=ago(3))
+    run_row("in_progress", remote_id="resp_p", strategy="poll", next_poll_at=ago(3))
+
+    assert batch_poll.due_strategies() == ["webhook"]
+    claimed = bulk.claim_due(10, 30, strategies=batch_poll.due_strategies())
+
+    assert [c.run_id for c in claimed] == [webhook.pk]
+    assert bulk.claim_due(10, 30, strategies=[]) == []
+
+
+@pytest.mark.django_db
+def test_with_no_run_polled_by_due_time_a_batch_takes_nothing(run_row, settings):
+    settings.RUNS_SAFETY_NET_MODE = "per_run"
+    run_row("in_progress", remote_id="resp_w", strategy="webhook", next_poll_at=ago(3))
+
+    assert batch_poll.due_strategies() == []
+    assert batch_poll.poll_due() == {"claimed": 0}
+
+
+@pytest.mark.django_db
+def test_a_woken_webhook_runs_poll_leases_its_due_time_so_no_batch_takes_it_meanwhile(run_row):
+    due = ago(0.1)  # a wake's "now"
+    run = run_row("in_progress", remote_id="resp_1", strategy="webhook", next_poll_at=due)
+
+    polling = writer.claim_poll(run.pk, 0)
+
+    # The tick reads the due time the wake set (a tick, not a hop); the row holds the lease.
+    assert (polling.poll_generation, polling.next_poll_at) == (1, due)
+    assert Run.objects.get(pk=run.pk).next_poll_at > timezone.now() + timedelta(seconds=20)
+    assert bulk.claim_due(10, 30, strategies=["webhook"]) == []
+
+
+@pytest.mark.django_db
+def test_a_woken_poll_that_a_batch_beat_to_its_lease_exits_without_a_call(run_row, monkeypatch):
+    run = run_row("in_progress", remote_id="resp_1", strategy="webhook", next_poll_at=ago(1))
+    from runs.engine import claims
+
+    claim_ticket = claims.claim_ticket
+
+    def batch_claims_in_between(run_id: int, ticket: int):
+        claimed = claim_ticket(run_id, ticket)
+        assert [c.run_id for c in bulk.claim_due(10, 30)] == [run.pk]  # a batch, just then
+        return claimed
+
+    monkeypatch.setattr(claims, "claim_ticket", batch_claims_in_between)
+
+    assert writer.claim_poll(run.pk, 0) is None
 
 
 @pytest.mark.django_db
@@ -404,15 +471,16 @@ def batch_poll_task():
     return poll_due
 
 
-def test_beat_ticks_poll_due_in_batched_mode_only(settings):
+def test_beat_ticks_poll_due_when_some_runs_are_polled_by_due_time(settings):
     from celery import Celery
 
     from runs import beat
 
+    settings.RUNS_SAFETY_NET_MODE = "per_run"
     app = Celery("host", set_as_current=False)
     beat._add_entries(app)
     assert beat.POLL_DUE_ENTRY not in app.conf.beat_schedule
-    settings.RUNS_POLL_MODE = "batched"
+    settings.RUNS_SAFETY_NET_MODE = "batched"  # the default: webhook runs' safety nets
     settings.RUNS_POLL_DUE_INTERVAL_S = 0.5
     beat._add_entries(app)
     entry = app.conf.beat_schedule[beat.POLL_DUE_ENTRY]

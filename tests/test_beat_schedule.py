@@ -18,7 +18,7 @@ import pytest
 import redis
 from celery import Celery
 
-from runs.beat import SWEEP_ENTRY, offer_schedule
+from runs.beat import POLL_DUE_ENTRY, SWEEP_ENTRY, offer_schedule
 from runs_dev import processes
 
 
@@ -47,7 +47,10 @@ def test_the_hosts_own_entries_are_kept_and_its_runs_sweep_wins():
     report = {"task": "hostsite.report", "schedule": 3600.0}
     app = configured_app(beat_schedule={SWEEP_ENTRY: mine, "report": report})
     offer_schedule(app)
-    assert app.conf.beat_schedule == {SWEEP_ENTRY: mine, "report": report}
+    assert app.conf.beat_schedule[SWEEP_ENTRY] == mine
+    assert app.conf.beat_schedule["report"] == report
+    # Webhook runs' safety nets are polled by due time by default: runs.poll_due is offered too.
+    assert app.conf.beat_schedule[POLL_DUE_ENTRY]["task"] == "runs.poll_due"
 
 
 def test_a_host_can_turn_the_offer_off(settings):

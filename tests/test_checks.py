@@ -163,8 +163,9 @@ def test_an_api_token_entry_that_cannot_be_parsed_is_an_error_that_hides_the_sec
     assert "s3cret-token" not in messages[0].msg + (messages[0].hint or "")
 
 
-def test_an_unknown_poll_mode_is_an_error(settings):
-    settings.RUNS_POLL_MODE = "batch"
+@pytest.mark.parametrize("name", ["RUNS_POLL_MODE", "RUNS_SAFETY_NET_MODE"])
+def test_an_unknown_poll_mode_is_an_error(settings, name):
+    setattr(settings, name, "batch")
 
     assert "runs.E302" in runs_ids()
 
@@ -181,16 +182,25 @@ def test_batched_polling_scheduled_by_the_app_is_fine(settings):
     assert runs_ids() == []  # runs.beat adds the runs-poll-due entry
 
 
+@pytest.mark.parametrize(
+    ("poll_mode", "safety_net_mode", "named"),
+    [
+        ("batched", "per_run", 'RUNS_POLL_MODE = "batched"'),
+        ("per_run", "batched", 'RUNS_SAFETY_NET_MODE = "batched"'),  # the defaults
+    ],
+)
 def test_batched_polling_without_the_apps_beat_entry_warns_that_nothing_polls(
-    settings, host_celery_app
+    settings, host_celery_app, poll_mode, safety_net_mode, named
 ):
-    settings.RUNS_POLL_MODE = "batched"
+    settings.RUNS_POLL_MODE = poll_mode
+    settings.RUNS_SAFETY_NET_MODE = safety_net_mode
     settings.RUNS_BEAT_SCHEDULE = False
     host_celery_app(broker_url="redis://127.0.0.1:6379/5", result_backend="django-db")
 
     (message,) = run_checks(tags=["runs"])
 
     assert message.id == "runs.W302"
+    assert named in message.msg
     assert "runs.poll_due" in message.msg
     assert "runs-poll-due" in message.hint
 

@@ -371,7 +371,6 @@ def test_a_host_that_sets_nothing_streams_through_its_redis(
     assert asyncio.run(scenario()) == ["queued", "completed"]
 
 
-
 def test_a_stream_hands_its_database_connection_back_after_each_read(make_run):
     """An open page must not hold one of its process's pooled connections for ten minutes."""
     run = make_run("in_progress")

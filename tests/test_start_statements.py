@@ -52,8 +52,22 @@ def test_a_start_by_webhook_makes_these_statements_and_no_others(sdk_on_simulato
     # The move's counters are added to the row's own, never read and rewritten: written out.
     move = [q["sql"] for q in queries if _shape(q["sql"]) == "UPDATE runs_run"][1]
     assert '"api_calls" = "api_calls" + ' in move
-    assert [name for name, _, _ in sent_tasks] == ["runs.poll_run"]  # the safety-net poll
+    # No task: the safety-net poll is a due time runs.poll_due finds (RUNS_SAFETY_NET_MODE).
+    assert sent_tasks == []
     run.refresh_from_db()
+    assert run.next_poll_at is not None
     assert run.status == RunStatus.QUEUED and run.remote_id
     assert not Message.objects.unsent_of([run.thread_id]).exists()
     assert Run.objects.filter(pk=run.pk, thread__remote_id__startswith="conv").exists()
+
+
+def test_with_a_per_run_safety_net_a_start_by_webhook_also_publishes_its_poll(
+    sdk_on_simulator, sent_tasks, settings
+):
+    settings.RUNS_SAFETY_NET_MODE = "per_run"
+    run = create_run("hello", strategy="webhook")
+
+    assert lifecycle.start(run.pk)["started"] is True
+
+    # The safety-net poll, a countdown task the worker that receives it holds until it is due.
+    assert [(name, args) for name, args, _ in sent_tasks] == [("runs.poll_run", (run.pk, 0))]

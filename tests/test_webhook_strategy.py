@@ -57,16 +57,22 @@ def test_duplicate_deliveries_have_one_effect(webhook_delivery, simulator, wait_
     assert run.webhook_events == 1
 
 
+@pytest.mark.parametrize("mode", ["batched", "per_run"])
 def test_a_dropped_webhook_delays_a_run_but_the_safety_net_finishes_it(
-    webhook_delivery, simulator, wait_terminal, settings
+    webhook_delivery, simulator, wait_terminal, settings, mode, beat_sending_poll_due
 ):
+    """By default (``RUNS_SAFETY_NET_MODE = "batched"``) the safety net is a due time that
+    beat's ``runs.poll_due`` finds (sent here every 0.2 s, as beat would, through the broker to
+    the worker); with "per_run" it is a countdown task of the run's own."""
+    settings.RUNS_SAFETY_NET_MODE = mode
     settings.RUNS_SAFETY_NET_BASE_S = 1.0
     simulator.configure(webhook_drop_rate=1.0)
     run = create_run(
         "lost", strategy="webhook", metadata={"sim_duration_s": "0.5", "sim_outcome": "completed"}
     )
     start_run.delay(run.pk)
-    run = wait_terminal(run.pk, timeout=30)
+    with beat_sending_poll_due(every_s=0.2 if mode == "batched" else None):
+        run = wait_terminal(run.pk, timeout=30)
     assert run.status == "completed"
     assert run.webhook_events == 0
     # The first safety-net poll (1 s after the create, the run ended at 0.5 s) saw the end.

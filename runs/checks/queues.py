@@ -16,7 +16,8 @@ from ..engine.enqueue import KINDS
 
 # --- Queues and the broker (docs/celery.md) ------------------------------------------------------
 
-#: What RUNS_POLL_MODE may be: a countdown task per run, or beat's runs.poll_due for many.
+#: What RUNS_POLL_MODE and RUNS_SAFETY_NET_MODE may be: a countdown task per run, or beat's
+#: runs.poll_due for many.
 POLL_MODES = ("per_run", "batched")
 
 
@@ -63,36 +64,43 @@ def _queue_name(value: Any) -> bool:
 
 @register("runs")
 def check_poll_mode(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
-    """E302: RUNS_POLL_MODE must be "per_run" or "batched" (docs/architecture.md, "Batched
-    polling"); anything else would leave runs without a poll. W302: batched, but unscheduled."""
-    mode = settings.RUNS_POLL_MODE
-    if mode == "batched":
-        return _check_poll_due_scheduled()
-    if mode in POLL_MODES:
-        return []
-    return [
-        Error(
-            f"RUNS_POLL_MODE = {mode!r} is unknown.",
-            hint=f"Use one of {', '.join(repr(m) for m in POLL_MODES)}.",
-            id="runs.E302",
-        )
-    ]
+    """E302: RUNS_POLL_MODE and RUNS_SAFETY_NET_MODE must each be "per_run" or "batched"
+    (docs/architecture.md, "Batched polling"); anything else would leave runs without a poll.
+    W302: some runs polled in batches, but nothing schedules the batches."""
+    messages: list[CheckMessage] = []
+    batched = []
+    for name in ("RUNS_POLL_MODE", "RUNS_SAFETY_NET_MODE"):
+        mode = getattr(settings, name)
+        if mode == "batched":
+            batched.append(name)
+        elif mode not in POLL_MODES:
+            messages.append(
+                Error(
+                    f"{name} = {mode!r} is unknown.",
+                    hint=f"Use one of {', '.join(repr(m) for m in POLL_MODES)}.",
+                    id="runs.E302",
+                )
+            )
+    if batched:
+        messages += _check_poll_due_scheduled(batched)
+    return messages
 
 
-def _check_poll_due_scheduled() -> list:
-    """W302: batched mode with ``RUNS_BEAT_SCHEDULE = False`` and no beat entry of the host's for
-    ``runs.poll_due``: nothing polls any run (only the sweep's late wakes would). A host that
-    schedules it some other way (django-celery-beat rows) silences it with
+def _check_poll_due_scheduled(names: list[str]) -> list:
+    """W302: a batched mode with ``RUNS_BEAT_SCHEDULE = False`` and no beat entry of the host's
+    for ``runs.poll_due``: those runs are polled only when the sweep finds them overdue. A host
+    that schedules it some other way (django-celery-beat rows) silences it with
     ``SILENCED_SYSTEM_CHECKS = ["runs.W302"]``."""
     if settings.RUNS_BEAT_SCHEDULE:
         return []  # runs.beat adds the runs-poll-due entry
     entries = current_app.conf.beat_schedule or {}
     if any(_task_of(entry) == POLL_DUE for entry in entries.values()):
         return []
+    which = " and ".join(f'{name} = "batched"' for name in names)
     return [
         Warning(
-            'RUNS_POLL_MODE = "batched" with RUNS_BEAT_SCHEDULE = False: nothing schedules '
-            f"{POLL_DUE}, so runs are polled only when the sweep finds them overdue.",
+            f"{which} with RUNS_BEAT_SCHEDULE = False: nothing schedules {POLL_DUE}, so those "
+            "runs are polled only when the sweep finds them overdue.",
             hint=f"Schedule {POLL_DUE} every RUNS_POLL_DUE_INTERVAL_S yourself (an entry "
             "'runs-poll-due' in CELERY_BEAT_SCHEDULE; scheduled elsewhere, e.g. django-celery-beat"
             " rows: silence runs.W302), or set RUNS_BEAT_SCHEDULE = True (docs/architecture.md,"

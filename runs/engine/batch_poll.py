@@ -1,10 +1,12 @@
 """Batched polling: one task takes every run whose poll is due and ticks them together.
 
-With ``RUNS_POLL_MODE = "batched"`` no run has a countdown task of its own. A re-arm only stores
-the due time (``writer.batched``), and ``runs.poll_due`` (from Celery beat, every
-``RUNS_POLL_DUE_INTERVAL_S``)
+A run polled by due time (``writer.by_due``: with ``RUNS_POLL_MODE = "batched"`` for runs
+tracked by polling, with ``RUNS_SAFETY_NET_MODE = "batched"``, the default, for webhook runs'
+safety nets) has no countdown task of its own. A re-arm only stores the due time, and
+``runs.poll_due`` (from Celery beat, every ``RUNS_POLL_DUE_INTERVAL_S``)
 
-1. claims up to ``RUNS_POLL_BATCH`` due runs with one statement (``bulk.claim_due``: a fresh
+1. claims up to ``RUNS_POLL_BATCH`` due runs of those strategies with one statement
+   (``bulk.claim_due``: a fresh
    ticket each, and a lease on the due time, so no other claimer takes them meanwhile); "due"
    includes the next half interval, so a run is polled a little early rather than late;
 2. if the batch came back full, sends another ``runs.poll_due`` at once, so a backlog fans out
@@ -35,11 +37,15 @@ from django.db import connections
 from ..conf import settings
 from ..models import Run
 from ..redact import redact
-from ..status import EventSource
+from ..status import EventSource, Strategy
 from . import answers, bulk, enqueue, lifecycle, writer
 from .decisions import Counters, Decision
 
 log = logging.getLogger(__name__)
+
+#: The strategies whose runs ``poll_due`` takes (``writer.by_due``); ``runs.beat`` schedules it
+#: when there is one.
+due_strategies = writer.due_strategies
 
 #: The task's registered name (``runs.tasks.poll_due``).
 POLL_DUE = "runs.poll_due"
@@ -57,10 +63,19 @@ class TickError(Exception):
 def poll_due(limit: int | None = None) -> dict[str, int]:
     """Tick every due run, up to ``limit`` (``RUNS_POLL_BATCH``); a count of the outcomes."""
     limit = int(limit or settings.RUNS_POLL_BATCH)
+    strategies = due_strategies()
+    if not strategies:
+        return {"claimed": 0}  # every run has a countdown task of its own
     # Runs due before the next beat tick is half gone are taken now: polled a little early
     # rather than up to a whole interval late (still short of a hop: ``lifecycle.HOP_SLACK_S``).
     ahead = min(float(settings.RUNS_POLL_DUE_INTERVAL_S) / 2, lifecycle.HOP_SLACK_S)
-    claimed = bulk.claim_due(limit, float(settings.RUNS_POLL_LEASE_S), ahead_s=ahead)
+    claimed = bulk.claim_due(
+        limit,
+        float(settings.RUNS_POLL_LEASE_S),
+        ahead_s=ahead,
+        # Every strategy: no filter, the statement as it was before modes per strategy.
+        strategies=None if len(strategies) == len(Strategy.values) else strategies,
+    )
     if len(claimed) >= limit:
         # More may be due: another slot takes the next batch while this one works.
         enqueue.send(POLL_DUE, kind="poll")

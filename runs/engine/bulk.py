@@ -52,10 +52,15 @@ class Rearm:
 
 
 def claim_due(
-    limit: int, lease_s: float, now: datetime | None = None, ahead_s: float = 0.0
+    limit: int,
+    lease_s: float,
+    now: datetime | None = None,
+    ahead_s: float = 0.0,
+    strategies: Sequence[str] | None = None,
 ) -> list[Claimed]:
     """Take up to ``limit`` runs whose poll is due (by ``now + ahead_s``), each once, however
-    many claimers run.
+    many claimers run; only runs tracked by one of ``strategies`` when given (the others have a
+    countdown task of their own: ``writer.by_due``).
 
     Each claimed run gets a fresh ticket (so a poll task still waiting for it exits without an API
     call) and a due time ``lease_s`` ahead: no other claim takes it while this batch works on it,
@@ -69,25 +74,35 @@ def claim_due(
     now = now or timezone.now()
     lease_until = now + timedelta(seconds=lease_s)
     due_by = now + timedelta(seconds=ahead_s)
+    if strategies is not None and not strategies:
+        return []
     active, statuses = active_placeholders()
+    which, kinds = "", []
+    if strategies is not None:
+        which = f"AND strategy IN ({', '.join(['%s'] * len(strategies))})"
+        kinds = list(strategies)
     if connection.vendor == "postgresql":
         sql = f"""
             UPDATE {run_table()} AS r
                SET poll_generation = r.poll_generation + 1, next_poll_at = %s
               FROM (SELECT id, next_poll_at FROM {run_table()}
                      WHERE status IN ({active}) AND remote_id <> '' AND next_poll_at <= %s
+                           {which}
                      ORDER BY next_poll_at LIMIT %s
                      FOR UPDATE SKIP LOCKED) AS due
              WHERE r.id = due.id
          RETURNING r.id, r.poll_generation, due.next_poll_at
         """
+        params = [moment(lease_until), *statuses, moment(due_by), *kinds, limit]
         with connection.cursor() as cursor:
-            cursor.execute(sql, [moment(lease_until), *statuses, moment(due_by), limit])
+            cursor.execute(sql, params)
             rows = cursor.fetchall()
         return sorted((Claimed(*row) for row in rows), key=lambda c: (c.due_at or now, c.run_id))
+    due = Run.objects.filter(status__in=ACTIVE, next_poll_at__lte=due_by)
+    if strategies is not None:
+        due = due.filter(strategy__in=strategies)
     candidates = list(
-        Run.objects.filter(status__in=ACTIVE, next_poll_at__lte=due_by)
-        .exclude(remote_id="")
+        due.exclude(remote_id="")
         .order_by("next_poll_at")
         .values_list("pk", "poll_generation", "next_poll_at")[:limit]
     )
@@ -100,47 +115,6 @@ def claim_due(
         ):
             claimed.append(Claimed(run_id, ticket + 1, due_at))
     return claimed
-
-
-def claim_one(run_id: int, ticket: int, lease_s: float) -> Claimed | None:
-    """Take poll ticket ``ticket`` of one run *and* lease its due time ``lease_s`` ahead, as
-    ``claim_due`` does for a batch; None when the ticket is not ours.
-
-    Batched polling's per-run poll (a wake's ``runs.poll_run``) claims this way, so a batch does
-    not take the run again while that poll's retrieve is in flight; the tick's re-arm then writes
-    the real due time. The due time the run had comes back, for the tick's hop check.
-    PostgreSQL: one statement (the row locked, then updated, as in ``claim_due``). Elsewhere: read
-    the due time, then the compare-and-set on the ticket. That due time is still the run's when
-    the ticket matches: until a ticket is claimed, nothing but its claim writes the due time (a
-    re-arm writes it with the ticket it holds *before* anyone can claim that ticket, and a wake
-    or a batch claim takes a new one).
-    """
-    lease_until = timezone.now() + timedelta(seconds=lease_s)
-    active, statuses = active_placeholders()
-    if connection.vendor == "postgresql":
-        sql = f"""
-            UPDATE {run_table()} AS r
-               SET poll_generation = r.poll_generation + 1, next_poll_at = %s
-              FROM (SELECT id, next_poll_at FROM {run_table()}
-                     WHERE id = %s AND poll_generation = %s AND status IN ({active})
-                       AND remote_id <> ''
-                     FOR UPDATE) AS held
-             WHERE r.id = held.id
-         RETURNING held.next_poll_at
-        """
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [moment(lease_until), run_id, ticket, *statuses])
-            row = cursor.fetchone()
-        return Claimed(run_id, ticket + 1, row[0]) if row else None
-    held = Run.objects.filter(pk=run_id, poll_generation=ticket, status__in=ACTIVE).exclude(
-        remote_id=""
-    )
-    found = list(held.values_list("next_poll_at", flat=True)[:1])
-    if not found:
-        return None
-    if not held.update(poll_generation=ticket + 1, next_poll_at=lease_until):
-        return None
-    return Claimed(run_id, ticket + 1, found[0])
 
 
 def bump_ticket(run_id: int, next_poll_at: datetime, webhook_events: int = 0) -> int | None:

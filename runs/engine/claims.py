@@ -138,6 +138,16 @@ def renew_starts(run_ids: list[int], held: datetime, at: datetime) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
+def lease(run_id: int, ticket: int, until: datetime) -> bool:
+    """Move the due time of a run whose ticket is still ``ticket`` to ``until``: a poll that
+    claimed the ticket of a run polled by due time holds it so, and ``runs.poll_due`` does not
+    take the run meanwhile. False when the ticket moved (a batch took the run first)."""
+    sql = f"UPDATE {run_table()} SET next_poll_at = %s WHERE id = %s AND poll_generation = %s"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [moment(until), run_id, ticket])
+        return cursor.rowcount > 0
+
+
 def rearm(
     run_id: int,
     ticket: int,
@@ -147,9 +157,11 @@ def rearm(
     counters: Counters,
     errors: Errors,
     remote_id: str | None = None,
-) -> bool:
+) -> str | None:
     """A tick's re-arm: the next due time (and schedule position), the calls counted, the error
-    count, where the run is still active and its ticket is still ``ticket``. True if it matched.
+    count, where the run is still active and its ticket is still ``ticket``. The run's strategy
+    if it matched (the writer then knows whether to enqueue its poll: ``writer.by_due``), else
+    None.
 
     Not a claim, but its other half: the one write of every unchanged tick, hand-written like
     the claim because the ORM's compile of this UPDATE cost more CPU than the round trip.
@@ -174,7 +186,9 @@ def rearm(
     sql = f"""
         UPDATE {run_table()} SET {", ".join(sets)}
          WHERE id = %s AND poll_generation = %s AND status IN ({active})
+     RETURNING strategy
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, run_id, ticket, *statuses])
-        return cursor.rowcount > 0
+        row = cursor.fetchone()
+    return row[0] if row else None

@@ -19,14 +19,20 @@ from ..states import transition_many
 from ..status import ACTIVE, EventSource, RunStatus
 from . import enqueue
 from .decisions import Counters, Move, Task
-from .writer import batched, counter_values, enqueue_all, enqueue_now, move
+from .writer import by_due, counter_values, enqueue_all, enqueue_now, move
 
 
 def started(
-    run_id: int, change: Move, ticket: int, first_poll_in_s: float, counters: Counters
+    run_id: int,
+    change: Move,
+    ticket: int,
+    first_poll_in_s: float,
+    counters: Counters,
+    strategy: str,
 ) -> bool:
     """A create answered: save the remote id, its first due time and the counters *with* the first
-    status change (one UPDATE), then enqueue the first poll. True when the change was made.
+    status change (one UPDATE), then enqueue the first poll, unless the run is polled by due time
+    (``writer.by_due``: ``runs.poll_due`` finds it). True when the change was made.
 
     No ticket compare-and-set is needed here: until this UPDATE commits the run has no remote id,
     so nothing else can take a ticket. A worker killed before the enqueue leaves an overdue run
@@ -51,7 +57,7 @@ def started(
         Run.objects.filter(pk=run_id).update(
             **{k: v for k, v in saved.items() if k != "next_poll_at"}
         )
-    elif change.to_status in ACTIVE and not batched():
+    elif change.to_status in ACTIVE and not by_due(strategy):
         hop = min(first_poll_in_s, settings.RUNS_MAX_COUNTDOWN_S)
         enqueue_now(Task(enqueue.POLL_RUN, (run_id, ticket), countdown=hop))
     return changed
@@ -92,10 +98,14 @@ def started_many(items: list[Started]) -> set[int]:
     now = timezone.now()
     by_id = {i.run_id: i for i in items}
 
+    countdowns = set()
+
     def decide(run: Run) -> tuple[str, dict[str, Any]] | None:
         item = by_id[run.pk]
         if run.status != RunStatus.PENDING or item.to_status not in ACTIVE:
             return None
+        if not by_due(run.strategy):
+            countdowns.add(run.pk)
         return item.to_status, {
             "remote_id": item.remote_id,
             "submitted_at": now,
@@ -112,19 +122,18 @@ def started_many(items: list[Started]) -> set[int]:
         source=EventSource.CREATE,
         detail=lambda pk: by_id[pk].detail,
         columns=_STARTED_COLUMNS,
-        read=("pk", "status", "api_calls", "deadline_at"),
+        read=("pk", "status", "api_calls", "deadline_at", "strategy"),
     )
     ids = {pk for pk, _, _ in moved}
-    if not batched():
-        max_hop = settings.RUNS_MAX_COUNTDOWN_S
-        enqueue_all(
-            [
-                Task(
-                    enqueue.POLL_RUN,
-                    (pk, by_id[pk].ticket),
-                    countdown=min(by_id[pk].first_poll_in_s, max_hop),
-                )
-                for pk in sorted(ids)
-            ]
+    max_hop = settings.RUNS_MAX_COUNTDOWN_S
+    polls = [
+        Task(
+            enqueue.POLL_RUN,
+            (pk, by_id[pk].ticket),
+            countdown=min(by_id[pk].first_poll_in_s, max_hop),
         )
+        for pk in sorted(ids & countdowns)
+    ]
+    if polls:
+        enqueue_all(polls)
     return ids

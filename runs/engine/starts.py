@@ -274,7 +274,7 @@ def finish_one(run: Run, state: RemoteState, calls: Counters) -> dict[str, Any]:
     move = answers.move_to(run, state, EventSource.CREATE)
     if later is not None:
         move = replace(move, fields={**move.fields, "deadline_at": later})
-    changed = start_writes.started(run.pk, move, run.poll_generation, delay, calls)
+    changed = start_writes.started(run.pk, move, run.poll_generation, delay, calls, run.strategy)
     if not changed and state.status not in TERMINAL:
         status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).get()
         if status in (RunStatus.CANCELLED, RunStatus.EXPIRED):

@@ -35,7 +35,7 @@ from django.utils import timezone
 from ..conf import settings
 from ..models import Run, ToolCall
 from ..states import transition
-from ..status import ACTIVE, TERMINAL, RunStatus
+from ..status import ACTIVE, TERMINAL, RunStatus, Strategy
 from . import bulk, claims, enqueue
 from .decisions import Counters, Decision, Errors, Move, Task
 
@@ -83,18 +83,17 @@ def release_start_claim(run_id: int, claimed_at: datetime) -> bool:
 def claim_poll(run_id: int, ticket: int) -> Run | None:
     """Take poll ticket ``ticket``; the run as read, or None when the ticket is not ours.
 
-    In batched mode the claim also leases the due time (``bulk.claim_one``), so ``runs.poll_due``
-    does not take the run while this poll is in flight; the run comes back with the due time it
-    had (a wake's "now"), which is what the tick's hop check and lateness metric read.
+    A run polled by due time (``by_due``) also has its due time leased (``claims.lease``), so
+    ``runs.poll_due`` does not take it while this poll (a wake's) is in flight; the run comes
+    back with the due time it had (a wake's "now"), which is what the tick's hop check and
+    lateness metric read. Should a batch claim the run between the two statements, the lease
+    finds the ticket moved and this poll exits without a call: the batch's retrieve is the one.
     """
-    if batched():
-        held = bulk.claim_one(run_id, ticket, float(settings.RUNS_POLL_LEASE_S))
-        if held is None:
-            return None
-        run = Run.objects.select_related("thread").get(pk=run_id)
-        run.next_poll_at = held.due_at
+    run = claims.claim_ticket(run_id, ticket)
+    if run is None or not by_due(run.strategy):
         return run
-    return claims.claim_ticket(run_id, ticket)
+    until = timezone.now() + timedelta(seconds=float(settings.RUNS_POLL_LEASE_S))
+    return run if claims.lease(run_id, ticket + 1, until) else None
 
 
 def take_ticket(run_id: int, status: str) -> int | None:
@@ -207,22 +206,33 @@ def apply(decision: Decision) -> bool:
 
 
 def apply_all(decisions: Iterable[Decision]) -> list[bool]:
-    """Apply several decisions (a batch of ticks); True where a status change was made.
+    """Apply the decisions of a batch of ticks (``runs.poll_due``'s, whose runs are all polled
+    by due time); True where a status change was made.
 
-    In batched polling mode the common tick (no status change: counters, errors, the next due
-    time) is written for the whole batch in one UPDATE (``bulk.rearm_plain``), each run still a
-    compare-and-set on its ticket; any other decision goes through ``apply``. Per run, every
-    re-arm must enqueue its own poll, so each decision is applied on its own.
+    The common tick (no status change: counters, errors, the next due time) is written for the
+    whole batch in one UPDATE (``bulk.rearm_plain``), each run still a compare-and-set on its
+    ticket; any other decision goes through ``apply``.
     """
     decisions = list(decisions)
-    written = bulk.rearm_plain(decisions) if batched() else set()
+    written = bulk.rearm_plain(decisions)
     return [False if id(d) in written else apply(d) for d in decisions]
 
 
-def batched() -> bool:
-    """Batched polling (``RUNS_POLL_MODE = "batched"``): due runs are found by ``runs.poll_due``,
-    so a re-arm stores the due time and enqueues nothing."""
-    return settings.RUNS_POLL_MODE == "batched"
+def by_due(strategy: str) -> bool:
+    """Whether runs tracked by ``strategy`` are polled by due time, found by ``runs.poll_due``,
+    rather than by a countdown task each; then a re-arm stores the due time and enqueues nothing.
+
+    ``RUNS_SAFETY_NET_MODE`` decides for webhook runs ("batched" by default: their polls are a
+    safety net, rarely needed and never urgent), ``RUNS_POLL_MODE`` for runs tracked by polling
+    ("per_run" by default: a poll fires at its due time, with no beat tick in between).
+    """
+    name = "RUNS_SAFETY_NET_MODE" if strategy == Strategy.WEBHOOK else "RUNS_POLL_MODE"
+    return getattr(settings, name) == "batched"
+
+
+def due_strategies() -> list[str]:
+    """The strategies whose runs ``runs.poll_due`` polls (``by_due``); none: nothing to batch."""
+    return [strategy for strategy in Strategy.values if by_due(strategy)]
 
 
 def count(run_id: int, counters: Counters) -> None:
@@ -250,7 +260,8 @@ def enqueue_on_commit(task: Task) -> None:
 
 
 def _rearm(d: Decision, ticket: int, delay: float, pending: dict[str, Any]) -> bool:
-    """Store the due time and enqueue the poll holding ``ticket``; nothing if the ticket moved.
+    """Store the due time and enqueue the poll holding ``ticket`` (none for a run polled by due
+    time, ``by_due``: ``runs.poll_due`` finds it); nothing if the ticket moved.
 
     With what is still ``pending`` of the decision (its counters, error count and remote id,
     unless its move saved them) in the same UPDATE. Hand-written (``claims.rearm``): this is
@@ -258,7 +269,7 @@ def _rearm(d: Decision, ticket: int, delay: float, pending: dict[str, Any]) -> b
     statement itself.
     """
     now = timezone.now()
-    updated = claims.rearm(
+    strategy = claims.rearm(
         d.run_id,
         ticket,
         now + timedelta(seconds=delay),
@@ -267,10 +278,12 @@ def _rearm(d: Decision, ticket: int, delay: float, pending: dict[str, Any]) -> b
         errors=d.errors if pending else "keep",
         remote_id=pending.get("remote_id"),
     )
-    if updated and not batched():
+    if strategy is None:
+        return False
+    if not by_due(strategy):
         hop = min(delay, settings.RUNS_MAX_COUNTDOWN_S)
         enqueue_now(Task(enqueue.POLL_RUN, (d.run_id, ticket), countdown=hop))
-    return updated
+    return True
 
 
 def _start_again(run_id: int, delay: float, values: dict[str, Any]) -> None:
