@@ -161,7 +161,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("per_run", "batched"),
         default=["per_run"],
         help="RUNS_POLL_MODE of the Celery rows, each a row of its own (docs/architecture.md, "
-        "'When each wins')",
+        "'When each wins'); batched also batches webhook runs' safety nets (their default)",
+    )
+    parser.add_argument(
+        "--safety-net-mode",
+        choices=("batched", "per_run"),
+        default="batched",
+        help="RUNS_SAFETY_NET_MODE of every Celery row: batched (the app's default: webhook "
+        "runs' polls by due time) or per_run (a countdown task per run, as before the eighth "
+        "session; with --poll-modes per_run it reproduces docs/bench/n10000_modes)",
     )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-intake", action="store_true")
@@ -375,6 +383,7 @@ def execute(
                 for shape in args.topologies:
                     for poll_mode in args.poll_modes:
                         bench.topology, bench.poll_mode = shape, poll_mode
+                        bench.safety_net_mode = args.safety_net_mode
                         result = scenario.run_celery(bench, strategy, plans, cap)
                         results["scenarios"].append(result)
                         report.write_json(workdir / "partial.json", results)

@@ -66,6 +66,9 @@ class Bench:
     split_chunk: int = 16
     #: ``RUNS_POLL_MODE`` of the workers and beat.
     poll_mode: str = "per_run"
+    #: ``RUNS_SAFETY_NET_MODE`` (webhook runs' polls): the app's default, or "per_run" (a
+    #: countdown task per run, the default before the eighth session; ``--safety-net-mode``).
+    safety_net_mode: str = "batched"
     #: uvicorn processes serving the webhook intake (docker-compose.yml and docs/operations.md
     #: run two: one process is one core at most, whatever its threads).
     web_workers: int = 2
@@ -273,8 +276,16 @@ def run_celery(bench: Bench, strategy: str, plans: list[Plan], cap_s: float) -> 
         RUNS_STRATEGY=run_strategy,
         OPENAI_WEBHOOK_SECRET=secret,
         RUNS_POLL_MODE=bench.poll_mode,
+        RUNS_SAFETY_NET_MODE=bench.safety_net_mode,
     )
-    name = label({"strategy": strategy, "topology": bench.topology, "poll_mode": bench.poll_mode})
+    name = label(
+        {
+            "strategy": strategy,
+            "topology": bench.topology,
+            "poll_mode": bench.poll_mode,
+            "safety_net_mode": bench.safety_net_mode,
+        }
+    )
     task = bench.progress.add_task(f"{name}, N={len(plans)}", total=len(plans))
     procs, pace = bench.samplers()
     with ExitStack() as stack:
@@ -362,6 +373,7 @@ def run_celery(bench: Bench, strategy: str, plans: list[Plan], cap_s: float) -> 
             for r in roles
         ],
         poll_mode=bench.poll_mode,
+        safety_net_mode=bench.safety_net_mode,
         slots=bench.workers * bench.threads,
         slots_kind=f"{bench.workers} worker process(es) x {bench.threads} thread(s)",
         enqueue_s=round(enqueued_s, 2),

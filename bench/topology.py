@@ -35,10 +35,16 @@ class Role:
 
 
 def notes(row: dict[str, Any]) -> list[str]:
-    """How a result row ran where not as by default: ``["split queues", "batched polls"]``."""
+    """How a result row ran where not as by default: ``["split queues", "batched polls"]``;
+    a webhook row with a countdown task per safety-net poll says so (``"per-run safety nets"``;
+    a row measured before that setting existed has no ``safety_net_mode`` and says nothing)."""
     shape, mode = row.get("topology", "shared"), row.get("poll_mode", "per_run")
-    return ([] if shape == "shared" else [f"{shape} queues"]) + (
-        [] if mode == "per_run" else [f"{mode} polls"]
+    net = row.get("safety_net_mode", "batched")
+    per_run_nets = row.get("strategy") == "webhook" and mode != "batched" and net == "per_run"
+    return (
+        ([] if shape == "shared" else [f"{shape} queues"])
+        + ([] if mode == "per_run" else [f"{mode} polls"])
+        + (["per-run safety nets"] if per_run_nets else [])
     )
 
 

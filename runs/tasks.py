@@ -54,8 +54,9 @@ def poll_run(run_id: int, generation: int) -> str:
 
 @shared_task(name="runs.poll_due", ignore_result=True)
 def poll_due() -> dict[str, int]:
-    """Batched polling (``RUNS_POLL_MODE = "batched"``): tick every due run, up to a batch, from
-    beat. Not ``acks_late``: a batch lost with its worker is due again when its lease ends."""
+    """Batched polling (the runs polled by due time: webhook runs' safety nets by default, every
+    run with ``RUNS_POLL_MODE = "batched"``): tick every due run, up to a batch, from beat. Not
+    ``acks_late``: a batch lost with its worker is due again when its lease ends."""
     return batch_poll.poll_due()
 
 

@@ -187,6 +187,7 @@ def test_batched_polling_scheduled_by_the_app_is_fine(settings):
     [
         ("batched", "per_run", 'RUNS_POLL_MODE = "batched"'),
         ("per_run", "batched", 'RUNS_SAFETY_NET_MODE = "batched"'),  # the defaults
+        ("batched", "batched", 'RUNS_POLL_MODE = "batched" and RUNS_SAFETY_NET_MODE'),
     ],
 )
 def test_batched_polling_without_the_apps_beat_entry_warns_that_nothing_polls(

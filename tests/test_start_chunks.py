@@ -68,6 +68,25 @@ def test_one_start_creates_its_run_and_the_oldest_others_waiting_up_to_the_chunk
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_chunk_publishes_first_polls_only_for_its_runs_tracked_by_polling(
+    sim, settings, sent_tasks
+):
+    """A webhook run's safety net is a due time by default (RUNS_SAFETY_NET_MODE): in a chunk
+    that mixes both strategies, only the polled runs get a countdown task."""
+    settings.RUNS_START_CHUNK = 4
+    polled = [create_run(f"polled {i}", metadata=QUICK) for i in range(2)]
+    hooked = [create_run(f"hooked {i}", metadata=QUICK, strategy="webhook") for i in range(2)]
+
+    assert lifecycle.start(polled[0].pk)["chunk_started"] == 4
+
+    assert sorted(args[0] for name, args, _ in sent_tasks if name == "runs.poll_run") == sorted(
+        r.pk for r in polled
+    )
+    started = Run.objects.filter(pk__in=[r.pk for r in polled + hooked])
+    assert all(run.next_poll_at for run in started)  # every due time stored either way
+
+
+@pytest.mark.django_db(transaction=True)
 def test_every_run_is_created_once_though_each_ones_message_tries_to_start_it(
     sim, settings, sent_tasks
 ):

@@ -15,8 +15,9 @@ Ids in use: E001 broker, E002 result-backend app, E003 backend, E004 strategy, E
 E006 a schedule; W001 API key, W002 result backend, W003 a PostgreSQL database with no pool for the
 workers; E101 a malformed webhook secret (current or fallback), W101 the webhook strategy
 without a secret; E201 a bad metrics allow-list entry;
-E301 a bad RUNS_QUEUES, E302 an unknown RUNS_POLL_MODE, W301 a side channel (live status, the
-budget) without a Redis URL; E401 an API token entry that cannot be parsed; E011 a bad
+E301 a bad RUNS_QUEUES, E302 an unknown RUNS_POLL_MODE or RUNS_SAFETY_NET_MODE, W301 a side
+channel (live status, the budget) without a Redis URL, W302 runs polled by due time with nothing
+scheduling runs.poll_due; E401 an API token entry that cannot be parsed; E011 a bad
 RUNS_PRICES entry, E012 a bad RUNS_SPEND_LIMITS.
 """
 

@@ -151,7 +151,8 @@ def conclude_all(runs: list[Run], decisions: list[Decision]) -> None:
 
 
 def beat_entry() -> dict[str, object]:
-    """The beat schedule entry for batched mode (added by ``runs.beat`` when the mode is on).
+    """The beat schedule entry for batched polling (added by ``runs.beat`` when some runs are
+    polled by due time).
 
     A tick left in the queue is dropped after two intervals, and never sooner than
     ``MIN_EXPIRES_S`` (``expires``): ticks must not pile up behind busy workers, and a few

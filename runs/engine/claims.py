@@ -141,10 +141,15 @@ def renew_starts(run_ids: list[int], held: datetime, at: datetime) -> set[int]:
 def lease(run_id: int, ticket: int, until: datetime) -> bool:
     """Move the due time of a run whose ticket is still ``ticket`` to ``until``: a poll that
     claimed the ticket of a run polled by due time holds it so, and ``runs.poll_due`` does not
-    take the run meanwhile. False when the ticket moved (a batch took the run first)."""
-    sql = f"UPDATE {run_table()} SET next_poll_at = %s WHERE id = %s AND poll_generation = %s"
+    take the run meanwhile. False when the ticket moved (a batch took the run first) or the run
+    ended meanwhile (a cancel): an ended run keeps no due time."""
+    active, statuses = active_placeholders()
+    sql = f"""
+        UPDATE {run_table()} SET next_poll_at = %s
+         WHERE id = %s AND poll_generation = %s AND status IN ({active})
+    """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [moment(until), run_id, ticket])
+        cursor.execute(sql, [moment(until), run_id, ticket, *statuses])
         return cursor.rowcount > 0
 
 

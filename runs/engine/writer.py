@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from ..conf import settings
 from ..models import Run, ToolCall
+from ..schedule import by_due
 from ..states import transition
 from ..status import ACTIVE, TERMINAL, RunStatus, Strategy
 from . import bulk, claims, enqueue
@@ -117,8 +118,9 @@ def wake(run_id: int, *, ticket: int | None = None, webhook_events: int = 0) -> 
     (``bulk.bump_ticket``): one query either way.
     ``webhook_events`` is counted in the same UPDATE, and taken back if the poll cannot be
     enqueued (the broker is down), so the caller may raise and let the event be redelivered.
-    In batched mode a batch may claim the run (it is due now) before this poll does: the poll
-    then exits without a call, and the batch's retrieve is the one the wake asked for.
+    For a run polled by due time (``by_due``) a batch may claim the run (it is due now) before
+    this poll does: the poll then exits without a call, and the batch's retrieve is the one the
+    wake asked for.
     """
     active = Run.objects.filter(pk=run_id, status__in=ACTIVE).exclude(remote_id="")
     now = timezone.now()
@@ -216,18 +218,6 @@ def apply_all(decisions: Iterable[Decision]) -> list[bool]:
     decisions = list(decisions)
     written = bulk.rearm_plain(decisions)
     return [False if id(d) in written else apply(d) for d in decisions]
-
-
-def by_due(strategy: str) -> bool:
-    """Whether runs tracked by ``strategy`` are polled by due time, found by ``runs.poll_due``,
-    rather than by a countdown task each; then a re-arm stores the due time and enqueues nothing.
-
-    ``RUNS_SAFETY_NET_MODE`` decides for webhook runs ("batched" by default: their polls are a
-    safety net, rarely needed and never urgent), ``RUNS_POLL_MODE`` for runs tracked by polling
-    ("per_run" by default: a poll fires at its due time, with no beat tick in between).
-    """
-    name = "RUNS_SAFETY_NET_MODE" if strategy == Strategy.WEBHOOK else "RUNS_POLL_MODE"
-    return getattr(settings, name) == "batched"
 
 
 def due_strategies() -> list[str]:
