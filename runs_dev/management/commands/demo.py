@@ -151,7 +151,7 @@ class Command(BaseCommand):
         stack.callback(processes.stop, processes.start_beat(env, Path(workdir)))
         console.print(
             f"Worker: pid {worker.pid}, {opts['concurrency']} threads, queue {queue}; "
-            "beat runs the recovery sweep"
+            "beat runs the recovery sweep and the safety-net polls (runs.poll_due)"
         )
 
         plans = demo_workload(opts["runs"], opts["seed"])
