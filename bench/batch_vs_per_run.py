@@ -30,7 +30,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import psutil
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +39,7 @@ from project.localredis import start_private_redis  # noqa: E402
 
 from .database import choose_url, empty_tables, vendor  # noqa: E402
 from .load import LoadWindow, flag  # noqa: E402
+from .sampling import cpu_s  # noqa: E402
 from .standalone import point_at, wait_workers  # noqa: E402
 from .stats import summarize  # noqa: E402
 
@@ -135,16 +135,7 @@ def _wait_terminal(run_ids: list[int], give_up: float) -> float:
 
 def _cpu(workers: list[Any]) -> float:
     """User + system CPU seconds of the worker processes and their children so far."""
-    total = 0.0
-    for w in workers:
-        try:
-            proc = psutil.Process(w.pid)
-            for p in (proc, *proc.children(recursive=True)):
-                times = p.cpu_times()
-                total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
+    return cpu_s([w.pid for w in workers])
 
 
 def _task_totals(records: list[bytes]) -> dict[str, dict[str, float]]:

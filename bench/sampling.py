@@ -36,6 +36,20 @@ def _tree(proc: psutil.Process) -> list[psutil.Process]:
         return [proc]
 
 
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds so far of the processes ``pids`` and their children; a process
+    gone meanwhile counts for nothing. For a before/after difference around a measured window."""
+    total = 0.0
+    for pid in pids:
+        try:
+            for p in _tree(psutil.Process(pid)):
+                times = p.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 class ProcessSampler:
     """Samples named groups of pids (and their children) every ``interval`` seconds."""
 

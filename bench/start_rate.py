@@ -207,18 +207,9 @@ def _cpu_s(workers: list[Any]) -> float:
     everything they did meanwhile, which in this bench is starting runs. A noisy machine moves
     it far less than the rate. A process gone meanwhile counts for nothing.
     """
-    import psutil
+    from .sampling import cpu_s  # psutil: the bench extra
 
-    total = 0.0
-    for worker in workers:
-        try:
-            process = psutil.Process(worker.pid)
-            for p in (process, *process.children(recursive=True)):
-                times = p.cpu_times()
-                total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
+    return cpu_s([worker.pid for worker in workers])
 
 
 def write(out: Path, results: dict[str, Any]) -> None:

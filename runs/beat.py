@@ -20,6 +20,7 @@ from celery import Celery
 
 from .conf import settings
 from .engine import batch_poll
+from .schedule import due_strategies
 
 #: The name of the entry in ``beat_schedule``; a host overrides it by defining the same name.
 SWEEP_ENTRY = "runs-sweep"
@@ -38,7 +39,7 @@ def sweep_entry() -> dict[str, Any]:
 def _add_entries(app: Celery) -> None:
     """A new dict, the host's entries winning: the host's settings object is never mutated."""
     ours = {SWEEP_ENTRY: sweep_entry()}
-    if batch_poll.due_strategies():  # some runs are polled by due time: batched polling's tick
+    if due_strategies():  # some runs are polled by due time: batched polling's tick
         ours[POLL_DUE_ENTRY] = batch_poll.beat_entry()
     app.conf.beat_schedule = {**ours, **(app.conf.beat_schedule or {})}
 

@@ -170,6 +170,12 @@ def by_due(strategy: str) -> bool:
     return getattr(settings, name) == "batched"
 
 
+def due_strategies() -> list[str]:
+    """The strategies whose runs ``runs.poll_due`` polls (``by_due``); none: nothing to batch,
+    and ``runs.beat`` schedules no ``runs.poll_due``."""
+    return [strategy for strategy in Strategy.values if by_due(strategy)]
+
+
 def _why(run: Run) -> str:
     if run.deadline_at is not None and run.next_poll_at >= run.deadline_at:
         return "the deadline: that poll expires the run unless it has ended"

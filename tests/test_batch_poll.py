@@ -18,6 +18,7 @@ from celery.signals import task_prerun
 from django.db import close_old_connections
 from django.utils import timezone
 
+from runs import schedule
 from runs.engine import batch_poll, bulk, writer
 from runs.engine.decisions import Counters, Decision, Move
 from runs.models import Run
@@ -295,8 +296,8 @@ def test_by_default_a_batch_takes_only_webhook_runs_whose_polls_are_due(run_row)
     webhook = run_row("in_progress", remote_id="resp_w", strategy="webhook", next_poll_at=ago(3))
     run_row("in_progress", remote_id="resp_p", strategy="poll", next_poll_at=ago(3))
 
-    assert batch_poll.due_strategies() == ["webhook"]
-    claimed = bulk.claim_due(10, 30, strategies=batch_poll.due_strategies())
+    assert schedule.due_strategies() == ["webhook"]
+    claimed = bulk.claim_due(10, 30, strategies=schedule.due_strategies())
 
     assert [c.run_id for c in claimed] == [webhook.pk]
     assert bulk.claim_due(10, 30, strategies=[]) == []
@@ -310,8 +311,8 @@ def test_with_polled_runs_batched_and_per_run_safety_nets_a_batch_takes_only_pol
     run_row("in_progress", remote_id="resp_w", strategy="webhook", next_poll_at=ago(3))
     polled = run_row("in_progress", remote_id="resp_p", strategy="poll", next_poll_at=ago(3))
 
-    assert batch_poll.due_strategies() == ["poll"]
-    claimed = bulk.claim_due(10, 30, strategies=batch_poll.due_strategies())
+    assert schedule.due_strategies() == ["poll"]
+    claimed = bulk.claim_due(10, 30, strategies=schedule.due_strategies())
     assert [c.run_id for c in claimed] == [polled.pk]
 
 
@@ -320,7 +321,7 @@ def test_with_no_run_polled_by_due_time_a_batch_takes_nothing(run_row, settings)
     settings.RUNS_SAFETY_NET_MODE = "per_run"
     run_row("in_progress", remote_id="resp_w", strategy="webhook", next_poll_at=ago(3))
 
-    assert batch_poll.due_strategies() == []
+    assert schedule.due_strategies() == []
     assert batch_poll.poll_due() == {"claimed": 0}
 
 

@@ -1,6 +1,6 @@
 """Batched polling: one task takes every run whose poll is due and ticks them together.
 
-A run polled by due time (``writer.by_due``: with ``RUNS_POLL_MODE = "batched"`` for runs
+A run polled by due time (``schedule.by_due``: with ``RUNS_POLL_MODE = "batched"`` for runs
 tracked by polling, with ``RUNS_SAFETY_NET_MODE = "batched"``, the default, for webhook runs'
 safety nets) has no countdown task of its own. A re-arm only stores the due time, and
 ``runs.poll_due`` (from Celery beat, every ``RUNS_POLL_DUE_INTERVAL_S``)
@@ -37,15 +37,12 @@ from django.db import connections
 from ..conf import settings
 from ..models import Run
 from ..redact import redact
+from ..schedule import due_strategies
 from ..status import EventSource, Strategy
 from . import answers, bulk, enqueue, lifecycle, writer
 from .decisions import Counters, Decision
 
 log = logging.getLogger(__name__)
-
-#: The strategies whose runs ``poll_due`` takes (``writer.by_due``); ``runs.beat`` schedules it
-#: when there is one.
-due_strategies = writer.due_strategies
 
 #: The task's registered name (``runs.tasks.poll_due``).
 POLL_DUE = "runs.poll_due"

@@ -60,7 +60,7 @@ def claim_due(
 ) -> list[Claimed]:
     """Take up to ``limit`` runs whose poll is due (by ``now + ahead_s``), each once, however
     many claimers run; only runs tracked by one of ``strategies`` when given (the others have a
-    countdown task of their own: ``writer.by_due``).
+    countdown task of their own: ``schedule.by_due``).
 
     Each claimed run gets a fresh ticket (so a poll task still waiting for it exits without an API
     call) and a due time ``lease_s`` ahead: no other claim takes it while this batch works on it,

@@ -165,7 +165,7 @@ def rearm(
 ) -> str | None:
     """A tick's re-arm: the next due time (and schedule position), the calls counted, the error
     count, where the run is still active and its ticket is still ``ticket``. The run's strategy
-    if it matched (the writer then knows whether to enqueue its poll: ``writer.by_due``), else
+    if it matched (the writer then knows whether to enqueue its poll: ``schedule.by_due``), else
     None.
 
     Not a claim, but its other half: the one write of every unchanged tick, hand-written like

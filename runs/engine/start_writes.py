@@ -15,11 +15,12 @@ from django.utils import timezone
 
 from ..conf import settings
 from ..models import Run
+from ..schedule import by_due
 from ..states import transition_many
 from ..status import ACTIVE, EventSource, RunStatus
 from . import enqueue
 from .decisions import Counters, Move, Task
-from .writer import by_due, counter_values, enqueue_all, enqueue_now, move
+from .writer import counter_values, enqueue_all, enqueue_now, move
 
 
 def started(
@@ -32,7 +33,7 @@ def started(
 ) -> bool:
     """A create answered: save the remote id, its first due time and the counters *with* the first
     status change (one UPDATE), then enqueue the first poll, unless the run is polled by due time
-    (``writer.by_due``: ``runs.poll_due`` finds it). True when the change was made.
+    (``schedule.by_due``: ``runs.poll_due`` finds it). True when the change was made.
 
     No ticket compare-and-set is needed here: until this UPDATE commits the run has no remote id,
     so nothing else can take a ticket. A worker killed before the enqueue leaves an overdue run

@@ -36,7 +36,7 @@ from ..conf import settings
 from ..models import Run, ToolCall
 from ..schedule import by_due
 from ..states import transition
-from ..status import ACTIVE, TERMINAL, RunStatus, Strategy
+from ..status import ACTIVE, TERMINAL, RunStatus
 from . import bulk, claims, enqueue
 from .decisions import Counters, Decision, Errors, Move, Task
 
@@ -218,11 +218,6 @@ def apply_all(decisions: Iterable[Decision]) -> list[bool]:
     decisions = list(decisions)
     written = bulk.rearm_plain(decisions)
     return [False if id(d) in written else apply(d) for d in decisions]
-
-
-def due_strategies() -> list[str]:
-    """The strategies whose runs ``runs.poll_due`` polls (``by_due``); none: nothing to batch."""
-    return [strategy for strategy in Strategy.values if by_due(strategy)]
 
 
 def count(run_id: int, counters: Counters) -> None:
