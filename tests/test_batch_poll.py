@@ -106,8 +106,8 @@ def test_a_batch_lost_with_its_worker_is_due_again_when_the_lease_ends(run_row):
 
 def tick(run: Run, ticket: int, **fields: object) -> Decision:
     """A plain tick's decision: one retrieve, poll again in 2 s."""
-    fields.setdefault("counters", Counters(api_calls=1, polls=1))
-    return Decision(run.pk, "in_progress", ticket=ticket, poll_in_s=2.0, attempt=3, **fields)
+    fields = {"counters": Counters(api_calls=1, polls=1), "poll_in_s": 2.0, "attempt": 3, **fields}
+    return Decision(run.pk, "in_progress", ticket=ticket, **fields)
 
 
 @pytest.mark.django_db
@@ -123,6 +123,69 @@ def test_plain_ticks_are_written_in_one_update_and_enqueue_nothing(
         assert (r.api_calls, r.polls, r.poll_attempt, r.error_retries) == (1, 1, 3, 0)
         assert r.next_poll_at >= before + timedelta(seconds=2)
     assert sent_tasks == []  # runs.poll_due finds them by their due time
+
+
+@pytest.mark.django_db
+def test_a_large_mixed_batch_writes_each_runs_own_values(batched, run_row, sent_tasks):
+    """More ticks than one statement holds, each with its own counters, error rule and schedule
+    position (none for some): every run gets exactly its own, held or not."""
+    rules = ["keep", "reset", "count"]
+    runs = [
+        run_row("in_progress", remote_id=f"resp_{i}", error_retries=2, poll_attempt=1)
+        for i in range(bulk._REARM_ROWS + 7)
+    ]
+    ended = run_row("completed", remote_id="resp_end", next_poll_at=None, poll_attempt=1)
+    before = timezone.now()
+    decisions = [
+        tick(
+            r,
+            0,
+            counters=Counters(api_calls=i % 3, polls=1),
+            errors=rules[i % 3],
+            attempt=None if i % 2 == 0 else 5,
+            poll_in_s=float(i % 4 + 1),
+        )
+        for i, r in enumerate([*runs, ended])
+    ]
+    assert writer.apply_all(decisions) == [False] * len(decisions)
+    for i, r in enumerate(runs):
+        r.refresh_from_db()
+        assert (r.api_calls, r.polls) == (i % 3, 1)
+        assert r.error_retries == {"keep": 2, "reset": 0, "count": 3}[rules[i % 3]]
+        assert r.poll_attempt == (1 if i % 2 == 0 else 5)
+        assert r.next_poll_at >= before + timedelta(seconds=i % 4 + 1)
+        assert r.next_poll_at < timezone.now() + timedelta(seconds=i % 4 + 1)
+    ended.refresh_from_db()
+    # Terminal stays terminal: no due time, no schedule position; its calls are still counted.
+    assert (ended.next_poll_at, ended.poll_attempt, ended.polls) == (None, 1, 1)
+    assert sent_tasks == []
+
+
+@pytest.mark.django_db
+def test_each_runs_next_poll_counts_from_its_own_answer_not_the_batchs_write(
+    batched, run_row, sent_tasks
+):
+    """A batch is written once its slowest retrieve returns: a run that answered 3 s before that
+    is due 2 s after its answer, whether its tick was plain or moved it."""
+    answered = ago(3)
+    plain = run_row("in_progress", remote_id="resp_1")
+    moved = run_row("queued", remote_id="resp_2")
+    writer.apply_all(
+        [
+            tick(plain, 0, decided_at=answered),
+            tick(moved, 0, decided_at=answered, move=Move("in_progress", "poll", "queued")),
+        ]
+    )
+    for run in (plain, moved):
+        run.refresh_from_db()
+        assert (run.status, run.next_poll_at) == ("in_progress", answered + timedelta(seconds=2))
+
+
+def test_a_batchs_tick_is_stamped_when_its_run_answered(monkeypatch):
+    monkeypatch.setattr(batch_poll.lifecycle, "decide_poll", lambda run: tick(run, 1))
+    before = timezone.now()
+    decision = batch_poll.decide_one(Run(pk=1, poll_generation=1))
+    assert before <= decision.decided_at <= timezone.now()
 
 
 @pytest.mark.django_db

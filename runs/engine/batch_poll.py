@@ -31,8 +31,10 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from django.db import connections
+from django.utils import timezone
 
 from ..conf import settings
 from ..models import Run
@@ -114,11 +116,11 @@ def decide_one(run: Run) -> Decision:
     run past ``RUNS_MAX_ERROR_RETRIES``). One run that fails every time must not cost the batch
     its other runs' ticks, leave them leased or lose their counters."""
     try:
-        return lifecycle.decide_poll(run)
+        decision = lifecycle.decide_poll(run)
     except Exception as exc:  # noqa: BLE001 - one run's failure stays that run's
         text = redact(f"{type(exc).__name__}: {exc}")
         log.error("run %s: its tick in a batch raised %s", run.pk, text)
-        return answers.decide_error(
+        decision = answers.decide_error(
             run,
             TickError(text),
             run.poll_generation,
@@ -126,6 +128,8 @@ def decide_one(run: Run) -> Decision:
             what="poll",
             source=EventSource.POLL,
         )
+    # The next due time counts from this run's answer, not from the batch's write (``Decision``).
+    return replace(decision, decided_at=timezone.now())
 
 
 def _decide_in_thread(run: Run) -> Decision:

@@ -7,19 +7,18 @@ active status, counters are counted whether or not the re-arm matched. Batched p
 (``batch_poll``) is their main caller: one statement per batch instead of one per run.
 
 Raw SQL where the ORM has no form for it (``UPDATE ... RETURNING``, ``FOR UPDATE SKIP LOCKED``
-inside an UPDATE); both PostgreSQL and SQLite (3.35+) understand ``RETURNING``.
+inside an UPDATE, ``UPDATE ... FROM`` a list of values) or compiles it at a cost that matters
+(a batch's re-arm); both PostgreSQL and SQLite (3.35+) understand ``RETURNING`` and ``FROM``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Case, F, IntegerField, Q, Value, When
-from django.db.models.fields import DateTimeField, Field
 from django.utils import timezone
 
 from ..models import Run
@@ -135,56 +134,62 @@ def bump_ticket(run_id: int, next_poll_at: datetime, webhook_events: int = 0) ->
 
 
 def rearm_all(items: list[Rearm]) -> None:
-    """Write many plain ticks in one UPDATE.
+    """Write many plain ticks in one UPDATE (per ``_REARM_ROWS`` of them).
 
     Counters and errors are written for every run (the calls were made whatever happened since);
     the due time and the schedule position only where the run is still active and its ticket is
     still the tick's, exactly as ``writer.apply`` does for one tick. Nothing is enqueued: this is
     for batched polling, where ``runs.poll_due`` finds a run by its due time.
+
+    Written out, the ticks joined as a list of values (``UPDATE ... FROM``, PostgreSQL and SQLite
+    3.33+): the ORM's form of it, a ``CASE`` with one ``WHEN`` per run for each column, cost more
+    CPU to compile than the rest of the batch's writes together, on the one process that ticks
+    every run polled by due time (docs/bench/README.md, "The batch's re-arm").
     """
+    for start in range(0, len(items), _REARM_ROWS):
+        _rearm_rows(items[start : start + _REARM_ROWS])
+
+
+#: Ticks per statement: 7 parameters each keeps a statement under SQLite's oldest bound (999).
+_REARM_ROWS = 140
+
+#: ``Rearm.errors`` as the statement's ``CASE`` reads it.
+_ERRORS = {"keep": 0, "reset": 1, "count": 2}
+
+
+def _rearm_rows(items: list[Rearm]) -> None:
     if not items:
         return
-    ids = [i.run_id for i in items]
-    pairs = [(i, Q(pk=i.run_id, poll_generation=i.ticket)) for i in items]
-    values: dict[str, object] = {
-        "next_poll_at": _where_held(pairs, "next_poll_at", DateTimeField(), lambda i: i.due_at)
-    }
-    with_attempt = [(i, held) for i, held in pairs if i.attempt is not None]
-    if with_attempt:
-        values["poll_attempt"] = _where_held(
-            with_attempt, "poll_attempt", IntegerField(), lambda i: i.attempt
-        )
-    for name in ("api_calls", "polls"):
-        counted = [i for i in items if getattr(i, name)]
-        if counted:
-            values[name] = F(name) + Case(
-                *[When(pk=i.run_id, then=Value(getattr(i, name))) for i in counted],
-                default=Value(0),
-                output_field=IntegerField(),
-            )
-    reset = [i.run_id for i in items if i.errors == "reset"]
-    count = [i.run_id for i in items if i.errors == "count"]
-    if reset or count:
-        values["error_retries"] = Case(
-            When(pk__in=reset or [0], then=Value(0)),
-            When(pk__in=count or [0], then=F("error_retries") + 1),
-            default=F("error_retries"),
-            output_field=IntegerField(),
-        )
-    Run.objects.filter(pk__in=ids).update(**values)
-
-
-def _where_held(
-    pairs: list[tuple[Rearm, Q]], column: str, field: Field, value: Callable[[Rearm], object]
-) -> Case:
-    """``column``'s new value per run where the run is active and its ticket is the tick's; the
-    value it has everywhere else (one status test for all, then one ticket test per run)."""
-    per_run = Case(
-        *[When(held, then=Value(value(i))) for i, held in pairs],
-        default=F(column),
-        output_field=field,
+    table = run_table()
+    active, statuses = active_placeholders()
+    # Typed, because PostgreSQL infers a VALUES list's column types from its first row, and a
+    # NULL there (no schedule position) would be text.
+    due = "CAST(%s AS timestamp with time zone)" if connection.vendor == "postgresql" else "%s"
+    row = f"(CAST(%s AS bigint), CAST(%s AS bigint), {due}, CAST(%s AS integer), " + (
+        "CAST(%s AS integer), CAST(%s AS integer), CAST(%s AS integer))"
     )
-    return Case(When(status__in=ACTIVE, then=per_run), default=F(column), output_field=field)
+    held = f"{table}.status IN ({active}) AND {table}.poll_generation = t.ticket"
+    sql = f"""
+        WITH t (run_id, ticket, due_at, attempt, n_api_calls, n_polls, errors) AS (
+            VALUES {", ".join([row] * len(items))}
+        )
+        UPDATE {table}
+           SET next_poll_at = CASE WHEN {held} THEN t.due_at ELSE next_poll_at END,
+               poll_attempt = CASE WHEN {held} AND t.attempt IS NOT NULL
+                                   THEN t.attempt ELSE poll_attempt END,
+               api_calls = api_calls + t.n_api_calls,
+               polls = polls + t.n_polls,
+               error_retries = CASE t.errors WHEN 1 THEN 0 WHEN 2 THEN error_retries + 1
+                                             ELSE error_retries END
+          FROM t
+         WHERE {table}.id = t.run_id
+    """
+    params: list[object] = []
+    for i in items:
+        params += [i.run_id, i.ticket, moment(i.due_at), i.attempt, i.api_calls, i.polls]
+        params.append(_ERRORS[i.errors])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *statuses, *statuses])
 
 
 def is_plain(d: Decision) -> bool:
@@ -211,7 +216,7 @@ def rearm_plain(decisions: list[Decision]) -> set[int]:
             Rearm(
                 d.run_id,
                 d.ticket,
-                now + timedelta(seconds=d.poll_in_s),
+                (d.decided_at or now) + timedelta(seconds=d.poll_in_s),
                 d.attempt,
                 d.counters.api_calls,
                 d.counters.polls,

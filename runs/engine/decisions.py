@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 #: What to do with the run's count of transient errors in a row.
@@ -86,3 +87,8 @@ class Decision:
     #: the move and the new remote id, so no crash can leave "sent" calls on a run that still
     #: points at the remote object that asked for them (it would wait on it for ever).
     submitted_calls: tuple[int, ...] = ()
+    #: When the tick concluded, if it was not just now: the next poll is due ``poll_in_s`` after
+    #: it. A batch stamps each decision as its retrieve answers (``batch_poll.decide_one``) and
+    #: writes them all once the slowest has answered; counted from the write, every run of the
+    #: batch would be polled late by up to the batch's wall time.
+    decided_at: datetime | None = None

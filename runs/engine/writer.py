@@ -253,11 +253,10 @@ def _rearm(d: Decision, ticket: int, delay: float, pending: dict[str, Any]) -> b
     every unchanged tick's one write, and the ORM's compile of it cost more CPU than the
     statement itself.
     """
-    now = timezone.now()
     strategy = claims.rearm(
         d.run_id,
         ticket,
-        now + timedelta(seconds=delay),
+        (d.decided_at or timezone.now()) + timedelta(seconds=delay),
         d.attempt,
         counters=d.counters if pending else Counters(),
         errors=d.errors if pending else "keep",
