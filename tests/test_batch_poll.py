@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from celery.signals import task_prerun
@@ -223,6 +224,71 @@ def test_status_changes_in_a_batch_go_through_the_state_machine(batched, make_ru
     run.refresh_from_db()
     assert (run.status, run.output_text, run.polls) == ("completed", "4", 1)
     assert run.events.last().to_status == "completed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batchs_status_changes_are_written_per_kind_not_per_run(
+    batched, run_row, sent_tasks, django_assert_max_num_queries
+):
+    """Many runs starting and ending in one batch: one lock, one UPDATE and one INSERT of events
+    per kind of change, one re-arm for all; each run gets its own fields, event and signal."""
+    from runs.signals import run_status_changed
+
+    starting = [run_row("queued", remote_id=f"resp_s{i}") for i in range(10)]
+    ending = [run_row("in_progress", remote_id=f"resp_e{i}") for i in range(10)]
+    plain = [run_row("in_progress", remote_id=f"resp_p{i}") for i in range(5)]
+    ended_at = ago(1)
+    start = [
+        tick(r, 0, move=Move("in_progress", "poll", "queued", {"remote_id": r.remote_id}))
+        for r in starting
+    ]
+    end = [
+        tick(
+            r,
+            0,
+            poll_in_s=None,
+            move=Move(
+                "completed",
+                "poll",
+                "in_progress",
+                {
+                    "output_text": f"answer {i}",
+                    "usage": {"input_tokens": i, "output_tokens": 2 * i},
+                    "cost": Decimal(i) / 1000,
+                    "remote_completed_at": ended_at,
+                    "error_retries": 0,
+                },
+                {"remote_status": "completed"},
+            ),
+        )
+        for i, r in enumerate(ending)
+    ]
+    seen = []
+    receiver = lambda **kw: seen.append((kw["run_id"], kw["to_status"]))  # noqa: E731
+    run_status_changed.connect(receiver)
+    try:
+        # Per kind of change: a savepoint, the lock, one UPDATE, one INSERT of events, its
+        # release; then one re-arm for all, with BEGIN and COMMIT around the lot.
+        with django_assert_max_num_queries(2 * 5 + 3):
+            changed = writer.apply_all([*start, *end, *[tick(r, 0) for r in plain]])
+    finally:
+        run_status_changed.disconnect(receiver)
+    assert changed == [True] * 20 + [False] * 5
+    for r in starting:
+        r.refresh_from_db()
+        assert (r.status, r.polls, r.poll_attempt) == ("in_progress", 1, 3)
+        assert r.started_at is not None and r.next_poll_at > timezone.now()
+        assert [(e.from_status, e.to_status) for e in r.events.all()] == [("queued", "in_progress")]
+    for i, r in enumerate(ending):
+        r.refresh_from_db()
+        assert (r.status, r.output_text, r.cost) == ("completed", f"answer {i}", Decimal(i) / 1000)
+        assert r.usage == {"input_tokens": i, "output_tokens": 2 * i}
+        assert (r.remote_completed_at, r.next_poll_at, r.polls) == (ended_at, None, 1)
+        assert r.completed_at is not None
+        assert r.events.get().detail == {"remote_status": "completed"}
+    assert sorted(seen) == sorted(
+        [(r.pk, "in_progress") for r in starting] + [(r.pk, "completed") for r in ending]
+    )
 
 
 @pytest.mark.django_db

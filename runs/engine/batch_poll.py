@@ -15,9 +15,10 @@ safety nets) has no countdown task of its own. A re-arm only stores the due time
    budget, retrieve, answer or error), on ``RUNS_POLL_CONCURRENCY`` threads, each retrieve still
    taking the shared budget; a run whose tick raises gets the error policy's decision alone
    (``decide_one``), the rest of the batch goes on;
-4. writes the decisions back through ``writer.apply_all``: the plain re-arms of the batch in one
-   UPDATE, each a compare-and-set on the batch's ticket, and status changes one by one through
-   the state machine (terminal stays terminal).
+4. writes the decisions back through ``writer.apply_all``: the status changes grouped per kind
+   through the state machine's bulk path (terminal stays terminal), then every re-arm in one
+   UPDATE, each a compare-and-set on the batch's ticket, the next due time counted from the
+   run's own answer (``Decision.decided_at``).
 
 A webhook wake still wakes its one run (``writer.wake``: a fresh ticket and a ``runs.poll_run``),
 and the batch's write for that run then matches no ticket and changes nothing; that poll's claim

@@ -23,7 +23,6 @@ from django.utils import timezone
 
 from ..models import Run
 from ..status import ACTIVE, RunStatus
-from .decisions import Decision
 from .sql import active_placeholders, moment, run_table
 
 
@@ -42,7 +41,8 @@ class Rearm:
 
     run_id: int
     ticket: int
-    due_at: datetime
+    #: None: count only (a tick that ended its run polls no more).
+    due_at: datetime | None
     attempt: int | None
     api_calls: int = 0
     polls: int = 0
@@ -168,7 +168,10 @@ def _rearm_rows(items: list[Rearm]) -> None:
     row = f"(CAST(%s AS bigint), CAST(%s AS bigint), {due}, CAST(%s AS integer), " + (
         "CAST(%s AS integer), CAST(%s AS integer), CAST(%s AS integer))"
     )
-    held = f"{table}.status IN ({active}) AND {table}.poll_generation = t.ticket"
+    held = (
+        f"{table}.status IN ({active}) AND {table}.poll_generation = t.ticket"
+        " AND t.due_at IS NOT NULL"
+    )
     sql = f"""
         WITH t (run_id, ticket, due_at, attempt, n_api_calls, n_polls, errors) AS (
             VALUES {", ".join([row] * len(items))}
@@ -186,47 +189,11 @@ def _rearm_rows(items: list[Rearm]) -> None:
     """
     params: list[object] = []
     for i in items:
-        params += [i.run_id, i.ticket, moment(i.due_at), i.attempt, i.api_calls, i.polls]
+        due_at = None if i.due_at is None else moment(i.due_at)
+        params += [i.run_id, i.ticket, due_at, i.attempt, i.api_calls, i.polls]
         params.append(_ERRORS[i.errors])
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *statuses, *statuses])
-
-
-def is_plain(d: Decision) -> bool:
-    """A tick that only counts and re-arms: what ``rearm_all`` can write for many at once."""
-    return (
-        d.move is None
-        and d.ticket is not None
-        and d.poll_in_s is not None
-        and d.start_in_s is None
-        and d.remote_id is None
-        and not d.then
-        and not d.submitted_calls
-        and not d.cancel_remote
-        and not d.counters.webhook_events
-    )
-
-
-def rearm_plain(decisions: list[Decision]) -> set[int]:
-    """Write the plain ticks among ``decisions`` in one UPDATE; the ``id()`` of those written."""
-    now = timezone.now()
-    plain = [d for d in decisions if is_plain(d)]
-    rearm_all(
-        [
-            Rearm(
-                d.run_id,
-                d.ticket,
-                (d.decided_at or now) + timedelta(seconds=d.poll_in_s),
-                d.attempt,
-                d.counters.api_calls,
-                d.counters.polls,
-                d.errors,
-            )
-            for d in plain
-            if d.ticket is not None and d.poll_in_s is not None
-        ]
-    )
-    return {id(d) for d in plain}
 
 
 def join_batch(run_ids: Sequence[int], batch_id: int, **fields: Any) -> int:

@@ -37,7 +37,7 @@ from ..models import Run, ToolCall
 from ..schedule import by_due
 from ..states import transition
 from ..status import ACTIVE, TERMINAL, RunStatus
-from . import bulk, claims, enqueue
+from . import bulk, bulk_moves, claims, enqueue
 from .decisions import Counters, Decision, Errors, Move, Task
 
 log = logging.getLogger(__name__)
@@ -211,13 +211,14 @@ def apply_all(decisions: Iterable[Decision]) -> list[bool]:
     """Apply the decisions of a batch of ticks (``runs.poll_due``'s, whose runs are all polled
     by due time); True where a status change was made.
 
-    The common tick (no status change: counters, errors, the next due time) is written for the
-    whole batch in one UPDATE (``bulk.rearm_plain``), each run still a compare-and-set on its
-    ticket; any other decision goes through ``apply``.
+    The common ticks (a re-arm, a status change with its fields, an end) are written together
+    (``bulk_moves.write_together``: three statements per kind of status change, one UPDATE for
+    every re-arm and count), each run still a compare-and-set on its ticket and every move
+    still the state machine's; any other decision goes through ``apply``.
     """
     decisions = list(decisions)
-    written = bulk.rearm_plain(decisions)
-    return [False if id(d) in written else apply(d) for d in decisions]
+    written = bulk_moves.write_together(decisions)
+    return [written[id(d)] if id(d) in written else apply(d) for d in decisions]
 
 
 def count(run_id: int, counters: Counters) -> None:
