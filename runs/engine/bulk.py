@@ -37,7 +37,8 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Rearm:
-    """One plain tick's writes (no status change): counters, errors, the next due time."""
+    """One tick's re-arm and counts: counters, errors, the next due time (its status change, if
+    any, is written apart: ``bulk_moves``)."""
 
     run_id: int
     ticket: int
@@ -134,7 +135,8 @@ def bump_ticket(run_id: int, next_poll_at: datetime, webhook_events: int = 0) ->
 
 
 def rearm_all(items: list[Rearm]) -> None:
-    """Write many plain ticks in one UPDATE (per ``_REARM_ROWS`` of them).
+    """Write many ticks' re-arms and counts in one UPDATE (several only past the database's bound
+    on parameters: SQLite's, 999 in the oldest builds; PostgreSQL has none that a batch reaches).
 
     Counters and errors are written for every run (the calls were made whatever happened since);
     the due time and the schedule position only where the run is still active and its ticket is
@@ -146,12 +148,19 @@ def rearm_all(items: list[Rearm]) -> None:
     CPU to compile than the rest of the batch's writes together, on the one process that ticks
     every run polled by due time (docs/bench/README.md, "The batch's re-arm").
     """
-    for start in range(0, len(items), _REARM_ROWS):
-        _rearm_rows(items[start : start + _REARM_ROWS])
+    # In id order: the rows are locked as the plan meets them, and two writers that meet the
+    # same rows in the same order wait for each other rather than deadlock.
+    items = sorted(items, key=lambda i: i.run_id)
+    size = rearm_rows()
+    for start in range(0, len(items), size):
+        _rearm_rows(items[start : start + size])
 
 
-#: Ticks per statement: 7 parameters each keeps a statement under SQLite's oldest bound (999).
-_REARM_ROWS = 140
+def rearm_rows() -> int:
+    """Ticks per re-arm statement: seven parameters each, and ten for the statuses, under the
+    database's bound (PostgreSQL's is the protocol's, 65,535)."""
+    return ((connection.features.max_query_params or 65_535) - 10) // 7
+
 
 #: ``Rearm.errors`` as the statement's ``CASE`` reads it.
 _ERRORS = {"keep": 0, "reset": 1, "count": 2}

@@ -8,11 +8,12 @@ thousand runs starting and ending together holds dozens of status changes. One b
 queries and a fifth of its CPU (docs/bench/README.md, "The batch's re-arm"). Grouped by target
 status and by the fields they save, they cost three statements a group. The rules are the
 single path's: the table decides each move from the status read under the row's lock, terminal
-stays terminal, every move is logged and signalled, and the counters of a run that ends are
+stays terminal, every move is recorded and signalled, and the counters of a run that ends are
 saved in the same transaction as its end (whoever sees the end sees final counters).
 
 A decision with more to it (a new remote id outside a move, tool calls to mark, tasks to send, a
-start to retry, webhook events) is not taken here; ``writer.apply`` writes it alone.
+start to retry, webhook events, no ticket, an end that counts an error) is not taken here;
+``writer.apply`` writes it alone, after this.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from ..models import Run
 from ..states import transition_many
 from ..status import TERMINAL
 from .bulk import Rearm, rearm_all
@@ -35,7 +37,8 @@ def together(d: Decision) -> bool:
     """Whether ``write_together`` can write this tick: a re-arm, with or without a status change,
     or an end; nothing else."""
     polls_on = d.poll_in_s is not None
-    ends = d.move is not None and d.move.to_status in TERMINAL
+    # An end's error count is its move's to write (the single path lets the move's fields win).
+    ends = d.move is not None and d.move.to_status in TERMINAL and d.errors == "keep"
     return (
         d.ticket is not None
         and (polls_on or ends)
@@ -61,6 +64,16 @@ def write_together(decisions: list[Decision]) -> dict[int, bool]:
     moving = [d for d in taken.values() if d.move is not None]
     # A batch of plain re-arms is one statement: no transaction to open.
     with transaction.atomic() if moving else nullcontext():
+        if moving:
+            # Every row of the batch locked once, in id order, before any write: the groups'
+            # moves and the re-arm then take no lock in another order, so two writers sharing
+            # runs (a batch whose lease ran out, and the next) wait rather than deadlock.
+            list(
+                Run.objects.select_for_update()
+                .filter(pk__in=list(taken))
+                .order_by("pk")
+                .values("pk")
+            )
         moved = move_all(moving)
         rearm_all(
             [

@@ -13,7 +13,7 @@ the invariants checkable in one place:
   ``RUNS_MAX_COUNTDOWN_S`` of it, and a poll that wakes early hops again without an API call.
   No countdown outlives Redis's visibility timeout or RabbitMQ's ``consumer_timeout``.
 - **Counters are final when the end is visible.** A terminal move saves the tick's counters in
-  the same UPDATE as the status.
+  the same UPDATE as the status (a batch's, in the same transaction: ``bulk_moves``).
 
 What a start saves once its create answered lives beside this module, in ``start_writes`` (one
 run, or a chunk of them at once), under the same rules; the hand-written hot statements (claims,
