@@ -8,7 +8,8 @@ and field names, so tables and columns come from the model as the ORM's would, a
 through each field's ``get_db_prep_save`` (``get_db_prep_value`` in a condition), as the ORM's
 do: a datetime, for one, is spelled as SQLite's text on SQLite.
 
-What they do not do: expressions other than a column's own increment (``F("n") + 1``), lookups
+What they do not do: expressions other than a column's own increment (``F("n") + 1``) and its
+first value (``Coalesce(F("at"), Value(now))``: set once, then kept), lookups
 other than ``=``/``IS NULL``/``IN``, joins, a statement with no condition, inserts of this
 project's own models (their ``save`` signals are a host's to listen to; ``upsert`` is for a
 library's row nobody listens for, a task's result). Anything needing those stays a queryset:
@@ -26,6 +27,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Value
 from django.db.models.expressions import CombinedExpression
+from django.db.models.functions import Coalesce
 
 
 def any_row(
@@ -91,8 +93,14 @@ def update(
         if (step := _increment(name, value)) is not None:
             assignments.append(f"{column} = {column} + %s")
             params.append(step)
+        elif (first := _first_value(name, value)) is not None:
+            assignments.append(f"{column} = COALESCE({column}, %s)")
+            params.append(field.get_db_prep_save(first.value, db))
         elif not _plain(value):
-            raise ValueError(f"{name}: only plain values and F({name!r}) + n are written out")
+            raise ValueError(
+                f"{name}: only plain values, F({name!r}) + n and Coalesce(F({name!r}), Value(v))"
+                " are written out"
+            )
         else:
             assignments.append(f"{column} = %s")
             params.append(field.get_db_prep_save(value, db))
@@ -157,8 +165,12 @@ def upsert(
 
 def writable(values: Mapping[str, Any]) -> bool:
     """Whether ``update`` can write every one of ``values``: plain values (no model instance, no
-    expression) and increments of the field itself (``F(name) + n``)."""
-    return all(_increment(k, v) is not None or _plain(v) for k, v in values.items())
+    expression), increments of the field itself (``F(name) + n``) and its first value
+    (``Coalesce(F(name), Value(v))``)."""
+    return all(
+        _increment(k, v) is not None or _first_value(k, v) is not None or _plain(v)
+        for k, v in values.items()
+    )
 
 
 def _increment(name: str, value: Any) -> int | None:
@@ -172,6 +184,24 @@ def _increment(name: str, value: Any) -> int | None:
         and type(value.rhs.value) is int
     ):
         return value.rhs.value
+    return None
+
+
+def _first_value(name: str, value: Any) -> Value | None:
+    """The ``Value(v)`` of ``Coalesce(F(name), Value(v))`` (``v`` a plain value): the column's
+    own value where it has one, else ``v``. A stamp set once (a run's ``started_at``)."""
+    if type(value) is not Coalesce:
+        return None
+    sources = value.get_source_expressions()
+    if (
+        len(sources) == 2
+        and type(sources[0]) is F
+        and sources[0].name == name
+        and type(sources[1]) is Value
+        and sources[1].value is not None
+        and _plain(sources[1].value)
+    ):
+        return sources[1]
     return None
 
 

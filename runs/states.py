@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django.db import router, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from . import rawsql
@@ -81,7 +83,10 @@ def transition(
         values.setdefault("completed_at", now)
         values["next_poll_at"] = None
     elif to_status in _STAMPS:
-        values.setdefault(_STAMPS[to_status], now)
+        # The first time only: a run back in progress after its tool outputs keeps the start
+        # it had (as ``transition_many`` keeps it), in the same UPDATE, with no read.
+        stamp = _STAMPS[to_status]
+        values.setdefault(stamp, Coalesce(F(stamp), Value(now)))
 
     # Read-then-CAS instead of "status IN (allowed)" so the event records the exact predecessor.
     # A lost race re-reads; the number of statuses bounds the loop.

@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 from django.db import connections
 from django.db.models import F, OuterRef, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 
 from runs import rawsql
 from runs.models import Message, Run, Thread, WebhookEvent
@@ -106,6 +106,23 @@ def test_update_writes_what_a_status_change_writes_as_the_orm_reads_it(alias):
     assert (saved.next_poll_at, saved.api_calls) == (None, 5)
 
 
+def test_a_first_value_is_set_once_then_kept(alias):
+    """A stamp written as ``Coalesce(F(name), Value(v))``: set where the row has none, kept
+    where it has one, in the same UPDATE and with no read (a run's ``started_at``)."""
+    later = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
+    runs = Thread.objects.using(alias).create()
+    unset = Run.objects.using(alias).create(thread=runs, model="m")
+    stamped = Run.objects.using(alias).create(thread=runs, model="m", started_at=MOMENT)
+    values = {"started_at": Coalesce(F("started_at"), Value(later))}
+    assert rawsql.writable(values)
+
+    for run in (unset, stamped):
+        assert rawsql.update(Run, values, {"pk": run.pk}, using=alias) == 1
+
+    assert Run.objects.using(alias).get(pk=unset.pk).started_at == later
+    assert Run.objects.using(alias).get(pk=stamped.pk).started_at == MOMENT
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -114,9 +131,20 @@ def test_update_writes_what_a_status_change_writes_as_the_orm_reads_it(alias):
         F("api_calls") + 1.5,
         OuterRef("api_calls") + 1,
         Value(1),
-        Coalesce("api_calls", 0),
+        Coalesce("polls", 0),
+        Coalesce("api_calls", F("polls")),
+        Greatest("api_calls", 0),
     ],
-    ids=["another column", "minus", "not an integer", "OuterRef", "Value", "a function"],
+    ids=[
+        "another column",
+        "minus",
+        "not an integer",
+        "OuterRef",
+        "Value",
+        "first value of another column",
+        "first value from a column",
+        "a function",
+    ],
 )
 def test_any_other_expression_is_left_to_a_queryset(value, alias):
     assert not rawsql.writable({"api_calls": value})

@@ -73,6 +73,30 @@ def test_fields_travel_with_the_change_and_timestamps_are_stamped(run_row):
 
 
 @pytest.mark.django_db
+def test_a_run_back_in_progress_keeps_the_moment_it_first_started(run_row):
+    run = run_row(S.QUEUED)
+    assert transition(run.pk, S.IN_PROGRESS, source="poll")
+    run.refresh_from_db()
+    first = run.started_at
+    assert first is not None
+    assert transition(run.pk, S.REQUIRES_ACTION, source="poll")
+    assert transition(run.pk, S.IN_PROGRESS, source="poll")
+    run.refresh_from_db()
+    assert run.started_at == first
+
+
+@pytest.mark.django_db
+def test_a_run_that_skipped_in_progress_is_stamped_when_it_gets_there(run_row):
+    run = run_row(S.QUEUED)
+    assert transition(run.pk, S.REQUIRES_ACTION, source="poll")
+    run.refresh_from_db()
+    assert run.started_at is None
+    assert transition(run.pk, S.IN_PROGRESS, source="poll")
+    run.refresh_from_db()
+    assert run.started_at is not None
+
+
+@pytest.mark.django_db
 def test_signal_is_sent_on_commit_with_the_change(run_row, django_capture_on_commit_callbacks):
     seen = []
 
