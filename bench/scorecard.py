@@ -8,7 +8,9 @@ part inherits another's leftover threads or connections):
   topologies, then webhook intake against a bare view;
 * ``n10000``: 10,000 runs by webhook on the split topology, in batched polling mode (the
   safety net from one claiming query, not 10,000 countdowns held by the wake worker);
-* ``start_rate``: starts through Celery against a bare SDK loop, chunked and one run per task;
+* ``start_rate``: starts through Celery against a bare SDK loop, chunked and one run per task,
+  with the safety nets by due time (the default) or a countdown task per run, each row the
+  median of three pairs;
 * ``scale_out``: two slot-bound nodes against one (Redis, RabbitMQ), 1,000 runs by polling on
   RabbitMQ against Redis (split topology, per-run and batched polling), a poll tick against a
   bare countdown task.
@@ -58,7 +60,7 @@ def commands(out: Path) -> dict[str, list[str]]:
         "n10000": [*bench, "--ns", "10000", "--strategies", "webhook", "--topologies", "split",
                    "--poll-modes", "batched", "--no-intake", "--out", str(out / "n10000")],
         "start_rate": ["-m", "bench.start_rate", "--strategies", "webhook", "--chunks", "16", "1",
-                       "--poll-modes", "default", "per_run", "batched",
+                       "--poll-modes", "default", "per_run", "--repeats", "3",
                        "--out", str(out / "start_rate" / "start_rate")],
         "scale_out": ["-m", "bench", "--scale-out", "--topologies", "split",
                       "--poll-modes", "per_run", "batched", "--out", str(out / "scale_out")],

@@ -139,7 +139,8 @@ def _floor(results: dict[str, Any], bare_rate: float | None) -> float | None:
 
 #: How a start-rate row's ``--poll-modes`` value reads in the scorecard.
 POLL_MODE_WORDS = {
-    "default": "the app's poll settings (a webhook run's safety net by due time)",
+    "default": "the app's poll settings (a webhook run's safety net by due time, as batched "
+    "polls have it)",
     "per_run": "per_run polls (a countdown task per run)",
     "batched": "batched polls",
 }
@@ -158,7 +159,7 @@ def start_rate_rows(results: dict[str, Any], source: str) -> list[dict[str, Any]
                 f"Start throughput >= {START_RATE_X}x the bare SDK loop",
                 f"N={ours['n']:,}, {strategy}, RUNS_START_CHUNK {ours['chunk']}, "
                 f"{POLL_MODE_WORDS.get(ours.get('poll_mode', 'per_run'), ours.get('poll_mode'))}, "
-                f"{ours['threads']} slots",
+                f"{ours['threads']} slots" + _pairs_words(pair),
                 f"{ours['starts_per_s']}/s"
                 + ("" if complete else f" ({ours['submitted']} of {ours['n']} started)"),
                 baseline=f"bare loop {bare['starts_per_s']}/s ({bare['threads']} threads)",
@@ -171,6 +172,14 @@ def start_rate_rows(results: dict[str, Any], source: str) -> list[dict[str, Any]
             )
         )
     return out
+
+
+def _pairs_words(pair: dict[str, Any]) -> str:
+    """The words a row measured more than once gets: ", median of 3 pairs (0.52x, ...)"."""
+    ratios = [r for r in pair.get("pair_ratios", []) if r is not None]
+    if len(ratios) < 2:
+        return ""
+    return f", median of {len(ratios)} pairs ({', '.join(f'{r:.2f}x' for r in ratios)})"
 
 
 def bare_start_rate(start_rate: dict[str, Any] | None) -> float | None:

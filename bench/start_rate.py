@@ -22,6 +22,11 @@ response in it) from 16 threads. Both sides talk to the same simulator, in the s
   here, since no run is due within the measured window).
 
 Each pair measures the bare loop again just before ours, so each ratio has its own baseline.
+With ``--repeats R`` every row is measured R times, the rows taking turns (round 1 of every row,
+then round 2...), and reported by the pair with the median ratio, every pair's ratio listed
+beside it: on a loaded 2-core host two rows running the same code (webhook runs, whose safety
+nets are polled by due time with either ``default`` or ``batched``) once read 0.58x and 0.40x
+in the same invocation (docs/bench/README.md, "Start rate: the median of three pairs").
 
 Every run is a long one (the simulator pins it at 600 s and the bench cancels nothing): only
 starting is measured, and no poll competes with the starts for the workers. PostgreSQL (database
@@ -47,6 +52,7 @@ os.environ.setdefault("BENCH_DB_NAME", "runs_bench_start")
 
 from project.localredis import start_private_redis  # noqa: E402
 
+from . import stats  # noqa: E402
 from .database import choose_url, empty_tables, vendor  # noqa: E402
 from .load import LoadWindow, flag  # noqa: E402
 from .standalone import point_at, wait_workers  # noqa: E402
@@ -92,6 +98,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "RUNS_SAFETY_NET_MODE batched, so a start by webhook publishes no poll); per_run (both "
         "per_run: each start publishes its run's first poll, a countdown task); batched (both "
         "batched: no start publishes one, beat's runs.poll_due would find due runs)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="pairs per row, taking turns with the other rows; each row is reported by the "
+        "pair with the median ratio",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "start_rate")
     args = parser.parse_args(argv)
@@ -234,6 +247,9 @@ def write(out: Path, results: dict[str, Any]) -> None:
             ratio_note = f"**{ratio:.2f}x, only {o['submitted']} of {o['n']} started**"
         else:
             ratio_note = f"**{ratio:.2f}x**"
+        if len(pair.get("pair_ratios", [])) > 1:
+            each = ", ".join(f"{r:.2f}x" for r in pair["pair_ratios"] if r is not None)
+            ratio_note += f" (median of {len(pair['pair_ratios'])} pairs: {each})"
         for row, r in ((b, ""), (o, ratio_note)):
             load = row["load"]
             cpu = row.get("worker_cpu_ms_per_start")
@@ -255,26 +271,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"needs PostgreSQL: {db_note}", file=sys.stderr)
         return 2
     private = start_private_redis()
-    pairs = []
+    rows = list(itertools.product(args.n, args.strategies, args.chunks, args.poll_modes))
+    measured: dict[tuple[Any, ...], list[dict[str, Any]]] = {row: [] for row in rows}
     try:
         with RunningSimulator() as sim:
             env = setup(sim.base_url, private.url, db_url)
-            for n in args.n:
-                for strategy in args.strategies:
-                    for chunk, mode in itertools.product(args.chunks, args.poll_modes):
-                        sim.reset(keep_config=True)
-                        pair = {"bare": bare(n, args.bare_threads, sim.base_url)}
-                        sim.reset(keep_config=True)
-                        pair["ours"] = ours(n, args, private.url, env, strategy, chunk, mode)
-                        print(json.dumps(pair), flush=True)
-                        pairs.append(pair)
+            for _ in range(max(1, args.repeats)):
+                for row in rows:
+                    n, strategy, chunk, mode = row
+                    sim.reset(keep_config=True)
+                    pair = {"bare": bare(n, args.bare_threads, sim.base_url)}
+                    sim.reset(keep_config=True)
+                    pair["ours"] = ours(n, args, private.url, env, strategy, chunk, mode)
+                    pair["ratio"] = pair_ratio(pair)
+                    print(json.dumps(pair), flush=True)
+                    measured[row].append(pair)
     finally:
         private.stop()
     command = " ".join(
         ["python -m bench.start_rate", *(argv if argv is not None else sys.argv[1:])]
     )
-    write(args.out, {"command": command, "database": db_note, "pairs": pairs})
+    pairs = [stats.reported_pair(measured[row]) for row in rows]
+    write(args.out, {"command": command, "database": db_note, "repeats": args.repeats,
+                     "pairs": pairs})  # fmt: skip
     return 0
+
+
+def pair_ratio(pair: dict[str, Any]) -> float | None:
+    """Ours over the bare loop, or None when the bare loop measured nothing."""
+    bare_rate = pair["bare"]["starts_per_s"]
+    return round(pair["ours"]["starts_per_s"] / bare_rate, 3) if bare_rate else None
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:
@@ -45,3 +46,25 @@ def peak_rate(samples: Sequence[tuple[float, float]], window_s: float = 1.0) -> 
         if t_i - t_j >= window_s:
             best = max(best, (c_i - c_j) / (t_i - t_j))
     return round(best, 1)
+
+
+def median_pair(pairs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The pair (a measurement and its baseline, taken back to back) with the median ``ratio``;
+    of an even count, the lower of the middle two; a pair with no ratio ranks lowest.
+
+    Why pairs and not the median of each side: on a shared host the load drifts between
+    invocations, and a ratio taken back to back cancels most of it; the median of paired ratios
+    holds still where one pair cannot (docs/bench/README.md, the tick rate's method).
+    """
+    ranked = sorted(pairs, key=lambda p: p["ratio"] if p["ratio"] is not None else -1.0)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def reported_pair(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row's pair with the median ratio (``median_pair``), with every pair's ratio in
+    measuring order as ``pair_ratios`` and the others as ``other_pairs``."""
+    median = median_pair(pairs)
+    return median | {
+        "pair_ratios": [p["ratio"] for p in pairs],
+        "other_pairs": [p for p in pairs if p is not median],
+    }

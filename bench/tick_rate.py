@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from . import processes
+from . import processes, stats
 from .celery_app import LATENESS_KEY
 from .load import LoadWindow
 from .sampling import ProcessSampler
@@ -110,8 +110,7 @@ def measure(
         "tick rate: bare countdown task, then a real poll tick", total=2 * repeats
     )
     pairs = [_pair(bench, chains, warmup_s, window_s, task) for _ in range(repeats)]
-    ranked = sorted(pairs, key=lambda p: p["ratio"] if p["ratio"] is not None else -1.0)
-    median = ranked[(len(ranked) - 1) // 2]  # of an even count, the lower of the middle two
+    median = stats.median_pair(pairs)
     bare = median["bare"]
     # The batched row runs on workers of its own: its baseline is the pairs' median bare rate.
     bare_rates = sorted(p["bare"]["ticks_per_s"] for p in pairs)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import scorecard
+from bench import scorecard, stats
 from bench.workload import Shape, ended_floor, make_workload
 
 BUSY = {"load1_start": 3.0, "load1_end": 5.0, "load1": 5.0, "cores": 2, "over": True}
@@ -131,6 +131,31 @@ def test_each_aim_is_judged_against_a_baseline_from_the_same_run(tmp_path: Path)
     page = (tmp_path / "scorecard.md").read_text()
     assert "**6 of 9 aims met.**" in page
     assert "⚠ load 5.0 > 2 cores" in page
+
+
+def test_a_start_rate_row_measured_several_times_is_its_median_pair_with_every_ratio_shown(
+    tmp_path: Path,
+) -> None:
+    def pair(ours_per_s: float) -> dict[str, Any]:
+        return {
+            "bare": {"starts_per_s": 200.0, "threads": 16},
+            "ours": {"strategy": "webhook", "n": 1000, "submitted": 1000, "chunk": 1,
+                     "threads": 16, "starts_per_s": ours_per_s, "load": CALM},
+            "ratio": round(ours_per_s / 200.0, 3),
+        }  # fmt: skip
+
+    median = stats.reported_pair([pair(120.0), pair(80.0), pair(104.0)])
+    assert median["ratio"] == 0.52 and median["pair_ratios"] == [0.6, 0.4, 0.52]
+    assert [p["ratio"] for p in median["other_pairs"]] == [0.6, 0.4]
+    assert stats.reported_pair([pair(120.0), pair(80.0)])["ratio"] == 0.4  # the lower middle
+
+    path = tmp_path / scorecard.REPORTS["start_rate"]
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"pairs": [median]}))
+    assert scorecard.main(["--compile-only", "--out", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "scorecard.json").read_text())["rows"]
+    assert row["met"] and row["ratio"] == 0.52
+    assert row["where"].endswith(", median of 3 pairs (0.60x, 0.40x, 0.52x)")
 
 
 def test_a_part_missing_from_the_run_leaves_its_rows_out_rather_than_failing(
