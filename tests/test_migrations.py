@@ -159,3 +159,30 @@ def test_the_startable_index_is_partial_and_built_outside_a_transaction():
     (op,) = migration.operations
     assert type(op).__name__ == "AddIndexConcurrently"
     assert op.index.name == "runs_run_startable_idx" and op.index.condition is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_status_index_becomes_status_then_id_both_ways_without_a_moment_without_one():
+    """0009 builds (status, id) before it drops (status); backwards the reverse. Concurrently
+    on PostgreSQL, plainly elsewhere."""
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("runs")
+
+    def indexes() -> set[str]:
+        with connection.cursor() as cursor:
+            found = connection.introspection.get_constraints(cursor, "runs_run")
+        return {"runs_run_status_idx", "runs_run_status_id_idx"} & set(found)
+
+    try:
+        executor.migrate([("runs", "0008_startable_index")])
+        assert indexes() == {"runs_run_status_idx"}
+        with CaptureQueriesContext(connection) as queries:
+            MigrationExecutor(connection).migrate(latest)
+        assert indexes() == {"runs_run_status_id_idx"}
+        ddl = [q["sql"] for q in queries if "INDEX" in q["sql"] and "runs_run_status" in q["sql"]]
+        new = [("CREATE" in s, '"runs_run_status_id_idx"' in s) for s in ddl]
+        assert new == [(True, True), (False, False)]  # built, then the old one dropped
+        postgres = connection.vendor == "postgresql"
+        assert all(("CONCURRENTLY" in s) == postgres for s in ddl)
+    finally:
+        MigrationExecutor(connection).migrate(latest)
