@@ -176,15 +176,18 @@ def start_rate_rows(results: dict[str, Any], source: str) -> list[dict[str, Any]
 
 def _pairs_words(pair: dict[str, Any]) -> str:
     """The words a row measured more than once gets: ", median of 3 pairs (0.52x, ...)"."""
-    ratios = [r for r in pair.get("pair_ratios", []) if r is not None]
+    ratios = pair.get("pair_ratios", [])
     if len(ratios) < 2:
         return ""
-    return f", median of {len(ratios)} pairs ({', '.join(f'{r:.2f}x' for r in ratios)})"
+    each = ", ".join("–" if r is None else f"{r:.2f}x" for r in ratios)
+    return f", median of {len(ratios)} pairs ({each})"
 
 
 def bare_start_rate(start_rate: dict[str, Any] | None) -> float | None:
     """The bare SDK loop's best starts/s in the run: the baseline of the N = 10,000 start rate."""
-    rates = [p["bare"]["starts_per_s"] for p in (start_rate or {}).get("pairs", [])]
+    reported = (start_rate or {}).get("pairs", [])
+    every = [*reported, *(other for p in reported for other in p.get("other_pairs", []))]
+    rates = [p["bare"]["starts_per_s"] for p in every]
     return max(rates) if rates else None
 
 

@@ -108,6 +108,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "start_rate")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if "poll" in args.strategies and "batched" in args.poll_modes:
         # No beat runs here: a run by polling would never be polled, so nothing would compete
         # with the starts, which is what the polling row is for.
@@ -248,7 +250,7 @@ def write(out: Path, results: dict[str, Any]) -> None:
         else:
             ratio_note = f"**{ratio:.2f}x**"
         if len(pair.get("pair_ratios", [])) > 1:
-            each = ", ".join(f"{r:.2f}x" for r in pair["pair_ratios"] if r is not None)
+            each = ", ".join("–" if r is None else f"{r:.2f}x" for r in pair["pair_ratios"])
             ratio_note += f" (median of {len(pair['pair_ratios'])} pairs: {each})"
         for row, r in ((b, ""), (o, ratio_note)):
             load = row["load"]
@@ -276,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with RunningSimulator() as sim:
             env = setup(sim.base_url, private.url, db_url)
-            for _ in range(max(1, args.repeats)):
+            for _ in range(args.repeats):
                 for row in rows:
                     n, strategy, chunk, mode = row
                     sim.reset(keep_config=True)

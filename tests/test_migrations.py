@@ -180,8 +180,14 @@ def test_the_status_index_becomes_status_then_id_both_ways_without_a_moment_with
             MigrationExecutor(connection).migrate(latest)
         assert indexes() == {"runs_run_status_id_idx"}
         ddl = [q["sql"] for q in queries if "INDEX" in q["sql"] and "runs_run_status" in q["sql"]]
+        with CaptureQueriesContext(connection) as queries:
+            MigrationExecutor(connection).migrate([("runs", "0008_startable_index")])
+        assert indexes() == {"runs_run_status_idx"}
+        ddl += [q["sql"] for q in queries if "INDEX" in q["sql"] and "runs_run_status" in q["sql"]]
         new = [("CREATE" in s, '"runs_run_status_id_idx"' in s) for s in ddl]
-        assert new == [(True, True), (False, False)]  # built, then the old one dropped
+        # Forwards: the new one built, then the old one dropped; backwards: the old one built
+        # again, then the new one dropped.
+        assert new == [(True, True), (False, False), (True, False), (False, True)]
         postgres = connection.vendor == "postgresql"
         assert all(("CONCURRENTLY" in s) == postgres for s in ddl)
     finally:
