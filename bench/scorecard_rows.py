@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import stats
 from .topology import notes
 from .verdicts import POLL_CAP_S, sim_kept_up
 from .workload import Shape, ended_floor, make_workload
@@ -179,8 +180,7 @@ def _pairs_words(pair: dict[str, Any]) -> str:
     ratios = pair.get("pair_ratios", [])
     if len(ratios) < 2:
         return ""
-    each = ", ".join("–" if r is None else f"{r:.2f}x" for r in ratios)
-    return f", median of {len(ratios)} pairs ({each})"
+    return f", median of {len(ratios)} pairs ({stats.ratios_text(ratios)})"
 
 
 def bare_start_rate(start_rate: dict[str, Any] | None) -> float | None:

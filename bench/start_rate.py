@@ -26,7 +26,7 @@ With ``--repeats R`` every row is measured R times, the rows taking turns (round
 then round 2...), and reported by the pair with the median ratio, every pair's ratio listed
 beside it: on a loaded 2-core host two rows running the same code (webhook runs, whose safety
 nets are polled by due time with either ``default`` or ``batched``) once read 0.58x and 0.40x
-in the same invocation (docs/bench/README.md, "Start rate: the median of three pairs").
+in the same invocation (docs/bench/README.md, "The start rate: the median of three pairs").
 
 Every run is a long one (the simulator pins it at 600 s and the bench cancels nothing): only
 starting is measured, and no poll competes with the starts for the workers. PostgreSQL (database
@@ -250,7 +250,7 @@ def write(out: Path, results: dict[str, Any]) -> None:
         else:
             ratio_note = f"**{ratio:.2f}x**"
         if len(pair.get("pair_ratios", [])) > 1:
-            each = ", ".join("–" if r is None else f"{r:.2f}x" for r in pair["pair_ratios"])
+            each = stats.ratios_text(pair["pair_ratios"])
             ratio_note += f" (median of {len(pair['pair_ratios'])} pairs: {each})"
         for row, r in ((b, ""), (o, ratio_note)):
             load = row["load"]

@@ -68,3 +68,8 @@ def reported_pair(pairs: list[dict[str, Any]]) -> dict[str, Any]:
         "pair_ratios": [p["ratio"] for p in pairs],
         "other_pairs": [p for p in pairs if p is not median],
     }
+
+
+def ratios_text(ratios: Sequence[float | None]) -> str:
+    """Paired ratios as a report lists them: "0.56x, 0.57x, –" (– where a pair had none)."""
+    return ", ".join("–" if r is None else f"{r:.2f}x" for r in ratios)
