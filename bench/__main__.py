@@ -158,8 +158,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--poll-modes",
         nargs="+",
-        choices=("per_run", "batched"),
-        default=["per_run"],
+        choices=("auto", "per_run", "batched"),
+        default=["auto"],
         help="RUNS_POLL_MODE of the Celery rows, each a row of its own (docs/architecture.md, "
         "'When each wins'); batched also batches webhook runs' safety nets (their default)",
     )

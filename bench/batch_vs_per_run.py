@@ -43,7 +43,7 @@ from .sampling import cpu_s  # noqa: E402
 from .standalone import point_at, wait_workers  # noqa: E402
 from .stats import summarize  # noqa: E402
 
-MODES = ("per_run", "batched")
+MODES = ("per_run", "batched", "auto")
 QUEUE = "batchbench"
 POLL_TASKS = ("runs.poll_run", "runs.poll_due")
 #: Every run completes: the comparison is about finding the end, not about failures.
@@ -220,24 +220,34 @@ def write(out: Path, results: dict[str, Any]) -> None:
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
+#: The pairs compared, each ``(mode, against)``: below 1, ``mode`` spends less.
+PAIRS = (("batched", "per_run"), ("auto", "per_run"), ("auto", "batched"))
+
+
 def comparison(scenarios: list[dict[str, Any]]) -> list[str]:
-    """Batched over per-run at each N, as ratios (below 1: batched spends less)."""
+    """Each mode over another at each N, as ratios (below 1: the first spends less)."""
     by = {(s["n"], s["mode"]): s for s in scenarios}
-    lines = ["Batched / per-run, at the same N:", ""]
-    for n in sorted({s["n"] for s in scenarios}):
-        b, p = by.get((n, "batched")), by.get((n, "per_run"))
-        if not (b and p):
-            continue
+    lines = []
+    for mode, against in PAIRS:
+        found = []
+        for n in sorted({s["n"] for s in scenarios}):
+            b, p = by.get((n, mode)), by.get((n, against))
+            if not (b and p):
+                continue
 
-        def ratio(key: str, b: dict = b, p: dict = p) -> str:
-            return f"{b[key] / p[key]:.2f}x" if b[key] and p[key] else "n/a"
+            def ratio(key: str, b: dict = b, p: dict = p) -> str:
+                return f"{b[key] / p[key]:.2f}x" if b[key] and p[key] else "n/a"
 
-        lines.append(
-            f"- N = {n}: queries per retrieve {ratio('poll_queries_per_retrieve')}, worker CPU "
-            f"per retrieve {ratio('poll_cpu_ms_per_retrieve')}, retrieves per run "
-            f"{ratio('retrieves_per_run')}; detection p99 {b['detection_s']['p99']} s against "
-            f"{p['detection_s']['p99']} s."
-        )
+            found.append(
+                f"- N = {n}: queries per retrieve {ratio('poll_queries_per_retrieve')}, worker "
+                f"CPU per retrieve {ratio('poll_cpu_ms_per_retrieve')}, retrieves per run "
+                f"{ratio('retrieves_per_run')}; detection p50 {b['detection_s']['p50']} s "
+                f"against {p['detection_s']['p50']} s, p99 {b['detection_s']['p99']} s against "
+                f"{p['detection_s']['p99']} s."
+            )
+        if found:
+            lines += [*([""] if lines else []), f"{mode.capitalize()} / {against}, same N:", ""]
+            lines += found
     return lines
 
 

@@ -106,7 +106,8 @@ def measure(
 
     label = f"{broker.name}: {nodes} node(s) x {threads} threads, N={len(plans)}"
     task = bench.progress.add_task(label, total=len(plans))
-    env = broker_env(bench, broker, RUNS_STRATEGY="poll")
+    # No beat here (nothing but slots is measured): countdowns only, none left to runs.poll_due.
+    env = broker_env(bench, broker, RUNS_STRATEGY="poll", RUNS_POLL_MODE="per_run")
     procs = ProcessSampler()
     procs.watch("simulator", bench.sim.process.pid)
     with ExitStack() as stack, on_broker(bench, broker):

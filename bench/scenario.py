@@ -65,7 +65,7 @@ class Bench:
     starts_nice: int = 10
     split_chunk: int = 16
     #: ``RUNS_POLL_MODE`` of the workers and beat.
-    poll_mode: str = "per_run"
+    poll_mode: str = "auto"
     #: ``RUNS_SAFETY_NET_MODE`` (webhook runs' polls): the app's default, or "per_run" (a
     #: countdown task per run, the default before the eighth session; ``--safety-net-mode``).
     safety_net_mode: str = "batched"

@@ -63,7 +63,8 @@ def commands(out: Path) -> dict[str, list[str]]:
                        "--poll-modes", "default", "per_run", "--repeats", "3",
                        "--out", str(out / "start_rate" / "start_rate")],
         "scale_out": ["-m", "bench", "--scale-out", "--topologies", "split",
-                      "--poll-modes", "per_run", "batched", "--out", str(out / "scale_out")],
+                      "--poll-modes", "auto", "batched", "per_run",
+                      "--out", str(out / "scale_out")],
     }  # fmt: skip
 
 

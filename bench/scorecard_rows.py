@@ -144,6 +144,7 @@ POLL_MODE_WORDS = {
     "polls have it)",
     "per_run": "per_run polls (a countdown task per run)",
     "batched": "batched polls",
+    "auto": "auto polls (per run until a poll runs late, then batched)",
 }
 
 
@@ -258,6 +259,8 @@ def _poll_words(s: dict[str, Any]) -> str:
     per_run since RUNS_SAFETY_NET_MODE) per-run polls with the safety nets by due time."""
     if s.get("poll_mode", "per_run") == "batched":
         return "batched polls"
+    if s.get("poll_mode") == "auto" and s.get("strategy") != "webhook":
+        return "auto polls"
     if s.get("strategy") == "webhook" and s.get("safety_net_mode") == "batched":
         return "safety nets by due time"
     return "per-run polls"

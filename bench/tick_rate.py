@@ -146,7 +146,8 @@ def _pair(bench: Bench, chains: int, warmup_s: float, window_s: float, task: Any
 
     from .celery_app import bare_tick
 
-    env = _tick_env(bench)
+    # The per-run tick: countdowns only (with no beat here, "auto" would strand a late chain).
+    env = _tick_env(bench, RUNS_POLL_MODE="per_run")
     procs = ProcessSampler()
     with ExitStack() as stack:
         bench.clean_slate()

@@ -43,9 +43,19 @@ def notes(row: dict[str, Any]) -> list[str]:
     per_run_nets = row.get("strategy") == "webhook" and mode != "batched" and net == "per_run"
     return (
         ([] if shape == "shared" else [f"{shape} queues"])
-        + ([] if mode == "per_run" else [f"{mode} polls"])
+        + ([f"{mode} polls"] if _noted(mode, row.get("strategy")) else [])
         + (["per-run safety nets"] if per_run_nets else [])
     )
+
+
+def _noted(mode: str, strategy: str | None) -> bool:
+    """Whether a row's poll mode is worth a note: not the app's default, "auto" (a row from
+    before it has no ``poll_mode``: it polled per run). A webhook run's polls are its safety
+    nets, batched unless noted otherwise; the loops that are not ours (tutorial, SDK) have
+    none."""
+    if strategy == "webhook":
+        return mode == "batched"
+    return strategy == "countdown" and mode != "auto"
 
 
 def roles(topology: str, workers: int, *, starts_nice: int, split_chunk: int) -> list[Role]:

@@ -240,9 +240,13 @@ RUNS_SWEEP_BATCH = env.int("RUNS_SWEEP_BATCH", 1000)
 RUNS_CLAIM_TIMEOUT_S = env.float("RUNS_CLAIM_TIMEOUT_S", 120.0)
 # The longest single countdown handed to the broker; longer waits hop (docs/celery.md).
 RUNS_MAX_COUNTDOWN_S = env.float("RUNS_MAX_COUNTDOWN_S", 300.0)
-# "per_run" (a countdown task per run) or "batched" (runs.poll_due claims due runs in batches);
-# docs/architecture.md, "Batched polling", says when each wins.
-RUNS_POLL_MODE = env("RUNS_POLL_MODE", default="per_run")
+# "per_run" (a countdown task per run), "batched" (runs.poll_due claims due runs in batches) or
+# "auto" (per run until a poll runs late; the app's own default is "per_run", which needs no
+# beat to poll): docs/architecture.md, "Batched polling", says when each wins. This project
+# always runs beat (make demo, docker-compose.yml), so "auto".
+RUNS_POLL_MODE = env("RUNS_POLL_MODE", default="auto")
+# "auto": per run until a run's poll runs this late, then that run's polls are batched.
+RUNS_POLL_AUTO_LATE_S = env.float("RUNS_POLL_AUTO_LATE_S", 0.5)
 # The same for webhook-tracked runs' safety-net polls: "batched" by default (runs.poll_due finds
 # them by due time; a start publishes no countdown task), or "per_run".
 RUNS_SAFETY_NET_MODE = env("RUNS_SAFETY_NET_MODE", default="batched")

@@ -20,12 +20,13 @@ from celery import Celery
 
 from .conf import settings
 from .engine import batch_poll
-from .schedule import due_strategies
+from .poll_modes import due_strategies
 
 #: The name of the entry in ``beat_schedule``; a host overrides it by defining the same name.
 SWEEP_ENTRY = "runs-sweep"
 #: When some runs are polled by due time (``RUNS_POLL_MODE`` or ``RUNS_SAFETY_NET_MODE`` is
-#: "batched", the latter by default): ``runs.poll_due`` every ``RUNS_POLL_DUE_INTERVAL_S``.
+#: "batched" or "auto", the latter "batched" by default): ``runs.poll_due`` every
+#: ``RUNS_POLL_DUE_INTERVAL_S``.
 POLL_DUE_ENTRY = "runs-poll-due"
 
 

@@ -53,11 +53,19 @@ DEFAULTS: dict[str, Any] = {
     # after its visibility timeout, RabbitMQ's consumer_timeout is 15-30 min).
     "RUNS_MAX_COUNTDOWN_S": 300.0,
     # Polling mode (docs/architecture.md, "Batched polling"): "per_run" (a countdown task per
-    # run) or "batched" (runs.poll_due, every RUNS_POLL_DUE_INTERVAL_S from beat, claims up to
+    # run), "batched" (runs.poll_due, every RUNS_POLL_DUE_INTERVAL_S from beat, claims up to
     # RUNS_POLL_BATCH due runs in one statement, retrieves them on RUNS_POLL_CONCURRENCY
     # threads and holds them for RUNS_POLL_LEASE_S meanwhile: a dead batch's runs are due again
-    # after it).
+    # after it) or "auto" (per run until a run's poll runs late, RUNS_POLL_AUTO_LATE_S; then
+    # that run's polls are batched).
+    # "per_run" here, for a host that has not set it: it needs beat only for recovery, while
+    # "auto" and "batched" need beat's runs.poll_due to poll at all (the demo project, the
+    # compose file and docs/operations.md set "auto", with beat).
     "RUNS_POLL_MODE": "per_run",
+    # RUNS_POLL_MODE (or RUNS_SAFETY_NET_MODE) = "auto": countdowns per run, until a run's poll
+    # runs more than this late; that run's later polls are then left to runs.poll_due
+    # (runs/poll_modes.py).
+    "RUNS_POLL_AUTO_LATE_S": 0.5,
     # The same choice for runs tracked by webhook, whose polls are only a safety net for a lost
     # event: "batched" (the default) stores each one's due time for runs.poll_due, so a start
     # publishes no countdown task and no worker holds one per run; "per_run" arms a countdown

@@ -87,10 +87,20 @@ TOKEN_BUCKET_DEFERRED = Counter(
     "API calls deferred because the request budget was spent, by kind (create, poll).",
     ["kind"],
 )
+HANDED_TO_BATCHES = Counter(
+    "runs_handed_to_batches",
+    'Runs whose polls RUNS_POLL_MODE = "auto" left to runs.poll_due, by what ran late (start, '
+    "poll): a rising rate says the workers are behind their countdowns.",
+    ["after"],
+)
 
 
 def count_api_call(kind: str, calls: int = 1) -> None:
     API_CALLS.labels(kind=kind).inc(calls)
+
+
+def count_handed_to_batches(after: str) -> None:
+    HANDED_TO_BATCHES.labels(after=after).inc()
 
 
 def observe_poll_lateness(scheduled_at: datetime | None) -> None:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from .conf import settings
 from .options import window_s
-from .status import TERMINAL, RunStatus, Strategy
+from .poll_modes import found_by_batch
+from .status import TERMINAL, RunStatus
 
 if TYPE_CHECKING:
     from .models import Run
@@ -151,29 +152,10 @@ def describe(run: Run, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     left = (run.next_poll_at - now).total_seconds()
     when = "due now" if left <= 0 else f"in {human_s(left)}"
-    if by_due(run.strategy):
+    if found_by_batch(run):
         return f"{when}: {_why(run)}; found by runs.poll_due"
     hops = left > float(settings.RUNS_MAX_COUNTDOWN_S)
     return f"{when}: {_why(run)}" + ("; reached by hops (RUNS_MAX_COUNTDOWN_S)" if hops else "")
-
-
-def by_due(strategy: str) -> bool:
-    """Whether runs tracked by ``strategy`` are polled by due time, found by ``runs.poll_due``,
-    rather than by a countdown task each; then a re-arm stores the due time and enqueues nothing
-    (``engine.writer``), and a long wait needs no hops.
-
-    ``RUNS_SAFETY_NET_MODE`` decides for webhook runs ("batched" by default: their polls are a
-    safety net, rarely needed and never urgent), ``RUNS_POLL_MODE`` for runs tracked by polling
-    ("per_run" by default: a poll fires at its due time, with no beat tick in between).
-    """
-    name = "RUNS_SAFETY_NET_MODE" if strategy == Strategy.WEBHOOK else "RUNS_POLL_MODE"
-    return getattr(settings, name) == "batched"
-
-
-def due_strategies() -> list[str]:
-    """The strategies whose runs ``runs.poll_due`` polls (``by_due``); none: nothing to batch,
-    and ``runs.beat`` schedules no ``runs.poll_due``."""
-    return [strategy for strategy in Strategy.values if by_due(strategy)]
 
 
 def _why(run: Run) -> str:

@@ -63,6 +63,10 @@ RUNS_DEADLINE_S = 120.0
 LOGGING["loggers"]["runs"]["level"] = "WARNING"  # noqa: F405
 # Live status publishing is off unless a test points it at the private Redis (``pubsub_url``).
 RUNS_PUBSUB_URL = ""
+# The suite plays no beat (a test that needs runs.poll_due sends it: ``beat_sending_poll_due``),
+# so no run may be handed to the batches because this machine ran a poll late: the project's
+# mode ("auto") with a threshold no test reaches. tests/test_poll_modes.py sets the real one.
+RUNS_POLL_AUTO_LATE_S = 3600.0
 # Throttle counters in this process's memory, never in a Redis another session shares.
 RUNS_API_THROTTLE_CACHE = "default"
 # A second, SQLite database beside PostgreSQL, for the few queries written per database

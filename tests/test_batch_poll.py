@@ -19,7 +19,7 @@ from celery.signals import task_prerun
 from django.db import close_old_connections
 from django.utils import timezone
 
-from runs import schedule
+from runs import poll_modes
 from runs.engine import batch_poll, bulk, writer
 from runs.engine.decisions import Counters, Decision, Move
 from runs.models import Run
@@ -442,16 +442,20 @@ def test_by_default_only_runs_tracked_by_polling_get_a_countdown_per_rearm(
 
 
 @pytest.mark.django_db
-def test_by_default_a_batch_takes_only_webhook_runs_whose_polls_are_due(run_row):
-    """Polled runs have countdown tasks of their own (RUNS_POLL_MODE = "per_run"): a batch
-    that took them too would retrieve them twice."""
+def test_by_default_a_batch_takes_webhook_runs_and_the_polled_runs_handed_to_it(run_row):
+    """A polled run has countdown tasks of its own until "auto" hands it to the batches
+    (tests/test_poll_modes.py): a batch that took it before would retrieve it twice."""
     webhook = run_row("in_progress", remote_id="resp_w", strategy="webhook", next_poll_at=ago(3))
     run_row("in_progress", remote_id="resp_p", strategy="poll", next_poll_at=ago(3))
+    handed = run_row(
+        "in_progress", remote_id="resp_h", strategy="poll", next_poll_at=ago(3), poll_by_due=True
+    )
 
-    assert schedule.due_strategies() == ["webhook"]
-    claimed = bulk.claim_due(10, 30, strategies=schedule.due_strategies())
+    assert poll_modes.due_strategies() == ["poll", "webhook"]
+    assert poll_modes.batched_strategies() == ["webhook"]
+    claimed = bulk.claim_due(10, 30, strategies=poll_modes.batched_strategies())
 
-    assert [c.run_id for c in claimed] == [webhook.pk]
+    assert sorted(c.run_id for c in claimed) == sorted([webhook.pk, handed.pk])
     assert bulk.claim_due(10, 30, strategies=[]) == []
 
 
@@ -463,17 +467,17 @@ def test_with_polled_runs_batched_and_per_run_safety_nets_a_batch_takes_only_pol
     run_row("in_progress", remote_id="resp_w", strategy="webhook", next_poll_at=ago(3))
     polled = run_row("in_progress", remote_id="resp_p", strategy="poll", next_poll_at=ago(3))
 
-    assert schedule.due_strategies() == ["poll"]
-    claimed = bulk.claim_due(10, 30, strategies=schedule.due_strategies())
+    assert poll_modes.due_strategies() == ["poll"]
+    claimed = bulk.claim_due(10, 30, strategies=poll_modes.due_strategies())
     assert [c.run_id for c in claimed] == [polled.pk]
 
 
 @pytest.mark.django_db
 def test_with_no_run_polled_by_due_time_a_batch_takes_nothing(run_row, settings):
-    settings.RUNS_SAFETY_NET_MODE = "per_run"
+    settings.RUNS_POLL_MODE = settings.RUNS_SAFETY_NET_MODE = "per_run"
     run_row("in_progress", remote_id="resp_w", strategy="webhook", next_poll_at=ago(3))
 
-    assert schedule.due_strategies() == []
+    assert poll_modes.due_strategies() == []
     assert batch_poll.poll_due() == {"claimed": 0}
 
 
@@ -647,10 +651,15 @@ def test_beat_ticks_poll_due_when_some_runs_are_polled_by_due_time(settings):
 
     from runs import beat
 
-    settings.RUNS_SAFETY_NET_MODE = "per_run"
+    settings.RUNS_POLL_MODE = settings.RUNS_SAFETY_NET_MODE = "per_run"
     app = Celery("host", set_as_current=False)
     beat._add_entries(app)
     assert beat.POLL_DUE_ENTRY not in app.conf.beat_schedule
+    settings.RUNS_POLL_MODE = "auto"  # the default: polled runs that fell behind
+    beat._add_entries(app)
+    assert beat.POLL_DUE_ENTRY in app.conf.beat_schedule
+    app.conf.beat_schedule = {}
+    settings.RUNS_POLL_MODE = "per_run"
     settings.RUNS_SAFETY_NET_MODE = "batched"  # the default: webhook runs' safety nets
     settings.RUNS_POLL_DUE_INTERVAL_S = 0.5
     beat._add_entries(app)

@@ -217,6 +217,7 @@ def test_a_wake_is_served_while_a_backlog_of_starts_still_waits(
         "CELERY_TASK_DEFAULT_QUEUE": queue,
         "OPENAI_BASE_URL": simulator.base_url,
         "OPENAI_API_KEY": "sk-local-simulator",
+        "RUNS_POLL_AUTO_LATE_S": "3600",  # no beat here: no run may go to runs.poll_due
         "RUNS_LOG_LEVEL": "ERROR",
     }
     children = []

@@ -51,6 +51,8 @@ def test_a_worker_killed_mid_round_still_ends_the_run(
         "RUNS_SWEEP_GRACE_S": "1",
         "RUNS_POLL_BASE_S": "0.2",
         "RUNS_POLL_CAP_S": "1",
+        # Beat starts after the kill: until then no run may go to runs.poll_due.
+        "RUNS_POLL_AUTO_LATE_S": "3600",
         "RUNS_LOG_LEVEL": "ERROR",
     }
     children: list[subprocess.Popen[bytes]] = []

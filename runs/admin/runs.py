@@ -129,7 +129,13 @@ class RunAdmin(CostsMixin, OperateMixin, admin.ModelAdmin):
             "Polling",
             {
                 "classes": ("collapse",),
-                "fields": ("poll_attempt", "poll_generation", "next_poll_at", "error_retries"),
+                "fields": (
+                    "poll_attempt",
+                    "poll_generation",
+                    "next_poll_at",
+                    "poll_by_due",
+                    "error_retries",
+                ),
             },
         ),
     )

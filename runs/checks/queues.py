@@ -13,12 +13,13 @@ from ..budget import redis_url as budget_redis_url
 from ..conf import redis_url_or_none, settings
 from ..engine.batch_poll import POLL_DUE
 from ..engine.enqueue import KINDS
+from ..poll_modes import MODES
 
 # --- Queues and the broker (docs/celery.md) ------------------------------------------------------
 
-#: What RUNS_POLL_MODE and RUNS_SAFETY_NET_MODE may be: a countdown task per run, or beat's
-#: runs.poll_due for many.
-POLL_MODES = ("per_run", "batched")
+#: What RUNS_POLL_MODE and RUNS_SAFETY_NET_MODE may be: a countdown task per run, beat's
+#: runs.poll_due for many, or per run until a poll runs late (``runs.poll_modes``).
+POLL_MODES = MODES
 
 
 @register("runs")
@@ -64,15 +65,15 @@ def _queue_name(value: Any) -> bool:
 
 @register("runs")
 def check_poll_mode(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
-    """E302: RUNS_POLL_MODE and RUNS_SAFETY_NET_MODE must each be "per_run" or "batched"
+    """E302: RUNS_POLL_MODE and RUNS_SAFETY_NET_MODE must each be "per_run", "batched" or "auto"
     (docs/architecture.md, "Batched polling"); anything else would leave runs without a poll.
     W302: some runs polled in batches, but nothing schedules the batches."""
     messages: list[CheckMessage] = []
     batched = []
     for name in ("RUNS_POLL_MODE", "RUNS_SAFETY_NET_MODE"):
         mode = getattr(settings, name)
-        if mode == "batched":
-            batched.append(name)
+        if mode in ("batched", "auto"):
+            batched.append((name, mode))
         elif mode not in POLL_MODES:
             messages.append(
                 Error(
@@ -86,17 +87,17 @@ def check_poll_mode(app_configs: Sequence[AppConfig] | None = None, **kwargs: An
     return messages
 
 
-def _check_poll_due_scheduled(names: list[str]) -> list:
-    """W302: a batched mode with ``RUNS_BEAT_SCHEDULE = False`` and no beat entry of the host's
-    for ``runs.poll_due``: those runs are polled only when the sweep finds them overdue. A host
-    that schedules it some other way (django-celery-beat rows) silences it with
+def _check_poll_due_scheduled(names: list[tuple[str, str]]) -> list:
+    """W302: a batched (or auto) mode with ``RUNS_BEAT_SCHEDULE = False`` and no beat entry of
+    the host's for ``runs.poll_due``: those runs are polled only when the sweep finds them
+    overdue. A host that schedules it some other way (django-celery-beat rows) silences it with
     ``SILENCED_SYSTEM_CHECKS = ["runs.W302"]``."""
     if settings.RUNS_BEAT_SCHEDULE:
         return []  # runs.beat adds the runs-poll-due entry
     entries = current_app.conf.beat_schedule or {}
     if any(_task_of(entry) == POLL_DUE for entry in entries.values()):
         return []
-    which = " and ".join(f'{name} = "batched"' for name in names)
+    which = " and ".join(f'{name} = "{mode}"' for name, mode in names)
     return [
         Warning(
             f"{which} with RUNS_BEAT_SCHEDULE = False: nothing schedules {POLL_DUE}, so those "

@@ -1,9 +1,9 @@
 """Batched polling: one task takes every run whose poll is due and ticks them together.
 
-A run polled by due time (``schedule.by_due``: with ``RUNS_POLL_MODE = "batched"`` for runs
-tracked by polling, with ``RUNS_SAFETY_NET_MODE = "batched"``, the default, for webhook runs'
-safety nets) has no countdown task of its own. A re-arm only stores the due time, and
-``runs.poll_due`` (from Celery beat, every ``RUNS_POLL_DUE_INTERVAL_S``)
+A run polled by due time (``runs.poll_modes``: every run of a strategy whose mode is "batched",
+``RUNS_SAFETY_NET_MODE``'s default for webhook runs' safety nets; in "auto", a run whose poll
+ran late and was handed to the batches) has no countdown task of its own. A re-arm only stores
+the due time, and ``runs.poll_due`` (from Celery beat, every ``RUNS_POLL_DUE_INTERVAL_S``)
 
 1. claims up to ``RUNS_POLL_BATCH`` due runs of those strategies with one statement
    (``bulk.claim_due``: a fresh
@@ -39,8 +39,8 @@ from django.utils import timezone
 
 from ..conf import settings
 from ..models import Run
+from ..poll_modes import batched_strategies, due_strategies
 from ..redact import redact
-from ..schedule import due_strategies
 from ..status import EventSource, Strategy
 from . import answers, bulk, enqueue, lifecycle, writer
 from .decisions import Counters, Decision
@@ -63,9 +63,9 @@ class TickError(Exception):
 def poll_due(limit: int | None = None) -> dict[str, int]:
     """Tick every due run, up to ``limit`` (``RUNS_POLL_BATCH``); a count of the outcomes."""
     limit = int(limit or settings.RUNS_POLL_BATCH)
-    strategies = due_strategies()
-    if not strategies:
+    if not due_strategies():
         return {"claimed": 0}  # every run has a countdown task of its own
+    batched = batched_strategies()
     # Runs due before the next beat tick is half gone are taken now: polled a little early
     # rather than up to a whole interval late (still short of a hop: ``lifecycle.HOP_SLACK_S``).
     ahead = min(float(settings.RUNS_POLL_DUE_INTERVAL_S) / 2, lifecycle.HOP_SLACK_S)
@@ -73,8 +73,8 @@ def poll_due(limit: int | None = None) -> dict[str, int]:
         limit,
         float(settings.RUNS_POLL_LEASE_S),
         ahead_s=ahead,
-        # Every strategy: no filter, the statement as it was before modes per strategy.
-        strategies=None if len(strategies) == len(Strategy.values) else strategies,
+        # Every strategy batched: no filter, the statement as it was before modes per strategy.
+        strategies=None if len(batched) == len(Strategy.values) else batched,
     )
     if len(claimed) >= limit:
         # More may be due: another slot takes the next batch while this one works.

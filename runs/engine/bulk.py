@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from ..models import Run
@@ -59,8 +60,11 @@ def claim_due(
     strategies: Sequence[str] | None = None,
 ) -> list[Claimed]:
     """Take up to ``limit`` runs whose poll is due (by ``now + ahead_s``), each once, however
-    many claimers run; only runs tracked by one of ``strategies`` when given (the others have a
-    countdown task of their own: ``schedule.by_due``).
+    many claimers run; when ``strategies`` is given, only runs tracked by one of them (the
+    batched ones, ``poll_modes.by_due``) and runs whose next poll was left to the batches
+    (``Run.poll_by_due``: "auto" handed them over). Every other run has a countdown task of
+    its own, and a batch that took it too would retrieve it twice; a flagged run has none,
+    whatever the modes are now, so the batches never leave one to the sweep.
 
     Each claimed run gets a fresh ticket (so a poll task still waiting for it exits without an API
     call) and a due time ``lease_s`` ahead: no other claim takes it while this batch works on it,
@@ -74,12 +78,11 @@ def claim_due(
     now = now or timezone.now()
     lease_until = now + timedelta(seconds=lease_s)
     due_by = now + timedelta(seconds=ahead_s)
-    if strategies is not None and not strategies:
-        return []
     active, statuses = active_placeholders()
     which, kinds = "", []
     if strategies is not None:
-        which = f"AND strategy IN ({', '.join(['%s'] * len(strategies))})"
+        among = [f"strategy IN ({', '.join(['%s'] * len(strategies))})"] if strategies else []
+        which = f"AND ({' OR '.join([*among, 'poll_by_due'])})"
         kinds = list(strategies)
     if connection.vendor == "postgresql":
         sql = f"""
@@ -100,7 +103,7 @@ def claim_due(
         return sorted((Claimed(*row) for row in rows), key=lambda c: (c.due_at or now, c.run_id))
     due = Run.objects.filter(status__in=ACTIVE, next_poll_at__lte=due_by)
     if strategies is not None:
-        due = due.filter(strategy__in=strategies)
+        due = due.filter(Q(strategy__in=strategies) | Q(poll_by_due=True))
     candidates = list(
         due.exclude(remote_id="")
         .order_by("next_poll_at")

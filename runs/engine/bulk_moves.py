@@ -35,8 +35,10 @@ from .decisions import Decision, Move
 
 def together(d: Decision) -> bool:
     """Whether ``write_together`` can write this tick: a re-arm, with or without a status change,
-    or an end; nothing else."""
-    polls_on = d.poll_in_s is not None
+    or an end; nothing else. A re-arm that gives its run a countdown task (``by_due`` False:
+    the mode became "per_run" while the run was batched) is the single path's, which sends it.
+    """
+    polls_on = d.poll_in_s is not None and d.by_due is not False
     # An end's error count is its move's to write (the single path lets the move's fields win).
     ends = d.move is not None and d.move.to_status in TERMINAL and d.errors == "keep"
     return (

@@ -159,20 +159,25 @@ def rearm(
     due: datetime,
     attempt: int | None,
     *,
+    by_due: bool | None = None,
     counters: Counters,
     errors: Errors,
     remote_id: str | None = None,
-) -> str | None:
-    """A tick's re-arm: the next due time (and schedule position), the calls counted, the error
+) -> tuple[str, bool] | None:
+    """A tick's re-arm: the next due time (and schedule position, and whether ``runs.poll_due``
+    finds it, ``Run.poll_by_due``, unless ``by_due`` is None), the calls counted, the error
     count, where the run is still active and its ticket is still ``ticket``. The run's strategy
-    if it matched (the writer then knows whether to enqueue its poll: ``schedule.by_due``), else
-    None.
+    and ``poll_by_due`` as written if it matched (the writer then knows whether to enqueue its
+    poll: ``poll_modes.found_by_batch``), else None.
 
     Not a claim, but its other half: the one write of every unchanged tick, hand-written like
     the claim because the ORM's compile of this UPDATE cost more CPU than the round trip.
     """
     quote = connection.ops.quote_name
     sets, params = ["next_poll_at = %s"], [moment(due)]
+    if by_due is not None:
+        sets.append("poll_by_due = %s")
+        params.append(by_due)
     if attempt is not None:
         sets.append("poll_attempt = %s")
         params.append(attempt)
@@ -191,9 +196,9 @@ def rearm(
     sql = f"""
         UPDATE {run_table()} SET {", ".join(sets)}
          WHERE id = %s AND poll_generation = %s AND status IN ({active})
-     RETURNING strategy
+     RETURNING strategy, poll_by_due
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, run_id, ticket, *statuses])
         row = cursor.fetchone()
-    return row[0] if row else None
+    return (row[0], bool(row[1])) if row else None

@@ -74,6 +74,12 @@ class Decision:
     poll_in_s: float | None = None
     #: The schedule position stored with the next poll (None: unchanged).
     attempt: int | None = None
+    #: The next poll is left to ``runs.poll_due`` (stored as ``Run.poll_by_due``; no countdown
+    #: task), as a tick decides it (``poll_modes.next_by_due``). None: the run keeps what it
+    #: has (a tool round's resume, which says nothing about lateness).
+    by_due: bool | None = None
+    #: This tick hands the run to the batches ("auto": it ran late), counted once written.
+    hands_over: bool = False
     #: The run's remote object changed (a tool round on Responses creates a new response).
     remote_id: str | None = None
     counters: Counters = field(default_factory=Counters)

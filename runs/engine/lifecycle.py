@@ -8,7 +8,8 @@ turns into a stored due time and a Celery countdown.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -18,6 +19,7 @@ from ..backends.base import OutgoingMessage
 from ..backends.registry import get_backend
 from ..conf import settings
 from ..models import Message, Run, Thread
+from ..poll_modes import found_by_batch, next_by_due
 from ..status import EventSource, RunStatus
 from . import answers, expiry, starts, tool_round, writer
 from .decisions import Counters, Decision
@@ -83,9 +85,22 @@ def poll(run_id: int, ticket: int) -> str:
 
 
 def decide_poll(run: Run) -> Decision:
-    """The decision of one tick for a run whose ticket was just claimed (as read by the claim)."""
-    ticket = run.poll_generation
+    """The decision of one tick for a run whose ticket was just claimed (as read by the claim),
+    with who finds its next poll: a countdown, or the batches (``poll_modes.next_by_due``).
+
+    How late the tick ran is judged at the claim, before the API call: a slow retrieve says
+    nothing about whether the workers are behind.
+    """
     now = timezone.now()
+    decision = _decide(run, now)
+    if decision.poll_in_s is None:
+        return decision
+    by_due = next_by_due(run, now)
+    return replace(decision, by_due=by_due, hands_over=by_due and not found_by_batch(run))
+
+
+def _decide(run: Run, now: datetime) -> Decision:
+    ticket = run.poll_generation
     if run.next_poll_at is not None and run.next_poll_at > now + timedelta(seconds=HOP_SLACK_S):
         # A long wait reached by hops: not due yet, so no API call, just the next hop.
         remaining = (run.next_poll_at - now).total_seconds()

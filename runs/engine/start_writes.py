@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from ..conf import settings
 from ..models import Run
-from ..schedule import by_due
 from ..states import transition_many
 from ..status import ACTIVE, EventSource, RunStatus
 from . import enqueue
@@ -29,11 +28,11 @@ def started(
     ticket: int,
     first_poll_in_s: float,
     counters: Counters,
-    strategy: str,
+    by_due: bool,
 ) -> bool:
     """A create answered: save the remote id, its first due time and the counters *with* the first
-    status change (one UPDATE), then enqueue the first poll, unless the run is polled by due time
-    (``schedule.by_due``: ``runs.poll_due`` finds it). True when the change was made.
+    status change (one UPDATE), then enqueue the first poll, unless it is left to ``runs.poll_due``
+    (``by_due``: ``poll_modes.first_by_due``). True when the change was made.
 
     No ticket compare-and-set is needed here: until this UPDATE commits the run has no remote id,
     so nothing else can take a ticket. A worker killed before the enqueue leaves an overdue run
@@ -48,7 +47,7 @@ def started(
         **counter_values(counters),
     }
     if change.to_status in ACTIVE:
-        saved.update(next_poll_at=due, poll_attempt=0)
+        saved.update(next_poll_at=due, poll_attempt=0, poll_by_due=by_due)
     fields = {**change.fields, **saved}
     changed, _ = move(
         run_id, Move(change.to_status, change.source, change.expected, fields, change.detail)
@@ -58,7 +57,7 @@ def started(
         Run.objects.filter(pk=run_id).update(
             **{k: v for k, v in saved.items() if k != "next_poll_at"}
         )
-    elif change.to_status in ACTIVE and not by_due(strategy):
+    elif change.to_status in ACTIVE and not by_due:
         hop = min(first_poll_in_s, settings.RUNS_MAX_COUNTDOWN_S)
         enqueue_now(Task(enqueue.POLL_RUN, (run_id, ticket), countdown=hop))
     return changed
@@ -74,6 +73,8 @@ class Started:
     #: The ticket the first poll holds (the run's ``poll_generation`` as claimed).
     ticket: int
     first_poll_in_s: float
+    #: The first poll is left to ``runs.poll_due`` (``poll_modes.first_by_due``).
+    by_due: bool
     counters: Counters
     #: A later deadline for a windowed run (``deadline.for_new_response``), else None.
     deadline_at: datetime | None
@@ -83,7 +84,7 @@ class Started:
 #: What ``started_many`` writes besides the status and the state machine's stamps.
 _STARTED_COLUMNS = (
     "remote_id", "submitted_at", "error_retries", "api_calls", "next_poll_at", "poll_attempt",
-    "deadline_at",
+    "poll_by_due", "deadline_at",
 )  # fmt: skip
 
 
@@ -105,7 +106,7 @@ def started_many(items: list[Started]) -> set[int]:
         item = by_id[run.pk]
         if run.status != RunStatus.PENDING or item.to_status not in ACTIVE:
             return None
-        if not by_due(run.strategy):
+        if not item.by_due:
             countdowns.add(run.pk)
         return item.to_status, {
             "remote_id": item.remote_id,
@@ -114,6 +115,7 @@ def started_many(items: list[Started]) -> set[int]:
             "api_calls": run.api_calls + item.counters.api_calls,
             "next_poll_at": now + timedelta(seconds=item.first_poll_in_s),
             "poll_attempt": 0,
+            "poll_by_due": item.by_due,
             "deadline_at": item.deadline_at or run.deadline_at,
         }
 
@@ -123,7 +125,7 @@ def started_many(items: list[Started]) -> set[int]:
         source=EventSource.CREATE,
         detail=lambda pk: by_id[pk].detail,
         columns=_STARTED_COLUMNS,
-        read=("pk", "status", "api_calls", "deadline_at", "strategy"),
+        read=("pk", "status", "api_calls", "deadline_at"),
     )
     ids = {pk for pk, _, _ in moved}
     max_hop = settings.RUNS_MAX_COUNTDOWN_S

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from .. import budget, deadline, metrics
+from .. import budget, deadline, metrics, poll_modes
 from ..backends.base import OutgoingMessage, RemoteState
 from ..backends.registry import get_backend
 from ..conf import settings
@@ -207,6 +207,7 @@ def finish_all(created: list[Created]) -> dict[int, dict[str, Any]]:
     Message.objects.mark_sent([pk for c in created if c.state for pk in c.messages])
     common = {c.run.pk: c for c in created if c.state and _is_common(c.run, c.state)}
     moved = start_writes.started_many([_started(c) for c in common.values()])
+    _count_handed_over([common[pk].run for pk in moved])
     _apply_waiting_events([common[pk] for pk in moved])
     results: dict[int, dict[str, Any]] = {}
     for c in created:
@@ -240,6 +241,7 @@ def _started(c: Created) -> start_writes.Started:
         remote_id=state.remote_id,
         ticket=run.poll_generation,
         first_poll_in_s=delay,
+        by_due=poll_modes.first_by_due(run),
         counters=c.calls,
         deadline_at=later,
         detail={"remote_status": state.remote_status, "remote_id": state.remote_id},
@@ -253,6 +255,14 @@ def _first_poll(run: Run) -> tuple[datetime | None, float]:
         run.deadline_at = later
     schedule = schedule_for(run.strategy, run.completion_window)
     return later, next_delay(schedule, 0, remaining_s=deadline.remaining_s(run))
+
+
+def _count_handed_over(runs: list[Run]) -> None:
+    """Count the started runs whose first poll "auto" left to the batches (not those of a
+    batched strategy, which were never the countdowns')."""
+    for run in runs:
+        if poll_modes.first_by_due(run) and not poll_modes.by_due(run.strategy):
+            metrics.count_handed_to_batches("start")
 
 
 def _apply_waiting_events(created: list[Created]) -> None:
@@ -274,7 +284,10 @@ def finish_one(run: Run, state: RemoteState, calls: Counters) -> dict[str, Any]:
     move = answers.move_to(run, state, EventSource.CREATE)
     if later is not None:
         move = replace(move, fields={**move.fields, "deadline_at": later})
-    changed = start_writes.started(run.pk, move, run.poll_generation, delay, calls, run.strategy)
+    by_due = poll_modes.first_by_due(run)
+    changed = start_writes.started(run.pk, move, run.poll_generation, delay, calls, by_due)
+    if changed and state.status in ACTIVE:
+        _count_handed_over([run])
     if not changed and state.status not in TERMINAL:
         status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).get()
         if status in (RunStatus.CANCELLED, RunStatus.EXPIRED):

@@ -32,9 +32,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from .. import metrics
 from ..conf import settings
 from ..models import Run, ToolCall
-from ..schedule import by_due
+from ..poll_modes import by_due, found_by_batch
 from ..states import transition
 from ..status import ACTIVE, TERMINAL, RunStatus
 from . import bulk, bulk_moves, claims, enqueue
@@ -84,14 +85,15 @@ def release_start_claim(run_id: int, claimed_at: datetime) -> bool:
 def claim_poll(run_id: int, ticket: int) -> Run | None:
     """Take poll ticket ``ticket``; the run as read, or None when the ticket is not ours.
 
-    A run polled by due time (``by_due``) also has its due time leased (``claims.lease``), so
+    A run a batch may take (``poll_modes.found_by_batch``) also has its due time leased
+    (``claims.lease``), so
     ``runs.poll_due`` does not take it while this poll (a wake's) is in flight; the run comes
     back with the due time it had (a wake's "now"), which is what the tick's hop check and
     lateness metric read. Should a batch claim the run between the two statements, the lease
     finds the ticket moved and this poll exits without a call: the batch's retrieve is the one.
     """
     run = claims.claim_ticket(run_id, ticket)
-    if run is None or not by_due(run.strategy):
+    if run is None or not found_by_batch(run):
         return run
     until = timezone.now() + timedelta(seconds=float(settings.RUNS_POLL_LEASE_S))
     return run if claims.lease(run_id, ticket + 1, until) else None
@@ -118,7 +120,7 @@ def wake(run_id: int, *, ticket: int | None = None, webhook_events: int = 0) -> 
     (``bulk.bump_ticket``): one query either way.
     ``webhook_events`` is counted in the same UPDATE, and taken back if the poll cannot be
     enqueued (the broker is down), so the caller may raise and let the event be redelivered.
-    For a run polled by due time (``by_due``) a batch may claim the run (it is due now) before
+    For a run a batch may take (``poll_modes.found_by_batch``) a batch may claim it (due now) before
     this poll does: the poll then exits without a call, and the batch's retrieve is the one the
     wake asked for.
     """
@@ -246,26 +248,33 @@ def enqueue_on_commit(task: Task) -> None:
 
 
 def _rearm(d: Decision, ticket: int, delay: float, pending: dict[str, Any]) -> bool:
-    """Store the due time and enqueue the poll holding ``ticket`` (none for a run polled by due
-    time, ``by_due``: ``runs.poll_due`` finds it); nothing if the ticket moved.
+    """Store the due time and enqueue the poll holding ``ticket`` (none for a run whose next poll
+    is left to ``runs.poll_due``: ``Decision.by_due``, or the run's flag as it stands when the
+    decision has none, or its strategy's "batched" mode); nothing if the ticket moved.
 
     With what is still ``pending`` of the decision (its counters, error count and remote id,
     unless its move saved them) in the same UPDATE. Hand-written (``claims.rearm``): this is
     every unchanged tick's one write, and the ORM's compile of it cost more CPU than the
     statement itself.
     """
-    strategy = claims.rearm(
+    rearmed = claims.rearm(
         d.run_id,
         ticket,
         (d.decided_at or timezone.now()) + timedelta(seconds=delay),
         d.attempt,
+        by_due=d.by_due,
         counters=d.counters if pending else Counters(),
         errors=d.errors if pending else "keep",
         remote_id=pending.get("remote_id"),
     )
-    if strategy is None:
+    if rearmed is None:
         return False
-    if not by_due(strategy):
+    if d.hands_over:
+        metrics.count_handed_to_batches("poll")
+    # ``by_due`` None (a decision that says nothing about lateness) kept the run's flag: a run
+    # handed over, or of a batched strategy, still gets no countdown.
+    strategy, handed_over = rearmed
+    if not (handed_over or by_due(strategy)):
         hop = min(delay, settings.RUNS_MAX_COUNTDOWN_S)
         enqueue_now(Task(enqueue.POLL_RUN, (d.run_id, ticket), countdown=hop))
     return True

@@ -110,6 +110,11 @@ class Run(models.Model):
         help_text="Ticket of the one poll allowed to run next; any other poll exits at once.",
     )
     next_poll_at = models.DateTimeField(null=True, blank=True)
+    poll_by_due = models.BooleanField(
+        default=False,
+        help_text="The next poll is found by runs.poll_due at next_poll_at; no countdown task "
+        "waits for it.",
+    )
     error_retries = models.PositiveIntegerField(
         default=0, help_text="Transient API errors in a row (reset by a good answer)."
     )

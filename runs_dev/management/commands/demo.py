@@ -151,7 +151,7 @@ class Command(BaseCommand):
         stack.callback(processes.stop, processes.start_beat(env, Path(workdir)))
         console.print(
             f"Worker: pid {worker.pid}, {opts['concurrency']} threads, queue {queue}; "
-            "beat runs the recovery sweep and the safety-net polls (runs.poll_due)"
+            "beat runs the recovery sweep and runs.poll_due (safety nets, polls that fell behind)"
         )
 
         plans = demo_workload(opts["runs"], opts["seed"])
