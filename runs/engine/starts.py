@@ -206,8 +206,10 @@ def finish_all(created: list[Created]) -> dict[int, dict[str, Any]]:
         metrics.count_api_call("create", calls)
     Message.objects.mark_sent([pk for c in created if c.state for pk in c.messages])
     common = {c.run.pk: c for c in created if c.state and _is_common(c.run, c.state)}
-    moved = start_writes.started_many([_started(c) for c in common.values()])
-    _count_handed_over([common[pk].run for pk in moved])
+    items = {pk: _started(c) for pk, c in common.items()}
+    moved = start_writes.started_many(list(items.values()))
+    for pk in moved:
+        _count_handed_over(common[pk].run, items[pk].by_due)
     _apply_waiting_events([common[pk] for pk in moved])
     results: dict[int, dict[str, Any]] = {}
     for c in created:
@@ -257,12 +259,11 @@ def _first_poll(run: Run) -> tuple[datetime | None, float]:
     return later, next_delay(schedule, 0, remaining_s=deadline.remaining_s(run))
 
 
-def _count_handed_over(runs: list[Run]) -> None:
-    """Count the started runs whose first poll "auto" left to the batches (not those of a
-    batched strategy, which were never the countdowns')."""
-    for run in runs:
-        if poll_modes.first_by_due(run) and not poll_modes.by_due(run.strategy):
-            metrics.count_handed_to_batches("start")
+def _count_handed_over(run: Run, by_due: bool) -> None:
+    """Count a started run whose first poll "auto" left to the batches (not one of a batched
+    strategy, whose polls were never the countdowns')."""
+    if by_due and not poll_modes.by_due(run.strategy):
+        metrics.count_handed_to_batches("start")
 
 
 def _apply_waiting_events(created: list[Created]) -> None:
@@ -287,7 +288,7 @@ def finish_one(run: Run, state: RemoteState, calls: Counters) -> dict[str, Any]:
     by_due = poll_modes.first_by_due(run)
     changed = start_writes.started(run.pk, move, run.poll_generation, delay, calls, by_due)
     if changed and state.status in ACTIVE:
-        _count_handed_over([run])
+        _count_handed_over(run, by_due)
     if not changed and state.status not in TERMINAL:
         status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).get()
         if status in (RunStatus.CANCELLED, RunStatus.EXPIRED):

@@ -86,11 +86,11 @@ def claim_poll(run_id: int, ticket: int) -> Run | None:
     """Take poll ticket ``ticket``; the run as read, or None when the ticket is not ours.
 
     A run a batch may take (``poll_modes.found_by_batch``) also has its due time leased
-    (``claims.lease``), so
-    ``runs.poll_due`` does not take it while this poll (a wake's) is in flight; the run comes
-    back with the due time it had (a wake's "now"), which is what the tick's hop check and
-    lateness metric read. Should a batch claim the run between the two statements, the lease
-    finds the ticket moved and this poll exits without a call: the batch's retrieve is the one.
+    (``claims.lease``), so ``runs.poll_due`` does not take it while this poll (a wake's) is in
+    flight; the run comes back with the due time it had (a wake's "now"), which is what the
+    tick's hop check and lateness metric read. Should a batch claim the run between the two
+    statements, the lease finds the ticket moved and this poll exits without a call: the
+    batch's retrieve is the one.
     """
     run = claims.claim_ticket(run_id, ticket)
     if run is None or not found_by_batch(run):
