@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("BENCH_DB_NAME", "runs_bench_batch")
 
 from project.localredis import start_private_redis  # noqa: E402
+from runs.poll_modes import MODES  # noqa: E402
 
 from .database import choose_url, empty_tables, vendor  # noqa: E402
 from .load import LoadWindow, flag  # noqa: E402
@@ -43,7 +44,6 @@ from .sampling import cpu_s  # noqa: E402
 from .standalone import point_at, wait_workers  # noqa: E402
 from .stats import summarize  # noqa: E402
 
-MODES = ("per_run", "batched", "auto")
 QUEUE = "batchbench"
 POLL_TASKS = ("runs.poll_run", "runs.poll_due")
 #: Every run completes: the comparison is about finding the end, not about failures.

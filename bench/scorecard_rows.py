@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import stats
-from .topology import notes
+from .topology import notes, polled
 from .verdicts import POLL_CAP_S, sim_kept_up
 from .workload import Shape, ended_floor, make_workload
 
@@ -220,7 +220,7 @@ def n10000_rows(
                     f"N = 10,000 by webhook: detection p99 <= {N10K_WEBHOOK_P99_MS:,.0f} ms (aim)",
                     where,
                     _ms(p99),
-                    baseline=f"{where_of(small)} ({_poll_words(small)}): {small_p99:,.0f} ms"
+                    baseline=f"{where_of(small)} ({polled(small)}): {small_p99:,.0f} ms"
                     if small and small_p99
                     else "",
                     ratio=ratio_of(p99, small_p99),
@@ -252,18 +252,6 @@ def n10000_rows(
             )
         )
     return out
-
-
-def _poll_words(s: dict[str, Any]) -> str:
-    """How a row's runs were polled: per run, batched, or (a webhook row with RUNS_POLL_MODE
-    per_run since RUNS_SAFETY_NET_MODE) per-run polls with the safety nets by due time."""
-    if s.get("poll_mode", "per_run") == "batched":
-        return "batched polls"
-    if s.get("poll_mode") == "auto" and s.get("strategy") != "webhook":
-        return "auto polls"
-    if s.get("strategy") == "webhook" and s.get("safety_net_mode") == "batched":
-        return "safety nets by due time"
-    return "per-run polls"
 
 
 def _ms(value: float | None) -> str:

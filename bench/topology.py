@@ -35,27 +35,37 @@ class Role:
 
 
 def notes(row: dict[str, Any]) -> list[str]:
-    """How a result row ran where not as by default: ``["split queues", "batched polls"]``;
-    a webhook row with a countdown task per safety-net poll says so (``"per-run safety nets"``;
-    a row measured before that setting existed has no ``safety_net_mode`` and says nothing)."""
-    shape, mode = row.get("topology", "shared"), row.get("poll_mode", "per_run")
-    net = row.get("safety_net_mode", "batched")
-    per_run_nets = row.get("strategy") == "webhook" and mode != "batched" and net == "per_run"
-    return (
-        ([] if shape == "shared" else [f"{shape} queues"])
-        + ([f"{mode} polls"] if _noted(mode, row.get("strategy")) else [])
-        + (["per-run safety nets"] if per_run_nets else [])
+    """How a result row ran where not as by default: ``["split queues", "per-run polls"]``.
+    A row's polls are noted unless they are its strategy's default (``polled``)."""
+    shape = row.get("topology", "shared")
+    how = polled(row)
+    return ([] if shape == "shared" else [f"{shape} queues"]) + (
+        [how] if how and how not in _DEFAULT_POLLS.get(row.get("strategy"), ()) else []
     )
 
 
-def _noted(mode: str, strategy: str | None) -> bool:
-    """Whether a row's poll mode is worth a note: not the app's default, "auto" (a row from
-    before it has no ``poll_mode``: it polled per run). A webhook run's polls are its safety
-    nets, batched unless noted otherwise; the loops that are not ours (tutorial, SDK) have
-    none."""
+def polled(row: dict[str, Any]) -> str:
+    """How a row's runs were polled, in words; ``""`` for the loops that are not ours (tutorial,
+    SDK). A webhook run's polls are its safety nets. A row measured before a setting existed
+    has no value for it and ran as the code then did: every poll a countdown task per run."""
+    strategy, mode = row.get("strategy"), row.get("poll_mode", "per_run")
     if strategy == "webhook":
-        return mode == "batched"
-    return strategy == "countdown" and mode != "auto"
+        if mode == "batched":
+            return "batched polls"
+        return {"batched": "safety nets by due time", "per_run": "per-run safety nets"}.get(
+            row.get("safety_net_mode", ""), "per-run polls"
+        )
+    if strategy != "countdown":
+        return ""
+    return f"{mode.replace('_', '-')} polls"
+
+
+#: What ``notes`` leaves unsaid: the demo project's settings ("auto" polls, safety nets by
+#: due time), and a webhook row from before RUNS_SAFETY_NET_MODE.
+_DEFAULT_POLLS = {
+    "countdown": ("auto polls",),
+    "webhook": ("safety nets by due time", "per-run polls"),
+}
 
 
 def roles(topology: str, workers: int, *, starts_nice: int, split_chunk: int) -> list[Role]:

@@ -46,10 +46,17 @@ def by_due(strategy: str) -> bool:
     return mode(strategy) == "batched"
 
 
+def needs_batches(value: str) -> bool:
+    """Whether a mode leaves some runs to ``runs.poll_due`` ("batched" or "auto"), so that
+    something must schedule it: the one answer ``due_strategies``, ``runs.beat`` and the system
+    check W302 share."""
+    return value in MODES and value != "per_run"
+
+
 def due_strategies() -> list[str]:
-    """The strategies some of whose runs ``runs.poll_due`` polls ("batched" or "auto"); none:
-    nothing to batch, and ``runs.beat`` schedules no ``runs.poll_due``."""
-    return [s for s in Strategy.values if mode(s) != "per_run"]
+    """The strategies some of whose runs ``runs.poll_due`` polls; none: nothing to batch, and
+    ``runs.beat`` schedules no ``runs.poll_due``."""
+    return [s for s in Strategy.values if needs_batches(mode(s))]
 
 
 def batched_strategies() -> list[str]:

@@ -13,7 +13,7 @@ from ..budget import redis_url as budget_redis_url
 from ..conf import redis_url_or_none, settings
 from ..engine.batch_poll import POLL_DUE
 from ..engine.enqueue import KINDS
-from ..poll_modes import MODES
+from ..poll_modes import MODES, needs_batches
 
 # --- Queues and the broker (docs/celery.md) ------------------------------------------------------
 
@@ -72,7 +72,7 @@ def check_poll_mode(app_configs: Sequence[AppConfig] | None = None, **kwargs: An
     batched = []
     for name in ("RUNS_POLL_MODE", "RUNS_SAFETY_NET_MODE"):
         mode = getattr(settings, name)
-        if mode in ("batched", "auto"):
+        if needs_batches(mode):
             batched.append((name, mode))
         elif mode not in POLL_MODES:
             messages.append(
