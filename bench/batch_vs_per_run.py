@@ -1,10 +1,12 @@
 """Per-run countdowns against batched polling, side by side: ``python -m bench.batch_vs_per_run``.
 
-Same workload for both modes (runs of 5-20 s, uniform, seeded; all enqueued at once by poll, no
-webhooks), same deployment: the simulator, a private Redis as the broker, PostgreSQL (its own
-database, ``runs_bench_batch``, so a concurrent ``make bench`` is not disturbed), 2 worker
-processes of 8 threads (``bench.celery_app``: the project's app plus a per-task probe) and beat
-(the sweep, and in batched mode ``runs.poll_due``). For each mode and N it records
+Same workload for every mode (runs of 5-20 s, uniform, seeded; by poll, no webhooks; all
+enqueued at once, or with ``--spread-s`` created and enqueued one by one, evenly over that many
+seconds, as an application's users would), same deployment: the simulator, a private Redis as
+the broker, PostgreSQL (its own database, ``runs_bench_batch``, so a concurrent ``make bench``
+is not disturbed), 2 worker processes of 8 threads (``bench.celery_app``: the project's app plus
+a per-task probe) and beat (the sweep, and ``runs.poll_due`` where a mode needs it). For each
+mode and N it records
 
 * queries per retrieve: statements sent by poll tasks (``runs.poll_run``/``runs.poll_due``),
   counted by the probe around each task, over the retrieves the simulator served;
@@ -12,6 +14,7 @@ processes of 8 threads (``bench.celery_app``: the project's app plus a per-task 
   of the start tasks, over the retrieves (so the sweep and an idle worker's own cost are in it);
 * retrieves per run, and detection lateness: our row terminal minus the simulator's terminal
   moment, p50/p99/max;
+* runs handed to the batches (``Run.poll_by_due``): in "auto", how many runs' polls ran late;
 * the 1-minute load average at start and end, with the core count.
 
 Writes ``docs/bench/batch_polling.json`` and ``.md``.
@@ -59,6 +62,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-s", type=float, default=5.0)
     parser.add_argument("--max-s", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--spread-s",
+        type=float,
+        default=0.0,
+        help="create and enqueue the runs evenly over this many seconds (0: all at once)",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="the simulator's added latency per request (a real API answers in tens of ms)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "batch_polling")
     return parser.parse_args(argv)
 
@@ -77,6 +92,7 @@ def one(n: int, mode: str, args: argparse.Namespace, sim: Any, redis_url: str, e
     from .celery_app import FAILURES_KEY, LATENESS_KEY, app
 
     sim.reset(keep_config=True)
+    sim.configure(latency_s=args.latency_ms / 1000)
     redis.Redis.from_url(redis_url).flushdb()
     empty_tables()
     child = {**os.environ, **env, "RUNS_POLL_MODE": mode}
@@ -92,8 +108,8 @@ def one(n: int, mode: str, args: argparse.Namespace, sim: Any, redis_url: str, e
         rng = random.Random(args.seed + n)
         durations = [round(rng.uniform(args.min_s, args.max_s), 2) for _ in range(n)]
         started = time.time()
-        run_ids = _start(durations)
-        cap = max(durations) + 60 + n / 10
+        run_ids = _start(durations, args.spread_s)
+        cap = max(durations) + 60 + n / 10 + args.spread_s
         ended = _wait_terminal(run_ids, started + cap)
         cpu = _cpu(workers)
     finally:
@@ -105,20 +121,29 @@ def one(n: int, mode: str, args: argparse.Namespace, sim: Any, redis_url: str, e
     return _figures(n, mode, durations, started, ended, cpu, tasks, failures, sim, load.stop())
 
 
-def _start(durations: list[float]) -> list[int]:
-    """Create the runs as an application does, then enqueue every start at once."""
+def _start(durations: list[float], spread_s: float) -> list[int]:
+    """Create the runs as an application does, then enqueue every start at once; or, spread,
+    create and enqueue each at its moment (a run created long before its start would be judged
+    late by "auto", as it should be when the workers are behind)."""
     from django.db import transaction
 
     from runs.services import create_run
     from runs.tasks import start_run
 
-    with transaction.atomic():
-        ids = [
-            create_run(f"bench {i}", metadata={"sim_duration_s": str(d), **COMPLETES}).pk
-            for i, d in enumerate(durations)
-        ]
-    for run_id in ids:
-        start_run.delay(run_id)
+    def create(i: int, d: float) -> int:
+        return create_run(f"bench {i}", metadata={"sim_duration_s": str(d), **COMPLETES}).pk
+
+    if spread_s <= 0:
+        with transaction.atomic():
+            ids = [create(i, d) for i, d in enumerate(durations)]
+        for run_id in ids:
+            start_run.delay(run_id)
+        return ids
+    ids, began, gap = [], time.monotonic(), spread_s / len(durations)
+    for i, d in enumerate(durations):
+        time.sleep(max(0.0, began + i * gap - time.monotonic()))
+        ids.append(create(i, d))
+        start_run.delay(ids[-1])
     return ids
 
 
@@ -155,6 +180,7 @@ def _figures(n, mode, durations, started, ended, cpu, tasks, failures, sim, load
 
     objects = sim.stats()["objects"]
     rows = list(Run.objects.values_list("status", "remote_id", "completed_at", "polls"))
+    handed = Run.objects.filter(poll_by_due=True).count()
     late = [
         c.timestamp() - float(objects[rid]["terminal_at"])
         for _s, rid, c, _p in rows
@@ -176,6 +202,7 @@ def _figures(n, mode, durations, started, ended, cpu, tasks, failures, sim, load
         "retrieves": retrieves,
         "retrieves_per_run": round(retrieves / n, 2),
         "counted_polls": sum(p for *_, p in rows),
+        "handed_to_batches": handed,
         "poll_queries_per_retrieve": round(poll_q / retrieves, 3) if retrieves else None,
         "worker_cpu_s": round(cpu, 2),
         "start_task_cpu_s": round(start_cpu, 2),
@@ -190,6 +217,12 @@ def _figures(n, mode, durations, started, ended, cpu, tasks, failures, sim, load
     }
 
 
+def _arrivals(results: dict[str, Any]) -> str:
+    spread, latency = results.get("spread_s") or 0, results.get("latency_ms") or 0
+    how = f"created and enqueued evenly over {spread:g} s" if spread else "all enqueued at once"
+    return how + (f", the simulator {latency:g} ms slower per request" if latency else "")
+
+
 def write(out: Path, results: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
@@ -198,11 +231,11 @@ def write(out: Path, results: dict[str, Any]) -> None:
         "",
         f"Generated by `python -m bench.batch_vs_per_run` ({results['database']}; "
         f"{results['workers']} workers x {results['threads']} threads, runs of "
-        f"{results['min_s']:g}-{results['max_s']:g} s, by poll, all enqueued at once).",
+        f"{results['min_s']:g}-{results['max_s']:g} s, by poll, {_arrivals(results)}).",
         "",
         "| N | mode | ended | retrieves/run | poll queries/retrieve | worker CPU/retrieve "
-        "| detection p50 / p99 / max | all ended after | load (1 min) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| detection p50 / p99 / max | all ended after | handed to batches | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in results["scenarios"]:
         d = s["detection_s"]
@@ -211,7 +244,8 @@ def write(out: Path, results: dict[str, Any]) -> None:
             f"| {s['n']} | {s['mode']} | {s['ended']}/{s['n']} | {s['retrieves_per_run']} "
             f"| {s['poll_queries_per_retrieve']} | {s['poll_cpu_ms_per_retrieve']} ms "
             f"| {d['p50']} / {d['p99']} / {d['max']} s | {s['all_ended_after_s']} s "
-            f"(longest run {s['longest_run_s']} s) | {load['load1_start']} → {load['load1_end']}"
+            f"(longest run {s['longest_run_s']} s) | {s.get('handed_to_batches', '–')} "
+            f"| {load['load1_start']} → {load['load1_end']}"
             f" on {load['cores']} cores {flag(load)} |"
         )
     lines += ["", *comparison(results["scenarios"])]
@@ -277,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "min_s": args.min_s,
         "max_s": args.max_s,
+        "spread_s": args.spread_s,
+        "latency_ms": args.latency_ms,
         "scenarios": scenarios,
     }
     write(args.out, results)
