@@ -14,7 +14,8 @@ mode and N it records
   of the start tasks, over the retrieves (so the sweep and an idle worker's own cost are in it);
 * retrieves per run, and detection lateness: our row terminal minus the simulator's terminal
   moment, p50/p99/max;
-* runs handed to the batches (``Run.poll_by_due``): in "auto", how many runs' polls ran late;
+* runs handed to the batches (``Run.poll_by_due``): in "auto", the runs whose start or a poll
+  ran late; in "batched", every run;
 * the 1-minute load average at start and end, with the core count.
 
 Writes ``docs/bench/batch_polling.json`` and ``.md``.
@@ -75,7 +76,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the simulator's added latency per request (a real API answers in tens of ms)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "batch_polling")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0 <= args.latency_ms <= 60_000:
+        parser.error("--latency-ms must be within 0-60000 (the simulator's own bounds)")
+    if args.spread_s < 0:
+        parser.error("--spread-s must be 0 (all at once) or more")
+    return args
 
 
 def setup(sim_url: str, redis_url: str, db_url: str) -> dict[str, str]:

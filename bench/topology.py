@@ -50,11 +50,12 @@ def polled(row: dict[str, Any]) -> str:
     has no value for it and ran as the code then did: every poll a countdown task per run."""
     strategy, mode = row.get("strategy"), row.get("poll_mode", "per_run")
     if strategy == "webhook":
-        if mode == "batched":
-            return "batched polls"
-        return {"batched": "safety nets by due time", "per_run": "per-run safety nets"}.get(
-            row.get("safety_net_mode", ""), "per-run polls"
-        )
+        # RUNS_SAFETY_NET_MODE alone decides for webhook runs (``runs.poll_modes.mode``); before
+        # it existed, RUNS_POLL_MODE did.
+        net = row.get("safety_net_mode")
+        if net is None:
+            return "batched polls" if mode == "batched" else "per-run polls"
+        return "safety nets by due time" if net == "batched" else "per-run safety nets"
     if strategy != "countdown":
         return ""
     return f"{mode.replace('_', '-')} polls"

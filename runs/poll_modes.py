@@ -7,7 +7,8 @@ Per strategy, a setting chooses (``RUNS_POLL_MODE`` for runs tracked by polling,
   beat tick in between, and nothing but a worker is needed.
 - ``"batched"``: every re-arm stores the due time only; beat's ``runs.poll_due`` claims the due
   runs in batches. Less CPU per retrieve at every load measured, and the schedule kept once
-  hundreds of runs are polled at once; a poll waits up to a beat tick past its due time.
+  hundreds of runs are polled at once; a poll lands at the beat tick nearest its due time (up
+  to half ``RUNS_POLL_DUE_INTERVAL_S`` before or after it).
 - ``"auto"``: per run while its polls run on time; a poll (or the start) that ran more than
   ``RUNS_POLL_AUTO_LATE_S`` late (the workers are behind) hands its run to the batches for the
   rest of the run's life, recorded on the row (``Run.poll_by_due``). Nothing counts runs or

@@ -147,6 +147,33 @@ def test_the_cost_bench_compares_modes_at_tiny_n(tmp_path: Path) -> None:
         assert (tmp_path / "cost_modes.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize(
+    ("row", "polled", "noted"),
+    [
+        ({"strategy": "countdown", "poll_mode": "auto"}, "auto polls", []),
+        ({"strategy": "countdown", "poll_mode": "batched"}, "batched polls", ["batched polls"]),
+        # a row from before "auto" has no poll_mode: it polled per run
+        ({"strategy": "countdown"}, "per-run polls", ["per-run polls"]),
+        ({"strategy": "webhook", "safety_net_mode": "batched"}, "safety nets by due time", []),
+        (
+            {"strategy": "webhook", "poll_mode": "batched", "safety_net_mode": "per_run"},
+            "per-run safety nets",  # RUNS_SAFETY_NET_MODE alone decides for webhook runs
+            ["per-run safety nets"],
+        ),
+        ({"strategy": "webhook"}, "per-run polls", []),  # from before RUNS_SAFETY_NET_MODE
+        ({"strategy": "tutorial", "topology": "split"}, "", ["split queues"]),  # not ours
+    ],
+)
+def test_a_row_says_how_it_was_polled_and_notes_it_where_not_the_default(
+    row, polled, noted
+) -> None:
+    from bench.topology import notes
+    from bench.topology import polled as polled_words
+
+    assert polled_words(row) == polled
+    assert notes(row) == noted
+
+
 def test_the_split_topology_keeps_wakes_and_polls_apart_from_niced_chunked_starts() -> None:
     from bench.topology import roles
 

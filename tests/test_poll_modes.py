@@ -105,6 +105,24 @@ def test_which_poll_finds_a_run_next(settings, mode, late_s, handed, by_due):
     assert poll_modes.next_by_due(run, now) is by_due
 
 
+@pytest.mark.parametrize(
+    ("poll_mode", "net_mode", "due"),
+    [
+        ("per_run", "per_run", []),  # nothing to batch: beat sends no runs.poll_due
+        ("per_run", "batched", ["webhook"]),
+        ("auto", "per_run", ["poll"]),
+        ("batched", "auto", ["poll", "webhook"]),
+        ("sometimes", "per_run", []),  # unknown: E302 says so; its runs keep their countdowns
+    ],
+)
+def test_the_batches_are_sent_for_the_strategies_whose_mode_needs_them(
+    settings, poll_mode, net_mode, due
+):
+    settings.RUNS_POLL_MODE, settings.RUNS_SAFETY_NET_MODE = poll_mode, net_mode
+    assert poll_modes.due_strategies() == due
+    assert [m for m in poll_modes.MODES if poll_modes.needs_batches(m)] == ["batched", "auto"]
+
+
 def test_in_auto_a_start_claimed_behind_a_backlog_leaves_the_first_poll_to_the_batches(auto):
     now = timezone.now()
 
