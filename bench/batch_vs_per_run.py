@@ -215,7 +215,10 @@ def _figures(n, mode, durations, started, ended, cpu, tasks, failures, sim, load
         "poll_cpu_ms_per_retrieve": round((cpu - start_cpu) / retrieves * 1000, 2)
         if retrieves
         else None,
-        "tasks": {k: {"count": int(v["count"]), "queries": int(v["q"])} for k, v in tasks.items()},
+        "tasks": {
+            k: {"count": int(v["count"]), "queries": int(v["q"]), "cpu_s": round(v["cpu_s"], 3)}
+            for k, v in tasks.items()
+        },
         "detection_s": summarize(late, digits=3),
         "longest_run_s": max(durations),
         "all_ended_after_s": round(ended - started, 1),
