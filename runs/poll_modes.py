@@ -89,9 +89,22 @@ def next_by_due(run: Run, now: datetime) -> bool:
 
 
 def found_by_batch(run: Run) -> bool:
-    """Whether a batch may take this run when it is due: its next poll was left to the batches,
-    or its strategy's every run is (rows armed before ``Run.poll_by_due`` existed included)."""
-    return run.poll_by_due or by_due(run.strategy)
+    """Whether a batch may take this run when it is due (``batch_takes``)."""
+    return batch_takes(run.strategy, run.poll_by_due)
+
+
+def batch_takes(strategy: str, flagged: bool) -> bool:
+    """Whether a batch may take a due run of ``strategy`` whose ``Run.poll_by_due`` is
+    ``flagged``: its next poll was left to the batches, or its strategy's every run is (rows
+    armed before ``Run.poll_by_due`` existed included). Such a run has no countdown task."""
+    return flagged or by_due(strategy)
+
+
+def hands_over(run: Run, to_batches: bool) -> bool:
+    """Whether leaving ``run``'s next poll to the batches (``to_batches``, as ``first_by_due`` or
+    ``next_by_due`` decided) hands it to them: it was not theirs already. What
+    ``runs_handed_to_batches_total`` counts, once the write is made."""
+    return to_batches and not found_by_batch(run)
 
 
 def _late(now: datetime, due: datetime | None) -> bool:

@@ -19,7 +19,7 @@ from ..backends.base import OutgoingMessage
 from ..backends.registry import get_backend
 from ..conf import settings
 from ..models import Message, Run, Thread
-from ..poll_modes import found_by_batch, next_by_due
+from ..poll_modes import hands_over, next_by_due
 from ..status import EventSource, RunStatus
 from . import answers, expiry, starts, tool_round, writer
 from .decisions import Counters, Decision
@@ -96,7 +96,7 @@ def decide_poll(run: Run) -> Decision:
     if decision.poll_in_s is None:
         return decision
     by_due = next_by_due(run, now)
-    return replace(decision, by_due=by_due, hands_over=by_due and not found_by_batch(run))
+    return replace(decision, by_due=by_due, hands_over=hands_over(run, by_due))
 
 
 def _decide(run: Run, now: datetime) -> Decision:

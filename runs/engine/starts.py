@@ -260,9 +260,9 @@ def _first_poll(run: Run) -> tuple[datetime | None, float]:
 
 
 def _count_handed_over(run: Run, by_due: bool) -> None:
-    """Count a started run whose first poll "auto" left to the batches (not one of a batched
-    strategy, whose polls were never the countdowns')."""
-    if by_due and not poll_modes.by_due(run.strategy):
+    """Count a started run whose first poll "auto" left to the batches (``poll_modes.hands_over``:
+    not one of a batched strategy, whose polls were never the countdowns')."""
+    if poll_modes.hands_over(run, by_due):
         metrics.count_handed_to_batches("start")
 
 

@@ -35,7 +35,7 @@ from django.utils import timezone
 from .. import metrics
 from ..conf import settings
 from ..models import Run, ToolCall
-from ..poll_modes import by_due, found_by_batch
+from ..poll_modes import batch_takes, found_by_batch
 from ..states import transition
 from ..status import ACTIVE, TERMINAL, RunStatus
 from . import bulk, bulk_moves, claims, enqueue
@@ -274,7 +274,7 @@ def _rearm(d: Decision, ticket: int, delay: float, pending: dict[str, Any]) -> b
     # ``by_due`` None (a decision that says nothing about lateness) kept the run's flag: a run
     # handed over, or of a batched strategy, still gets no countdown.
     strategy, handed_over = rearmed
-    if not (handed_over or by_due(strategy)):
+    if not batch_takes(strategy, handed_over):
         hop = min(delay, settings.RUNS_MAX_COUNTDOWN_S)
         enqueue_now(Task(enqueue.POLL_RUN, (d.run_id, ticket), countdown=hop))
     return True

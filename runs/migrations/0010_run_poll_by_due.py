@@ -15,7 +15,7 @@ from django.db import migrations, models
 #: The statuses of a run in flight (``runs.status.ACTIVE`` when this was written).
 ACTIVE = ("pending", "queued", "in_progress", "requires_action", "cancelling")
 #: Each strategy's setting and its default when this was written.
-MODES = {"webhook": ("RUNS_SAFETY_NET_MODE", "batched"), "poll": ("RUNS_POLL_MODE", "auto")}
+MODES = {"webhook": ("RUNS_SAFETY_NET_MODE", "batched"), "poll": ("RUNS_POLL_MODE", "per_run")}
 
 
 def flag_batched_runs(apps, schema_editor):
