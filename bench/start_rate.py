@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="+",
         choices=tuple(MODES),
         default=["default"],
-        help="each a row of its own: default (the app's: RUNS_POLL_MODE auto, "
+        help="each a row of its own: default (the demo project's: RUNS_POLL_MODE auto, "
         "RUNS_SAFETY_NET_MODE batched, so a start by webhook publishes no poll); per_run (both "
         "per_run: each start publishes its run's first poll, a countdown task); batched (both "
         "batched: no start publishes one, beat's runs.poll_due would find due runs)",
