@@ -509,3 +509,28 @@ def test_a_run_that_ends_between_the_insert_and_the_wake_makes_the_event_stale(
     assert WebhookEvent.objects.get().outcome == "stale"
     run.refresh_from_db()
     assert (run.webhook_events, sent_tasks) == (0, [])
+
+
+def test_a_redelivery_whose_run_ends_before_its_wake_makes_the_event_stale_too(
+    client, webhook_secret, signed, event_payload, run, sent_tasks, monkeypatch
+):
+    from runs.engine import events, writer
+
+    real_wake = writer.wake
+
+    def broker_down(run_id: int, **kwargs: object) -> bool:
+        raise ConnectionError("broker down")
+
+    def ended_meanwhile(run_id: int, **kwargs: object) -> bool:
+        Run.objects.filter(pk=run_id).update(status="completed")
+        return real_wake(run_id, **kwargs)
+
+    body, headers = signed(event_payload("resp_1"))
+    monkeypatch.setattr(events.writer, "wake", broker_down)
+    assert post(client, body, headers).status_code == 500  # left "received" for the redelivery
+    monkeypatch.setattr(events.writer, "wake", ended_meanwhile)
+
+    assert post(client, body, headers).json()["outcome"] == "stale"
+    assert WebhookEvent.objects.get().outcome == "stale"
+    run.refresh_from_db()
+    assert (run.webhook_events, sent_tasks) == (0, [])

@@ -125,7 +125,7 @@ def apply_waiting(run_id: int, remote_id: str) -> int:
         return 0
     applied = 0
     for event in WebhookEvent.objects.filter(object_id=remote_id, outcome=Outcome.UNKNOWN_OBJECT):
-        run = Run.objects.only("pk", "status", "poll_generation").get(pk=run_id)
+        run = Run.objects.only("pk", "status").get(pk=run_id)
         if _apply(event, run, Outcome.UNKNOWN_OBJECT) == Outcome.APPLIED:
             applied += 1
     return applied
@@ -183,7 +183,7 @@ def _process_batch(event: WebhookEvent) -> str:
 def _run_for(object_id: str) -> Run | None:
     if not object_id:
         return None
-    return Run.objects.filter(remote_id=object_id).only("pk", "status", "poll_generation").first()
+    return Run.objects.filter(remote_id=object_id).only("pk", "status").first()
 
 
 def _settle(event: WebhookEvent, expected: str, outcome: str, run_id: int | None = None) -> bool:
@@ -203,11 +203,15 @@ def _apply(event: WebhookEvent, run: Run, expected: str) -> str:
     if not _settle(event, expected, Outcome.APPLIED, run.pk):
         return WebhookEvent.objects.filter(pk=event.pk).values_list("outcome", flat=True).get()
     try:
-        writer.wake(run.pk, ticket=run.poll_generation, webhook_events=1)
+        woken = writer.wake(run.pk, webhook_events=1)
     except Exception:
         # The broker is down: un-settle so a redelivery (OpenAI retries non-2xx) tries again.
         WebhookEvent.objects.filter(pk=event.pk).update(outcome=expected, processed_at=None)
         raise
+    if not woken:
+        # The run ended since it was read: nothing to poll, as for a fresh event (``_wake``).
+        _settle(event, Outcome.APPLIED, Outcome.STALE, run.pk)
+        return Outcome.STALE
     log.info("run %s: woken by %s (%s)", run.pk, event.type, event.webhook_id)
     return Outcome.APPLIED
 
