@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from project.celery import app as celery_app
 from runs.engine import enqueue
 from runs.engine.sweep import sweep
 from runs.models import Run
 from runs_dev import processes
-
-
-def ago(seconds: float):
-    return timezone.now() - timedelta(seconds=seconds)
+from tests.clock import ago
 
 
 @pytest.fixture

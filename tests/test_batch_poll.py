@@ -25,10 +25,7 @@ from runs.engine.decisions import Counters, Decision, Move
 from runs.models import Run
 from runs.services import create_run
 from runs.tasks import start_run
-
-
-def ago(seconds: float):
-    return timezone.now() - timedelta(seconds=seconds)
+from tests.clock import ago
 
 
 @pytest.fixture

@@ -24,10 +24,7 @@ from runs.models import Run
 from runs.services import create_run
 from runs.status import EventSource
 from runs.tasks import start_run
-
-
-def ago(seconds: float):
-    return timezone.now() - timedelta(seconds=seconds)
+from tests.clock import ago
 
 
 @pytest.fixture

@@ -13,15 +13,12 @@ from runs.engine import sweep as sweep_module
 from runs.engine.sweep import sweep
 from runs.models import Run
 from runs.services import create_run
+from tests.clock import ago
 
 pytestmark = pytest.mark.django_db
 
 # The unit tests run the real writer (wakes take real tickets); only the broker is a stand-in
 # (``sent_tasks``), so each test sees exactly what the sweep enqueued.
-
-
-def ago(seconds: float):
-    return timezone.now() - timedelta(seconds=seconds)
 
 
 def row(run: Run) -> dict:
