@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .processes import ROOT
+from .processes import ROOT, WEB_SERVER, WEB_SERVER_NAMES
 from .topology import TOPOLOGIES
 from .workload import DURATIONS
 
@@ -333,6 +333,7 @@ def execute(
             "poll_modes": list(args.poll_modes),
             "workers": args.workers,
             "web_workers": args.web_workers,
+            "web_server": WEB_SERVER_NAMES.get(WEB_SERVER, WEB_SERVER),
             "threads": threads,
             "seed": args.seed,
             "webhook_delay_s": 0.0,
@@ -424,14 +425,19 @@ def measure_intake(bench: Any, mode: dict[str, Any], progress: Progress) -> dict
     object_ids = intake.make_runs(2000)
     measured = {"inprocess": intake.inprocess(secret, object_ids, mode["intake_s"], mode["rounds"])}
     progress.update(task, completed=1)
-    measured["http"] = intake.over_http(
+    servers = intake.over_http(
         bench.env,
         secret,
         object_ids,
         bench.workdir,
         seconds=mode["intake_s"],
         rounds=mode["rounds"],
+        servers=(WEB_SERVER, "asyncio"),
     )
+    # "http" is the loop the scenarios' web processes run (the aim's row); "http_asyncio" the
+    # one uvicorn falls back to without uvloop.
+    measured["http"] = servers[WEB_SERVER]
+    measured["http_asyncio"] = servers["asyncio"]
     progress.update(task, completed=2)
     measured["load"] = load.stop()
     redis.Redis.from_url(bench.redis_url).flushdb()  # the wake tasks nobody consumed

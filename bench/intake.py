@@ -7,7 +7,11 @@ Two measurements, each as a ratio to ``/bench/bare/`` measured the same way just
 * **over HTTP**: uvicorn serving ``project.asgi`` with 2 worker processes, loaded by several
   load-client processes (``bench.loadclient``) with keep-alive connections. Server and client
   share the same 2 cores, so the absolute figure understates a dedicated server; the ratio is
-  fair because both views are measured alike.
+  fair because both views are measured alike. Measured on the event loop the scenarios use
+  (uvloop) and, side by side, on the one uvicorn falls back to (asyncio), where ``--workers 2``
+  leaves Nagle's algorithm on and each keep-alive request waits about 40 ms for a delayed ACK:
+  that wait, not our view, was most of what the bare view cost there (docs/operations.md, "The
+  web processes' event loop").
 
 Every signed event names a real in-progress run, so the view does its whole job (verify, record,
 wake: a poll task is enqueued to the private Redis, which no worker consumes here).
@@ -20,6 +24,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -90,7 +95,9 @@ def _environ(path: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
 
 def _inprocess_rate(
     path: str, secret: str, object_ids: list[str], seconds: float, tag: str
-) -> float:
+) -> tuple[float, float]:
+    """(requests per second, CPU ms per request): the CPU is this thread's inside the handler
+    only, so signing the delivery (the sender's work) is not counted as the view's."""
     from django.core.handlers.wsgi import WSGIHandler
 
     handler = WSGIHandler()
@@ -99,7 +106,7 @@ def _inprocess_rate(
     def start_response(status: str, _headers: list[Any], *_: Any) -> None:
         statuses.append(status)
 
-    done, ok = 0, 0
+    done, ok, cpu = 0, 0, 0.0
     started = time.perf_counter()
     give_up = started + seconds
     while time.perf_counter() < give_up and done < 50_000:
@@ -107,15 +114,18 @@ def _inprocess_rate(
             body, headers = delivery(secret, f"wh_{tag}_{done}", object_ids[done % len(object_ids)])
         else:
             body, headers = b'{"plain": true}', {"content-type": "application/json"}
-        response = handler(_environ(path, body, headers), start_response)
+        environ = _environ(path, body, headers)
+        cpu0 = time.thread_time()
+        response = handler(environ, start_response)
         b"".join(response)
         response.close()
+        cpu += time.thread_time() - cpu0
         ok += statuses[-1].startswith("200")
         done += 1
     elapsed = time.perf_counter() - started
     if ok != done:
         raise RuntimeError(f"{path}: {done - ok} of {done} in-process requests were not 200")
-    return done / elapsed
+    return done / elapsed, 1000 * cpu / max(done, 1)
 
 
 def inprocess(secret: str, object_ids: list[str], seconds: float, rounds: int) -> dict[str, Any]:
@@ -127,7 +137,17 @@ def inprocess(secret: str, object_ids: list[str], seconds: float, rounds: int) -
     for r in range(rounds):
         bare.append(_inprocess_rate(BARE_PATH, secret, object_ids, seconds, f"b{r}"))
         signed.append(_inprocess_rate(WEBHOOK_PATH, secret, object_ids, seconds, f"ip{r}"))
-    return _ratio(bare, signed, "in-process through Django's WSGIHandler, one request at a time")
+    measured = _ratio(
+        [rate for rate, _ in bare],
+        [rate for rate, _ in signed],
+        "in-process through Django's WSGIHandler, one request at a time",
+    )
+    # The least CPU of the rounds, as the best rate: the round least disturbed by neighbours.
+    measured["cpu_ms_per_request"] = {
+        "bare": round(min(cpu for _, cpu in bare), 3),
+        "signed": round(min(cpu for _, cpu in signed), 3),
+    }
+    return measured
 
 
 def _http_rate(
@@ -173,39 +193,69 @@ def over_http(
     *,
     seconds: float,
     rounds: int,
+    servers: Sequence[str] = (processes.WEB_SERVER,),
     server_workers: int = 2,
     clients: int = 2,
     threads: int = 4,
-) -> dict[str, Any]:
+) -> dict[str, dict[str, Any]]:
+    """The bare and the signed rate on each event loop of ``servers``
+    (``runs_dev.processes.WEB_SERVERS`` names), by loop. A server per loop is up from the start,
+    idle while another is measured; the rounds alternate between them, so each pair of rates
+    shares the machine's moment."""
     ids_file = workdir / "intake-ids.txt"
     ids_file.write_text("\n".join(object_ids))
-    port = free_port()
     with ExitStack() as stack:
-        processes.start_web(
-            stack,
-            processes.child_env(env, OPENAI_WEBHOOK_SECRET=secret),
-            port,
-            workers=server_workers,
-        )
+        bases = {}
+        for server in servers:
+            port = free_port()
+            processes.start_web(
+                stack,
+                processes.child_env(env, OPENAI_WEBHOOK_SECRET=secret),
+                port,
+                workers=server_workers,
+                server=server,
+            )
+            bases[server] = f"http://127.0.0.1:{port}"
         time.sleep(1.0)  # uvicorn's second worker may still be importing Django
-        base = f"http://127.0.0.1:{port}"
-        _http_rate(base + BARE_PATH, "", ids_file, 1.0, 1, 1, "warm")  # warm both workers up
-        bare, signed = [], []
+        for server, base in bases.items():  # warm every worker up
+            _http_rate(base + BARE_PATH, "", ids_file, 1.0, 1, 1, f"warm{server}")
+        bare: dict[str, list[float]] = {server: [] for server in servers}
+        signed: dict[str, list[float]] = {server: [] for server in servers}
         for r in range(rounds):
-            bare.append(
-                _http_rate(base + BARE_PATH, "", ids_file, seconds, clients, threads, f"b{r}")
-            )
-            signed.append(
-                _http_rate(
-                    base + WEBHOOK_PATH, secret, ids_file, seconds, clients, threads, f"h{r}"
+            # The order turns each round: the events table and the unconsumed wakes grow as
+            # the rounds go, and neither loop should always meet the bigger ones.
+            order = list(bases.items()) if r % 2 == 0 else list(bases.items())[::-1]
+            for server, base in order:
+                tag = f"{server}{r}"
+                bare[server].append(
+                    _http_rate(base + BARE_PATH, "", ids_file, seconds, clients, threads, f"b{tag}")
                 )
-            )
-    return _ratio(
-        bare,
-        signed,
-        f"over HTTP: uvicorn project.asgi with {server_workers} workers, {clients} load-client "
-        f"processes x {threads} keep-alive connections, same 2 cores",
-    )
+                signed[server].append(
+                    _http_rate(
+                        base + WEBHOOK_PATH, secret, ids_file, seconds, clients, threads, f"h{tag}"
+                    )
+                )
+    return {
+        server: {
+            **_ratio(
+                bare[server],
+                signed[server],
+                f"over HTTP: uvicorn project.asgi on {_loop_words(server, server_workers)}, "
+                f"{server_workers} workers, {clients} load-client processes x {threads} "
+                "keep-alive connections, same 2 cores",
+            ),
+            "server": server,
+        }
+        for server in servers
+    }
+
+
+def _loop_words(server: str, workers: int) -> str:
+    """The loop's name, and on asyncio with several workers what that costs a keep-alive request."""
+    words = processes.WEB_SERVER_NAMES.get(server, server)
+    if server == "asyncio" and workers > 1:
+        words += " (Nagle left on by --workers, docs/operations.md)"
+    return words
 
 
 def _ratio(bare: list[float], signed: list[float], how: str) -> dict[str, Any]:

@@ -21,6 +21,12 @@ from .topology import Role
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: The web processes' event loop in every scenario: the one the demo extra installs and uvicorn
+#: then picks by itself, named so a result says what it measured.
+WEB_SERVER = "uvloop"
+#: Each loop of ``runs_dev.processes.WEB_SERVERS``, in a result's words.
+WEB_SERVER_NAMES = {"auto": "uvicorn's choice of loop", "uvloop": "uvloop", "asyncio": "asyncio"}
+
 
 def spawn(
     stack: ExitStack,
@@ -134,10 +140,17 @@ def wait_workers(app: object, workers: list[tuple[subprocess.Popen[bytes], str]]
 
 
 def start_web(
-    stack: ExitStack, env: dict[str, str], port: int, *, workers: int = 1, log: Path | None = None
+    stack: ExitStack,
+    env: dict[str, str],
+    port: int,
+    *,
+    workers: int = 1,
+    log: Path | None = None,
+    server: str = WEB_SERVER,
 ) -> subprocess.Popen[bytes]:
-    """uvicorn serving ``project.asgi`` (with the bench URLconf) on 127.0.0.1:``port``."""
-    process = spawn(stack, uvicorn_args(port, workers), env, log)
+    """uvicorn serving ``project.asgi`` (with the bench URLconf) on 127.0.0.1:``port``, on the
+    event loop ``runs_dev.processes.WEB_SERVERS[server]`` names."""
+    process = spawn(stack, uvicorn_args(port, workers, server), env, log)
     wait_for_port(process, port, timeout=30)
     return process
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from .load import cell as load_cell
 from .load import flag as load_flag
+from .processes import WEB_SERVER_NAMES
 from .scenario import label
 from .verdicts import sim_kept_up
 
@@ -104,14 +105,35 @@ def intake_lines(intake: dict[str, Any]) -> list[str]:
         "| load 1 min (start → end) |",
         "|---|---|---|---|---|",
     ]
-    for key in ("inprocess", "http"):
+    for key in ("inprocess", "http", "http_asyncio"):
         m = intake.get(key)
         if m:
             rows.append(
                 f"| {m['how']} | {m['bare_per_s']:,.0f}/s | {m['signed_per_s']:,.0f}/s "
                 f"| {m['ratio']:.2f} | {load_cell(intake.get('load'))} |"
             )
+    cpu = (intake.get("inprocess") or {}).get("cpu_ms_per_request")
+    if cpu:
+        rows += [
+            "",
+            f"CPU per request in-process (the handler's own thread): the webhook view "
+            f"{cpu['signed']:.2f} ms, the bare view {cpu['bare']:.2f} ms.",
+        ]
+    fast, slow = intake.get("http"), intake.get("http_asyncio")
+    if fast and slow and slow["signed_per_s"] and slow["bare_per_s"]:
+        rows += [
+            "",
+            f"The same views on the two event loops, rounds alternating: signed events "
+            f"{fast['signed_per_s'] / slow['signed_per_s']:.2f}x, the bare view "
+            f"{fast['bare_per_s'] / slow['bare_per_s']:.2f}x on {_server(fast)} against "
+            f"{_server(slow)}.",
+        ]
     return rows
+
+
+def _server(measured: dict[str, Any]) -> str:
+    loop = measured.get("server", "asyncio")  # results from before the loop was named
+    return WEB_SERVER_NAMES.get(loop, loop)
 
 
 def aims_lines(aims: list[dict[str, Any]]) -> list[str]:
@@ -208,7 +230,9 @@ def write_markdown(path: Path, results: dict[str, Any], title: str, plots: list[
         f"RUNS_START_CHUNK {results['config'].get('start_chunk', 1)}, "
         "PostgreSQL, a private Redis, beat; webhooks delivered by the simulator with no "
         f"added delay to uvicorn serving `project.asgi` "
-        f"({results['config'].get('web_workers', 1)} process(es))."
+        f"({results['config'].get('web_workers', 1)} process(es)"
+        + (f", {results['config']['web_server']}" if results["config"].get("web_server") else "")
+        + ")."
         + _split_note(results["config"]),
         "",
         "## Results",

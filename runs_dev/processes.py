@@ -115,11 +115,27 @@ def beat_args(schedule_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def uvicorn_args(port: int, workers: int = 1) -> list[str]:
-    """``python`` arguments that serve ``project.asgi`` with uvicorn on 127.0.0.1:``port``."""
+#: uvicorn's event loop. "auto" is uvicorn's own choice (uvloop when installed, as the demo
+#: extra does, else asyncio). On asyncio, ``--workers`` above 1 leaves Nagle's algorithm on every
+#: accepted connection (the socket uvicorn binds for its workers says protocol 0, and asyncio sets
+#: TCP_NODELAY only on sockets that say TCP), so each keep-alive request after the first waits
+#: about 40 ms for the peer's delayed ACK; uvloop sets TCP_NODELAY on every TCP socket. The bench
+#: names its loop, so a figure says what it measured, and compares the two (docs/operations.md,
+#: "The web processes' event loop").
+WEB_SERVERS: dict[str, tuple[str, ...]] = {
+    "auto": (),
+    "uvloop": ("--loop", "uvloop"),
+    "asyncio": ("--loop", "asyncio"),
+}
+
+
+def uvicorn_args(port: int, workers: int = 1, server: str = "auto") -> list[str]:
+    """``python`` arguments that serve ``project.asgi`` with uvicorn on 127.0.0.1:``port``, on the
+    event loop ``WEB_SERVERS[server]`` names."""
     return [
         "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
         "--log-level", "warning", "--no-access-log", "--workers", str(workers),
+        *WEB_SERVERS[server],
     ]  # fmt: skip
 
 

@@ -232,3 +232,73 @@ def test_the_result_store_bench_compares_both_backends_side_by_side(tmp_path: Pa
         assert pair["django-db"]["statements"] > 1
         assert pair["cpu_ratio"] > 0 and pair["runs.results"]["load"]["cores"] >= 1
     assert "Median repeat" in (tmp_path / "result_store.md").read_text()
+
+
+def test_the_keepalive_page_sets_each_loop_against_uvloop_with_as_many_workers() -> None:
+    from bench import keepalive
+
+    rows = [
+        {"loop": loop, "workers": workers, "ms_per_request": ms, "rounds_ms": [ms]}
+        for (loop, workers), ms in zip(keepalive.CONFIGS, (0.5, 44.0, 0.5, 0.4), strict=True)
+    ]
+    page = keepalive.markdown(
+        {"command": "python -m bench.keepalive", "generated_at": "now", "requests": 100,
+         "repeats": 1, "rows": rows, "load": {"load1_start": 0.5, "load1_end": 0.6}}
+    )  # fmt: skip
+
+    assert "| asyncio | 2 | 44.00 | 44.00 | 110.0x |" in page
+    assert "| uvloop | 2 | 0.40 | 0.40 | 1.0x |" in page
+    with pytest.raises(SystemExit):
+        keepalive.parse_args(["--requests", "0"])
+
+
+def test_intake_over_http_measures_each_loop_in_turns_and_names_it(monkeypatch, tmp_path) -> None:
+    from bench import intake
+
+    ports = iter([9001, 9002])
+    served, measured = {}, []
+    monkeypatch.setattr(intake, "free_port", lambda: next(ports))
+    monkeypatch.setattr(intake.time, "sleep", lambda s: None)
+
+    def start_web(stack, env, port, *, workers, server):
+        served[f"http://127.0.0.1:{port}"] = server
+
+    def rate(url, secret, ids_file, seconds, clients, threads, tag):
+        server = served[url.rsplit("/", 3)[0]]
+        if not tag.startswith("warm"):
+            measured.append((server, "signed" if secret else "bare"))
+        return {"uvloop": 500.0, "asyncio": 150.0}[server] / (2.5 if secret else 1)
+
+    monkeypatch.setattr(intake.processes, "start_web", start_web)
+    monkeypatch.setattr(intake, "_http_rate", rate)
+
+    by_loop = intake.over_http(
+        {}, "whsec_x", ["resp_1"], tmp_path, seconds=1, rounds=2, servers=("uvloop", "asyncio")
+    )
+
+    assert {loop: (m["bare_per_s"], m["signed_per_s"]) for loop, m in by_loop.items()} == {
+        "uvloop": (500.0, 200.0),
+        "asyncio": (150.0, 60.0),
+    }
+    assert by_loop["asyncio"]["server"] == "asyncio"
+    assert "Nagle left on by --workers" in by_loop["asyncio"]["how"]
+    # Each round turns the order, so neither loop always meets the larger events table.
+    assert [server for server, kind in measured if kind == "bare"] == [
+        "uvloop", "asyncio", "asyncio", "uvloop",
+    ]  # fmt: skip
+
+
+def test_intake_in_process_keeps_the_views_own_cpu_per_request(monkeypatch) -> None:
+    from django.conf import settings
+
+    from bench import intake
+
+    rounds = iter([(5000.0, 0.20), (250.0, 2.5), (4800.0, 0.16), (240.0, 2.1)])
+    monkeypatch.setattr(intake, "_inprocess_rate", lambda *args: next(rounds))
+    # The bench sets the secret it signs with; monkeypatch puts the test settings' back after.
+    monkeypatch.setattr(settings, "OPENAI_WEBHOOK_SECRET", settings.OPENAI_WEBHOOK_SECRET)
+
+    measured = intake.inprocess("whsec_x", ["resp_1"], seconds=1, rounds=2)
+
+    assert (measured["bare_per_s"], measured["signed_per_s"]) == (5000.0, 250.0)
+    assert measured["cpu_ms_per_request"] == {"bare": 0.16, "signed": 2.1}

@@ -171,3 +171,14 @@ def test_compose_sees_the_simulator_as_the_only_opt_in_service():
     profiles = run_compose("config", "--profiles", secrets=REQUIRED_SECRETS)
     assert profiles.returncode == 0, profiles.stderr
     assert profiles.stdout.split() == ["simulator"]
+
+
+def test_the_web_processes_run_on_uvloop_so_keep_alive_answers_are_not_held(services):
+    """On asyncio, uvicorn --workers 2 leaves Nagle's algorithm on every accepted connection, and
+    each keep-alive request after the first waits about 40 ms for a delayed ACK."""
+    (line,) = [
+        line.strip()
+        for line in services["web"]["command"].splitlines()
+        if "uvicorn project.asgi:application" in line
+    ]
+    assert line.startswith("exec uvicorn") and line.endswith('--workers 2 --loop uvloop"')

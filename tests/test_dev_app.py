@@ -45,3 +45,13 @@ def test_the_dev_commands_come_from_the_dev_app(command):
 @pytest.mark.parametrize("command", ["startrun", "runstatus"])
 def test_the_operator_commands_stay_in_runs(command):
     assert get_commands()[command] == "runs"
+
+
+def test_uvicorn_runs_on_the_event_loop_named_and_otherwise_chooses_itself() -> None:
+    """The bench names the loop it measures; the demo leaves uvicorn's own choice, uvloop when
+    the demo extra installed it."""
+    from runs_dev.processes import uvicorn_args
+
+    assert uvicorn_args(8000, 2, "asyncio")[-2:] == ["--loop", "asyncio"]
+    assert uvicorn_args(8000, 2, "uvloop")[-2:] == ["--loop", "uvloop"]
+    assert "--loop" not in uvicorn_args(8000, 2)
