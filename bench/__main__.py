@@ -111,6 +111,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--web-workers", type=int, default=2, help="uvicorn processes serving the webhook intake"
     )
     parser.add_argument(
+        "--web-loop",
+        choices=("uvloop", "asyncio"),
+        default=WEB_SERVER,
+        help="the scenarios' uvicorn event loop (uvloop, as deployed; asyncio, uvicorn's fallback, "
+        "where --workers 2 leaves Nagle's algorithm on: docs/operations.md)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -271,6 +278,7 @@ def scale_out(
         starts_nice=args.starts_nice,
         split_chunk=args.split_start_chunk,
         web_workers=args.web_workers,
+        web_server=args.web_loop,
     )
     return scale_main.execute(bench, args, console, t0)
 
@@ -333,7 +341,7 @@ def execute(
             "poll_modes": list(args.poll_modes),
             "workers": args.workers,
             "web_workers": args.web_workers,
-            "web_server": WEB_SERVER_NAMES.get(WEB_SERVER, WEB_SERVER),
+            "web_server": WEB_SERVER_NAMES.get(args.web_loop, args.web_loop),
             "threads": threads,
             "seed": args.seed,
             "webhook_delay_s": 0.0,
@@ -364,6 +372,7 @@ def execute(
         starts_nice=args.starts_nice,
         split_chunk=args.split_start_chunk,
         web_workers=args.web_workers,
+        web_server=args.web_loop,
     )
     with progress:
         for n in ns:

@@ -72,6 +72,8 @@ class Bench:
     #: uvicorn processes serving the webhook intake (docker-compose.yml and docs/operations.md
     #: run two: one process is one core at most, whatever its threads).
     web_workers: int = 2
+    #: Their event loop (``runs_dev.processes.WEB_SERVERS``; ``--web-loop``).
+    web_server: str = "uvloop"
     notes: list[str] = field(default_factory=list)
 
     def clean_slate(self, *, webhook_url: str | None = None, secret: str | None = None) -> None:
@@ -293,7 +295,12 @@ def run_celery(bench: Bench, strategy: str, plans: list[Plan], cap_s: float) -> 
         if strategy == "webhook":
             port = free_port()
             web = processes.start_web(
-                stack, env, port, workers=bench.web_workers, log=bench.workdir / "web.log"
+                stack,
+                env,
+                port,
+                workers=bench.web_workers,
+                log=bench.workdir / "web.log",
+                server=bench.web_server,
             )
             procs.watch("web", web.pid)
             webhook_url = f"http://127.0.0.1:{port}/webhooks/openai/"

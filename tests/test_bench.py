@@ -302,3 +302,12 @@ def test_intake_in_process_keeps_the_views_own_cpu_per_request(monkeypatch) -> N
 
     assert (measured["bare_per_s"], measured["signed_per_s"]) == (5000.0, 250.0)
     assert measured["cpu_ms_per_request"] == {"bare": 0.16, "signed": 2.1}
+
+
+def test_the_scenarios_web_loop_is_uvloop_unless_named_and_only_a_known_one() -> None:
+    from bench.__main__ import parse_args
+
+    assert parse_args(["--quick"]).web_loop == "uvloop"
+    assert parse_args(["--quick", "--web-loop", "asyncio"]).web_loop == "asyncio"
+    with pytest.raises(SystemExit):
+        parse_args(["--quick", "--web-loop", "trio"])
