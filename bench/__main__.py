@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .processes import ROOT, WEB_SERVER, WEB_SERVER_NAMES
+from .processes import ROOT, WEB_LOOPS, WEB_SERVER
 from .topology import TOPOLOGIES
 from .workload import DURATIONS
 
@@ -112,7 +112,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--web-loop",
-        choices=("uvloop", "asyncio"),
+        choices=WEB_LOOPS,
         default=WEB_SERVER,
         help="the scenarios' uvicorn event loop (uvloop, as deployed; asyncio, uvicorn's fallback, "
         "where --workers 2 leaves Nagle's algorithm on: docs/operations.md)",
@@ -341,7 +341,7 @@ def execute(
             "poll_modes": list(args.poll_modes),
             "workers": args.workers,
             "web_workers": args.web_workers,
-            "web_server": WEB_SERVER_NAMES.get(args.web_loop, args.web_loop),
+            "web_server": args.web_loop,
             "threads": threads,
             "seed": args.seed,
             "webhook_delay_s": 0.0,

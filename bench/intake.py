@@ -252,10 +252,9 @@ def over_http(
 
 def _loop_words(server: str, workers: int) -> str:
     """The loop's name, and on asyncio with several workers what that costs a keep-alive request."""
-    words = processes.WEB_SERVER_NAMES.get(server, server)
     if server == "asyncio" and workers > 1:
-        words += " (Nagle left on by --workers, docs/operations.md)"
-    return words
+        return f"{server} (Nagle left on by --workers, docs/operations.md)"
+    return server
 
 
 def _ratio(bare: list[float], signed: list[float], how: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from project.localredis import free_port
-from runs_dev.processes import WEB_SERVERS, ChildFailed, stop, wait_for_port
+from runs_dev.processes import ChildFailed, stop, uvicorn_args, wait_for_port
 
 from .load import LoadWindow, cell
 
@@ -49,12 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def serve(loop: str, workers: int) -> tuple[subprocess.Popen[bytes], int]:
     """uvicorn serving ``bench.keepalive_app`` on ``loop`` with ``workers`` processes."""
     port = free_port()
-    args = [
-        sys.executable, "-m", "uvicorn", "bench.keepalive_app:app", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", str(workers), "--log-level", "warning",
-        "--no-access-log", *WEB_SERVERS[loop],
-    ]  # fmt: skip
-    process = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL)
+    args = uvicorn_args(port, workers, loop, app="bench.keepalive_app:app")
+    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdin=subprocess.DEVNULL)
     try:
         wait_for_port(process, port, timeout=30)
     except ChildFailed:

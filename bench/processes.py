@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from runs_dev.processes import ChildFailed, beat_args, stop, uvicorn_args, wait_for_port
+from runs_dev.processes import (
+    WEB_SERVERS,
+    ChildFailed,
+    beat_args,
+    stop,
+    uvicorn_args,
+    wait_for_port,
+)
 
 from .topology import Role
 
@@ -24,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The web processes' event loop in every scenario: the one the demo extra installs and uvicorn
 #: then picks by itself, named so a result says what it measured.
 WEB_SERVER = "uvloop"
-#: Each loop of ``runs_dev.processes.WEB_SERVERS``, in a result's words.
-WEB_SERVER_NAMES = {"auto": "uvicorn's choice of loop", "uvloop": "uvloop", "asyncio": "asyncio"}
+#: The loops the bench may name (``--web-loop``): every one but uvicorn's unnamed "auto".
+WEB_LOOPS = tuple(loop for loop in WEB_SERVERS if loop != "auto")
 
 
 def spawn(

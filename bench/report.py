@@ -8,7 +8,6 @@ from typing import Any
 
 from .load import cell as load_cell
 from .load import flag as load_flag
-from .processes import WEB_SERVER_NAMES
 from .scenario import label
 from .verdicts import sim_kept_up
 
@@ -132,8 +131,7 @@ def intake_lines(intake: dict[str, Any]) -> list[str]:
 
 
 def _server(measured: dict[str, Any]) -> str:
-    loop = measured.get("server", "asyncio")  # results from before the loop was named
-    return WEB_SERVER_NAMES.get(loop, loop)
+    return measured.get("server", "asyncio")  # results from before the loop was named
 
 
 def aims_lines(aims: list[dict[str, Any]]) -> list[str]:

@@ -73,7 +73,7 @@ class Bench:
     #: run two: one process is one core at most, whatever its threads).
     web_workers: int = 2
     #: Their event loop (``runs_dev.processes.WEB_SERVERS``; ``--web-loop``).
-    web_server: str = "uvloop"
+    web_server: str = processes.WEB_SERVER
     notes: list[str] = field(default_factory=list)
 
     def clean_slate(self, *, webhook_url: str | None = None, secret: str | None = None) -> None:

@@ -129,11 +129,13 @@ WEB_SERVERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def uvicorn_args(port: int, workers: int = 1, server: str = "auto") -> list[str]:
-    """``python`` arguments that serve ``project.asgi`` with uvicorn on 127.0.0.1:``port``, on the
-    event loop ``WEB_SERVERS[server]`` names."""
+def uvicorn_args(
+    port: int, workers: int = 1, server: str = "auto", app: str = "project.asgi:application"
+) -> list[str]:
+    """``python`` arguments that serve ``app`` (the demo project's ASGI application unless
+    named) with uvicorn on 127.0.0.1:``port``, on the event loop ``WEB_SERVERS[server]`` names."""
     return [
-        "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
         "--log-level", "warning", "--no-access-log", "--workers", str(workers),
         *WEB_SERVERS[server],
     ]  # fmt: skip
