@@ -3,7 +3,12 @@
 The webhook view's events/s mean little alone (the machine is shared and noisy); as a ratio to
 this view, measured the same way in the same run, they say what verifying, recording and waking
 cost on top of Django's own request handling.
+
+``BENCH_INTAKE_STORE=insert_then_wake`` makes this web process store deliveries the SQLite way
+(the insert, then the wake's UPDATE) on any database, for ``bench.intake_store``'s side by side.
 """
+
+import os
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
@@ -20,3 +25,8 @@ urlpatterns = [
     path("bench/bare/", bare, name="bench-bare"),
     path("", include("project.urls")),
 ]
+
+if os.environ.get("BENCH_INTAKE_STORE") == "insert_then_wake":
+    from runs.engine import event_rows
+
+    event_rows.wakes_in_insert = lambda about: False

@@ -334,7 +334,7 @@ def test_a_structured_run_whose_line_does_not_match_fails():
 
 def record(event_type: str, object_id: str, webhook_id: str = "wh_1") -> WebhookEvent:
     payload = {"id": "evt_1", "type": event_type, "data": {"id": object_id}}
-    event, _ = events.record(
+    event, *_ = events.record(
         webhook_id,
         event_id="evt_1",
         event_type=event_type,
@@ -353,7 +353,7 @@ def test_a_batch_event_is_recorded_with_its_batch_and_wakes_it_once(sent_tasks):
     batch.refresh_from_db()
     assert (batch.webhook_events, batch.poll_generation) == (1, 1)
     assert sent_tasks == [("runs.poll_batch", (batch.pk, 1), None)]
-    again, created = events.record(
+    again, created, _ = events.record(
         "wh_1",
         event_id="evt_1",
         event_type="batch.completed",

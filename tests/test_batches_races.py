@@ -292,7 +292,7 @@ def test_an_early_batch_event_is_applied_by_the_first_poll(sent_tasks, monkeypat
     does the one retrieve."""
     batch = services.submit_batch(prompts(1), strategy="webhook")
     payload = {"type": "batch.completed", "data": {"id": "batch_early"}}
-    event, _ = events.record(
+    event, *_ = events.record(
         "wh_early",
         event_id="evt_1",
         event_type="batch.completed",

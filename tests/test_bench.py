@@ -234,6 +234,33 @@ def test_the_result_store_bench_compares_both_backends_side_by_side(tmp_path: Pa
     assert "Median repeat" in (tmp_path / "result_store.md").read_text()
 
 
+@pytest.mark.postgres
+def test_the_intake_store_bench_serves_both_stores_and_counts_their_statements(
+    tmp_path: Path,
+) -> None:
+    """One statement per delivery on PostgreSQL, two the SQLite way, measured in one run."""
+    env = {**os.environ, "BENCH_DB_NAME": "runs_bench_smoke_intake_store"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "bench.intake_store", "--rounds", "1", "--seconds", "0.3",
+            "--out", str(tmp_path),
+        ],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    if done.returncode == 2 and "needs PostgreSQL" in done.stderr:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "intake_store.json").read_text())
+    statements = {s: r["statements"] for s, r in results["inprocess"]["rounds"].items()}
+    assert statements == {"one_statement": ["WITH"], "insert_then_wake": ["INSERT", "UPDATE"]}
+    for part in ("inprocess", "http"):
+        for store in ("one_statement", "insert_then_wake"):
+            assert results[part]["rounds"][store]["per_s"][0] > 0
+        assert results[part]["summary"]["ratio"] > 0 and results[part]["load"]["cores"] >= 1
+    assert "One statement against two" in (tmp_path / "intake_store.md").read_text()
+
+
 def test_the_keepalive_page_sets_each_loop_against_uvloop_with_as_many_workers() -> None:
     from bench import keepalive
 

@@ -4,7 +4,8 @@ Secrets (runs/intake/secrets.py): during a rotation the current secret and every
 verify, any other does not; a malformed configured secret is our misconfiguration (500, nothing
 written, reported by the system check runs.E101), never a 400 as if the delivery were forged.
 
-The wake is the real one (``runs.engine.writer.wake``: a fresh poll ticket, the event counted);
+The wake is the real one (a fresh poll ticket, the event counted: taken by the event's own
+insert on PostgreSQL, by ``runs.engine.writer.wake`` after it on SQLite, ``insert_then_wake``);
 only the broker is a stand-in (``sent_tasks``), so each test sees the poll the wake enqueued.
 The integration tests in test_webhook_strategy.py run the whole loop with a worker and the
 simulator.
@@ -429,21 +430,52 @@ def statements(queries) -> list[str]:
     return [q["sql"].split(None, 1)[0].upper() for q in queries.captured_queries]
 
 
-def test_a_delivery_costs_one_insert_and_one_wake(
+def storing() -> str:
+    """The statement that stores a delivery: the insert, inside a ``WITH`` on PostgreSQL."""
+    from django.db import connection
+
+    return "WITH" if connection.vendor == "postgresql" else "INSERT"
+
+
+@pytest.fixture
+def insert_then_wake(monkeypatch) -> None:
+    """Store deliveries as on SQLite, which has no data-modifying ``WITH``: the insert alone, then
+    the wake's UPDATE (``event_rows.wakes_in_insert``)."""
+    from runs.engine import event_rows
+
+    monkeypatch.setattr(event_rows, "wakes_in_insert", lambda about: False)
+
+
+@pytest.mark.usefixtures("on_postgres")
+def test_a_delivery_costs_one_statement_then_the_enqueue(
     client, webhook_secret, signed, event_payload, run, sent_tasks, django_assert_num_queries
 ):
     body, headers = signed(event_payload("resp_1"))
-    with django_assert_num_queries(2) as queries:
+    with django_assert_num_queries(1) as queries:
         assert post(client, body, headers).json() == {"status": "ok", "outcome": "applied"}
-    # The insert finds the run and settles the event; the UPDATE takes a fresh ticket, counts
-    # the event and returns the ticket for the poll it enqueues.
-    assert statements(queries) == ["INSERT", "UPDATE"]
+    # One statement, one commit: the insert finds the run and settles the event, and the same
+    # statement takes the run's fresh ticket and counts the event, for the poll then enqueued.
+    assert statements(queries) == ["WITH"]
     event = WebhookEvent.objects.get()
     assert (event.outcome, event.run_id, event.processed_at is not None) == (
         "applied",
         run.pk,
         True,
     )
+    assert_woken_once(run, sent_tasks)
+
+
+@pytest.mark.usefixtures("insert_then_wake")
+def test_without_a_data_modifying_with_a_delivery_costs_an_insert_and_one_wake(
+    client, webhook_secret, signed, event_payload, run, sent_tasks, django_assert_num_queries
+):
+    body, headers = signed(event_payload("resp_1"))
+    with django_assert_num_queries(2) as queries:
+        assert post(client, body, headers).json() == {"status": "ok", "outcome": "applied"}
+    # The insert settles the event; the UPDATE takes a fresh ticket, counts the event and
+    # returns the ticket for the poll it enqueues.
+    assert statements(queries) == ["INSERT", "UPDATE"]
+    assert WebhookEvent.objects.get().outcome == "applied"
     assert_woken_once(run, sent_tasks)
 
 
@@ -456,7 +488,7 @@ def test_a_duplicate_costs_the_ignored_insert_and_one_read_and_writes_nothing(
     run_row_before = Run.objects.filter(pk=run.pk).values().get()
     with django_assert_num_queries(2) as queries:
         assert post(client, body, headers).json() == {"status": "duplicate", "outcome": "applied"}
-    assert statements(queries) == ["INSERT", "SELECT"]
+    assert statements(queries) == [storing(), "SELECT"]
     assert list(WebhookEvent.objects.values()) == stored
     assert Run.objects.filter(pk=run.pk).values().get() == run_row_before
     assert len(sent_tasks) == 1  # the first delivery's wake only
@@ -469,7 +501,7 @@ def test_an_event_for_an_unknown_object_is_kept_at_the_cost_of_one_more_look(
     with django_assert_num_queries(2) as queries:
         assert post(client, body, headers).json()["outcome"] == "unknown_object"
     # The second look closes the race with a start saving this remote id meanwhile.
-    assert statements(queries) == ["INSERT", "SELECT"]
+    assert statements(queries) == [storing(), "SELECT"]
     assert WebhookEvent.objects.get().outcome == "unknown_object"
     assert_not_woken(run, sent_tasks)
 
@@ -492,6 +524,7 @@ def test_an_event_we_do_not_act_on_costs_the_insert_alone(
     assert_not_woken(run, sent_tasks)
 
 
+@pytest.mark.usefixtures("insert_then_wake")
 def test_a_run_that_ends_between_the_insert_and_the_wake_makes_the_event_stale(
     client, webhook_secret, signed, event_payload, run, sent_tasks, monkeypatch
 ):
@@ -511,14 +544,58 @@ def test_a_run_that_ends_between_the_insert_and_the_wake_makes_the_event_stale(
     assert (run.webhook_events, sent_tasks) == (0, [])
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("on_postgres")
+def test_a_run_that_ends_while_its_event_goes_in_takes_no_ticket_and_the_event_is_stale(
+    webhook_secret, signed, event_payload, run, sent_tasks
+):
+    """The statement's lookup sees the run active; its UPDATE waits for the row, which another
+    transaction is ending, and then finds it ended: no ticket, no poll, the event ``stale``."""
+    from django.db import connection, transaction
+
+    body, headers = signed(event_payload("resp_1"))
+    holding, done = threading.Event(), threading.Event()
+
+    def end_the_run_once_the_delivery_waits() -> None:
+        try:
+            with transaction.atomic():
+                Run.objects.filter(pk=run.pk).update(status="completed")
+                holding.set()
+                with connection.cursor() as cursor:
+                    while not done.wait(0.01):
+                        cursor.execute("SELECT 1 FROM pg_locks WHERE NOT granted LIMIT 1")
+                        if cursor.fetchone():
+                            break
+        finally:
+            close_old_connections()
+
+    ender = threading.Thread(target=end_the_run_once_the_delivery_waits)
+    ender.start()
+    try:
+        assert holding.wait(10)
+        answer = post(Client(), body, headers).json()
+    finally:
+        done.set()
+        ender.join()
+    assert answer == {"status": "ok", "outcome": "stale"}
+    assert WebhookEvent.objects.get().outcome == "stale"
+    run.refresh_from_db()
+    assert (run.status, run.webhook_events, run.poll_generation, sent_tasks) == (
+        "completed",
+        0,
+        0,
+        [],
+    )
+
+
 def test_a_redelivery_whose_run_ends_before_its_wake_makes_the_event_stale_too(
     client, webhook_secret, signed, event_payload, run, sent_tasks, monkeypatch
 ):
     from runs.engine import events, writer
 
-    real_wake = writer.wake
+    real_wake, broker = writer.wake, enqueue.send
 
-    def broker_down(run_id: int, **kwargs: object) -> bool:
+    def broker_down(name: str, *args: object, countdown: float | None = None) -> None:
         raise ConnectionError("broker down")
 
     def ended_meanwhile(run_id: int, **kwargs: object) -> bool:
@@ -526,8 +603,9 @@ def test_a_redelivery_whose_run_ends_before_its_wake_makes_the_event_stale_too(
         return real_wake(run_id, **kwargs)
 
     body, headers = signed(event_payload("resp_1"))
-    monkeypatch.setattr(events.writer, "wake", broker_down)
+    monkeypatch.setattr(enqueue, "send", broker_down)
     assert post(client, body, headers).status_code == 500  # left "received" for the redelivery
+    monkeypatch.setattr(enqueue, "send", broker)
     monkeypatch.setattr(events.writer, "wake", ended_meanwhile)
 
     assert post(client, body, headers).json()["outcome"] == "stale"

@@ -4,27 +4,27 @@ An event carries only the object id, so applying it means *waking* the run: a fr
 and an immediate poll, which retrieves once; the poll already waiting finds its ticket gone and
 exits without calling the API. That is what makes a run tracked by webhook cost one retrieve.
 
-A delivery costs two statements: ``record`` stores it with one insert-or-ignore that also finds
-its run and settles its outcome, and ``process`` wakes that run with one UPDATE (plus the
-enqueue). Every step that could run twice (OpenAI delivers at least once, two copies may arrive
-together, the run's remote id may land while we look) is either that insert, which only one copy
-wins, or a conditional UPDATE on the event's ``outcome``, so exactly one writer acts on each
-event. Verifying and parsing a delivery is the intake's job (``runs.intake``).
+A delivery costs one statement and one enqueue on PostgreSQL: ``record`` stores it with one
+insert-or-ignore that also finds its run, settles its outcome and takes the run's fresh ticket
+(``event_rows``), and ``process`` enqueues the poll. On SQLite the ticket is a second UPDATE.
+Every step that could run twice (OpenAI delivers at least once, two copies may arrive together,
+the run's remote id may land while we look) is either that insert, which only one copy wins, or
+a conditional UPDATE on the event's ``outcome``, so exactly one writer acts on each event.
+Verifying and parsing a delivery is the intake's job (``runs.intake``).
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from django.db import connection
 from django.utils import timezone
 
 from .. import rawsql
 from ..models import Batch, Run, WebhookEvent
-from ..status import BATCH_TERMINAL, TERMINAL
-from . import batch_writer, writer
+from ..status import TERMINAL
+from . import batch_writer, event_rows, writer
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,15 @@ RESPONSE_TERMINAL_EVENTS = frozenset(
 BATCH_EVENTS = frozenset({"batch.completed", "batch.failed", "batch.expired", "batch.cancelled"})
 
 
+class Recorded(NamedTuple):
+    """A stored delivery: the event, whether this copy stored it, and the run's fresh ticket when
+    the insert took it (``event_rows``: PostgreSQL, an event settled ``applied``)."""
+
+    event: WebhookEvent
+    created: bool
+    ticket: int | None = None
+
+
 def record(
     webhook_id: str,
     *,
@@ -47,18 +56,21 @@ def record(
     object_id: str,
     payload: dict[str, Any],
     created_at: datetime | None,
-) -> tuple[WebhookEvent, bool]:
-    """Store a delivery once by its ``webhook-id``, settled in the same statement; (event, created).
+) -> Recorded:
+    """Store a delivery once by its ``webhook-id``, settled in the same statement.
 
-    One ``INSERT ... ON CONFLICT (webhook_id) DO NOTHING RETURNING`` (PostgreSQL and SQLite): its
+    One ``INSERT ... ON CONFLICT (webhook_id) DO NOTHING RETURNING`` (``event_rows``): its
     subqueries find the run with this remote id and settle the event as it goes in: ``applied``
     (an active run, which ``process`` then wakes), ``stale`` (the run has ended),
     ``unknown_object`` (no run has this id yet) or ``ignored`` (an event type we do not act on).
+    On PostgreSQL an ``applied`` event's run has its ticket taken in the same statement; a run
+    that ended between the lookup and that UPDATE takes none, and the event is settled ``stale``.
     A copy arriving at the same moment conflicts and inserts nothing, so it can never wake the run
     a second time; it reads the winner's row instead (the one extra query of a duplicate).
     """
     about_batch = event_type in BATCH_EVENTS
     acts = about_batch or event_type in RESPONSE_TERMINAL_EVENTS
+    now = timezone.now()
     event = WebhookEvent(
         webhook_id=webhook_id,
         event_id=event_id[:128],
@@ -66,31 +78,35 @@ def record(
         object_id=object_id[:128],
         payload=payload,
         created_at_remote=created_at,
-        received_at=timezone.now(),
-        processed_at=timezone.now(),
+        received_at=now,
+        processed_at=now,
     )
-    row = _insert_settled(event, object_id[:128] if acts else "", Batch if about_batch else Run)
-    if row is None:
-        return WebhookEvent.objects.get(webhook_id=webhook_id), False
-    event.pk, found, event.outcome = row
+    about = Batch if about_batch else Run
+    stored = event_rows.insert_settled(event, object_id[:128] if acts else "", about)
+    if stored is None:
+        return Recorded(WebhookEvent.objects.get(webhook_id=webhook_id), False)
+    event.pk, event.outcome = stored.pk, stored.outcome
     if about_batch:
-        event.batch_id = found
+        event.batch_id = stored.found
     else:
-        event.run_id = found
-    return event, True
+        event.run_id = stored.found
+    if stored.took_ticket and event.outcome == Outcome.APPLIED and stored.ticket is None:
+        _settle(event, Outcome.APPLIED, Outcome.STALE, event.run_id)
+    return Recorded(event, True, stored.ticket)
 
 
-def process(event: WebhookEvent) -> str:
+def process(event: WebhookEvent, ticket: int | None = None) -> str:
     """Act on a recorded event once; returns its outcome. Raises if the wake could not be sent
     (the event is then left ``received``, so OpenAI's retry processes it again).
 
-    A fresh event comes settled by its insert (``record``): ``applied`` only needs the wake.
-    ``received`` is an event whose wake failed before; it goes the long way, settling first.
+    A fresh event comes settled by its insert (``record``): ``applied`` only needs the wake, and
+    only its enqueue when the insert took the run's ``ticket`` too. ``received`` is an event
+    whose wake failed before; it goes the long way, settling first.
     """
     if event.type in BATCH_EVENTS:
         return _process_batch(event)
     if event.outcome == Outcome.APPLIED and event.run_id is not None:
-        return _wake(event)
+        return _wake(event, ticket)
     if event.outcome in (Outcome.IGNORED, Outcome.STALE):
         return event.outcome
     if event.type not in RESPONSE_TERMINAL_EVENTS:
@@ -216,10 +232,14 @@ def _apply(event: WebhookEvent, run: Run, expected: str) -> str:
     return Outcome.APPLIED
 
 
-def _wake(event: WebhookEvent) -> str:
-    """Wake the run an ``applied`` event was settled to by its insert (one UPDATE)."""
+def _wake(event: WebhookEvent, ticket: int | None) -> str:
+    """Wake the run an ``applied`` event was settled to by its insert: enqueue the poll of the
+    ``ticket`` the insert took, or take one first (one UPDATE) where it took none."""
     try:
-        woken = writer.wake(event.run_id, webhook_events=1)
+        if ticket is None:
+            woken = writer.wake(event.run_id, webhook_events=1)
+        else:
+            woken = writer.send_wake(event.run_id, ticket, webhook_events=1)
     except Exception:
         # The broker is down: un-settle so a redelivery (OpenAI retries non-2xx) tries again.
         WebhookEvent.objects.filter(pk=event.pk).update(outcome=Outcome.RECEIVED, processed_at=None)
@@ -231,53 +251,3 @@ def _wake(event: WebhookEvent) -> str:
         return Outcome.STALE
     log.info("run %s: woken by %s (%s)", event.run_id, event.type, event.webhook_id)
     return Outcome.APPLIED
-
-
-_INSERT = """
-INSERT INTO {event} (webhook_id, event_id, type, object_id, payload, created_at_remote,
-                     received_at, processed_at, {run_col}, outcome)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s,
-        (SELECT id FROM {run} WHERE remote_id = %s AND remote_id <> ''
-          ORDER BY id DESC LIMIT 1),
-        COALESCE((SELECT CASE WHEN status IN ({terminal}) THEN %s ELSE %s END
-                    FROM {run} WHERE remote_id = %s AND remote_id <> ''
-                   ORDER BY id DESC LIMIT 1), %s))
-ON CONFLICT (webhook_id) DO NOTHING
-RETURNING id, {run_col}, outcome
-"""
-
-
-def _insert_settled(
-    event: WebhookEvent, lookup: str, about: type[Run] | type[Batch] = Run
-) -> tuple[int, int | None, str] | None:
-    """The insert-or-ignore; (id, run or batch id, outcome), or None when the webhook id was
-    stored already. ``lookup`` "" settles the event without a run (``ignored``). ``about``:
-    the table the object id is looked up in (a batch's ``batch.*`` events, a run's others)."""
-    quote = connection.ops.quote_name
-    terminal = sorted(BATCH_TERMINAL if about is Batch else TERMINAL)
-    sql = _INSERT.format(
-        event=quote(WebhookEvent._meta.db_table),
-        run=quote(about._meta.db_table),
-        run_col=quote(WebhookEvent._meta.get_field("batch" if about is Batch else "run").column),
-        terminal=", ".join(["%s"] * len(terminal)),
-    )
-    columns = ("webhook_id", "event_id", "type", "object_id", "payload", "created_at_remote")
-    stamps = ("received_at", "processed_at")
-    values = [
-        WebhookEvent._meta.get_field(name).get_db_prep_save(getattr(event, name), connection)
-        for name in (*columns, *stamps)
-    ]
-    otherwise = Outcome.UNKNOWN_OBJECT if lookup else Outcome.IGNORED
-    params = [
-        *values,
-        lookup,
-        *terminal,
-        Outcome.STALE.value,
-        Outcome.APPLIED.value,
-        lookup,
-        otherwise.value,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return (row[0], row[1], row[2]) if row else None

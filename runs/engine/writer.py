@@ -17,7 +17,8 @@ the invariants checkable in one place:
 
 What a start saves once its create answered lives beside this module, in ``start_writes`` (one
 run, or a chunk of them at once), under the same rules; the hand-written hot statements (claims,
-a tick's re-arm) in ``claims``.
+a tick's re-arm) in ``claims``; a webhook event's insert, which on PostgreSQL takes the wake's
+ticket as it stores the event, in ``event_rows``.
 """
 
 from __future__ import annotations
@@ -126,10 +127,15 @@ def wake(run_id: int, *, webhook_events: int = 0) -> bool:
     wake asked for.
     """
     fresh = bulk.bump_ticket(run_id, timezone.now(), webhook_events)
-    if fresh is None:
-        return False
+    return fresh is not None and send_wake(run_id, fresh, webhook_events=webhook_events)
+
+
+def send_wake(run_id: int, ticket: int, *, webhook_events: int = 0) -> bool:
+    """Enqueue a wake's poll of ``ticket``, taken already (``wake``, or a webhook event's insert:
+    ``event_rows``). The ``webhook_events`` counted with the ticket are taken back when the poll
+    cannot be enqueued, and the error raised."""
     try:
-        enqueue_now(Task(enqueue.POLL_RUN, (run_id, fresh)), kind="wake")
+        enqueue_now(Task(enqueue.POLL_RUN, (run_id, ticket)), kind="wake")
     except Exception:
         if webhook_events:
             Run.objects.filter(pk=run_id, webhook_events__gte=webhook_events).update(

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..engine import events
-from ..models import WebhookEvent
 
 
 class MalformedEvent(ValueError):
@@ -40,12 +39,13 @@ def parse(payload: Any) -> tuple[str, str, str, datetime | None]:
     return (event_id if isinstance(event_id, str) else ""), event_type, object_id, created_at
 
 
-def record(webhook_id: str, payload: dict[str, Any]) -> tuple[WebhookEvent, bool]:
-    """Store a verified delivery keyed by its ``webhook-id``; (event, created).
+def record(webhook_id: str, payload: dict[str, Any]) -> events.Recorded:
+    """Store a verified delivery keyed by its ``webhook-id``; (event, created, ticket).
 
     A fresh event comes back already settled (``applied``, ``stale``, ``unknown_object`` or
-    ``ignored``); ``events.process`` then wakes its run. A second copy, concurrent or late, gets
-    the stored row and ``created`` False.
+    ``ignored``), with the ticket its insert took for the wake where it took one;
+    ``events.process`` then wakes its run. A second copy, concurrent or late, gets the stored
+    row and ``created`` False.
     """
     event_id, event_type, object_id, created_at = parse(payload)
     return events.record(

@@ -8,8 +8,8 @@ The flow (django-anymail's shape, dj-stripe's idempotency):
    rejects a timestamp outside its 5-minute tolerance. Anything that fails is a 400 with a JSON
    error and touches nothing: a forged request never reaches the database.
 2. Record the event by its ``webhook-id`` (unique): a second delivery answers 200 and does
-   nothing more.
-3. Wake the run (``runs.engine.events.process``): no API call in the request.
+   nothing more. On PostgreSQL the same statement takes the run's fresh poll ticket.
+3. Wake the run (``runs.engine.events.process``): enqueue its poll, no API call in the request.
 
 Which answers make OpenAI retry is chosen on purpose: 400 for requests that will never verify
 (retrying cannot help), 500 only when *we* failed (no secret configured, broker down), so the
@@ -65,13 +65,13 @@ def openai_webhook(request: HttpRequest) -> JsonResponse:
     except ValueError:  # not JSON, or bytes json.loads cannot decode (it guesses UTF-16/32)
         return _error(400, "the body is not JSON")
     try:
-        event, created = recording.record(request.headers["webhook-id"], payload)
+        event, created, ticket = recording.record(request.headers["webhook-id"], payload)
     except recording.MalformedEvent as exc:
         return _error(400, str(exc))
     if not created and event.outcome != event.Outcome.RECEIVED:
         return JsonResponse({"status": "duplicate", "outcome": event.outcome})
     try:
-        outcome = events.process(event)
+        outcome = events.process(event, ticket)
     except Exception:
         log.exception("webhook %s: could not wake run for %s", event.webhook_id, event.object_id)
         return _error(500, "could not process the event now; it will be processed on redelivery")
