@@ -98,6 +98,23 @@ def test_lost_starts_wait_while_the_start_queue_is_deep_but_the_oldest_still_go(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(("depth", "resent"), [(5, 1), (4, 1), (3, 2), (1, 3)])
+def test_a_start_queue_with_a_message_for_every_run_waiting_to_start_lost_none(
+    run_row, sent_tasks, monkeypatch, settings, depth, resent
+) -> None:
+    """Five runs wait to start, three of them overdue: behind a backlog of starts far below a
+    batch, the queue's depth against those five says how many messages can be missing."""
+    settings.RUNS_SWEEP_GRACE_S = 10
+    monkeypatch.setattr(enqueue, "RESCUE_FLOOR", 1)
+    overdue = [run_row("pending") for _ in range(3)]
+    Run.objects.filter(pk__in=[r.pk for r in overdue]).update(created_at=ago(60))
+    run_row("pending"), run_row("pending")  # just created
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: depth)
+    assert sweep(batch=1000).restarted == resent
+    assert sent_tasks == [("runs.start_run", (r.pk,), None) for r in overdue[:resent]]
+
+
+@pytest.mark.django_db
 def test_the_run_of_a_released_tool_round_is_woken_first_and_within_the_room_too(
     overdue_runs, run_row, sent_tasks, monkeypatch, settings
 ) -> None:

@@ -149,11 +149,18 @@ def waiting(name: str, kind: Kind | None = None) -> int | None:
         return None
 
 
-def room(name: str, kind: Kind, batch: int, candidates: list[T]) -> list[T]:
+def room(
+    name: str, kind: Kind, batch: int, candidates: list[T], expected: int | None = None
+) -> list[T]:
     """The first of ``candidates`` (most urgent first) that the sweep may add as ``name``
     messages to their queue: ``batch`` less what already waits there, but never fewer than
     ``RESCUE_FLOOR`` (all of them when the broker cannot say). The broker is asked only when
     there is something to add.
+
+    ``expected``, when the caller can count it: how many messages would wait there had none been
+    lost (a start's: one per run waiting to start). No more than that less what waits can be
+    missing, so no more are added: a queue of starts 700 deep for 700 runs waiting lost none,
+    however far below ``batch`` it is.
 
     Why the floor: a queue that stays a batch deep (overload, or a host's small
     ``RUNS_SWEEP_BATCH``) must not hold a lost message back for ever; the most overdue few still
@@ -164,7 +171,8 @@ def room(name: str, kind: Kind, batch: int, candidates: list[T]) -> list[T]:
     depth = waiting(name, kind)
     if depth is None:
         return candidates
-    allowed = max(RESCUE_FLOOR, batch - depth)
+    ceiling = batch if expected is None else min(batch, expected)
+    allowed = max(RESCUE_FLOOR, ceiling - depth)
     if allowed < len(candidates):
         log.warning(
             "sweep: %d messages wait in the %s queue; of %d to add, adding the first %d, most "

@@ -26,7 +26,9 @@ message was lost; re-arming it adds a message to the very backlog that made it l
 10,000 runs, docs/reliability.md). So the sweep asks the broker first (``enqueue.room``):
 it wakes the runs of released tool rounds and overdue runs, or resends lost starts, at most
 ``batch`` less the messages already waiting in that queue, but always the
-``enqueue.RESCUE_FLOOR`` most overdue, so a lost message is never held back for ever.
+``enqueue.RESCUE_FLOOR`` most overdue, so a lost message is never held back for ever. Starts
+are counted closer: no more than the runs waiting to start less the messages waiting can be
+lost, so a start queue with a message for every such run gets only the floor.
 Batches likewise (``batch_writer.rescue``).
 """
 
@@ -92,13 +94,20 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
         report.expired += writer.apply(expiry.expire(run))
 
     # A pending run's next_poll_at is its next start attempt (a retry or a budget deferral).
-    lost_starts = Run.objects.filter(
-        status=RunStatus.PENDING, start_claimed_at__isnull=True
-    ).filter(
+    unclaimed = Run.objects.filter(status=RunStatus.PENDING, start_claimed_at__isnull=True)
+    lost_starts = unclaimed.filter(
         Q(next_poll_at__isnull=True, created_at__lt=now - grace) | Q(next_poll_at__lt=now - grace)
     )
     queued = list(lost_starts.order_by("pk").values_list("pk", flat=True)[:batch])
-    resent = enqueue.room(enqueue.START_RUN, "start", batch, queued)
+    # Every run waiting to start, overdue or not, has its message in the queue unless it was
+    # lost (one deferred to later holds a countdown instead): the queue's depth against this
+    # count says how many can be missing (``enqueue.room``).
+    expected = (
+        unclaimed.filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now)).count()
+        if queued
+        else 0
+    )
+    resent = enqueue.room(enqueue.START_RUN, "start", batch, queued, expected)
     if resent:
         # Due now: the next sweep sends another only once this one is a grace late too. Without
         # the stamp every sweep re-sent every start still queued behind a backlog (1,832 start
