@@ -1,5 +1,5 @@
 """The writer's set-based statements: claim every due run at once, re-arm many ticks in one UPDATE,
-bump a ticket and read it back in one round trip, take the start claims of a batch's runs.
+bump or take a ticket and read it back in one round trip, take the start claims of a batch's runs.
 
 They sit below ``writer`` (which calls them) and write the same columns under the same rules: a
 claim advances the ticket, a re-arm is a compare-and-set on the ticket the tick holds and on an
@@ -131,8 +131,25 @@ def bump_ticket(run_id: int, next_poll_at: datetime, webhook_events: int = 0) ->
          WHERE id = %s AND status IN ({active}) AND remote_id <> ''
      RETURNING poll_generation
     """
+    return _ticket(sql, [moment(next_poll_at), webhook_events, run_id, *statuses])
+
+
+def take_ticket(run_id: int, status: str) -> int | None:
+    """Take a fresh ticket for a run in ``status`` with a remote id and return it (one round
+    trip); None when the run is in another status or has no remote id yet. Nothing else
+    changes: the caller enqueues the poll, or not."""
+    sql = f"""
+        UPDATE {run_table()}
+           SET poll_generation = poll_generation + 1
+         WHERE id = %s AND status = %s AND remote_id <> ''
+     RETURNING poll_generation
+    """
+    return _ticket(sql, [run_id, status])
+
+
+def _ticket(sql: str, params: list[Any]) -> int | None:
     with connection.cursor() as cursor:
-        cursor.execute(sql, [moment(next_poll_at), webhook_events, run_id, *statuses])
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     return row[0] if row else None
 

@@ -101,15 +101,9 @@ def claim_poll(run_id: int, ticket: int) -> Run | None:
 
 
 def take_ticket(run_id: int, status: str) -> int | None:
-    """A fresh ticket for a run in ``status`` (the poll already waiting then exits); no enqueue."""
-    taken = (
-        Run.objects.filter(pk=run_id, status=status)
-        .exclude(remote_id="")
-        .update(poll_generation=F("poll_generation") + 1)
-    )
-    if not taken:
-        return None
-    return Run.objects.filter(pk=run_id).values_list("poll_generation", flat=True).get()
+    """A fresh ticket for a run in ``status`` (the poll already waiting then exits); no enqueue.
+    One UPDATE that returns it (``bulk.take_ticket``)."""
+    return bulk.take_ticket(run_id, status)
 
 
 def wake(run_id: int, *, webhook_events: int = 0) -> bool:
