@@ -204,7 +204,11 @@ def markdown(results: dict[str, Any]) -> str:
         "measurement, the two stores alternating and the order turning each round; medians of "
         "the rounds. `one_statement` is the app on PostgreSQL: the event's insert and the run's "
         "fresh ticket in one data-modifying WITH. `insert_then_wake` is its SQLite path (the "
-        "insert, then the wake's UPDATE), served here on the same PostgreSQL database.",
+        "insert, then the wake's UPDATE), served here on the same PostgreSQL database. "
+        "PostgreSQL's CPU and WAL flushes are the whole server's (every postgres process, "
+        "`pg_stat_wal`) over each round, so anything else the server did meanwhile counts too; "
+        "a flush is counted when it happens, so group commits and the WAL writer can put a "
+        "round below one flush per commit.",
         "",
     ]
     parts = (

@@ -115,6 +115,54 @@ def test_a_start_queue_with_a_message_for_every_run_waiting_to_start_lost_none(
 
 
 @pytest.mark.django_db
+def test_a_batch_waiting_to_submit_has_its_message_in_the_start_queue_too(
+    run_row, sent_tasks, monkeypatch, settings
+) -> None:
+    from runs.models import Batch
+
+    settings.RUNS_SWEEP_GRACE_S = 10
+    monkeypatch.setattr(enqueue, "RESCUE_FLOOR", 1)
+    lost = [run_row("pending") for _ in range(2)]
+    Run.objects.filter(pk__in=[r.pk for r in lost]).update(created_at=ago(60))
+    Batch.objects.create(model="gpt-4.1-mini")  # just created: its submit is on its way
+    # Three messages for two runs and a batch: nothing lost, the floor alone.
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 3)
+    assert sweep(batch=1000).restarted == 1
+
+
+@pytest.mark.django_db
+def test_where_starts_share_a_queue_its_depth_is_not_read_as_starts(
+    run_row, sent_tasks, monkeypatch, settings
+) -> None:
+    """On the default queue, wakes and the sweep's own messages wait beside the starts: only a
+    batch less the depth, as for every other kind."""
+    settings.RUNS_SWEEP_GRACE_S = 10
+    settings.RUNS_QUEUES = {"start": None, "poll": None, "wake": None, "tool": None}
+    monkeypatch.setattr(enqueue, "RESCUE_FLOOR", 1)
+    lost = [run_row("pending") for _ in range(3)]
+    Run.objects.filter(pk__in=[r.pk for r in lost]).update(created_at=ago(60))
+    monkeypatch.setattr(enqueue, "waiting", lambda name, kind=None: 500)
+    assert sweep(batch=1000).restarted == 3
+
+
+@pytest.mark.parametrize(
+    ("queues", "own"),
+    [
+        ({"start": "runs.starts", "wake": "runs.wakes"}, True),
+        ({"start": "runs.starts", "wake": "runs.starts"}, False),
+        ({"start": None}, False),
+        ({"start": "celery"}, False),  # the default queue: the sweep and unrouted kinds go there
+    ],
+)
+def test_a_kind_has_a_queue_of_its_own_when_nothing_else_is_sent_there(
+    settings, monkeypatch, queues, own
+) -> None:
+    settings.RUNS_QUEUES = queues
+    monkeypatch.setitem(celery_app.conf, "task_default_queue", "celery")
+    assert enqueue.own_queue("start") is own
+
+
+@pytest.mark.django_db
 def test_the_run_of_a_released_tool_round_is_woken_first_and_within_the_room_too(
     overdue_runs, run_row, sent_tasks, monkeypatch, settings
 ) -> None:

@@ -349,7 +349,7 @@ def test_a_batch_event_is_recorded_with_its_batch_and_wakes_it_once(sent_tasks):
     batch, _ = batch_of(2)
     event = record("batch.completed", "batch_1")
     assert (event.batch_id, event.run_id, event.outcome) == (batch.pk, None, "applied")
-    assert events.process(event) == "applied"
+    assert events.process(event, ticket=None) == "applied"
     batch.refresh_from_db()
     assert (batch.webhook_events, batch.poll_generation) == (1, 1)
     assert sent_tasks == [("runs.poll_batch", (batch.pk, 1), None)]
@@ -368,7 +368,7 @@ def test_a_batch_event_before_the_remote_id_is_applied_once_it_is_saved(sent_tas
     runs = prompts(1)
     batch = services.submit_batch(runs)
     event = record("batch.completed", "batch_early")
-    assert events.process(event) == "unknown_object"
+    assert events.process(event, ticket=None) == "unknown_object"
     Batch.objects.filter(pk=batch.pk).update(remote_id="batch_early", status="in_progress")
     assert events.apply_waiting_batch(batch.pk, "batch_early") == 1
     assert WebhookEvent.objects.get().batch_id == batch.pk

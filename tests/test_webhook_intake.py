@@ -267,7 +267,7 @@ def test_when_the_wake_cannot_be_sent_we_answer_500_and_a_redelivery_retries(
 ):
     broker = enqueue.send  # the sent_tasks stand-in
 
-    def broker_down(name: str, *args: object, countdown: float | None = None) -> None:
+    def broker_down(name: str, *args: object, **options: object) -> None:
         raise ConnectionError("broker down")
 
     monkeypatch.setattr(enqueue, "send", broker_down)
@@ -554,7 +554,13 @@ def test_a_run_that_ends_while_its_event_goes_in_takes_no_ticket_and_the_event_i
     from django.db import connection, transaction
 
     body, headers = signed(event_payload("resp_1"))
-    holding, done = threading.Event(), threading.Event()
+    holding, done, seen_waiting = threading.Event(), threading.Event(), threading.Event()
+    # Another session of this database waiting for a lock: the delivery, waiting for the row.
+    waiting = """
+        SELECT 1 FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND wait_event_type = 'Lock'
+    """
 
     def end_the_run_once_the_delivery_waits() -> None:
         try:
@@ -563,8 +569,9 @@ def test_a_run_that_ends_while_its_event_goes_in_takes_no_ticket_and_the_event_i
                 holding.set()
                 with connection.cursor() as cursor:
                     while not done.wait(0.01):
-                        cursor.execute("SELECT 1 FROM pg_locks WHERE NOT granted LIMIT 1")
+                        cursor.execute(waiting)
                         if cursor.fetchone():
+                            seen_waiting.set()
                             break
         finally:
             close_old_connections()
@@ -577,6 +584,7 @@ def test_a_run_that_ends_while_its_event_goes_in_takes_no_ticket_and_the_event_i
     finally:
         done.set()
         ender.join()
+    assert seen_waiting.is_set()  # the statement's UPDATE did wait for the row
     assert answer == {"status": "ok", "outcome": "stale"}
     assert WebhookEvent.objects.get().outcome == "stale"
     run.refresh_from_db()
@@ -595,7 +603,7 @@ def test_a_redelivery_whose_run_ends_before_its_wake_makes_the_event_stale_too(
 
     real_wake, broker = writer.wake, enqueue.send
 
-    def broker_down(name: str, *args: object, countdown: float | None = None) -> None:
+    def broker_down(name: str, *args: object, **options: object) -> None:
         raise ConnectionError("broker down")
 
     def ended_meanwhile(run_id: int, **kwargs: object) -> bool:

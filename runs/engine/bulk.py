@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from ..models import Run
 from ..status import ACTIVE, RunStatus
-from .sql import active_placeholders, moment, run_table
+from .sql import active_placeholders, moment, run_table, wake_set, wakeable
 
 
 @dataclass(frozen=True)
@@ -123,13 +123,9 @@ def claim_due(
 def bump_ticket(run_id: int, next_poll_at: datetime, webhook_events: int = 0) -> int | None:
     """Take a fresh ticket for an active run with a remote id and return it (one round trip);
     None when the run is not active or has no remote id yet."""
-    active, statuses = active_placeholders()
+    wakes, statuses = wakeable()
     sql = f"""
-        UPDATE {run_table()}
-           SET poll_generation = poll_generation + 1, next_poll_at = %s,
-               webhook_events = webhook_events + %s
-         WHERE id = %s AND status IN ({active}) AND remote_id <> ''
-     RETURNING poll_generation
+        UPDATE {run_table()} SET {wake_set()} WHERE id = %s AND {wakes} RETURNING poll_generation
     """
     return _ticket(sql, [moment(next_poll_at), webhook_events, run_id, *statuses])
 

@@ -68,6 +68,16 @@ def queue_for(name: str, kind: Kind | None = None) -> str | None:
     return (settings.RUNS_QUEUES or {}).get(chosen) or None
 
 
+def own_queue(kind: Kind) -> bool:
+    """Whether ``RUNS_QUEUES`` sends ``kind`` to a queue that nothing else is sent to: no other
+    kind, and not the default queue (where kinds left at None and ``runs.sweep`` go)."""
+    queues = settings.RUNS_QUEUES or {}
+    mine = queues.get(kind)
+    if not mine or mine == current_app.conf.task_default_queue:
+        return False
+    return all(queues.get(other) != mine for other in KINDS if other != kind)
+
+
 def route(name: str, options: dict[str, Any], kind: Kind | None = None) -> dict[str, Any]:
     """``options`` with what the caller left out filled in: the queue of the task's kind, and
     ``ignore_result`` for a start when ``RUNS_KEEP_START_RESULTS`` is off (per message, so a
@@ -158,9 +168,10 @@ def room(
     there is something to add.
 
     ``expected``, when the caller can count it: how many messages would wait there had none been
-    lost (a start's: one per run waiting to start). No more than that less what waits can be
-    missing, so no more are added: a queue of starts 700 deep for 700 runs waiting lost none,
-    however far below ``batch`` it is.
+    lost (in a queue of starts alone: one per run waiting to start). No more than that less what
+    waits can be missing, so no more are added: a queue of starts 700 deep for 700 runs waiting
+    lost none, however far below ``batch`` it is. Messages of other kinds in the queue would
+    read as starts, hence only for a queue of its own (``own_queue``).
 
     Why the floor: a queue that stays a batch deep (overload, or a host's small
     ``RUNS_SWEEP_BATCH``) must not hold a lost message back for ever; the most overdue few still

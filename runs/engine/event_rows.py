@@ -4,9 +4,9 @@ PostgreSQL the wake's ticket taken in the same statement.
 A delivery used to cost two writes, each its own commit: the event's insert, then the run's
 ticket (``bulk.bump_ticket``). Each commit waits for the WAL to reach the disk, so on PostgreSQL
 the two are one statement here: a data-modifying ``WITH`` inserts the event and, when the
-insert settled it ``applied``, takes the run's fresh ticket (the same UPDATE as
-``bulk.bump_ticket``, under the same conditions) and counts the event. One round trip, one
-commit; the caller then only enqueues the poll (``writer.send_wake``).
+insert settled it ``applied``, takes the run's fresh ticket and counts the event, with the SET
+and conditions of ``bulk.bump_ticket`` (``sql.wake_set``, ``sql.wakeable``). One round trip,
+one commit; the caller then only enqueues the poll (``writer.send_wake``).
 
 SQLite has no data-modifying ``WITH``: there the insert is alone and the wake takes its ticket
 after it, as before. Batches (``batch.*`` events) wake through their own writer and are stored
@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from ..models import Batch, Run, WebhookEvent
 from ..status import BATCH_TERMINAL, TERMINAL
-from .sql import active_placeholders, moment
+from .sql import moment, wake_set, wakeable
 
 Outcome = WebhookEvent.Outcome
 
@@ -41,18 +41,16 @@ ON CONFLICT (webhook_id) DO NOTHING
 RETURNING id, {run_col}, outcome
 """
 
-#: The insert above, and the run's ticket taken when it settled ``applied``. The UPDATE cannot
-#: see the new event row (one snapshot for the whole statement), so it joins the insert's
-#: RETURNING; a run that ended meanwhile fails ``status IN (active)`` and takes no ticket.
+#: The insert above, and the run's ticket taken when it settled ``applied``: the wake's own SET
+#: and conditions (``sql.wake_set``, ``sql.wakeable``, as ``bulk.bump_ticket``). The UPDATE
+#: cannot see the new event row (one snapshot for the whole statement), so it joins the insert's
+#: RETURNING; a run that ended meanwhile fails the conditions and takes no ticket.
 _INSERT_AND_WAKE = """
 WITH event AS ({insert}),
      woken AS (
-        UPDATE {run} AS r
-           SET poll_generation = r.poll_generation + 1, next_poll_at = %s,
-               webhook_events = r.webhook_events + 1
+        UPDATE {run} AS r SET {wake_set}
           FROM event
-         WHERE r.id = event.{run_col} AND event.outcome = %s
-           AND r.status IN ({active}) AND r.remote_id <> ''
+         WHERE r.id = event.{run_col} AND event.outcome = %s AND {wakeable}
      RETURNING r.poll_generation
      )
 SELECT event.id, event.{run_col}, event.outcome, (SELECT poll_generation FROM woken)
@@ -113,11 +111,15 @@ def insert_settled(
     ]
     wakes = wakes_in_insert(about)
     if wakes:
-        active, statuses = active_placeholders()
+        conditions, statuses = wakeable("r.")
         sql = _INSERT_AND_WAKE.format(
-            insert=insert.strip(), run=quote(Run._meta.db_table), run_col=run_col, active=active
+            insert=insert.strip(),
+            run=quote(Run._meta.db_table),
+            run_col=run_col,
+            wake_set=wake_set("r."),
+            wakeable=conditions,
         )
-        params += [moment(timezone.now()), Outcome.APPLIED.value, *statuses]
+        params += [moment(timezone.now()), 1, Outcome.APPLIED.value, *statuses]
     else:
         sql = insert
     with connection.cursor() as cursor:

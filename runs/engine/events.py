@@ -95,13 +95,14 @@ def record(
     return Recorded(event, True, stored.ticket)
 
 
-def process(event: WebhookEvent, ticket: int | None = None) -> str:
+def process(event: WebhookEvent, *, ticket: int | None) -> str:
     """Act on a recorded event once; returns its outcome. Raises if the wake could not be sent
     (the event is then left ``received``, so OpenAI's retry processes it again).
 
     A fresh event comes settled by its insert (``record``): ``applied`` only needs the wake, and
-    only its enqueue when the insert took the run's ``ticket`` too. ``received`` is an event
-    whose wake failed before; it goes the long way, settling first.
+    only its enqueue when the insert took the run's ``ticket`` too (``Recorded.ticket``: required,
+    since a caller passing None for a ticket taken would wake the run a second time).
+    ``received`` is an event whose wake failed before; it goes the long way, settling first.
     """
     if event.type in BATCH_EVENTS:
         return _process_batch(event)

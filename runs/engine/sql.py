@@ -26,6 +26,23 @@ def active_placeholders() -> tuple[str, list[str]]:
     return ", ".join(["%s"] * len(statuses)), statuses
 
 
+def wake_set(prefix: str = "") -> str:
+    """A wake's SET: a fresh ticket, due at once, the webhook events counted (parameters: the
+    moment, the count). ``prefix``: the run table's alias and a dot, where the statement has one.
+    """
+    return (
+        f"poll_generation = {prefix}poll_generation + 1, next_poll_at = %s, "
+        f"webhook_events = {prefix}webhook_events + %s"
+    )
+
+
+def wakeable(prefix: str = "") -> tuple[str, list[str]]:
+    """What a run must be for a wake to take its ticket (active, with a remote id), as a WHERE
+    condition, and its parameters."""
+    active, statuses = active_placeholders()
+    return f"{prefix}status IN ({active}) AND {prefix}remote_id <> ''", statuses
+
+
 def moment(value: datetime) -> object:
     """A datetime as the ORM would store it, for a raw statement's parameters.
 

@@ -27,8 +27,9 @@ message was lost; re-arming it adds a message to the very backlog that made it l
 it wakes the runs of released tool rounds and overdue runs, or resends lost starts, at most
 ``batch`` less the messages already waiting in that queue, but always the
 ``enqueue.RESCUE_FLOOR`` most overdue, so a lost message is never held back for ever. Starts
-are counted closer: no more than the runs waiting to start less the messages waiting can be
-lost, so a start queue with a message for every such run gets only the floor.
+are counted closer where their queue is their own: no more than the runs (and batches) waiting
+to start less the messages waiting can be lost, so a start queue with a message for every one
+of them gets only the floor.
 Batches likewise (``batch_writer.rescue``).
 """
 
@@ -38,11 +39,11 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from ..conf import settings
-from ..models import Run
+from ..models import Batch, Run
 from ..status import ACTIVE, RunStatus
 from . import batch_writer, enqueue, expiry, tool_calls, writer
 from .decisions import Task
@@ -99,14 +100,7 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
         Q(next_poll_at__isnull=True, created_at__lt=now - grace) | Q(next_poll_at__lt=now - grace)
     )
     queued = list(lost_starts.order_by("pk").values_list("pk", flat=True)[:batch])
-    # Every run waiting to start, overdue or not, has its message in the queue unless it was
-    # lost (one deferred to later holds a countdown instead): the queue's depth against this
-    # count says how many can be missing (``enqueue.room``).
-    expected = (
-        unclaimed.filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now)).count()
-        if queued
-        else 0
-    )
+    expected = _starts_expected(unclaimed, now) if queued else None
     resent = enqueue.room(enqueue.START_RUN, "start", batch, queued, expected)
     if resent:
         # Due now: the next sweep sends another only once this one is a grace late too. Without
@@ -132,3 +126,21 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
     if any(asdict(report).values()):
         log.info("sweep: %s", report)
     return report
+
+
+def _starts_expected(unclaimed: QuerySet[Run], now: datetime) -> int | None:
+    """How many messages the start queue would hold had none been lost: one per run waiting to
+    start and one per batch waiting to submit, neither deferred to later (a deferral holds a
+    countdown instead). None where that queue is not the starts' own (``enqueue.own_queue``):
+    other messages in it would read as starts.
+
+    The count errs one way only: copies re-sent earlier, or the starts of runs cancelled while
+    they waited, deepen the queue, so fewer are re-sent (never fewer than the floor), never more.
+    """
+    if not enqueue.own_queue("start"):
+        return None
+    due = Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now)
+    unsent = Batch.objects.filter(
+        remote_id="", status__in=batch_writer.UNSENT, submit_claimed_at__isnull=True
+    )
+    return unclaimed.filter(due).count() + unsent.filter(due).count()

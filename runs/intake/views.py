@@ -71,7 +71,7 @@ def openai_webhook(request: HttpRequest) -> JsonResponse:
     if not created and event.outcome != event.Outcome.RECEIVED:
         return JsonResponse({"status": "duplicate", "outcome": event.outcome})
     try:
-        outcome = events.process(event, ticket)
+        outcome = events.process(event, ticket=ticket)
     except Exception:
         log.exception("webhook %s: could not wake run for %s", event.webhook_id, event.object_id)
         return _error(500, "could not process the event now; it will be processed on redelivery")
