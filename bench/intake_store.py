@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import secrets
 import statistics
 import sys
@@ -38,7 +37,7 @@ from . import intake, processes
 from .database import choose_url, empty_tables, vendor
 from .events import delivery
 from .load import LoadWindow, cell
-from .standalone import point_at
+from .standalone import point_at, write_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The stores compared: the app's PostgreSQL path, then its SQLite one on the same database.
@@ -294,10 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         empty_tables()
     finally:
         redis.stop()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "intake_store.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "intake_store.md").write_text(markdown(results))
-    print(f"wrote {args.out / 'intake_store.json'} and {args.out / 'intake_store.md'}")
+    write_pair(args.out, "intake_store", results, markdown(results))
     return 0
 
 

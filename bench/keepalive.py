@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from project.localredis import free_port
 from runs_dev.processes import ChildFailed, stop, uvicorn_args, wait_for_port
 
 from .load import LoadWindow, cell
+from .standalone import write_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 #: (loop, uvicorn --workers) pairs, each served and measured in turn.
@@ -145,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "load": load.stop(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "keepalive.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "keepalive.md").write_text(markdown(results))
-    print(f"wrote {args.out / 'keepalive.json'} and {args.out / 'keepalive.md'}")
+    write_pair(args.out, "keepalive", results, markdown(results))
     return 0
 
 

@@ -1,6 +1,7 @@
 """What the stand-alone benches (``bench.batch_vs_per_run``, ``bench.start_rate``,
-``bench.cost_modes``) share: pointing this process and its children at the bench's private
-services, and waiting until the workers they start answer.
+``bench.cost_modes``, ``bench.intake_store``, ``bench.keepalive``) share: pointing this process
+and its children at the bench's private services, waiting until the workers they start answer,
+writing a result's JSON and page side by side.
 
 Why not ``bench.scenario``: those benches run one deployment per row from a plain script, with no
 progress bar or samplers, and each names its own queue so it never meets another bench.
@@ -8,8 +9,10 @@ progress bar or samplers, and each names its own queue so it never meets another
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from .database import migrate
@@ -40,6 +43,14 @@ def point_at(
     django.setup()
     migrate()
     return env
+
+
+def write_pair(out: Path, stem: str, results: dict[str, Any], page: str) -> None:
+    """Write ``stem.json`` (everything) and ``stem.md`` (the page people read) under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(page)
+    print(f"wrote {out / f'{stem}.json'} and {out / f'{stem}.md'}")
 
 
 def wait_workers(app: Any, count: int, timeout: float = 60.0) -> None:
