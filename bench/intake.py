@@ -199,42 +199,19 @@ def over_http(
     threads: int = 4,
 ) -> dict[str, dict[str, Any]]:
     """The bare and the signed rate on each event loop of ``servers``
-    (``runs_dev.processes.WEB_SERVERS`` names), by loop. A server per loop is up from the start,
-    idle while another is measured; the rounds alternate between them, so each pair of rates
-    shares the machine's moment."""
-    ids_file = workdir / "intake-ids.txt"
-    ids_file.write_text("\n".join(object_ids))
-    with ExitStack() as stack:
-        bases = {}
-        for server in servers:
-            port = free_port()
-            processes.start_web(
-                stack,
-                processes.child_env(env, OPENAI_WEBHOOK_SECRET=secret),
-                port,
-                workers=server_workers,
-                server=server,
-            )
-            bases[server] = f"http://127.0.0.1:{port}"
-        time.sleep(1.0)  # uvicorn's second worker may still be importing Django
-        for server, base in bases.items():  # warm every worker up
-            _http_rate(base + BARE_PATH, "", ids_file, 1.0, 1, 1, f"warm{server}")
-        bare: dict[str, list[float]] = {server: [] for server in servers}
-        signed: dict[str, list[float]] = {server: [] for server in servers}
-        for r in range(rounds):
-            # The order turns each round: the events table and the unconsumed wakes grow as
-            # the rounds go, and neither loop should always meet the bigger ones.
-            order = list(bases.items()) if r % 2 == 0 else list(bases.items())[::-1]
-            for server, base in order:
-                tag = f"{server}{r}"
-                bare[server].append(
-                    _http_rate(base + BARE_PATH, "", ids_file, seconds, clients, threads, f"b{tag}")
-                )
-                signed[server].append(
-                    _http_rate(
-                        base + WEBHOOK_PATH, secret, ids_file, seconds, clients, threads, f"h{tag}"
-                    )
-                )
+    (``runs_dev.processes.WEB_SERVERS`` names), by loop (``alternating``)."""
+    bare, signed = alternating(
+        env,
+        secret,
+        object_ids,
+        workdir,
+        {server: (server, {}) for server in servers},
+        seconds=seconds,
+        rounds=rounds,
+        server_workers=server_workers,
+        clients=clients,
+        threads=threads,
+    )
     return {
         server: {
             **_ratio(
@@ -248,6 +225,59 @@ def over_http(
         }
         for server in servers
     }
+
+
+def alternating(
+    env: dict[str, str],
+    secret: str,
+    object_ids: list[str],
+    workdir: Path,
+    configs: dict[str, tuple[str, dict[str, str]]],
+    *,
+    seconds: float,
+    rounds: int,
+    server_workers: int = 2,
+    clients: int = 2,
+    threads: int = 4,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(bare rates, signed rates) by name, for each of ``configs``: a name's event loop and the
+    environment its web processes add. A server per name is up from the start, idle while
+    another is measured; the rounds alternate between them, so each pair of rates shares the
+    machine's moment."""
+    ids_file = workdir / "intake-ids.txt"
+    ids_file.write_text("\n".join(object_ids))
+    with ExitStack() as stack:
+        bases = {}
+        for name, (server, extra) in configs.items():
+            port = free_port()
+            processes.start_web(
+                stack,
+                processes.child_env(env, OPENAI_WEBHOOK_SECRET=secret, **extra),
+                port,
+                workers=server_workers,
+                server=server,
+            )
+            bases[name] = f"http://127.0.0.1:{port}"
+        time.sleep(1.0)  # uvicorn's second worker may still be importing Django
+        for name, base in bases.items():  # warm every worker up
+            _http_rate(base + BARE_PATH, "", ids_file, 1.0, 1, 1, f"warm{name}")
+        bare: dict[str, list[float]] = {name: [] for name in configs}
+        signed: dict[str, list[float]] = {name: [] for name in configs}
+        for r in range(rounds):
+            # The order turns each round: the events table and the unconsumed wakes grow as
+            # the rounds go, and no configuration should always meet the bigger ones.
+            order = list(bases.items()) if r % 2 == 0 else list(bases.items())[::-1]
+            for name, base in order:
+                tag = f"{name}{r}"
+                bare[name].append(
+                    _http_rate(base + BARE_PATH, "", ids_file, seconds, clients, threads, f"b{tag}")
+                )
+                signed[name].append(
+                    _http_rate(
+                        base + WEBHOOK_PATH, secret, ids_file, seconds, clients, threads, f"h{tag}"
+                    )
+                )
+    return bare, signed
 
 
 def _loop_words(server: str, workers: int) -> str:

@@ -27,13 +27,13 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from project.localredis import free_port, start_private_redis
+from project.localredis import start_private_redis
 
-from . import intake, processes
+from . import intake
 from .database import choose_url, empty_tables, vendor
 from .events import delivery
 from .load import LoadWindow, cell
@@ -145,34 +145,23 @@ def inprocess(secret: str, ids: list[str], rounds: int, seconds: float) -> dict[
 def over_http(
     env: dict[str, str], secret: str, ids: list[str], rounds: int, seconds: float
 ) -> dict[str, Any]:
-    ids_file = Path(tempfile.mkdtemp(prefix="intake-store-")) / "ids.txt"
-    ids_file.write_text("\n".join(ids))
-    found: dict[str, dict[str, list[float]]] = {
-        store: {"per_s": [], "bare_per_s": []} for store in STORES
+    """Each store served by uvicorn on uvloop, the rounds alternating (``intake.alternating``)."""
+    bare, signed = intake.alternating(
+        env,
+        secret,
+        ids,
+        Path(tempfile.mkdtemp(prefix="intake-store-")),
+        {store: ("uvloop", {STORE_ENV: store}) for store in STORES},
+        seconds=seconds,
+        rounds=rounds,
+    )
+    return {
+        store: {
+            "per_s": [round(x, 1) for x in signed[store]],
+            "bare_per_s": [round(x, 1) for x in bare[store]],
+        }
+        for store in STORES
     }
-    with ExitStack() as stack:
-        bases = {}
-        for store in STORES:
-            port = free_port()
-            child = processes.child_env(env, OPENAI_WEBHOOK_SECRET=secret, **{STORE_ENV: store})
-            processes.start_web(stack, child, port, workers=2, server="uvloop")
-            bases[store] = f"http://127.0.0.1:{port}"
-        time.sleep(1.0)  # uvicorn's second worker may still be importing Django
-        for store, base in bases.items():
-            intake._http_rate(base + intake.BARE_PATH, "", ids_file, 1.0, 1, 1, f"warm{store}")
-        for r in range(rounds):
-            order = STORES if r % 2 == 0 else STORES[::-1]
-            for store in order:
-                base, tag = bases[store], f"{store}{r}"
-                bare = intake._http_rate(
-                    base + intake.BARE_PATH, "", ids_file, seconds, 2, 4, f"b{tag}"
-                )
-                signed = intake._http_rate(
-                    base + intake.WEBHOOK_PATH, secret, ids_file, seconds, 2, 4, f"h{tag}"
-                )
-                found[store]["bare_per_s"].append(round(bare, 1))
-                found[store]["per_s"].append(round(signed, 1))
-    return found
 
 
 def summary(rows: dict[str, Any]) -> dict[str, Any]:
