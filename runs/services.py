@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import options, spend
+from .arguments import MAX_METADATA_KEYS, check_choice, check_metadata, check_owner, check_text
 from .backends.registry import get_backend
 from .conf import settings
 from .engine import batch_intake, cancel, enqueue, tool_calls, tool_round, writer
@@ -29,52 +30,18 @@ from .models import Batch, Message, Run, Thread, ToolCall
 from .status import TERMINAL, Backend, RunStatus, Strategy
 from .tools import clean_tool_names
 
-MAX_METADATA_KEYS = 15  # OpenAI allows 16; we add our own run_id.
-MAX_OWNER_LENGTH = 128
-
 
 def user_owner(user: Any) -> str:
     """The owner key of a Django user's rows: ``user:<pk>``."""
     return f"user:{user.pk}"
 
 
-def _check_owner(owner: str) -> str:
-    if not isinstance(owner, str) or len(owner) > MAX_OWNER_LENGTH:
-        raise ValidationError(f"owner must be a string of at most {MAX_OWNER_LENGTH} characters")
-    return owner
-
-
-def _check_choice(value: str, choices: type[Backend] | type[Strategy], what: str) -> str:
-    if value not in choices.values:
-        raise ValidationError(
-            f"unknown {what} {value!r}; expected one of: {', '.join(choices.values)}"
-        )
-    return value
-
-
-def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise ValidationError("metadata must be a mapping of strings to strings")
-    if len(metadata) > MAX_METADATA_KEYS:
-        raise ValidationError(f"metadata has {len(metadata)} keys; at most {MAX_METADATA_KEYS}")
-    clean: dict[str, str] = {}
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not key or len(key) > 64:
-            raise ValidationError(f"metadata key {key!r} must be a string of 1-64 characters")
-        if not isinstance(value, str | int | float | bool) or len(str(value)) > 512:
-            raise ValidationError(f"metadata value for {key!r} must be a string up to 512 chars")
-        clean[key] = str(value)
-    return clean
-
-
 def create_thread(
     *, backend: str | None = None, metadata: Mapping[str, Any] | None = None, owner: str = ""
 ) -> Thread:
-    backend = _check_choice(backend or settings.RUNS_BACKEND, Backend, "backend")
+    backend = check_choice(backend or settings.RUNS_BACKEND, Backend, "backend")
     return Thread.objects.create(
-        backend=backend, metadata=_check_metadata(metadata), owner=_check_owner(owner)
+        backend=backend, metadata=check_metadata(metadata), owner=check_owner(owner)
     )
 
 
@@ -83,6 +50,7 @@ def add_message(thread: Thread, content: str, *, role: str = "user") -> Message:
         raise ValidationError("a message needs some text")
     if role not in ("user", "assistant", "system", "developer"):
         raise ValidationError(f"unknown message role {role!r}")
+    content = check_text(content, "message text")
     return Message.objects.create(thread=thread, role=role, content=content)
 
 
@@ -125,19 +93,21 @@ def create_run(
         raise ValidationError("give the text of the first message, or an existing thread")
     if thread is not None and owner is not None and owner != thread.owner:
         raise ValidationError(f"thread {thread.pk} belongs to another owner")
-    owner = _check_owner(thread.owner if thread is not None else owner or "")
-    backend = _check_choice(
+    owner = check_owner(thread.owner if thread is not None else owner or "")
+    backend = check_choice(
         backend or (thread.backend if thread else settings.RUNS_BACKEND), Backend, "backend"
     )
     if thread is not None and thread.backend != backend:
         raise ValidationError(f"thread {thread.pk} belongs to the {thread.backend} backend")
-    strategy = _check_choice(strategy or settings.RUNS_STRATEGY, Strategy, "strategy")
+    strategy = check_choice(strategy or settings.RUNS_STRATEGY, Strategy, "strategy")
     if not get_backend(backend).capabilities.webhooks:
         # OpenAI sends no webhooks for this API's runs: they are tracked by polling only.
         strategy = Strategy.POLL
     model = model or settings.RUNS_DEFAULT_MODEL
     if not isinstance(model, str) or not model.strip() or len(model) > 64:
         raise ValidationError("model must be a non-empty name of at most 64 characters")
+    check_text(model, "model")
+    check_text(instructions, "instructions")
     chosen = options.clean(
         completion_window=completion_window,
         service_tier=service_tier,
@@ -151,7 +121,7 @@ def create_run(
     deadline_s = options.deadline_s(chosen.completion_window, deadline_s)
     if not 0 < deadline_s <= 7 * 24 * 3600:
         raise ValidationError("deadline_s must be between 0 and one week")
-    clean_meta = _check_metadata(metadata)
+    clean_meta = check_metadata(metadata)
     clean_tools = clean_tool_names(tools)
     with transaction.atomic():
         # Before any insert: a refused run leaves nothing behind (spend limits, issue 16).
@@ -271,6 +241,8 @@ def submit_tool_output(run: Run, call_id: str, output: str) -> ToolCall:
             f"the output must be a string (serialise structured results as JSON), "
             f"not {type(output).__name__}"
         )
+    check_text(call_id, "call_id")
+    check_text(output, "the output")
     try:
         return tool_round.give_output(run, call_id, output)
     except (LookupError, ValueError) as exc:
@@ -306,9 +278,9 @@ def create_batch(
         [prompts] if isinstance(prompts, str) else list(prompts),
         model=model or settings.RUNS_DEFAULT_MODEL,
         instructions=instructions,
-        metadata=_check_metadata(metadata),
-        strategy=_check_choice(strategy or settings.RUNS_STRATEGY, Strategy, "strategy"),
-        owner=_check_owner(owner),
+        metadata=check_metadata(metadata),
+        strategy=check_choice(strategy or settings.RUNS_STRATEGY, Strategy, "strategy"),
+        owner=check_owner(owner),
         chosen=chosen,
     )
 

@@ -18,6 +18,8 @@ from typing import Any
 from jsonschema import exceptions, validators
 from referencing import Registry
 
+from . import storable
+
 NOT_JSON = "output_not_json"
 MISMATCH = "output_schema_mismatch"
 #: Enough of a bad value or a bad output to recognise it in ``last_error``, not the whole thing.
@@ -88,30 +90,9 @@ def check(response_format: dict[str, Any], output_text: str) -> Checked:
 
 
 def _unstorable(value: Any) -> str:
-    """Why ``value`` cannot be saved in a JSON column (or checked safely), or "" when it can.
-
-    Deeper than ``MAX_DEPTH`` is refused. JSON allows what PostgreSQL's ``jsonb`` refuses:
-    ``\\u0000`` in a string and lone surrogates (``\\ud800``). Walked without recursion: the
-    value may be as deep as the parser allowed.
-    """
-    stack = [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return f"nested too deep (more than {MAX_DEPTH} levels)"
-        if isinstance(node, dict):
-            stack.extend((key, depth + 1) for key in node)
-            stack.extend((item, depth + 1) for item in node.values())
-        elif isinstance(node, list):
-            stack.extend((item, depth + 1) for item in node)
-        elif isinstance(node, str):
-            if "\x00" in node:
-                return "a string holds a NUL character (\\u0000)"
-            try:
-                node.encode("utf-8")
-            except UnicodeEncodeError:
-                return "a string holds a lone surrogate (not valid Unicode)"
-    return ""
+    """Why ``value`` cannot be saved in a JSON column (or checked safely), or "" when it can:
+    deeper than ``MAX_DEPTH``, or a string ``jsonb`` refuses (``runs.storable``)."""
+    return storable.json_problem(value, MAX_DEPTH)
 
 
 def json_path(path: Any) -> str:

@@ -69,6 +69,8 @@ def test_the_status_filter_keeps_only_that_status(admin_client, make_run):
         ("T-42", "target"),
         ("ticket=nope", None),
         ("99999999999999999999999", None),
+        ("\u00b2", None),  # a digit to str.isdigit, not to int()
+        ("\u2460", None),
     ],
 )
 def test_search_by_our_id_remote_id_or_metadata(admin_client, make_run, term, expected):
@@ -221,11 +223,17 @@ def test_a_manual_tool_output_is_given_on_the_run_page(
     assert "Output of approve_refund (call_m) submitted." in messages_of(response)
 
 
-@pytest.mark.parametrize("call_id", ["", "call_unknown"])
-def test_a_bad_tool_output_is_an_error_message_and_changes_nothing(admin_client, make_run, call_id):
+@pytest.mark.parametrize(
+    ("call_id", "output"),
+    [("", "x"), ("call_unknown", "x"), ("call_m", "a\x00b"), ("call_m\x00", "x")],
+    ids=["no-call", "unknown-call", "nul-output", "nul-call-id"],
+)
+def test_a_bad_tool_output_is_an_error_message_and_changes_nothing(
+    admin_client, make_run, call_id, output
+):
     run, call = manual_call(make_run)
     url = reverse("admin:runs_run_tool_output", args=(run.pk,))
-    response = admin_client.post(url, {"call_id": call_id, "output": "x"}, follow=True)
+    response = admin_client.post(url, {"call_id": call_id, "output": output}, follow=True)
     assert messages_of(response)[0].startswith("Output not saved:")
     call.refresh_from_db()
     assert (call.state, call.output) == ("manual", "")

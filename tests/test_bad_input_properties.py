@@ -129,6 +129,10 @@ def run_manage(*args: str) -> subprocess.CompletedProcess[str]:
         ["startrun", "hi", "--deadline", "-5"],
         ["startrun", "hi", "--deadline", "abc"],
         ["startrun", "hi", "--timeout", "0"],
+        # Bytes that are not UTF-8 reach Python as lone surrogates, which PostgreSQL refuses.
+        ["startrun", "caf\udce9"],
+        ["startrun", "hi", "--instructions", "\udcff"],
+        ["startrun", "hi", "--metadata", "k=\udcff"],
         ["runstatus", "abc"],
         ["runstatus", "999999999"],
         ["chaos", "--runs", "0"],

@@ -212,3 +212,14 @@ def test_the_admin_costs_page_shows_the_current_month_unless_asked(admin_client)
     everything = admin_client.get(url, {"since": since}).content.decode()
     assert "2.50000000" in everything
     assert first.isoformat() in admin_client.get(url).content.decode()  # the form says so
+
+
+@pytest.mark.parametrize(
+    "query", [{"until": "9999-12-31"}, {"since": "0001-01-01", "until": "9999-12-31"}]
+)
+def test_the_admin_costs_page_takes_the_calendars_first_and_last_day(admin_client, query):
+    """The last day has no next midnight to stop before: it means no end, not a 500."""
+    run("client:acme", "0.50")
+    page = admin_client.get(reverse("admin:runs_run_costs"), query)
+    assert page.status_code == 200
+    assert "0.50000000" in page.content.decode()

@@ -238,6 +238,26 @@ BAD = [
     ({"response_format": {**closed(), "$dynamicRef": "http://x.test/s"}}, "only local $dynamicRef"),
     ({"response_format": {**closed(), "x-custom": {"$ref": "http://x.test/s"}}}, "only local $ref"),
     ({"response_format": {**SCHEMA, "default": float("nan")}}, "not JSON-serialisable"),
+    # What SQLite stores and PostgreSQL's jsonb and text refuse: a message, on every database.
+    ({"response_format": {**closed(), "description": "a\x00b"}}, "NUL character"),
+    ({"response_format": {**closed(), "description": "\ud800"}}, "lone surrogate"),
+    ({"response_format": {**closed(a={"type": "string", "\x00": 1})}}, "NUL character"),
+    (
+        {"response_format": {"name": "n", "schema": closed(), "description": "a\x00b"}},
+        "response_format description",
+    ),
+    (
+        {"response_format": {"name": "n", "schema": closed(), "description": "\ud800"}},
+        "response_format description",
+    ),
+    ({"prompt_cache_key": "k\x00"}, "prompt_cache_key: a string holds a NUL"),
+    ({"safety_identifier": "\ud800"}, "safety_identifier: a string holds a lone surrogate"),
+    ({"instructions": "a\x00b"}, "instructions: a string holds a NUL"),
+    ({"instructions": 7}, "instructions must be text"),
+    ({"model": "gpt\ud800"}, "model: a string holds a lone surrogate"),
+    ({"metadata": {"k": "a\x00b"}}, "metadata 'k': a string holds a NUL"),
+    ({"metadata": {"\ud800": "v"}}, "metadata key: a string holds a lone surrogate"),
+    ({"owner": "client:\x00"}, "owner: a string holds a NUL"),
     ({"completion_window": "8h", "deadline_s": 600}, "shorter than the 8h window"),
     ({"backend": "assistants", "completion_window": "2h"}, "no background windows"),
     ({"backend": "assistants", "service_tier": "flex"}, "no service_tier"),
@@ -251,6 +271,15 @@ def test_create_run_refuses_bad_options_and_writes_nothing(kwargs, message):
     with pytest.raises(ValidationError) as refused:
         create_run("hi", **kwargs)
     assert message in " ".join(refused.value.messages)
+    assert rows() == before
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "caf\udce9"], ids=["nul", "lone-surrogate"])
+def test_a_message_postgresql_cannot_store_is_refused_on_every_database(text):
+    """SQLite would store it; PostgreSQL's text column refuses it with a DataError (a 500)."""
+    before = rows()
+    with pytest.raises(ValidationError, match="message text: a string holds"):
+        create_run(text)
     assert rows() == before
 
 
@@ -340,6 +369,12 @@ def test_the_api_takes_and_shows_the_options(api, fresh_throttles, sent_tasks):
         ({"completion_window": "3h"}, 422, "completion_window"),
         ({"max_output_tokens": 1}, 422, "max_output_tokens"),
         ({"service_tier": "cheap"}, 422, "service_tier"),
+        ({"response_format": {**closed(), "description": "a\x00b"}}, 400, "NUL character"),
+        (
+            {"response_format": {"name": "n", "schema": closed(), "description": "\ud800"}},
+            400,
+            "response_format description",
+        ),
     ],
 )
 def test_the_api_refuses_bad_options_with_a_message(

@@ -53,7 +53,7 @@ def filtered(runs: QuerySet[Run], data: dict[str, Any]) -> QuerySet[Run]:
         runs = runs.filter(owner=data["owner"])
     if data.get("since"):
         runs = runs.filter(created_at__gte=_midnight(data["since"]))
-    if data.get("until"):
+    if data.get("until") and data["until"] < date.max:  # the last day has no next midnight
         runs = runs.filter(created_at__lt=_midnight(data["until"]) + timedelta(days=1))
     return runs
 

@@ -48,7 +48,7 @@ def search_runs(queryset: QuerySet[Run], term: str) -> QuerySet[Run]:
     term = term.strip()
     if not term:
         return queryset
-    if term.isdigit() and int(term) <= MAX_ID:
+    if term.isascii() and term.isdigit() and int(term) <= MAX_ID:  # not "²": int() refuses it
         return queryset.filter(Q(pk=int(term)) | Q(remote_id=term))
     key, sep, value = term.partition("=")
     if sep and key.strip():

@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 from ninja import Schema
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
-from .. import options
+from .. import options, storable
+from ..arguments import MAX_METADATA_KEYS
 from ..models import ToolCall
-from ..services import MAX_METADATA_KEYS
 from ..status import Backend, RunStatus, Strategy
 from ..tool_output import told_the_model
 
@@ -26,12 +26,8 @@ MAX_ID = 2**63 - 1
 
 
 def _storable(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("text may not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    if problem := storable.text_problem(value):
+        raise ValueError(problem)
     return value
 
 
