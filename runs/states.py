@@ -23,7 +23,7 @@ from django.utils import timezone
 from . import rawsql
 from .models import Run, RunEvent
 from .signals import run_status_changed
-from .status import TERMINAL, RunStatus
+from .status import TERMINAL, EventSource, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,23 @@ ALLOWED_FROM: Mapping[str, frozenset[str]] = {
         for t in TERMINAL
     },
 }
+_RESUMED = frozenset({S.QUEUED, S.IN_PROGRESS})
+_TOOL = EventSource.TOOL
 # A run that is being cancelled can still finish another way (the cancel lost the race), but it
 # cannot become "un-cancelled".
 
 
-def can_transition(from_status: str, to_status: str) -> bool:
-    """Whether the state machine allows ``from_status`` -> ``to_status`` (pure; for tests too)."""
+def can_transition(from_status: str, to_status: str, source: str | None = None) -> bool:
+    """Whether the state machine allows ``from_status`` -> ``to_status`` (pure; for tests too),
+    made by ``source`` when given.
+
+    A run waiting for tool outputs goes on (``queued``, ``in_progress``) only when a tool round
+    submits them (``EventSource.TOOL``): any other writer's "running" is an answer read before
+    the run asked for tools (a slow poll racing a webhook's wake), and taking it would undo the
+    ``requires_action`` whose tools are about to run.
+    """
+    if from_status == S.REQUIRES_ACTION and to_status in _RESUMED and source not in (None, _TOOL):
+        return False
     return from_status in ALLOWED_FROM.get(to_status, frozenset())
 
 
@@ -96,7 +107,7 @@ def transition(
         guess = None
         if current is None:
             raise Run.DoesNotExist(f"run {run_id} does not exist")
-        if not can_transition(current, to_status):
+        if not can_transition(current, to_status, source):
             return False
         with transaction.atomic():
             if rawsql.writable(values):
@@ -159,7 +170,7 @@ def transition_many(
         # a query per run.
         for run in runs.order_by("pk").only(*read, "status", *stamps, *columns):
             decided = decide(run)
-            if decided is None or not can_transition(run.status, decided[0]):
+            if decided is None or not can_transition(run.status, decided[0], source):
                 continue
             to_status, values = decided
             moved.append((run.pk, run.status, to_status))

@@ -30,8 +30,10 @@ def test_every_pair(from_status, to_status, run_row, django_capture_on_commit_ca
     run = run_row(from_status)
     expected = (from_status, to_status) in ALLOWED
     assert can_transition(from_status, to_status) is expected
+    # Out of requires_action the run goes on by a tool round's submit only (the test below).
+    resumed = from_status == S.REQUIRES_ACTION and to_status in (S.QUEUED, S.IN_PROGRESS)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        assert transition(run.pk, to_status, source="poll") is expected
+        assert transition(run.pk, to_status, source="tool" if resumed else "poll") is expected
     run.refresh_from_db()
     assert run.status == (to_status if expected else from_status)
     assert RunEvent.objects.filter(run=run).count() == (1 if expected else 0)
@@ -60,6 +62,22 @@ def test_a_stale_poll_never_moves_a_run_backwards(run_row):
     assert run.status == S.IN_PROGRESS
 
 
+@pytest.mark.parametrize("to_status", [S.QUEUED, S.IN_PROGRESS])
+@pytest.mark.parametrize("source", ["poll", "webhook", "sweep", "user"])
+@pytest.mark.django_db
+def test_a_run_waiting_for_tool_outputs_goes_on_only_when_they_are_submitted(
+    run_row, source, to_status
+):
+    """A poll that read "in progress" before the run asked for tools, written after a wake moved
+    it to requires_action, must not undo it: its tools would then never be run by that round."""
+    run = run_row(S.REQUIRES_ACTION)
+    assert not can_transition(S.REQUIRES_ACTION, to_status, source)
+    assert not transition(run.pk, to_status, source=source)
+    assert transition(run.pk, to_status, source="tool")
+    run.refresh_from_db()
+    assert run.status == to_status
+
+
 @pytest.mark.django_db
 def test_fields_travel_with_the_change_and_timestamps_are_stamped(run_row):
     run = run_row(S.QUEUED)
@@ -80,7 +98,7 @@ def test_a_run_back_in_progress_keeps_the_moment_it_first_started(run_row):
     first = run.started_at
     assert first is not None
     assert transition(run.pk, S.REQUIRES_ACTION, source="poll")
-    assert transition(run.pk, S.IN_PROGRESS, source="poll")
+    assert transition(run.pk, S.IN_PROGRESS, source="tool")
     run.refresh_from_db()
     assert run.started_at == first
 
@@ -91,7 +109,7 @@ def test_a_run_that_skipped_in_progress_is_stamped_when_it_gets_there(run_row):
     assert transition(run.pk, S.REQUIRES_ACTION, source="poll")
     run.refresh_from_db()
     assert run.started_at is None
-    assert transition(run.pk, S.IN_PROGRESS, source="poll")
+    assert transition(run.pk, S.IN_PROGRESS, source="tool")
     run.refresh_from_db()
     assert run.started_at is not None
 

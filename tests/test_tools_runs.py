@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from runs import pricing
 from runs.client import get_client
 from runs.models import Run, ToolCall
-from runs.services import create_run, owed_tool_calls, submit_tool_output
+from runs.services import cancel_run, create_run, owed_tool_calls, submit_tool_output
 from runs.tasks import start_run
 
 pytestmark = [
@@ -199,6 +199,29 @@ def test_a_manual_tool_waits_for_the_python_api(
     assert_each_output_sent_once(simulator, run, [call])
     with pytest.raises(ValidationError, match="not waiting for tool outputs"):
         submit_tool_output(run, call.call_id, "again")
+
+
+def test_a_run_waiting_for_a_manual_tool_can_be_cancelled(
+    worker, simulator, wait_until, wait_terminal, api_backend, register_tool
+):
+    """On Responses the response already ended asking for the tool, so OpenAI's cancel answers
+    that it completed: the cancel then ends the run here. On Assistants the remote run waits
+    too, and OpenAI cancels it."""
+    register_tool(name="ask_human", manual=True, description="Ask a person.")
+    run = start(api_backend, ["ask_human"], deadline_s=120.0, sim_tool_rounds="1")
+    run = wait_until(run.pk, lambda r: r.status == "requires_action")
+
+    assert cancel_run(run, by="test") == "cancelling"
+    run = wait_terminal(run.pk, timeout=20)
+
+    assert run.status == "cancelled"
+    assert ("requires_action", "cancelling", "user") in transitions(run)
+    (call,) = calls(run)
+    if api_backend == "responses":
+        assert ("cancelling", "cancelled", "poll") in transitions(run)
+        assert (call.state, call.error) == ("error", "not run: the run was cancelled")
+    with pytest.raises(ValidationError, match="not waiting for tool outputs"):
+        submit_tool_output(run, call.call_id, "too late")
 
 
 def test_a_run_left_in_requires_action_expires_with_a_clear_error(

@@ -35,7 +35,7 @@ from ..models import Run, ToolCall
 from ..schedule import next_delay, schedule_for
 from ..status import ACTIVE, EventSource, RunStatus
 from . import answers, enqueue, tool_calls, writer
-from .decisions import Counters, Decision, Task
+from .decisions import Counters, Decision, Move, Task
 from .tool_calls import State, Step
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ def on_answer(run: Run, state: RemoteState, ticket: int, counters: Counters) -> 
         run.status = status
         if moved and "round_usage" in change.fields:  # a submit in this tick prices it too
             run.round_usage = change.fields["round_usage"]
+    if status == RunStatus.CANCELLING and not _remote_waits(run):
+        return _cancelled_here(run, calls, counters)
     if status != RunStatus.REQUIRES_ACTION or not calls:
         # Cancelling or ended meanwhile (whoever moved it owns what follows), or an action we
         # cannot answer: keep polling while active so the deadline still applies.
@@ -242,6 +244,24 @@ def _too_many_rounds(
     )
     # The remote run itself waits (Assistants): release it.
     return replace(decision, cancel_remote=state.remote_status == "requires_action")
+
+
+def _remote_waits(run: Run) -> bool:
+    return get_backend(run.backend).capabilities.remote_waits_for_tool_outputs
+
+
+def _cancelled_here(run: Run, calls: list[ToolCall], counters: Counters) -> Decision:
+    """A ``cancelling`` run whose response ended asking for tools (Responses): nothing runs at
+    OpenAI any more, whose cancel answers that the response already completed, so the cancel
+    ends the run here. Without this the run polled on, ``cancelling``, until its deadline."""
+    tool_calls.fail_owed(calls, "not run: the run was cancelled")
+    move = Move(
+        RunStatus.CANCELLED,
+        EventSource.POLL,
+        expected=RunStatus.CANCELLING,
+        detail={"reason": "cancelled while waiting for tool outputs"},
+    )
+    return Decision(run.pk, RunStatus.CANCELLED, move=move, counters=counters)
 
 
 def _poll_later(run: Run, ticket: int, outcome: str, counters: Counters, attempt: int) -> Decision:
