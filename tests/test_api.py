@@ -232,6 +232,20 @@ def test_cancel_an_active_run_hands_the_call_to_a_task(
     assert sent_tasks == [("runs.cancel_run", (run.pk,), None)]
 
 
+def test_cancel_asked_again_sends_the_cancel_again(
+    api, make_run, sent_tasks, django_capture_on_commit_callbacks
+):
+    """The first cancel's message may have been lost (a broker down at that request): asking
+    again re-sends it, and the run stays cancelling until OpenAI answers."""
+    run = make_run("in_progress", remote_id="resp_x")
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.post(f"/runs/{run.pk}/cancel")
+        assert response.json()["status"] == "cancelling"
+    assert sent_tasks == [("runs.cancel_run", (run.pk,), None)] * 2
+    assert run.events.filter(to_status="cancelling").count() == 1
+
+
 def test_cancel_of_an_ended_run_is_a_conflict(api, make_run):
     run = make_run("completed")
     before = snapshot()

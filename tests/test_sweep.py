@@ -11,7 +11,7 @@ from django.utils import timezone
 from runs.engine import enqueue, lifecycle
 from runs.engine import sweep as sweep_module
 from runs.engine.sweep import sweep
-from runs.models import Run
+from runs.models import Run, RunEvent
 from runs.services import create_run
 from tests.clock import ago
 
@@ -87,6 +87,32 @@ def test_a_pending_run_past_its_deadline_expires(run_row, sent_tasks):
     assert run.status == "expired"
     assert run.events.get().source == "sweep"
     assert sent_tasks == []  # nothing was created at OpenAI, so nothing to cancel or start
+
+
+def test_a_cancel_still_not_done_is_sent_again_once_per_claim_timeout(
+    run_row, sent_tasks, settings
+):
+    """The cancel's message may never have been published (a broker down at the request) or been
+    lost with its worker: a run left ``cancelling`` gets its cancel again, but not at every
+    sweep."""
+    settings.RUNS_CLAIM_TIMEOUT_S, settings.RUNS_SWEEP_INTERVAL_S = 120, 5
+    stuck = run_row("cancelling", remote_id="resp_stuck", next_poll_at=None)
+    recent = run_row("cancelling", remote_id="resp_recent", next_poll_at=None)
+    now = timezone.now()
+    for run, began in (
+        (stuck, now - timedelta(seconds=121)),
+        (recent, now - timedelta(seconds=30)),
+    ):
+        event = RunEvent.objects.create(
+            run=run, from_status="in_progress", to_status="cancelling", source="user"
+        )
+        RunEvent.objects.filter(pk=event.pk).update(at=began)
+    assert sweep(now=now).cancels == 1
+    assert ("runs.cancel_run", (stuck.pk,), None) in sent_tasks
+    sent_tasks.clear()
+    assert sweep(now=now + timedelta(seconds=5)).cancels == 0  # the next sweep: not again
+    assert sweep(now=now + timedelta(seconds=120)).cancels == 1  # one timeout later: again
+    assert ("runs.cancel_run", (stuck.pk,), None) in sent_tasks
 
 
 def test_batches_bound_the_work_of_one_sweep(run_row, sent_tasks, settings):

@@ -38,6 +38,9 @@ def request_cancel(run: Run, *, by: str = "") -> str:
         if run.status in TERMINAL:
             raise ValidationError(f"run {run.pk} already ended ({run.status})", code="conflict")
         if run.status == RunStatus.CANCELLING:
+            # Asked again: send the cancel again, in case the first one's message was lost (a
+            # broker down at the first request); OpenAI answers a repeat the same way.
+            writer.enqueue_on_commit(Task(enqueue.CANCEL_RUN, (run.pk,)))
             return run.status
         # Not created at OpenAI yet (or being created: start() cleans that up): cancelled now.
         target = RunStatus.CANCELLED if run.status == RunStatus.PENDING else RunStatus.CANCELLING

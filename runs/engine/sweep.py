@@ -11,6 +11,9 @@ timeout. Every few seconds Celery beat runs this sweep, which
   save) and starts those runs again;
 * releases tool-round submit claims that no live submit can still hold (the worker died between
   the claim and saving the answer) and wakes those runs, whose next tick submits the round;
+* re-sends the cancel of a run still ``cancelling`` after ``RUNS_CLAIM_TIMEOUT_S`` (its
+  ``runs.cancel_run`` was never published, or was lost with its worker or a Redis flush), then
+  about once per that timeout while the run stays ``cancelling``;
 * expires pending runs past their deadline (active ones are expired by the poll it wakes, which
   also cancels them remotely);
 * does the same for batches (``batch_writer.rescue``): wakes overdue batch polls, releases stale
@@ -39,11 +42,11 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Q, QuerySet
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from ..conf import settings
-from ..models import Batch, Run
+from ..models import Batch, Run, RunEvent
 from ..status import ACTIVE, RunStatus
 from . import batch_writer, enqueue, expiry, tool_calls, writer
 from .decisions import Task
@@ -57,6 +60,7 @@ class SweepReport:
     restarted: int = 0
     reclaimed: int = 0
     released_rounds: int = 0
+    cancels: int = 0
     expired: int = 0
     batches: int = 0
 
@@ -90,6 +94,11 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
         woken = writer.wake(run_id)
         if run_id not in first:
             report.rearmed += woken
+
+    for run_id in lost_cancels(now, batch):
+        log.warning("run %s: still cancelling; the cancel is sent again", run_id)
+        writer.enqueue_now(Task(enqueue.CANCEL_RUN, (run_id,)))
+        report.cancels += 1
 
     for run in list(Run.objects.filter(status=RunStatus.PENDING, deadline_at__lt=now)[:batch]):
         report.expired += writer.apply(expiry.expire(run))
@@ -126,6 +135,23 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
     if any(asdict(report).values()):
         log.info("sweep: %s", report)
     return report
+
+
+def lost_cancels(now: datetime, batch: int) -> list[int]:
+    """Runs ``cancelling`` for at least ``RUNS_CLAIM_TIMEOUT_S`` whose cancel is due again:
+    those in the first sweep interval of each such period since they began cancelling, so each
+    is sent again about once per period, not at every sweep. Read from the transition log (the
+    last move to ``cancelling``): no column of its own, and few runs are ever cancelling."""
+    period = timedelta(seconds=settings.RUNS_CLAIM_TIMEOUT_S)
+    window = timedelta(seconds=settings.RUNS_SWEEP_INTERVAL_S)
+    since = (
+        RunEvent.objects.filter(run__status=RunStatus.CANCELLING, to_status=RunStatus.CANCELLING)
+        .values_list("run_id")
+        .annotate(at=Max("at"))
+        .filter(at__lte=now - period)
+        .order_by("at")[:batch]
+    )
+    return [run_id for run_id, at in since if (now - at) % period < window]
 
 
 def _starts_expected(unclaimed: QuerySet[Run], now: datetime) -> int | None:
