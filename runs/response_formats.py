@@ -55,10 +55,10 @@ def clean_response_format(value: Any) -> dict[str, Any] | None:
         )
     if not isinstance(strict, bool):
         raise ValidationError("response_format strict must be true or false")
-    if not isinstance(description, str) or storable.text_problem(description):
-        raise ValidationError(
-            "response_format description must be text with no NUL character or lone surrogate"
-        )
+    if not isinstance(description, str):
+        raise ValidationError("response_format description must be a string")
+    if problem := storable.text_problem(description):
+        raise ValidationError(f"response_format description cannot be stored: {problem}")
     _check_schema(schema, strict)
     fmt: dict[str, Any] = {"name": name, "schema": schema, "strict": strict}
     if description:
@@ -91,13 +91,13 @@ def _check_schema(schema: Any, strict: bool) -> None:
             "response_format schema must be a JSON schema of an object "
             '({"type": "object", "properties": ...}): OpenAI returns an object at the top'
         )
-    if problem := storable.json_problem(schema):
-        raise ValidationError(f"response_format schema cannot be stored: {problem}")
-    try:
+    try:  # first: a schema that refers to itself is refused here, before any walk of it
         text = json.dumps(schema, allow_nan=False, ensure_ascii=False)
-        size = len(text.encode("utf-8"))
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(f"response_format schema is not JSON-serialisable: {exc}") from None
+    if problem := storable.json_problem(schema):
+        raise ValidationError(f"response_format schema cannot be stored: {problem}")
+    size = len(text.encode("utf-8"))
     if size > MAX_SCHEMA_BYTES:
         raise ValidationError(f"response_format schema is {size} bytes; at most {MAX_SCHEMA_BYTES}")
     from jsonschema import SchemaError, validators

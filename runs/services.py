@@ -274,10 +274,17 @@ def create_batch(
         raise ValidationError(f"{batch_intake.SINGLE_TURN}: a batch's runs take no tools")
     chosen = options.clean(**run_options)
     _check_backend_options(chosen, Backend.RESPONSES)
+    texts = [prompts] if isinstance(prompts, str) else list(prompts)
+    for i, text in enumerate(texts):  # a prompt that is no text at all: batch_intake says so
+        if isinstance(text, str):
+            check_text(text, f"prompt {i}")
+    model = model or settings.RUNS_DEFAULT_MODEL
+    if isinstance(model, str):
+        check_text(model, "model")
     return batch_intake.create(
-        [prompts] if isinstance(prompts, str) else list(prompts),
-        model=model or settings.RUNS_DEFAULT_MODEL,
-        instructions=instructions,
+        texts,
+        model=model,
+        instructions=check_text(instructions, "instructions"),
         metadata=check_metadata(metadata),
         strategy=check_choice(strategy or settings.RUNS_STRATEGY, Strategy, "strategy"),
         owner=check_owner(owner),

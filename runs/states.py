@@ -50,16 +50,24 @@ _TOOL = EventSource.TOOL
 # cannot become "un-cancelled".
 
 
-def can_transition(from_status: str, to_status: str, source: str | None = None) -> bool:
+def can_transition(
+    from_status: str, to_status: str, source: str | None = None, decided_from: str | None = None
+) -> bool:
     """Whether the state machine allows ``from_status`` -> ``to_status`` (pure; for tests too),
-    made by ``source`` when given.
+    made by ``source`` after reading the run in ``decided_from``, when they are given.
 
-    A run waiting for tool outputs goes on (``queued``, ``in_progress``) only when a tool round
-    submits them (``EventSource.TOOL``): any other writer's "running" is an answer read before
-    the run asked for tools (a slow poll racing a webhook's wake), and taking it would undo the
-    ``requires_action`` whose tools are about to run.
+    A run waiting for tool outputs goes on (``queued``, ``in_progress``) by its tool round's
+    submit (``EventSource.TOOL``), or by a writer that saw it waiting (the remote run went on:
+    Assistants after a submit whose answer was lost). Any other writer decided from an answer
+    read before the run asked for tools (a slow poll racing a webhook's wake), and taking it
+    would undo the ``requires_action`` whose tools are about to run.
     """
-    if from_status == S.REQUIRES_ACTION and to_status in _RESUMED and source not in (None, _TOOL):
+    if (
+        from_status == S.REQUIRES_ACTION
+        and to_status in _RESUMED
+        and source not in (None, _TOOL)
+        and decided_from != S.REQUIRES_ACTION
+    ):
         return False
     return from_status in ALLOWED_FROM.get(to_status, frozenset())
 
@@ -107,7 +115,7 @@ def transition(
         guess = None
         if current is None:
             raise Run.DoesNotExist(f"run {run_id} does not exist")
-        if not can_transition(current, to_status, source):
+        if not can_transition(current, to_status, source, expected or current):
             return False
         with transaction.atomic():
             if rawsql.writable(values):

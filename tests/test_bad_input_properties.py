@@ -133,6 +133,7 @@ def run_manage(*args: str) -> subprocess.CompletedProcess[str]:
         ["startrun", "caf\udce9"],
         ["startrun", "hi", "--instructions", "\udcff"],
         ["startrun", "hi", "--metadata", "k=\udcff"],
+        ["startbatch", "--file", "{prompts}", "--instructions", "\udcff"],
         ["runstatus", "abc"],
         ["runstatus", "999999999"],
         ["chaos", "--runs", "0"],
@@ -142,8 +143,10 @@ def run_manage(*args: str) -> subprocess.CompletedProcess[str]:
         ["demo", "--runs", "-1"],
     ],
 )
-def test_bad_command_arguments_exit_2_with_a_message(db, args):
-    result = run_manage(*args)
+def test_bad_command_arguments_exit_2_with_a_message(db, args, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("one prompt\n")
+    result = run_manage(*[str(prompts) if a == "{prompts}" else a for a in args])
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert result.stderr.strip()
 

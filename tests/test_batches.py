@@ -220,6 +220,13 @@ def test_create_batch_is_all_or_nothing(sent_tasks):
         services.create_batch(["fine"], completion_window="2h")
     with pytest.raises(ValidationError, match="reasoning_effort"):
         services.create_batch(["fine"], reasoning_effort="enormous")
+    # What SQLite stores and PostgreSQL refuses (a DataError, a 500): refused on every database.
+    with pytest.raises(ValidationError, match="prompt 1: a string holds a NUL"):
+        services.create_batch(["fine", "nul \x00 inside"])
+    with pytest.raises(ValidationError, match="instructions: a string holds a lone surrogate"):
+        services.create_batch(["fine"], instructions="\udcff")
+    with pytest.raises(ValidationError, match="model: a string holds a NUL"):
+        services.create_batch(["fine"], model="gpt\x00")
     assert (Run.objects.count(), Batch.objects.count(), Thread.objects.count()) == (0, 0, 0)
     batch = services.create_batch(["one", "two"], metadata={"customer": "acme"}, owner="client:x")
     assert batch.runs.count() == 2 and batch.owner == "client:x"

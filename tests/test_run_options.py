@@ -274,6 +274,13 @@ def test_create_run_refuses_bad_options_and_writes_nothing(kwargs, message):
     assert rows() == before
 
 
+def test_a_schema_that_contains_itself_is_refused_not_walked_for_ever():
+    schema = closed(a={"type": "string"})
+    schema["properties"]["me"] = schema  # only the Python API can pass such a thing
+    with pytest.raises(ValidationError, match="not JSON-serialisable: Circular reference"):
+        create_run("hi", response_format=schema)
+
+
 @pytest.mark.parametrize("text", ["a\x00b", "caf\udce9"], ids=["nul", "lone-surrogate"])
 def test_a_message_postgresql_cannot_store_is_refused_on_every_database(text):
     """SQLite would store it; PostgreSQL's text column refuses it with a DataError (a 500)."""

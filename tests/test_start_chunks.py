@@ -15,7 +15,7 @@ from django.utils import timezone
 from runs import budget, services
 from runs.backends.responses import ResponsesBackend
 from runs.client import get_client, get_create_client
-from runs.engine import claims, lifecycle, start_waves, start_writes, writer
+from runs.engine import claims, lifecycle, start_writes, writer
 from runs.engine.decisions import Counters
 from runs.models import Message, Run, RunEvent
 from runs.services import add_message, create_run, create_thread
@@ -127,45 +127,6 @@ def test_runs_of_one_thread_share_its_conversation_and_its_messages_are_sent_onc
     assert not Message.objects.filter(thread=thread, sent_at__isnull=True).exists()
     # One conversation for the thread, one create for the thread and one per run.
     assert first.api_calls + second.api_calls == 3
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_chunk_takes_no_more_of_one_threads_runs_than_its_claim_can_cover(
-    sim, settings, sent_tasks
-):
-    """A thread's runs are created one after another and saved together: with a 30 s create
-    limit and a 120 s claim, four of them could outlast the claim, and the sweep would start the
-    ones created but not yet saved a second time. So a chunk takes the oldest three; the others
-    are handed back, and the chunk's own run, if it is one of them, starts after them."""
-    settings.RUNS_START_CHUNK = 10
-    settings.RUNS_CLAIM_TIMEOUT_S, settings.OPENAI_TIMEOUT_S = 120, 10
-    settings.OPENAI_CREATE_TIMEOUT_S = 30
-    thread = create_thread()
-    add_message(thread, "first question")
-    runs = [create_run(thread=thread, metadata=QUICK) for _ in range(5)]
-
-    result = lifecycle.start(runs[4].pk)
-
-    assert result["started"] is False and result["deferred_s"] == 30
-    statuses = dict(Run.objects.values_list("pk", "status"))
-    assert [statuses[r.pk] for r in runs] == ["queued"] * 3 + ["pending"] * 2
-    handed_back = Run.objects.get(pk=runs[3].pk)
-    assert (handed_back.start_claimed_at, handed_back.next_poll_at) == (None, None)
-    deferred = Run.objects.get(pk=runs[4].pk)
-    assert deferred.start_claimed_at is None and deferred.next_poll_at is not None
-    assert [args for name, args, _ in sent_tasks if name == "runs.start_run"] == [(runs[4].pk,)]
-
-
-@pytest.mark.parametrize(
-    ("claim_s", "call_s", "create_s", "limit"),
-    [(120, 10, 30, 3), (120, 10, 60, 1), (30, 10, 30, 1), (600, 10, 30, 19)],
-)
-def test_the_per_thread_limit_is_what_fits_in_the_start_claim(
-    settings, claim_s, call_s, create_s, limit
-):
-    settings.RUNS_CLAIM_TIMEOUT_S, settings.OPENAI_TIMEOUT_S = claim_s, call_s
-    settings.OPENAI_CREATE_TIMEOUT_S = create_s
-    assert start_waves.per_thread_limit() == limit
 
 
 @pytest.mark.django_db(transaction=True)

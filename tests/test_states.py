@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import close_old_connections
 
-from runs.models import RunEvent
+from runs.models import Run, RunEvent
 from runs.signals import run_status_changed
 from runs.states import can_transition, transition
 from runs.status import TERMINAL, RunStatus
@@ -62,20 +62,30 @@ def test_a_stale_poll_never_moves_a_run_backwards(run_row):
     assert run.status == S.IN_PROGRESS
 
 
-@pytest.mark.parametrize("to_status", [S.QUEUED, S.IN_PROGRESS])
 @pytest.mark.parametrize("source", ["poll", "webhook", "sweep", "user"])
 @pytest.mark.django_db
-def test_a_run_waiting_for_tool_outputs_goes_on_only_when_they_are_submitted(
-    run_row, source, to_status
-):
-    """A poll that read "in progress" before the run asked for tools, written after a wake moved
-    it to requires_action, must not undo it: its tools would then never be run by that round."""
+def test_a_stale_answer_never_takes_a_run_out_of_requires_action(run_row, source):
+    """A poll that read the run queued, and "in progress" at OpenAI, writes after a webhook's
+    wake moved it to requires_action: taking its answer would undo the tool round."""
     run = run_row(S.REQUIRES_ACTION)
-    assert not can_transition(S.REQUIRES_ACTION, to_status, source)
-    assert not transition(run.pk, to_status, source=source)
-    assert transition(run.pk, to_status, source="tool")
+    for to_status in (S.QUEUED, S.IN_PROGRESS):
+        assert not can_transition(S.REQUIRES_ACTION, to_status, source, decided_from=S.QUEUED)
+    assert not transition(run.pk, S.IN_PROGRESS, source=source, expected=S.QUEUED)
     run.refresh_from_db()
-    assert run.status == to_status
+    assert run.status == S.REQUIRES_ACTION
+
+
+@pytest.mark.parametrize("to_status", [S.QUEUED, S.IN_PROGRESS])
+@pytest.mark.django_db
+def test_a_run_goes_on_from_requires_action_by_a_submit_or_a_writer_that_saw_it_waiting(
+    run_row, to_status
+):
+    """The submit's own move; or a poll that read requires_action and found the remote run going
+    on (Assistants, after a submit whose answer was lost)."""
+    submitted, seen = run_row(S.REQUIRES_ACTION), run_row(S.REQUIRES_ACTION)
+    assert transition(submitted.pk, to_status, source="tool")
+    assert transition(seen.pk, to_status, source="poll", expected=S.REQUIRES_ACTION)
+    assert {r.status for r in Run.objects.filter(pk__in=[submitted.pk, seen.pk])} == {to_status}
 
 
 @pytest.mark.django_db

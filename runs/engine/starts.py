@@ -46,7 +46,6 @@ from ..status import ACTIVE, TERMINAL, EventSource, RunStatus, Strategy
 from . import answers, events, start_writes, writer
 from .decisions import Counters, Decision
 from .start_threads import on_threads
-from .start_waves import by_thread, fit_claim, waves
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +69,6 @@ def start_chunk(run_id: int, size: int) -> dict[str, Any]:
         return {"run_id": run_id, "started": False, "reason": "already claimed or not pending"}
     own = next((r for r in runs if r.pk == run_id), None)
     outcome, ready, handed_back = _within_budget(runs, run_id)
-    ready, beyond = fit_claim(ready)
-    if run_id in beyond:  # its thread's earlier runs go first; its own start comes after them
-        beyond.remove(run_id)
-        wait = float(settings.OPENAI_CREATE_TIMEOUT_S)
-        writer.apply(Decision(run_id, "deferred", start_in_s=wait))
-        outcome[run_id] = {"started": False, "deferred_s": wait}
-    handed_back += beyond
     held = runs[0].start_claimed_at
     assert held is not None
     todo = waves(ready, int(settings.RUNS_START_CONCURRENCY))
@@ -129,9 +121,28 @@ def _within_budget(
 # --- the creates --------------------------------------------------------------------------------
 
 
+def waves(runs: Sequence[Run], size: int) -> list[list[Run]]:
+    """``runs`` in waves of about ``size``, so a create waits for its wave, not the whole chunk,
+    before it is saved; a thread's runs stay in one wave (its conversation is created once)."""
+    out: list[list[Run]] = [[]]
+    for group in _by_thread(runs):
+        if out[-1] and len(out[-1]) + len(group) > max(1, size):
+            out.append([])
+        out[-1].extend(group)
+    return [wave for wave in out if wave]
+
+
+def _by_thread(runs: Sequence[Run]) -> list[list[Run]]:
+    """``runs`` grouped by thread, each group oldest first."""
+    by_thread: dict[int, list[Run]] = defaultdict(list)
+    for run in sorted(runs, key=lambda r: r.pk):
+        by_thread[run.thread_id].append(run)
+    return list(by_thread.values())
+
+
 def create_all(runs: Sequence[Run]) -> list[Created]:
     """Create ``runs`` remotely (conversations first where needed), one thread's runs in order."""
-    groups = by_thread(runs)
+    groups = _by_thread(runs)
     created = {run.pk: Created(run) for run in runs}
     _create_threads([g for g in groups if not g[0].thread_remote_id], created)
     groups = [g for g in groups if g[0].thread_remote_id]

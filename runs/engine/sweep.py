@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 
 from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
@@ -139,19 +140,21 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
 
 def lost_cancels(now: datetime, batch: int) -> list[int]:
     """Runs ``cancelling`` for at least ``RUNS_CLAIM_TIMEOUT_S`` whose cancel is due again:
-    those in the first sweep interval of each such period since they began cancelling, so each
-    is sent again about once per period, not at every sweep. Read from the transition log (the
-    last move to ``cancelling``): no column of its own, and few runs are ever cancelling."""
+    those in the first two sweep intervals of each such period since they began cancelling, so
+    each is sent again about once per period (twice when a sweep runs early), not at every
+    sweep, and a sweep that runs late does not skip it. Read from the transition log (the last
+    move to ``cancelling``): no column of its own, and few runs are ever cancelling."""
     period = timedelta(seconds=settings.RUNS_CLAIM_TIMEOUT_S)
-    window = timedelta(seconds=settings.RUNS_SWEEP_INTERVAL_S)
+    window = 2 * timedelta(seconds=settings.RUNS_SWEEP_INTERVAL_S)
     since = (
         RunEvent.objects.filter(run__status=RunStatus.CANCELLING, to_status=RunStatus.CANCELLING)
         .values_list("run_id")
         .annotate(at=Max("at"))
         .filter(at__lte=now - period)
-        .order_by("at")[:batch]
+        .order_by("at")
     )
-    return [run_id for run_id, at in since if (now - at) % period < window]
+    due = (run_id for run_id, at in since.iterator() if (now - at) % period < window)
+    return list(islice(due, batch))
 
 
 def _starts_expected(unclaimed: QuerySet[Run], now: datetime) -> int | None:
