@@ -24,6 +24,23 @@ from bench.workload import Shape, make_workload, summary
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_bench(
+    db_name: str, args: list[str], *, timeout: float, postgres_only: bool = False
+) -> None:
+    """``python -m <args>`` from the checkout, as a shell would start it (the bench's own
+    settings, not the tests'), on a bench database of its own; it must succeed. A bench that
+    needs PostgreSQL (``postgres_only``) skips with its own message where there is none."""
+    env = {**os.environ, "BENCH_DB_NAME": db_name}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    if postgres_only and done.returncode == 2 and "needs PostgreSQL" in done.stderr:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
 def test_workload_is_seeded_and_shaped() -> None:
     plans = make_workload(500, 3, Shape())
     assert plans == make_workload(500, 3, Shape())
@@ -62,19 +79,17 @@ def test_two_nodes_meet_the_aim_only_at_1_6x_with_nothing_lost_or_doubled() -> N
 @pytest.mark.integration
 def test_scale_out_mode_runs_two_nodes_and_the_tick_rate_at_tiny_n(tmp_path: Path) -> None:
     pytest.importorskip("psutil", reason="psutil is not installed (pip install -e '.[test]')")
-    env = {**os.environ, "BENCH_DB_NAME": "runs_bench_smoke"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    done = subprocess.run(
+    run_bench(
+        "runs_bench_smoke",
         [
-            sys.executable, "-m", "bench", "--scale-out", "--parts", "scale", "tick",
+            "bench", "--scale-out", "--parts", "scale", "tick",
             "--brokers", "redis", "--scale-n", "6", "--latency-ms", "10", "--run-s", "0.5",
             "--tick-chains", "4", "--tick-window-s", "1", "--tick-batched-runs", "20",
             "--tick-repeats", "2",
             "--cap-s", "60", "--out", str(tmp_path),
         ],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+        timeout=180,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads((tmp_path / "scale_out.json").read_text())
     one, two = results["scale_out"]["rows"]
     assert (one["nodes"], two["nodes"]) == (1, 2)
@@ -96,18 +111,16 @@ def test_scale_out_mode_runs_two_nodes_and_the_tick_rate_at_tiny_n(tmp_path: Pat
 @pytest.mark.integration
 def test_bench_runs_end_to_end_at_tiny_n(tmp_path: Path) -> None:
     pytest.importorskip("psutil", reason="psutil is not installed (pip install -e '.[test]')")
-    env = {**os.environ, "BENCH_DB_NAME": "runs_bench_smoke"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    done = subprocess.run(
+    run_bench(
+        "runs_bench_smoke",
         [
-            sys.executable, "-m", "bench", "--quick", "--ns", "4",
+            "bench", "--quick", "--ns", "4",
             "--strategies", "tutorial", "countdown", "webhook",
             "--median-s", "1", "--max-s", "2", "--no-intake", "--cap-s", "40",
             "--out", str(tmp_path),
         ],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        timeout=120,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads((tmp_path / "quick.json").read_text())
     by_strategy = {s["strategy"]: s for s in results["scenarios"]}
     assert set(by_strategy) == {"tutorial", "countdown", "webhook"}
@@ -123,17 +136,15 @@ def test_the_cost_bench_compares_modes_at_tiny_n(tmp_path: Path) -> None:
     """Every mode's runs end, each row has a cost per 1,000 runs and its API calls per run, and
     the Batch API's row shares its calls across the batch's runs."""
     pytest.importorskip("psutil", reason="psutil is not installed (pip install -e '.[test]')")
-    env = {**os.environ, "BENCH_DB_NAME": "runs_bench_smoke_cost"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    done = subprocess.run(
+    run_bench(
+        "runs_bench_smoke_cost",
         [
-            sys.executable, "-m", "bench.cost_modes", "--n", "6",
+            "bench.cost_modes", "--n", "6",
             "--modes", "standard", "8h", "batch", "--strategies", "webhook",
             "--time-scale", "0.0005", "--out", str(tmp_path / "cost_modes"),
         ],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        timeout=240,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads((tmp_path / "cost_modes.json").read_text())
     rows = {s["mode"]: s for s in results["scenarios"]}
     assert set(rows) == {"standard", "8h", "batch"}
@@ -192,17 +203,15 @@ def test_a_split_webhook_row_ends_every_run_and_says_where_detection_went(
     tmp_path: Path,
 ) -> None:
     pytest.importorskip("psutil", reason="psutil is not installed (pip install -e '.[test]')")
-    env = {**os.environ, "BENCH_DB_NAME": "runs_bench_smoke"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    done = subprocess.run(
+    run_bench(
+        "runs_bench_smoke",
         [
-            sys.executable, "-m", "bench", "--quick", "--ns", "4", "--strategies", "webhook",
+            "bench", "--quick", "--ns", "4", "--strategies", "webhook",
             "--topologies", "split", "--median-s", "1", "--max-s", "2", "--no-intake",
             "--cap-s", "40", "--out", str(tmp_path),
         ],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        timeout=120,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     (row,) = json.loads((tmp_path / "quick.json").read_text())["scenarios"]
     assert row["finished"] and row["topology"] == "split"
     assert [r["name"] for r in row["roles"]] == ["wakes", "starts"]
@@ -213,18 +222,14 @@ def test_a_split_webhook_row_ends_every_run_and_says_where_detection_went(
 @pytest.mark.postgres
 def test_the_result_store_bench_compares_both_backends_side_by_side(tmp_path: Path) -> None:
     """Both backends store the same results in one process; ours in one statement each."""
-    env = {**os.environ, "BENCH_DB_NAME": "runs_bench_smoke_results"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    done = subprocess.run(
+    run_bench(
+        "runs_bench_smoke_results",
         [
-            sys.executable, "-m", "bench.result_store", "--n", "20", "--repeats", "2",
+            "bench.result_store", "--n", "20", "--repeats", "2",
             "--out", str(tmp_path / "result_store"),
         ],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        timeout=120, postgres_only=True,
     )  # fmt: skip
-    if done.returncode == 2 and "needs PostgreSQL" in done.stderr:
-        pytest.skip(done.stderr.strip())
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads((tmp_path / "result_store.json").read_text())
     assert len(results["pairs"]) == 2
     for pair in results["pairs"]:
@@ -239,18 +244,14 @@ def test_the_intake_store_bench_serves_both_stores_and_counts_their_statements(
     tmp_path: Path,
 ) -> None:
     """One statement per delivery on PostgreSQL, two the SQLite way, measured in one run."""
-    env = {**os.environ, "BENCH_DB_NAME": "runs_bench_smoke_intake_store"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    done = subprocess.run(
+    run_bench(
+        "runs_bench_smoke_intake_store",
         [
-            sys.executable, "-m", "bench.intake_store", "--rounds", "1", "--seconds", "0.3",
+            "bench.intake_store", "--rounds", "1", "--seconds", "0.3",
             "--out", str(tmp_path),
         ],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+        timeout=180, postgres_only=True,
     )  # fmt: skip
-    if done.returncode == 2 and "needs PostgreSQL" in done.stderr:
-        pytest.skip(done.stderr.strip())
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads((tmp_path / "intake_store.json").read_text())
     statements = {s: r["statements"] for s, r in results["inprocess"]["rounds"].items()}
     assert statements == {"one_statement": ["WITH"], "insert_then_wake": ["INSERT", "UPDATE"]}
