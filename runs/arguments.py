@@ -2,8 +2,10 @@
 or raises ``ValidationError`` with a message, before anything is written.
 
 Why apart from the services: the same checks guard every way in (the Python API, the JSON API's
-schemas take the limits from here, the management commands through the services), and the
-services module is about what happens to a run, not what a string may hold.
+schemas take the limits from here, the management commands through the services, the run
+options' text through ``check_text``), and the services module is about what happens to a run,
+not what a string may hold. It sits low in the layers so that ``runs.options`` and
+``runs.response_formats`` can use it too.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from openai.types.responses.service_tier import ServiceTier
 from openai.types.shared.reasoning_effort import ReasoningEffort
 
-from . import storable
+from .arguments import check_text
 from .conf import settings
 from .response_formats import clean_response_format
 from .status import WINDOW_S, CompletionWindow, Mode
@@ -175,6 +175,4 @@ def _key(value: Any, what: str) -> str:
         return ""
     if not isinstance(value, str) or len(value) > MAX_KEY_LENGTH:
         raise ValidationError(f"{what} must be a string of at most {MAX_KEY_LENGTH} characters")
-    if problem := storable.text_problem(value):
-        raise ValidationError(f"{what}: {problem}")
-    return value
+    return check_text(value, what)

@@ -16,6 +16,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from . import storable
+from .arguments import check_text
 
 MAX_SCHEMA_BYTES = 100_000
 MAX_SCHEMA_DEPTH = 32
@@ -55,10 +56,7 @@ def clean_response_format(value: Any) -> dict[str, Any] | None:
         )
     if not isinstance(strict, bool):
         raise ValidationError("response_format strict must be true or false")
-    if not isinstance(description, str):
-        raise ValidationError("response_format description must be a string")
-    if problem := storable.text_problem(description):
-        raise ValidationError(f"response_format description cannot be stored: {problem}")
+    check_text(description, "response_format description")
     _check_schema(schema, strict)
     fmt: dict[str, Any] = {"name": name, "schema": schema, "strict": strict}
     if description:

@@ -45,7 +45,6 @@ ALLOWED_FROM: Mapping[str, frozenset[str]] = {
     },
 }
 _RESUMED = frozenset({S.QUEUED, S.IN_PROGRESS})
-_TOOL = EventSource.TOOL
 # A run that is being cancelled can still finish another way (the cancel lost the race), but it
 # cannot become "un-cancelled".
 
@@ -65,7 +64,7 @@ def can_transition(
     if (
         from_status == S.REQUIRES_ACTION
         and to_status in _RESUMED
-        and source not in (None, _TOOL)
+        and source not in (None, EventSource.TOOL)
         and decided_from != S.REQUIRES_ACTION
     ):
         return False
