@@ -243,3 +243,19 @@ def test_a_pooled_or_reused_or_sqlite_database_is_fine(settings, host_celery_app
         broker_url="redis://127.0.0.1:6379/5", result_backend="django-db", CELERY_DB_REUSE_MAX=100
     )
     assert runs_ids() == []
+
+
+def test_a_claim_a_slow_start_can_outlast_warns_that_the_run_may_be_created_twice(settings):
+    settings.OPENAI_CREATE_TIMEOUT_S, settings.RUNS_CLAIM_TIMEOUT_S = 30.0, 60.0
+
+    (message,) = run_checks(tags=["runs"])
+
+    assert message.id == "runs.W004"
+    assert "created twice" in message.msg
+    assert "above 90" in message.hint
+
+
+def test_a_claim_longer_than_three_creates_is_fine(settings):
+    settings.OPENAI_CREATE_TIMEOUT_S, settings.RUNS_CLAIM_TIMEOUT_S = 30.0, 91.0
+
+    assert runs_ids() == []

@@ -17,6 +17,7 @@ from runs.backends.responses import ResponsesBackend
 from runs.client import get_client, get_create_client
 from runs.engine import claims, lifecycle, start_writes, writer
 from runs.engine.decisions import Counters
+from runs.engine.start_waves import per_thread, waves
 from runs.models import Message, Run, RunEvent
 from runs.services import add_message, create_run, create_thread
 from runs.status import RunStatus
@@ -232,6 +233,83 @@ def test_a_wave_whose_write_fails_hands_the_later_waves_back_at_once(
     # The second was never created: free at once for its own start_run, or the sweep.
     assert claimed[runs[2].pk] is None and claimed[runs[3].pk] is None
     assert str(runs[2].pk) not in creates(sim)
+
+
+def test_a_thread_gives_a_wave_at_most_the_runs_its_claims_outlast_the_rest_in_later_waves():
+    """A wave's claims are renewed only before it, and one thread's runs are created one after
+    another: with claims of 120 s and creates of up to 30 s, two runs of a thread (after its
+    conversation) are as many as a wave can hold and still be saved in time."""
+    mine = [Run(pk=pk, thread_id=1) for pk in (1, 2, 3, 4, 5)]
+    others = [Run(pk=pk, thread_id=pk) for pk in (6, 7)]
+
+    planned = waves(mine + others, size=8, per_thread=2)
+
+    assert [[r.pk for r in wave] for wave in planned] == [[1, 2], [3, 4], [5, 6, 7]]
+
+
+def test_how_many_runs_of_a_thread_a_wave_holds_follows_the_claim_and_create_timeouts(settings):
+    assert per_thread() == 2  # claims of 120 s, creates of up to 30 s
+    settings.RUNS_CLAIM_TIMEOUT_S = 600.0
+    assert per_thread() == 18
+    settings.RUNS_CLAIM_TIMEOUT_S = 45.0
+    assert per_thread() == 1  # never none: a claim that short is too short for one start too
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_threads_many_runs_start_in_order_over_waves_with_one_conversation(
+    sim, settings, sent_tasks, monkeypatch
+):
+    settings.RUNS_START_CHUNK = 10
+    thread = create_thread()
+    add_message(thread, "first question")
+    runs = [create_run(thread=thread, metadata=QUICK) for _ in range(5)]
+    order: list[int] = []
+    renewed: list[list[int]] = []
+    real_create, real_renew = ResponsesBackend.create, writer.renew_starts
+
+    def create(self, run, *args, **kwargs):
+        order.append(run.pk)
+        return real_create(self, run, *args, **kwargs)
+
+    def renew(run_ids, held):
+        renewed.append(sorted(run_ids))
+        return real_renew(run_ids, held)
+
+    monkeypatch.setattr(ResponsesBackend, "create", create)
+    monkeypatch.setattr(writer, "renew_starts", renew)
+
+    assert lifecycle.start(runs[0].pk)["chunk_started"] == 5
+
+    ids = [r.pk for r in runs]
+    assert order == ids
+    assert renewed == [ids[2:4], ids[4:]]  # each later part's claims, just before its wave
+    calls = sim.stats(objects=False)["calls"]
+    assert sum(n for name, n in calls.items() if "conversations" in name and "create" in name) == 1
+    assert set(Run.objects.filter(thread=thread).values_list("status", flat=True)) == {"queued"}
+    assert not Message.objects.filter(thread=thread, sent_at__isnull=True).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_conversation_that_failed_fails_its_threads_later_runs_without_another_try(
+    sim, settings, sent_tasks, monkeypatch
+):
+    settings.RUNS_START_CHUNK = 10
+    thread = create_thread()
+    runs = [create_run("hello", thread=thread, metadata=QUICK) for _ in range(4)]
+    tries: list[int] = []
+
+    def create_thread_remotely(self, run):
+        tries.append(run.pk)
+        raise ConnectionError("the network dropped the conversation")
+
+    monkeypatch.setattr(ResponsesBackend, "create_thread", create_thread_remotely)
+
+    lifecycle.start(runs[0].pk)
+
+    assert tries == [runs[0].pk]  # the thread's later waves did not try again
+    for run in Run.objects.filter(thread=thread):
+        assert (run.status, run.error_retries, run.start_claimed_at) == ("pending", 1, None)
+    assert creates(sim) == {}
 
 
 @pytest.mark.django_db(transaction=True)

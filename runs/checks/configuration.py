@@ -254,3 +254,30 @@ def check_prices_and_limits(app_configs: Sequence[AppConfig] | None = None, **kw
         except ImproperlyConfigured as exc:
             messages.append(Error(str(exc), hint="See docs/modes.md.", id=error_id))
     return messages
+
+
+@register("runs")
+def check_claim_outlasts_creates(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list:
+    """W004: a start or submit claim that a slow create can outlive.
+
+    A start holds its claim through two creates (the conversation's, the run's), each allowed
+    ``OPENAI_CREATE_TIMEOUT_S``, and then its writes; a submit likewise. A claim older than
+    ``RUNS_CLAIM_TIMEOUT_S`` is taken for a dead worker's and released by the sweep, so a start
+    still waiting on OpenAI would be made a second time. Three creates' time is the least that
+    leaves room for the writes (chunked starts use the rest: ``runs.engine.start_waves``).
+    """
+    claim, create = settings.RUNS_CLAIM_TIMEOUT_S, settings.OPENAI_CREATE_TIMEOUT_S
+    if not (_is_number(claim) and _is_number(create)) or claim > 3 * create:
+        return []  # a value that is not a number is E005's
+    return [
+        Warning(
+            f"RUNS_CLAIM_TIMEOUT_S = {claim!r} is not longer than three creates "
+            f"(OPENAI_CREATE_TIMEOUT_S = {create!r}): a slow start can outlast its claim, which "
+            "the sweep then releases, and the run is created twice.",
+            hint=f"Raise RUNS_CLAIM_TIMEOUT_S above {3 * create:g} (the default is 120 with "
+            "creates of 30), or lower OPENAI_CREATE_TIMEOUT_S.",
+            id="runs.W004",
+        )
+    ]

@@ -7,9 +7,10 @@ the workers' CPU, not OpenAI, the pace of starting (docs/bench/README.md, "Chunk
 Here the first ``start_run`` messages take the start claims of the waiting runs in chunks
 (``claims.claim_starts``, one statement: a pending run without a claim is one whose message is
 queued or lost, and the sweep resends a lost one anyway), and the later messages find nothing
-left. A chunk works in waves of ``RUNS_START_CONCURRENCY`` runs (a thread's runs in one wave),
-each wave's claims renewed before it is created (``claims.renew_starts``: a run cancelled or
-released meanwhile is skipped) and saved before the next:
+left. A chunk works in waves of ``RUNS_START_CONCURRENCY`` runs (a thread's runs in order, a
+few to a wave so that no wave outlasts its claims: ``start_waves``), each wave's claims renewed
+before it is created (``claims.renew_starts``: a run cancelled or released meanwhile is skipped)
+and saved before the next:
 
 1. the conversations its runs lack are created on as many threads and kept in two statements
    (the first saved wins, as for one run); its threads' unsent messages are read in one query;
@@ -46,6 +47,7 @@ from ..status import ACTIVE, TERMINAL, EventSource, RunStatus, Strategy
 from . import answers, events, start_writes, writer
 from .decisions import Counters, Decision
 from .start_threads import on_threads
+from .start_waves import by_thread, per_thread, waves
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,8 @@ def start_chunk(run_id: int, size: int) -> dict[str, Any]:
     outcome, ready, handed_back = _within_budget(runs, run_id)
     held = runs[0].start_claimed_at
     assert held is not None
-    todo = waves(ready, int(settings.RUNS_START_CONCURRENCY))
+    todo = waves(ready, int(settings.RUNS_START_CONCURRENCY), per_thread())
+    conversations: dict[int, str | BaseException] = {}  # made by this chunk, by thread
     first = True
     try:
         while todo:
@@ -80,7 +83,7 @@ def start_chunk(run_id: int, size: int) -> dict[str, Any]:
                 still = writer.renew_starts([r.pk for r in wave], held)
                 wave = [r for r in wave if r.pk in still]
             first = False
-            outcome.update(finish_all(create_all(wave)))
+            outcome.update(finish_all(create_all(wave, conversations)))
     finally:
         # A write that failed leaves the waves after it uncreated: hand them back at once.
         writer.hand_back_starts([r.pk for w in todo for r in w] + handed_back, held)
@@ -121,30 +124,25 @@ def _within_budget(
 # --- the creates --------------------------------------------------------------------------------
 
 
-def waves(runs: Sequence[Run], size: int) -> list[list[Run]]:
-    """``runs`` in waves of about ``size``, so a create waits for its wave, not the whole chunk,
-    before it is saved; a thread's runs stay in one wave (its conversation is created once)."""
-    out: list[list[Run]] = [[]]
-    for group in _by_thread(runs):
-        if out[-1] and len(out[-1]) + len(group) > max(1, size):
-            out.append([])
-        out[-1].extend(group)
-    return [wave for wave in out if wave]
+def create_all(
+    runs: Sequence[Run], conversations: dict[int, str | BaseException] | None = None
+) -> list[Created]:
+    """Create ``runs`` remotely (conversations first where needed), one thread's runs in order.
 
-
-def _by_thread(runs: Sequence[Run]) -> list[list[Run]]:
-    """``runs`` grouped by thread, each group oldest first."""
-    by_thread: dict[int, list[Run]] = defaultdict(list)
-    for run in sorted(runs, key=lambda r: r.pk):
-        by_thread[run.thread_id].append(run)
-    return list(by_thread.values())
-
-
-def create_all(runs: Sequence[Run]) -> list[Created]:
-    """Create ``runs`` remotely (conversations first where needed), one thread's runs in order."""
-    groups = _by_thread(runs)
+    ``conversations``: what the chunk's earlier waves made for a thread (its conversation's id,
+    or the error that failed it), kept up to date here. A thread's runs in a later wave
+    (``start_waves``) use that conversation, or fail with that error as its first runs did,
+    instead of creating another."""
+    known = {} if conversations is None else conversations
     created = {run.pk: Created(run) for run in runs}
-    _create_threads([g for g in groups if not g[0].thread_remote_id], created)
+    for run in runs:
+        made = known.get(run.thread_id)
+        if isinstance(made, BaseException):
+            created[run.pk].error = made
+        elif made and not run.thread_remote_id:
+            run.thread_remote_id = made
+    groups = [g for g in by_thread(runs) if created[g[0].pk].error is None]
+    _create_threads([g for g in groups if not g[0].thread_remote_id], created, known)
     groups = [g for g in groups if g[0].thread_remote_id]
     unsent: dict[int, list[Message]] = defaultdict(list)
     for message in Message.objects.unsent_of([g[0].thread_id for g in groups]):
@@ -168,9 +166,12 @@ def create_all(runs: Sequence[Run]) -> list[Created]:
     return [created[run.pk] for run in runs]
 
 
-def _create_threads(groups: list[list[Run]], created: dict[int, Created]) -> None:
+def _create_threads(
+    groups: list[list[Run]], created: dict[int, Created], known: dict[int, str | BaseException]
+) -> None:
     """Create the conversations of ``groups`` (one per thread) and keep them, the first saved
-    winning (``keep_remote_ids``); a failed one fails its thread's runs (each retries alone)."""
+    winning (``keep_remote_ids``), in ``known`` too; a failed one fails its thread's runs (each
+    retries alone)."""
     if not groups:
         return
 
@@ -187,12 +188,14 @@ def _create_threads(groups: list[list[Run]], created: dict[int, Created]) -> Non
         {tid: rid for tid, rid in made.items() if isinstance(rid, str)}
     )
     for group in groups:
-        answer = made[group[0].thread_id]
+        tid = group[0].thread_id
+        answer = made[tid] if isinstance(made[tid], BaseException) else kept[tid]
+        known[tid] = answer
         for run in group:
             if isinstance(answer, BaseException):
                 created[run.pk].error = answer
             else:
-                run.thread_remote_id = kept[run.thread_id]
+                run.thread_remote_id = answer
 
 
 # --- the writes ---------------------------------------------------------------------------------
