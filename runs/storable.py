@@ -9,7 +9,10 @@ message on every database, before anything is written.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def text_problem(value: str) -> str:
@@ -21,6 +24,13 @@ def text_problem(value: str) -> str:
     except UnicodeEncodeError:
         return "a string holds a lone surrogate (not valid Unicode)"
     return ""
+
+
+def replaced(value: str) -> str:
+    """``value`` with each NUL and lone surrogate replaced by U+FFFD, for text that must be kept
+    whatever it holds (a tool's output: refusing it would fail the call, and the model reads the
+    same text as is stored)."""
+    return _UNSTORABLE.sub("\ufffd", value) if text_problem(value) else value
 
 
 def json_problem(value: Any, max_depth: int | None = None) -> str:

@@ -9,7 +9,10 @@ the ``ToolCall`` row and the log keep the full detail. Three rules make that saf
 - **generic to the model**: when a tool raises, the model reads ``tool X failed: ValueError``,
   never the message (it may hold a URL with a key, a path, a customer's data);
 - **redacted for operators**: the message and traceback kept in ``ToolCall.error`` and the log
-  went through ``redact.redact`` first, and are capped like an output.
+  went through ``redact.redact`` first, and are capped like an output;
+- **storable**: a NUL or a lone surrogate (bytes read from a file, a C library's string) becomes
+  U+FFFD in both texts (``storable.replaced``), which PostgreSQL then stores; refused, the call
+  would fail at its write and run again until the run's deadline.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 from .conf import settings
 from .redact import redact
+from .storable import replaced
 
 log = logging.getLogger(__name__)
 
@@ -59,24 +63,32 @@ def cap(text: str, limit: int | None = None) -> str:
 
 
 def serialise(result: Any) -> str:
-    """A tool's return value as the string the API wants: strings as they are, else JSON."""
+    """A tool's return value as the string the API wants: strings as they are, else JSON (or,
+    what JSON cannot hold, its ``str``)."""
     if isinstance(result, str):
         return result
     try:
         return json.dumps(result, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return str(result)
 
 
 def success(name: str, result: Any) -> Outcome:
-    """A tool's return value as its output, capped."""
-    output = serialise(result)
+    """A tool's return value as its output, capped; an error output when it has no text (an
+    integer past Python's digit limit, a list nested past the recursion limit)."""
+    try:
+        output = replaced(serialise(result))
+    except Exception as exc:  # noqa: BLE001 - a value we cannot send is the tool's failure
+        return error_outcome(
+            f"tool {name} returned a value that cannot be sent as text: {type(exc).__name__}",
+            f"tool {name} returned a {type(result).__name__} that cannot be sent: {exc!r}",
+        )
     capped = cap(output)
     if capped is not output:
         log.warning(
             "tool %s returned %d bytes; sent %d (RUNS_TOOL_OUTPUT_MAX_BYTES)",
             name,
-            len(output.encode("utf-8", errors="surrogatepass")),
+            len(output.encode("utf-8")),
             len(capped.encode("utf-8")),
         )
     return Outcome(output=capped)
@@ -90,7 +102,7 @@ REDACT_WINDOW = 16
 def for_operators(detail: str) -> str:
     """``detail`` redacted, then capped like an output."""
     limit = settings.RUNS_TOOL_OUTPUT_MAX_BYTES
-    return cap(redact(detail[: REDACT_WINDOW * limit]), limit)
+    return cap(replaced(redact(detail[: REDACT_WINDOW * limit])), limit)
 
 
 def error_outcome(message: str, detail: str | None = None) -> Outcome:
@@ -99,7 +111,8 @@ def error_outcome(message: str, detail: str | None = None) -> Outcome:
     ``message`` is what the model reads; ``detail`` (default: the message) what operators keep.
     """
     kept = for_operators(message if detail is None else detail)
-    return Outcome(output=cap(json.dumps({"error": message}, ensure_ascii=False)), error=kept)
+    output = json.dumps({"error": replaced(message)}, ensure_ascii=False)
+    return Outcome(output=cap(output), error=kept)
 
 
 def told_the_model(output: str) -> str:

@@ -50,7 +50,7 @@ def parse_arguments(tool: Tool, arguments: str) -> dict[str, Any] | Outcome:
     explaining why there are none (the function is then not called)."""
     try:
         parsed = json.loads(arguments) if arguments.strip() else {}
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past Python's limit
         return error_outcome(
             f"arguments for {tool.name} are not valid JSON ({exc}): {_quote(arguments)}"
         )

@@ -32,7 +32,7 @@ bodies = st.one_of(
     st.binary(max_size=300),
     st.text(max_size=300).map(str.encode),
     st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
         lambda inner: (
             st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
         ),

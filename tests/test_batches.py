@@ -482,6 +482,34 @@ def test_a_transient_error_is_retried_on_a_countdown_and_counted(sent_tasks, mon
     assert set(Run.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"queued"}
 
 
+def test_a_batch_that_cannot_be_followed_fails_and_is_cancelled_at_openai(
+    sent_tasks, monkeypatch, settings
+):
+    """Given up on after its retries, a batch is not left running (and billed) at OpenAI."""
+    import httpx2
+    import openai
+
+    from runs.backends import batch_api
+
+    def refused(remote_id: str):
+        request = httpx2.Request("GET", "http://sim/v1/batches/batch_1")
+        raise openai.APIConnectionError(request=request) from httpx2.ConnectError("refused")
+
+    cancelled: list[str] = []
+    monkeypatch.setattr(batch_api, "retrieve", refused)
+    monkeypatch.setattr(batch_api, "cancel", cancelled.append)
+    settings.RUNS_MAX_ERROR_RETRIES = 1
+    batch, ids = batch_of(2)
+
+    assert batch_lifecycle.poll(claimable(batch).pk, 0) == "retry"
+    assert batch_lifecycle.poll(claimable(batch).pk, 1) == "failed"
+
+    batch.refresh_from_db()
+    assert cancelled == ["batch_1"]
+    assert batch.status == "failed" and "a cancel was sent to OpenAI" in batch.last_error
+    assert set(Run.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"failed"}
+
+
 def test_past_its_deadline_a_batch_is_cancelled_and_its_open_runs_expire(sent_tasks, monkeypatch):
     from runs.backends import batch_api
 

@@ -22,6 +22,7 @@ import jsonschema
 import pytest
 
 from runs import tool_runner
+from runs.storable import text_problem
 from runs.tool_output import cap
 from runs.tools import ToolCallId
 
@@ -178,6 +179,50 @@ def test_output_within_the_limit_is_untouched_and_the_limit_is_a_setting(registe
     assert tool_runner.execute("longer", "{}", ["longer"]).output == (
         "…[truncated: 190 bytes, limit 10]"
     )
+
+
+def test_text_postgresql_cannot_store_reaches_the_model_and_the_record_as_u_fffd(register_tool):
+    """A NUL or a lone surrogate would fail the call's write, and the call would run again until
+    the run's deadline: the output keeps everything else."""
+
+    def read_file() -> str:
+        return "header\x00body \ud800 end"
+
+    def explode() -> str:
+        raise OSError("bad byte \x00 in /tmp/x")
+
+    register_tool(read_file)
+    register_tool(explode)
+    out = tool_runner.execute("read_file", "{}", ["read_file"])
+    failed = tool_runner.execute("explode", "{}", ["explode"])
+
+    assert out.ok and out.output == "header\ufffdbody \ufffd end"
+    assert failed.error.startswith("explode raised OSError: bad byte \ufffd in")
+    for text in (out.output, failed.output, failed.error):
+        assert text_problem(text) == ""
+
+
+def test_a_return_value_with_no_text_is_an_error_output_not_a_crash(register_tool):
+    def huge() -> int:
+        return 10**5000  # past Python's limit on an integer's digits, for JSON and str alike
+
+    register_tool(huge)
+    outcome = tool_runner.execute("huge", "{}", ["huge"])
+
+    assert not outcome.ok
+    assert json.loads(outcome.output) == {
+        "error": "tool huge returned a value that cannot be sent as text: ValueError"
+    }
+
+
+def test_arguments_nested_past_the_parsers_limit_are_refused_like_any_bad_json(register_tool):
+    register_tool(lambda x: x, name="echo")
+    arguments = '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+
+    outcome = tool_runner.execute("echo", arguments, ["echo"])
+
+    assert not outcome.ok
+    assert "arguments for echo are not valid JSON" in json.loads(outcome.output)["error"]
 
 
 # --- errors: generic for the model, redacted detail for operators --------------------------------

@@ -13,6 +13,7 @@ simulator.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -26,6 +27,8 @@ from django.test import Client
 from runs.checks import check_webhook_secrets
 from runs.engine import enqueue
 from runs.models import Run, WebhookEvent
+from runs_simulator.signing import sign
+from tests.conftest import WEBHOOK_SECRET
 
 URL = "/webhooks/openai/"
 
@@ -168,6 +171,38 @@ def event_without_type(signed, event_payload):
     return signed(payload)
 
 
+def with_nul_in_a_string(signed, event_payload):
+    """PostgreSQL stores no NUL, in ``jsonb`` as in ``text``: this was a 500, retried for days."""
+    return signed({**event_payload("resp_1"), "note": "a\x00b"})
+
+
+def with_a_lone_surrogate(signed, event_payload):
+    return signed(json.dumps(event_payload("resp_1"))[:-1].encode() + b', "note": "\\ud800"}')
+
+
+def with_nan(signed, event_payload):
+    return signed(json.dumps({**event_payload("resp_1"), "score": float("nan")}).encode())
+
+
+def with_a_number_past_a_float(signed, event_payload):
+    return signed(json.dumps(event_payload("resp_1"))[:-1].encode() + b', "score": 1e400}')
+
+
+def terminal_event_without_its_object(signed, event_payload):
+    payload = event_payload("resp_1")
+    del payload["data"]["id"]
+    return signed(payload)
+
+
+def webhook_id_too_long(signed, event_payload):
+    return signed(event_payload("resp_1"), msg_id="wh_" + "x" * 200)
+
+
+def webhook_id_empty(signed, event_payload):
+    body = json.dumps(event_payload("resp_1")).encode()
+    return body, sign(body, WEBHOOK_SECRET, "", int(time.time()))
+
+
 BAD = [
     forged,
     wrong_secret,
@@ -181,6 +216,13 @@ BAD = [
     not_json,
     not_an_event,
     event_without_type,
+    with_nul_in_a_string,
+    with_a_lone_surrogate,
+    with_nan,
+    with_a_number_past_a_float,
+    terminal_event_without_its_object,
+    webhook_id_too_long,
+    webhook_id_empty,
 ]
 
 
@@ -192,6 +234,20 @@ def test_a_bad_request_gets_400_and_touches_nothing(
     response = post(client, body, headers)
     assert response.status_code == 400
     assert response.json()["error"]
+    assert WebhookEvent.objects.count() == 0
+    assert_not_woken(run, sent_tasks)
+
+
+def test_a_body_larger_than_the_server_accepts_is_a_json_413(
+    client, settings, webhook_secret, signed, event_payload, run, sent_tasks
+):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body, headers = signed({**event_payload("resp_1"), "padding": "x" * 2000})
+
+    response = post(client, body, headers)
+
+    assert response.status_code == 413
+    assert "larger than this server accepts" in response.json()["error"]
     assert WebhookEvent.objects.count() == 0
     assert_not_woken(run, sent_tasks)
 
@@ -284,6 +340,37 @@ def test_when_the_wake_cannot_be_sent_we_answer_500_and_a_redelivery_retries(
     assert again.status_code == 200
     assert again.json()["outcome"] == "applied"
     assert_woken_once(run, sent_tasks, ticket=burnt + 1)
+
+
+def test_a_wake_that_fails_after_the_run_is_found_at_the_second_look_is_retried_too(
+    client, webhook_secret, signed, event_payload, run_row, sent_tasks, monkeypatch
+):
+    """The start saved the run's remote id between the event's insert (``unknown_object``) and
+    the view's second look; the wake then failed: the redelivery must process it, not answer
+    "duplicate"."""
+    from runs.engine import events
+
+    run = run_row("queued", remote_id="")
+    broker, look = enqueue.send, events._run_for
+
+    def saved_meanwhile(object_id: str):
+        Run.objects.filter(pk=run.pk).update(remote_id="resp_1")
+        return look(object_id)
+
+    def broker_down(name: str, *args: object, **options: object) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(events, "_run_for", saved_meanwhile)
+    monkeypatch.setattr(enqueue, "send", broker_down)
+    body, headers = signed(event_payload("resp_1"))
+    assert post(client, body, headers).status_code == 500
+    assert WebhookEvent.objects.get().outcome == "received"
+
+    monkeypatch.setattr(enqueue, "send", broker)
+    again = post(client, body, headers)
+    assert again.json() == {"status": "ok", "outcome": "applied"}
+    run.refresh_from_db()
+    assert run.webhook_events == 1
 
 
 # --- secrets: rotation with fallbacks ------------------------------------------------------------
@@ -620,3 +707,37 @@ def test_a_redelivery_whose_run_ends_before_its_wake_makes_the_event_stale_too(
     assert WebhookEvent.objects.get().outcome == "stale"
     run.refresh_from_db()
     assert (run.webhook_events, sent_tasks) == (0, [])
+
+
+def test_a_tool_rounds_webhook_that_beats_its_new_response_id_is_applied_once_it_is_saved(
+    make_run, webhook_secret, signed, event_payload, sent_tasks, monkeypatch
+):
+    """On Responses a submit of tool outputs starts a new response. Its ``response.completed``
+    can arrive before the new id is saved (``unknown_object``); saving the id applies it, as a
+    start does, instead of leaving the run to its safety net (up to a whole window late)."""
+    from runs.backends.base import RemoteState
+    from runs.backends.responses import ResponsesBackend
+    from runs.engine import tool_round
+    from runs.models import ToolCall
+
+    waiting = make_run("requires_action", remote_id="resp_1", strategy="webhook")
+    ToolCall.objects.create(
+        run=waiting, call_id="call_1", name="add", output="5", state=ToolCall.State.SUCCEEDED
+    )
+    answered: list[dict] = []
+
+    def submit(self, run, outputs):
+        answered.append(post(Client(), *signed(event_payload("resp_2"))).json())
+        return RemoteState(remote_id="resp_2", status="queued", remote_status="queued")
+
+    monkeypatch.setattr(ResponsesBackend, "submit_tool_outputs", submit)
+
+    tool_round.resume(waiting.pk)
+
+    assert answered == [{"status": "ok", "outcome": "unknown_object"}]
+    waiting.refresh_from_db()
+    assert (waiting.remote_id, waiting.webhook_events) == ("resp_2", 1)
+    event = WebhookEvent.objects.get()
+    assert (event.outcome, event.run_id) == ("applied", waiting.pk)
+    polls = [args for name, args, countdown in sent_tasks if name == "runs.poll_run"]
+    assert (waiting.pk, waiting.poll_generation) in polls  # the wake's poll, due now

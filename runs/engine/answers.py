@@ -19,8 +19,8 @@ from ..conf import settings
 from ..errors import classify
 from ..models import Run
 from ..schedule import next_delay, schedule_for
-from ..status import ACTIVE, TERMINAL, RunStatus
-from . import writer
+from ..status import ACTIVE, TERMINAL, RunStatus, Strategy
+from . import events, writer
 from .decisions import Counters, Decision, Move
 
 log = logging.getLogger(__name__)
@@ -191,6 +191,10 @@ def conclude(run: Run, decision: Decision) -> str:
     if cancelling:
         decision = replace(decision, counters=decision.counters + Counters(api_calls=1))
     changed = writer.apply(decision)
+    if decision.remote_id and run.strategy == Strategy.WEBHOOK:
+        # A new remote object (a tool round's submit on Responses): its webhook may have come
+        # before its id was saved, as for a start, and would wait for the safety net.
+        events.apply_waiting(run.pk, decision.remote_id)
     if cancelling:
         if changed:
             cancel_remote_quietly(run, counted=True)

@@ -253,7 +253,8 @@ def _failed(
     batch: Batch, ticket: int, exc: BaseException, counters: Counters, ended: RemoteBatch | None
 ) -> str:
     """A retrieve failed, or (``ended``) a download of a batch that ended at OpenAI. A retrieve is
-    retried on the error policy's countdown until the retries are spent, then the batch fails.
+    retried on the error policy's countdown until the retries are spent, then the batch fails
+    here and is cancelled at OpenAI (best effort).
     A download is not ours to fail on: OpenAI ran and billed the batch and keeps its files 30
     days, so it is retried until the deadline (the schedule's countdown once the retries are
     spent), the file ids kept on the row; past it, with the retries spent, the batch ends as
@@ -266,8 +267,9 @@ def _failed(
         delay = decision.countdown if decision.retry else next_poll_in(batch, batch.poll_attempt)
         batch_writer.rearm(batch.pk, ticket, delay, counters=counters, errors="count", fields=kept)
         return "retry"
-    if ended is None:
-        message = f"Could not follow the batch: {decision.message}"
+    if ended is None:  # we stop following it: stop it at OpenAI too, as a run given up on
+        counters += _cancel_remote(batch.pk, batch.remote_id)
+        message = f"Could not follow the batch: {decision.message}; a cancel was sent to OpenAI"
         _end_here(batch, BatchStatus.FAILED, counters, code=decision.code, message=message)
         return BatchStatus.FAILED
     message = (

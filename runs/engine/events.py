@@ -37,6 +37,8 @@ RESPONSE_TERMINAL_EVENTS = frozenset(
 #: The events that tell us a batch ended: they wake the batch (``WebhookEvent.batch``), whose
 #: poll then costs one retrieve and the downloads.
 BATCH_EVENTS = frozenset({"batch.completed", "batch.failed", "batch.expired", "batch.cancelled"})
+#: The events we act on: each names its object (``data.id``).
+ACTED_ON = RESPONSE_TERMINAL_EVENTS | BATCH_EVENTS
 
 
 class Recorded(NamedTuple):
@@ -186,9 +188,9 @@ def _process_batch(event: WebhookEvent) -> str:
         woken = batch_writer.wake(event.batch_id, webhook_events=1)
     except Exception:
         # The broker is down: un-settle so a redelivery (OpenAI retries non-2xx) tries again.
-        again = Outcome.RECEIVED if expected == Outcome.APPLIED else expected
-        WebhookEvent.objects.filter(pk=event.pk).update(outcome=again, processed_at=None)
-        event.outcome = again
+        # ``received`` whatever it was: an ``unknown_object`` would answer it as a duplicate.
+        WebhookEvent.objects.filter(pk=event.pk).update(outcome=Outcome.RECEIVED, processed_at=None)
+        event.outcome = Outcome.RECEIVED
         raise
     if not woken:  # it ended between the insert and the wake
         WebhookEvent.objects.filter(pk=event.pk).update(outcome=Outcome.STALE)
@@ -223,7 +225,9 @@ def _apply(event: WebhookEvent, run: Run, expected: str) -> str:
         woken = writer.wake(run.pk, webhook_events=1)
     except Exception:
         # The broker is down: un-settle so a redelivery (OpenAI retries non-2xx) tries again.
-        WebhookEvent.objects.filter(pk=event.pk).update(outcome=expected, processed_at=None)
+        # ``received`` whatever it was: an ``unknown_object`` would answer it as a duplicate.
+        WebhookEvent.objects.filter(pk=event.pk).update(outcome=Outcome.RECEIVED, processed_at=None)
+        event.outcome = Outcome.RECEIVED
         raise
     if not woken:
         # The run ended since it was read: nothing to poll, as for a fresh event (``_wake``).

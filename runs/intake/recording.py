@@ -8,14 +8,44 @@ catch, and the copy that loses reads the winner's row.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from ..engine import events
+from ..storable import json_problem
 
 
 class MalformedEvent(ValueError):
-    """A correctly signed body that is not an OpenAI event."""
+    """A correctly signed body that is not an OpenAI event, or one we could not store."""
+
+
+#: The ``webhook-id`` column's length: a longer id could not be stored (OpenAI's are ~30).
+MAX_WEBHOOK_ID = 128
+
+
+def load(body: bytes) -> Any:
+    """The body as JSON we can store (``jsonb`` refuses NaN, infinities, a NUL, a lone
+    surrogate: a signed body holding one was a 500, which OpenAI retries for days)."""
+    try:
+        payload = json.loads(body, parse_constant=_no_constant)
+    except MalformedEvent:
+        raise
+    except RecursionError as exc:
+        raise MalformedEvent("the body is nested too deep") from exc
+    except ValueError as exc:  # not JSON, or bytes json.loads cannot decode (UTF-16/32 guesses)
+        raise MalformedEvent("the body is not JSON") from exc
+    try:
+        json.dumps(payload, allow_nan=False)
+    except (ValueError, RecursionError) as exc:  # 1e400 parses to an infinity, no constant
+        raise MalformedEvent(f"the body cannot be stored as JSON: {exc}") from exc
+    if problem := json_problem(payload):
+        raise MalformedEvent(f"the body cannot be stored: {problem}")
+    return payload
+
+
+def _no_constant(name: str) -> Any:
+    raise MalformedEvent(f"the body holds {name}, which JSON does not allow")
 
 
 def parse(payload: Any) -> tuple[str, str, str, datetime | None]:
@@ -29,6 +59,8 @@ def parse(payload: Any) -> tuple[str, str, str, datetime | None]:
     object_id = data.get("id", "") if isinstance(data, dict) else ""
     if not isinstance(object_id, str):
         raise MalformedEvent("'data.id' must be a string")
+    if not object_id and event_type in events.ACTED_ON:
+        raise MalformedEvent(f"a {event_type} event needs 'data.id'")
     created = payload.get("created_at")
     created_at = (
         datetime.fromtimestamp(created, UTC)
@@ -47,6 +79,8 @@ def record(webhook_id: str, payload: dict[str, Any]) -> events.Recorded:
     ``events.process`` then wakes its run. A second copy, concurrent or late, gets the stored
     row and ``created`` False.
     """
+    if not 0 < len(webhook_id) <= MAX_WEBHOOK_ID:
+        raise MalformedEvent(f"the webhook-id header must be 1 to {MAX_WEBHOOK_ID} characters")
     event_id, event_type, object_id, created_at = parse(payload)
     return events.record(
         webhook_id,

@@ -20,10 +20,10 @@ check (``runs/checks/security.py``) reports it before the first delivery does.
 
 from __future__ import annotations
 
-import json
 import logging
 
 import openai
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -53,7 +53,12 @@ def openai_webhook(request: HttpRequest) -> JsonResponse:
         # Named by setting, never by value: the log must not hold a secret.
         log.error("webhook received but a webhook secret is malformed: %s", "; ".join(problems))
         return _error(500, "webhook secret misconfigured on this server; see its log")
-    body = request.body
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return _error(
+            413, "the body is larger than this server accepts (DATA_UPLOAD_MAX_MEMORY_SIZE)"
+        )
     try:
         secrets.verify(get_client(), body, request.headers, secrets.configured())
     except openai.InvalidWebhookSignatureError as exc:
@@ -61,10 +66,7 @@ def openai_webhook(request: HttpRequest) -> JsonResponse:
     except ValueError as exc:  # a missing webhook-* header, a body that is not UTF-8
         return _error(400, str(exc) or "malformed webhook request")
     try:
-        payload = json.loads(body)
-    except ValueError:  # not JSON, or bytes json.loads cannot decode (it guesses UTF-16/32)
-        return _error(400, "the body is not JSON")
-    try:
+        payload = recording.load(body)
         event, created, ticket = recording.record(request.headers["webhook-id"], payload)
     except recording.MalformedEvent as exc:
         return _error(400, str(exc))
