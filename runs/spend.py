@@ -24,27 +24,17 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.db import connection, connections
-from django.db.models import BooleanField, Count, Expression, F, Q, QuerySet, Sum, TextField
-from django.db.models.expressions import RawSQL
-from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db import connection
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from . import pricing
 from .conf import settings
+from .metadata_query import value_of, with_entry
 from .models import Run
 from .status import ACTIVE
 
 PERIODS = ("hour", "day", "week", "month")
-
-_SQLITE_VALUE = (
-    "(SELECT entry.value FROM json_each({table}.metadata) AS entry "
-    "WHERE entry.key = %s AND entry.type = 'text')"
-)
-_SQLITE_ENTRY = (
-    "EXISTS (SELECT 1 FROM json_each({table}.metadata) AS entry "
-    "WHERE entry.key = %s AND entry.type = 'text' AND entry.value = %s)"
-)
 
 
 def period_start(period: str, now: datetime | None = None) -> datetime:
@@ -87,15 +77,6 @@ def limits() -> dict[str, tuple[Decimal, str]]:
     return out
 
 
-def with_entry(runs: QuerySet[Run], key: str, value: str) -> QuerySet[Run]:
-    """``runs`` whose ``metadata[key] == value`` (as ``api/metadata.py``, on both databases)."""
-    if connections[runs.db].vendor == "sqlite":
-        sql = _SQLITE_ENTRY.format(table=Run._meta.db_table)
-        entry = RawSQL(sql, (key, value), output_field=BooleanField())
-        return runs.alias(_meta=entry).filter(_meta=True)
-    return runs.alias(_meta=KeyTransform(key, "metadata")).filter(_meta=value)
-
-
 def spent(owner: str, key: str, value: str, since: datetime) -> Decimal:
     """What ``owner``'s runs with ``key=value`` created since ``since`` cost, open ones estimated.
 
@@ -124,14 +105,6 @@ def spent(owner: str, key: str, value: str, since: datetime) -> Decimal:
 def estimate(model: str, mode: str, output_tokens: int) -> Decimal:
     """The most ``output_tokens`` can cost (0 for a model or mode the table does not price)."""
     return pricing.cost_of(model, {"output_tokens": output_tokens}, mode) or Decimal(0)
-
-
-def value_of(key: str, using: str = "default") -> Expression:
-    """``metadata[key]`` as text (NULL when absent), for a ``GROUP BY``; any key, both databases."""
-    if connections[using].vendor == "sqlite":
-        sql = _SQLITE_VALUE.format(table=Run._meta.db_table)
-        return RawSQL(sql, (key,), output_field=TextField())
-    return KeyTextTransform(key, "metadata")
 
 
 def _usd(value: Any) -> Decimal | None:

@@ -70,7 +70,7 @@ RUNS_POLL_AUTO_LATE_S = 3600.0
 # Throttle counters in this process's memory, never in a Redis another session shares.
 RUNS_API_THROTTLE_CACHE = "default"
 # A second, SQLite database beside PostgreSQL, for the few queries written per database
-# (``runs/api/metadata.py``): a test that names it (``databases=["default", "sqlite"]``) runs the
+# (``runs/metadata_query.py``): a test that names it (``databases=["default", "sqlite"]``) runs the
 # SQLite path in the same session that runs the PostgreSQL one.
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # A file, not memory: a live server's request threads close every alias's connection, and

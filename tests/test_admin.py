@@ -68,13 +68,14 @@ def test_the_status_filter_keeps_only_that_status(admin_client, make_run):
         ("ticket=T-42", "target"),
         ("T-42", "target"),
         ("ticket=nope", None),
+        ("7=x", "target"),  # a key that reads as a number is still a key
         ("99999999999999999999999", None),
         ("\u00b2", None),  # a digit to str.isdigit, not to int()
         ("\u2460", None),
     ],
 )
 def test_search_by_our_id_remote_id_or_metadata(admin_client, make_run, term, expected):
-    target = make_run("completed", remote_id="resp_target", metadata={"ticket": "T-42"})
+    target = make_run("completed", remote_id="resp_target", metadata={"ticket": "T-42", "7": "x"})
     make_run("completed", remote_id="resp_other", metadata={"ticket": "T-7"})
     response = admin_client.get(CHANGELIST, {"q": term.format(id=target.pk)})
     found = [r.pk for r in response.context["cl"].result_list]
@@ -250,3 +251,21 @@ def test_viewers_see_runs_but_get_no_actions(client, make_run):
     assert "run-cancel" not in client.get(page(run)).content.decode()
     assert client.post(operate(run, "cancel")).status_code == 403
     assert Run.objects.get(pk=run.pk).status == "queued"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/runs/run/?owner=%00",
+        "/admin/runs/run/?status__exact=%00",
+        "/admin/runs/thread/?owner=%00",
+        "/admin/runs/batch/?owner=%00",
+        "/admin/runs/toolcall/?name=%00",
+        "/admin/runs/webhookevent/?type__exact=%00",
+    ],
+)
+def test_a_filter_on_text_the_database_cannot_compare_is_refused_not_a_500(admin_client, url):
+    response = admin_client.get(url)
+
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")  # as Django answers any lookup it cannot make

@@ -7,14 +7,15 @@ allow-lists and throttling have their own tests in ``test_api_scopes.py``.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 
 import pytest
 from django.core.cache import caches
 from django.db import connections
 
-from runs import tool_runner
-from runs.api.metadata import with_metadata
+from runs import services, tool_runner
+from runs.metadata_query import with_entry
 from runs.models import Message, Run, Thread, ToolCall
 
 pytestmark = pytest.mark.django_db
@@ -169,6 +170,8 @@ def test_list_filters_by_status_backend_strategy_thread_and_metadata(api, make_r
         ("$[0]", "ключ"),
         ("n", "1"),
         ("k", ""),
+        ("7", "x"),  # a key that reads as an integer: not an array index
+        ("-1", "y"),
     ],
 )
 def test_meta_matches_one_entry_exactly_whatever_its_characters(api, make_run, key, value):
@@ -184,7 +187,9 @@ def test_meta_matches_one_entry_exactly_whatever_its_characters(api, make_run, k
 
 @pytest.mark.skipif("sqlite" not in connections, reason="the default database is SQLite already")
 @pytest.mark.django_db(databases=["default", "sqlite"])
-@pytest.mark.parametrize(("key", "value"), [("customer", "c-1"), ('say "hi"', "it's"), ("k", "")])
+@pytest.mark.parametrize(
+    ("key", "value"), [("customer", "c-1"), ('say "hi"', "it's"), ("k", ""), ("7", "x")]
+)
 def test_meta_on_sqlite_in_a_postgresql_session(key, value):
     """The SQLite half of the test above when the session runs on PostgreSQL: the same filter
     on the second (SQLite) database, so CI covers both ways of asking."""
@@ -193,7 +198,7 @@ def test_meta_on_sqlite_in_a_postgresql_session(key, value):
     Run.objects.using("sqlite").create(thread=thread, model="m", metadata={key: f"{value}-x"})
     Run.objects.using("sqlite").create(thread=thread, model="m", metadata={"other": value})
 
-    found = with_metadata(Run.objects.using("sqlite"), key, value)
+    found = with_entry(Run.objects.using("sqlite"), key, value)
 
     assert [r.pk for r in found] == [match.pk]
 
@@ -244,6 +249,16 @@ def test_cancel_asked_again_sends_the_cancel_again(
         assert response.json()["status"] == "cancelling"
     assert sent_tasks == [("runs.cancel_run", (run.pk,), None)] * 2
     assert run.events.filter(to_status="cancelling").count() == 1
+
+
+def test_a_cancel_from_the_admin_shows_the_client_an_operator_not_the_staff_user(api, make_run):
+    run = make_run("pending")
+    services.cancel_run(run, by="admin:alice")
+
+    events = api.get(f"/runs/{run.pk}").json()["events"]
+
+    assert events[-1]["detail"] == {"requested_by": "operator"}
+    assert "alice" not in json.dumps(events)
 
 
 def test_cancel_of_an_ended_run_is_a_conflict(api, make_run):
@@ -403,3 +418,13 @@ def test_a_body_too_large_to_read_is_a_413_in_json(api, make_run, settings):
     assert response.json() == {
         "detail": "the request body is larger than the 1000 bytes this server accepts"
     }
+
+
+@pytest.mark.parametrize(("method", "path"), [("delete", "/runs/1"), ("get", "/runs/1/retry")])
+def test_a_method_a_path_does_not_take_is_a_json_405_with_allow(api, method, path):
+    response = getattr(api.client, method)(f"/api{path}", headers=api.headers)
+
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert "not allowed" in response.json()["detail"]
+    assert response["Allow"]

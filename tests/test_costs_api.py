@@ -114,9 +114,10 @@ def test_limit_keeps_the_dearest_values(client):
     assert body["more"] is True
 
 
-def test_a_key_with_any_characters_works(client):
-    run("client:acme", "0.30", **{'we"ird.key': "x"})
-    body = costs(client, "tok-acme", key='we"ird.key')
+@pytest.mark.parametrize("key", ['we"ird.key', "7", "-1"])  # "7": a key, not an array index
+def test_a_key_with_any_characters_works(client, key):
+    run("client:acme", "0.30", **{key: "x"})
+    body = costs(client, "tok-acme", key=key)
     assert body["values"][0] == {"value": "x", "runs": 1, "priced": 1, "cost": "0.30000000"}
 
 

@@ -90,6 +90,18 @@ def test_the_api_refuses_it_with_a_400_and_sends_nothing(api, sent_tasks):
 
 
 @pytest.mark.django_db
+def test_a_key_that_reads_as_a_number_is_limited_like_any_other(settings, sent_tasks):
+    """PostgreSQL's ``metadata -> 7`` is an array index: such a key once matched no run, so its
+    limit never applied (``runs/metadata_query.py``)."""
+    settings.RUNS_SPEND_LIMITS = {"7": {"usd": "1.00", "period": "day"}}
+    spent("5.00", metadata={"7": "x"})
+
+    assert spend.spent(OWNER, "7", "x", spend.period_start("day")) == Decimal("5.00")
+    with pytest.raises(ValidationError):
+        services.create_run("hello", metadata={"7": "x"}, owner=OWNER)
+
+
+@pytest.mark.django_db
 def test_below_the_limit_a_run_is_created():
     spent("0.99")
     assert create().metadata == ACME

@@ -21,6 +21,7 @@ from ..conf import settings
 from ..engine.batch_lifecycle import schedule
 from ..models import Batch, Run
 from ..status import Strategy
+from .lookups import StorableLookupsMixin
 from .owners import OwnerFilter
 from .runs import OperateMixin
 
@@ -51,7 +52,7 @@ def next_poll(batch: Batch) -> str:
 
 
 @admin.register(Batch)
-class BatchAdmin(OperateMixin, admin.ModelAdmin):
+class BatchAdmin(StorableLookupsMixin, OperateMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "status_badge",

@@ -10,10 +10,11 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from ..models import Message, Thread, ToolCall, WebhookEvent
+from .lookups import StorableLookupsMixin
 from .owners import OwnerFilter
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(StorableLookupsMixin, admin.ModelAdmin):
     """Views only: these rows are written by the app, never by hand."""
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:

@@ -17,8 +17,6 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q, QuerySet
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.lookups import Exact
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
@@ -26,10 +24,12 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from .. import flower
+from ..metadata_query import with_entry
 from ..models import Run, ToolCall
 from ..schedule import describe
 from . import operations
 from .costs import CostsMixin
+from .lookups import StorableLookupsMixin
 from .owners import OwnerFilter
 from .paginator import EstimatedCountPaginator
 from .timeline import timeline
@@ -52,7 +52,7 @@ def search_runs(queryset: QuerySet[Run], term: str) -> QuerySet[Run]:
         return queryset.filter(Q(pk=int(term)) | Q(remote_id=term))
     key, sep, value = term.partition("=")
     if sep and key.strip():
-        return queryset.filter(Exact(KeyTextTransform(key.strip(), "metadata"), value.strip()))
+        return with_entry(queryset, key.strip(), value.strip())
     return queryset.filter(
         Q(remote_id=term) | Q(thread__remote_id=term) | Q(metadata__icontains=term)
     )
@@ -66,7 +66,7 @@ class OperateMixin:
 
 
 @admin.register(Run)
-class RunAdmin(CostsMixin, OperateMixin, admin.ModelAdmin):
+class RunAdmin(StorableLookupsMixin, CostsMixin, OperateMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "status_badge",

@@ -21,11 +21,11 @@ from ninja import NinjaAPI, Path, Query, Status
 
 from .. import services
 from ..conf import settings
+from ..metadata_query import with_entry
 from ..models import Run, Thread
 from . import throttles
 from .access import check_allowed, owned_runs, owned_threads
 from .auth import OPERATE_AUTH, READ_AUTH, client_of
-from .metadata import with_metadata
 from .schemas import (
     MAX_ID,
     BackendName,
@@ -200,7 +200,7 @@ def list_runs(
             runs = runs.filter(**{field: value})
     if meta is not None:
         key, _, value = meta.partition("=")
-        runs = with_metadata(runs, key, value)
+        runs = with_entry(runs, key, value)
     page = list(runs[: limit + 1])
     more = len(page) > limit
     page = page[:limit]

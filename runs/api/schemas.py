@@ -197,6 +197,16 @@ class EventOut(Schema):
     at: datetime
     detail: dict[str, Any]
 
+    @staticmethod
+    def resolve_detail(obj: Any) -> dict[str, Any]:
+        """The transition's detail, with a cancel asked in the admin (``admin:<username>``)
+        shown as ``operator``: the client learns that an operator cancelled, not who."""
+        detail = dict(obj.detail or {})
+        asked = detail.get("requested_by")
+        if isinstance(asked, str) and asked.startswith("admin:"):
+            detail["requested_by"] = "operator"
+        return detail
+
 
 class ToolCallOut(Schema):
     call_id: str
