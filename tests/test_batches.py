@@ -354,9 +354,18 @@ def record(event_type: str, object_id: str, webhook_id: str = "wh_1") -> Webhook
 
 def test_a_batch_event_is_recorded_with_its_batch_and_wakes_it_once(sent_tasks):
     batch, _ = batch_of(2)
-    event = record("batch.completed", "batch_1")
+    payload = {"id": "evt_1", "type": "batch.completed", "data": {"id": "batch_1"}}
+    event, _, ticket = events.record(
+        "wh_1",
+        event_id="evt_1",
+        event_type="batch.completed",
+        object_id="batch_1",
+        payload=payload,
+        created_at=None,
+    )
     assert (event.batch_id, event.run_id, event.outcome) == (batch.pk, None, "applied")
-    assert events.process(event, ticket=None) == "applied"
+    assert ticket == 1  # taken with the insert, in its transaction
+    assert events.process(event, ticket=ticket) == "applied"
     batch.refresh_from_db()
     assert (batch.webhook_events, batch.poll_generation) == (1, 1)
     assert sent_tasks == [("runs.poll_batch", (batch.pk, 1), None)]

@@ -557,11 +557,12 @@ def test_without_a_data_modifying_with_a_delivery_costs_an_insert_and_one_wake(
     client, webhook_secret, signed, event_payload, run, sent_tasks, django_assert_num_queries
 ):
     body, headers = signed(event_payload("resp_1"))
-    with django_assert_num_queries(2) as queries:
+    with django_assert_num_queries(4) as queries:
         assert post(client, body, headers).json() == {"status": "ok", "outcome": "applied"}
     # The insert settles the event; the UPDATE takes a fresh ticket, counts the event and
-    # returns the ticket for the poll it enqueues.
-    assert statements(queries) == ["INSERT", "UPDATE"]
+    # returns the ticket for the poll it enqueues. Both in one transaction (a savepoint inside
+    # the test's own): a crash between them must not leave the event applied and no wake.
+    assert statements(queries) == ["SAVEPOINT", "INSERT", "UPDATE", "RELEASE"]
     assert WebhookEvent.objects.get().outcome == "applied"
     assert_woken_once(run, sent_tasks)
 
@@ -617,13 +618,13 @@ def test_a_run_that_ends_between_the_insert_and_the_wake_makes_the_event_stale(
 ):
     from runs.engine import events, writer
 
-    real_wake = writer.wake
+    real_ticket = writer.wake_ticket
 
-    def ended_meanwhile(run_id: int, **kwargs: object) -> bool:
+    def ended_meanwhile(run_id: int, webhook_events: int = 0) -> int | None:
         Run.objects.filter(pk=run_id).update(status="completed")
-        return real_wake(run_id, **kwargs)
+        return real_ticket(run_id, webhook_events)
 
-    monkeypatch.setattr(events.writer, "wake", ended_meanwhile)
+    monkeypatch.setattr(events.writer, "wake_ticket", ended_meanwhile)
     body, headers = signed(event_payload("resp_1"))
     assert post(client, body, headers).json()["outcome"] == "stale"
     assert WebhookEvent.objects.get().outcome == "stale"
@@ -688,20 +689,20 @@ def test_a_redelivery_whose_run_ends_before_its_wake_makes_the_event_stale_too(
 ):
     from runs.engine import events, writer
 
-    real_wake, broker = writer.wake, enqueue.send
+    real_ticket, broker = writer.wake_ticket, enqueue.send
 
     def broker_down(name: str, *args: object, **options: object) -> None:
         raise ConnectionError("broker down")
 
-    def ended_meanwhile(run_id: int, **kwargs: object) -> bool:
+    def ended_meanwhile(run_id: int, webhook_events: int = 0) -> int | None:
         Run.objects.filter(pk=run_id).update(status="completed")
-        return real_wake(run_id, **kwargs)
+        return real_ticket(run_id, webhook_events)
 
     body, headers = signed(event_payload("resp_1"))
     monkeypatch.setattr(enqueue, "send", broker_down)
     assert post(client, body, headers).status_code == 500  # left "received" for the redelivery
     monkeypatch.setattr(enqueue, "send", broker)
-    monkeypatch.setattr(events.writer, "wake", ended_meanwhile)
+    monkeypatch.setattr(events.writer, "wake_ticket", ended_meanwhile)
 
     assert post(client, body, headers).json()["outcome"] == "stale"
     assert WebhookEvent.objects.get().outcome == "stale"
@@ -741,3 +742,42 @@ def test_a_tool_rounds_webhook_that_beats_its_new_response_id_is_applied_once_it
     assert (event.outcome, event.run_id) == ("applied", waiting.pk)
     polls = [args for name, args, countdown in sent_tasks if name == "runs.poll_run"]
     assert (waiting.pk, waiting.poll_generation) in polls  # the wake's poll, due now
+
+
+@pytest.mark.parametrize("about", ["run, stored the SQLite way", "batch"])
+def test_a_process_that_dies_after_storing_a_delivery_leaves_its_wake_to_the_sweep(
+    about, settings, webhook_secret, signed, event_payload, run_row, sent_tasks, monkeypatch
+):
+    """Where the insert cannot take the ticket itself (SQLite; ``batch.*`` events everywhere),
+    the ticket is taken in the insert's transaction. A web process killed before the enqueue
+    leaves the event ``applied`` (its redelivery is a duplicate) and the object due now, so the
+    sweep polls it a grace later instead of its safety net (up to hours)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.engine import event_rows
+    from runs.engine.sweep import sweep
+    from runs.intake import recording
+    from runs.models import Batch
+
+    later = timezone.now() + timedelta(hours=2)
+    if about == "batch":
+        target = Batch.objects.create(
+            model="m", strategy="webhook", status="in_progress", remote_id="b_1", next_poll_at=later
+        )
+        payload, task = {"type": "batch.completed", "data": {"id": "b_1"}}, "runs.poll_batch"
+    else:
+        monkeypatch.setattr(event_rows, "wakes_in_insert", lambda about: False)
+        target = run_row("in_progress", remote_id="resp_1", strategy="webhook", next_poll_at=later)
+        payload, task = event_payload("resp_1"), "runs.poll_run"
+    body, headers = signed(payload)
+
+    recording.record(headers["webhook-id"], json.loads(body))  # then the process dies
+    assert post(Client(), body, headers).json()["status"] == "duplicate"  # OpenAI's retry
+
+    target.refresh_from_db()
+    assert (target.poll_generation, target.next_poll_at <= timezone.now()) == (1, True)
+    assert sent_tasks == []
+    sweep(timezone.now() + timedelta(seconds=settings.RUNS_SWEEP_GRACE_S + 1))
+    assert [(name, args[0]) for name, args, _ in sent_tasks] == [(task, target.pk)]

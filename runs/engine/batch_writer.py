@@ -71,9 +71,8 @@ def release_submit(
 
 
 def submit_claim_s(uploaded: bool) -> float:
-    """How old a submit claim must be before the sweep takes its holder for dead: the longest
-    its calls may take, plus ``RUNS_CLAIM_TIMEOUT_S`` for the rest (building 50,000 lines, the
-    writes). Before the upload, the upload; after it, the search for a lost create and a create."""
+    """How old a submit claim must be before the sweep takes its holder for dead: its calls'
+    longest (the upload; or the search for a lost create and a create) + RUNS_CLAIM_TIMEOUT_S."""
     if uploaded:
         calls = settings.RUNS_BATCH_FIND_PAGES * settings.OPENAI_TIMEOUT_S
         calls += settings.OPENAI_CREATE_TIMEOUT_S
@@ -85,9 +84,8 @@ def submit_claim_s(uploaded: bool) -> float:
 def uploaded(
     batch_id: int, claimed_at: datetime | None, input_file_id: str, counters: Counters
 ) -> datetime | None:
-    """Save the input file's id and renew the submit claim if it is still ``claimed_at``; the
-    new claim, or None when the sweep took it meanwhile (the caller stops: the file stays an
-    orphan at OpenAI, never a second batch)."""
+    """Save the input file's id and renew the submit claim if it is still ``claimed_at``; the new
+    claim, or None when the sweep took it (the caller stops: an orphan file, not a 2nd batch)."""
     now = timezone.now()
     renewed = Batch.objects.filter(pk=batch_id, remote_id="", submit_claimed_at=claimed_at).update(
         input_file_id=input_file_id, submit_claimed_at=now, **_counted(counters, "keep")
@@ -101,11 +99,10 @@ def submitted(
     batch_id: int, remote_id: str, status: str, delay: float, counters: Counters
 ) -> int | None:
     """The create answered: save the remote id, its status (unless a cancel was asked for
-    meanwhile), the first due time and the counters in one UPDATE; enqueue the first poll.
-    Returns the ticket that poll holds; None (the counters saved) when another submit saved a
-    remote id first or the batch ended here meanwhile. On an empty remote id, not on the claim:
-    a submit that outlived its claim and the one that took it over may both come back with a
-    batch (the same one, found by its metadata, or two); the first saved is followed."""
+    meanwhile), the first due time and the counters in one UPDATE; enqueue the first poll, and
+    return its ticket. None (the counters saved) when another submit saved a remote id first or
+    the batch ended here meanwhile: on an empty remote id, not on the claim, because a submit
+    that outlived its claim and its successor may both come back with a batch."""
     now = timezone.now()
     saved = (
         Batch.objects.filter(pk=batch_id, remote_id="")
@@ -203,29 +200,32 @@ def save(batch_id: int, counters: Counters = NONE, errors: Errors = "keep", **fi
 
 
 def wake(batch_id: int, *, webhook_events: int = 0) -> bool:
-    """Poll now (a ``batch.*`` webhook, an operator, the sweep): a fresh ticket, so the poll
-    already waiting exits without a call, and a poll on the wakes queue. The event is counted in
-    the same UPDATE and taken back if the broker refuses the poll (the caller then raises)."""
-    woken = (
-        Batch.objects.filter(pk=batch_id)
-        .exclude(status__in=BATCH_TERMINAL)
-        .exclude(remote_id="")
-        .update(
-            poll_generation=F("poll_generation") + 1,
-            next_poll_at=timezone.now(),
-            webhook_events=F("webhook_events") + webhook_events,
-        )
-    )
-    if not woken:
-        return False
-    ticket = Batch.objects.filter(pk=batch_id).values_list("poll_generation", flat=True).get()
+    """Poll now (a ``batch.*`` webhook, an operator, the sweep): ``wake_ticket``, so the poll
+    already waiting exits without a call, then ``send_wake``; False for a batch ended or unsent."""
+    ticket = wake_ticket(batch_id, webhook_events)
+    return ticket is not None and send_wake(batch_id, ticket, webhook_events)
+
+
+def wake_ticket(batch_id: int, webhook_events: int = 0) -> int | None:
+    """A wake's fresh ticket, the due time now (an unsent poll is then the sweep's to send) and
+    the event counted, in one UPDATE; None for a batch ended or not sent."""
+    batch = Batch.objects.filter(pk=batch_id).exclude(status__in=BATCH_TERMINAL)
+    fresh = {"poll_generation": F("poll_generation") + 1, "next_poll_at": timezone.now()}
+    counted = F("webhook_events") + webhook_events
+    if not batch.exclude(remote_id="").update(**fresh, webhook_events=counted):
+        return None
+    return Batch.objects.filter(pk=batch_id).values_list("poll_generation", flat=True).get()
+
+
+def send_wake(batch_id: int, ticket: int, webhook_events: int = 0) -> bool:
+    """Enqueue the poll of a wake's ``ticket``; if the broker refuses it, the events counted with
+    it are taken back and the error raised."""
     try:
         writer.enqueue_now(Task(enqueue.POLL_BATCH, (batch_id, ticket)), kind="wake")
     except Exception:
         if webhook_events:
-            Batch.objects.filter(pk=batch_id).update(
-                webhook_events=F("webhook_events") - webhook_events
-            )
+            counted = F("webhook_events") - webhook_events
+            Batch.objects.filter(pk=batch_id).update(webhook_events=counted)
         raise
     return True
 

@@ -9,8 +9,8 @@ and conditions of ``bulk.bump_ticket`` (``sql.wake_set``, ``sql.wakeable``). One
 one commit; the caller then only enqueues the poll (``writer.send_wake``).
 
 SQLite has no data-modifying ``WITH``: there the insert is alone and the wake takes its ticket
-after it, as before. Batches (``batch.*`` events) wake through their own writer and are stored
-the SQLite way on every database.
+after it, in the same transaction (``events.record``). Batches (``batch.*`` events) wake through
+their own writer and are stored the SQLite way on every database.
 
 It sits below ``writer`` with ``bulk`` and ``claims``: the ticket is written under their rules.
 """

@@ -6,7 +6,8 @@ exits without calling the API. That is what makes a run tracked by webhook cost 
 
 A delivery costs one statement and one enqueue on PostgreSQL: ``record`` stores it with one
 insert-or-ignore that also finds its run, settles its outcome and takes the run's fresh ticket
-(``event_rows``), and ``process`` enqueues the poll. On SQLite the ticket is a second UPDATE.
+(``event_rows``), and ``process`` enqueues the poll. On SQLite, and for a batch, the ticket is a
+second UPDATE in the insert's transaction.
 Every step that could run twice (OpenAI delivers at least once, two copies may arrive together,
 the run's remote id may land while we look) is either that insert, which only one copy wins, or
 a conditional UPDATE on the event's ``outcome``, so exactly one writer acts on each event.
@@ -16,9 +17,12 @@ Verifying and parsing a delivery is the intake's job (``runs.intake``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from django.db import transaction
 from django.utils import timezone
 
 from .. import rawsql
@@ -84,17 +88,26 @@ def record(
         processed_at=now,
     )
     about = Batch if about_batch else Run
-    stored = event_rows.insert_settled(event, object_id[:128] if acts else "", about)
-    if stored is None:
-        return Recorded(WebhookEvent.objects.get(webhook_id=webhook_id), False)
-    event.pk, event.outcome = stored.pk, stored.outcome
-    if about_batch:
-        event.batch_id = stored.found
-    else:
-        event.run_id = stored.found
-    if stored.took_ticket and event.outcome == Outcome.APPLIED and stored.ticket is None:
-        _settle(event, Outcome.APPLIED, Outcome.STALE, event.run_id)
-    return Recorded(event, True, stored.ticket)
+    in_insert = event_rows.wakes_in_insert(about)
+    # Elsewhere the ticket is a second statement, in the insert's transaction: a process that
+    # died between two commits left an ``applied`` event whose object was never woken, and its
+    # redelivery answered "duplicate". Rolled back, the redelivery stores it afresh; committed,
+    # the object's due time is now, and the sweep sends a poll that never left.
+    with nullcontext() if in_insert else transaction.atomic():
+        stored = event_rows.insert_settled(event, object_id[:128] if acts else "", about)
+        if stored is None:
+            return Recorded(WebhookEvent.objects.get(webhook_id=webhook_id), False)
+        ticket = stored.ticket
+        if stored.outcome == Outcome.APPLIED and not in_insert:
+            ticket = (batch_writer if about_batch else writer).wake_ticket(stored.found, 1)
+        event.pk, event.outcome = stored.pk, stored.outcome
+        if about_batch:
+            event.batch_id = stored.found
+        else:
+            event.run_id = stored.found
+        if event.outcome == Outcome.APPLIED and ticket is None:  # it ended meanwhile
+            _settle(event, Outcome.APPLIED, Outcome.STALE, event.run_id)
+    return Recorded(event, True, ticket)
 
 
 def process(event: WebhookEvent, *, ticket: int | None) -> str:
@@ -107,7 +120,7 @@ def process(event: WebhookEvent, *, ticket: int | None) -> str:
     ``received`` is an event whose wake failed before; it goes the long way, settling first.
     """
     if event.type in BATCH_EVENTS:
-        return _process_batch(event)
+        return _process_batch(event, ticket)
     if event.outcome == Outcome.APPLIED and event.run_id is not None:
         return _wake(event, ticket)
     if event.outcome in (Outcome.IGNORED, Outcome.STALE):
@@ -165,9 +178,10 @@ def apply_waiting_batch(batch_id: int, remote_id: str) -> int:
     return sum(_process_batch(event) == Outcome.APPLIED for event in waiting)
 
 
-def _process_batch(event: WebhookEvent) -> str:
+def _process_batch(event: WebhookEvent, ticket: int | None = None) -> str:
     """A ``batch.*`` event: wake its batch once (the insert settled it ``applied`` when the batch
-    was known and open), or look again for a batch whose remote id was saved meanwhile."""
+    was known and open, and took its ``ticket``), or look again for a batch whose remote id was
+    saved meanwhile."""
     if event.outcome in (Outcome.IGNORED, Outcome.STALE):
         return event.outcome
     expected = event.outcome
@@ -177,24 +191,23 @@ def _process_batch(event: WebhookEvent) -> str:
             _settle(event, Outcome.RECEIVED, Outcome.UNKNOWN_OBJECT)
             return Outcome.UNKNOWN_OBJECT
         outcome = Outcome.STALE if batch.is_terminal else Outcome.APPLIED
-        if not WebhookEvent.objects.filter(pk=event.pk, outcome=expected).update(
-            outcome=outcome, batch=batch, processed_at=timezone.now()
-        ):
-            return WebhookEvent.objects.filter(pk=event.pk).values_list("outcome", flat=True).get()
-        if outcome == Outcome.STALE:
-            return outcome
-        event.batch_id = batch.pk
-    try:
-        woken = batch_writer.wake(event.batch_id, webhook_events=1)
-    except Exception:
-        # The broker is down: un-settle so a redelivery (OpenAI retries non-2xx) tries again.
-        # ``received`` whatever it was: an ``unknown_object`` would answer it as a duplicate.
-        WebhookEvent.objects.filter(pk=event.pk).update(outcome=Outcome.RECEIVED, processed_at=None)
-        event.outcome = Outcome.RECEIVED
-        raise
-    if not woken:  # it ended between the insert and the wake
+        with transaction.atomic():  # settled and ticket taken together, as by the insert
+            if not WebhookEvent.objects.filter(pk=event.pk, outcome=expected).update(
+                outcome=outcome, batch=batch, processed_at=timezone.now()
+            ):
+                return (
+                    WebhookEvent.objects.filter(pk=event.pk).values_list("outcome", flat=True).get()
+                )
+            if outcome == Outcome.STALE:
+                return outcome
+            event.batch_id = batch.pk
+            ticket = batch_writer.wake_ticket(batch.pk, 1)
+    elif ticket is None:
+        ticket = batch_writer.wake_ticket(event.batch_id, 1)
+    if ticket is None:  # it ended since
         WebhookEvent.objects.filter(pk=event.pk).update(outcome=Outcome.STALE)
         return Outcome.STALE
+    _send(event, lambda: batch_writer.send_wake(event.batch_id, ticket, 1))
     log.info("batch %s: woken by %s (%s)", event.batch_id, event.type, event.webhook_id)
     return Outcome.APPLIED
 
@@ -219,40 +232,41 @@ def _apply(event: WebhookEvent, run: Run, expected: str) -> str:
     if run.status in TERMINAL:
         _settle(event, expected, Outcome.STALE, run.pk)
         return Outcome.STALE
-    if not _settle(event, expected, Outcome.APPLIED, run.pk):
-        return WebhookEvent.objects.filter(pk=event.pk).values_list("outcome", flat=True).get()
-    try:
-        woken = writer.wake(run.pk, webhook_events=1)
-    except Exception:
-        # The broker is down: un-settle so a redelivery (OpenAI retries non-2xx) tries again.
-        # ``received`` whatever it was: an ``unknown_object`` would answer it as a duplicate.
-        WebhookEvent.objects.filter(pk=event.pk).update(outcome=Outcome.RECEIVED, processed_at=None)
-        event.outcome = Outcome.RECEIVED
-        raise
-    if not woken:
-        # The run ended since it was read: nothing to poll, as for a fresh event (``_wake``).
-        _settle(event, Outcome.APPLIED, Outcome.STALE, run.pk)
-        return Outcome.STALE
+    with transaction.atomic():  # settled and ticket taken together, as by the insert
+        if not _settle(event, expected, Outcome.APPLIED, run.pk):
+            return WebhookEvent.objects.filter(pk=event.pk).values_list("outcome", flat=True).get()
+        ticket = writer.wake_ticket(run.pk, 1)
+        if ticket is None:  # the run ended since it was read: nothing to poll
+            _settle(event, Outcome.APPLIED, Outcome.STALE, run.pk)
+            return Outcome.STALE
+    _send(event, lambda: writer.send_wake(run.pk, ticket, webhook_events=1))
     log.info("run %s: woken by %s (%s)", run.pk, event.type, event.webhook_id)
     return Outcome.APPLIED
 
 
 def _wake(event: WebhookEvent, ticket: int | None) -> str:
     """Wake the run an ``applied`` event was settled to by its insert: enqueue the poll of the
-    ``ticket`` the insert took, or take one first (one UPDATE) where it took none."""
+    ``ticket`` taken with it (``record``), or take one first where none was."""
+    assert event.run_id is not None
+    run_id = event.run_id
+    if ticket is None:
+        ticket = writer.wake_ticket(run_id, 1)
+        if ticket is None:  # the run ended between the insert and the wake: nothing to poll
+            _settle(event, Outcome.APPLIED, Outcome.STALE, run_id)
+            return Outcome.STALE
+    _send(event, lambda: writer.send_wake(run_id, ticket, webhook_events=1))
+    log.info("run %s: woken by %s (%s)", run_id, event.type, event.webhook_id)
+    return Outcome.APPLIED
+
+
+def _send(event: WebhookEvent, send: Callable[[], object]) -> None:
+    """Enqueue the wake's poll; if the broker is down, un-settle the event and raise, so the
+    redelivery (OpenAI retries a non-2xx) processes it again: ``received`` whatever it was, as
+    an ``unknown_object`` would be answered "duplicate". The object keeps its due time of now:
+    the sweep polls it anyway."""
     try:
-        if ticket is None:
-            woken = writer.wake(event.run_id, webhook_events=1)
-        else:
-            woken = writer.send_wake(event.run_id, ticket, webhook_events=1)
+        send()
     except Exception:
-        # The broker is down: un-settle so a redelivery (OpenAI retries non-2xx) tries again.
         WebhookEvent.objects.filter(pk=event.pk).update(outcome=Outcome.RECEIVED, processed_at=None)
         event.outcome = Outcome.RECEIVED
         raise
-    if not woken:
-        # The run ended between the insert and the wake: nothing to poll.
-        _settle(event, Outcome.APPLIED, Outcome.STALE, event.run_id)
-        return Outcome.STALE
-    log.info("run %s: woken by %s (%s)", event.run_id, event.type, event.webhook_id)
-    return Outcome.APPLIED

@@ -120,8 +120,15 @@ def wake(run_id: int, *, webhook_events: int = 0) -> bool:
     this poll does: the poll then exits without a call, and the batch's retrieve is the one the
     wake asked for.
     """
-    fresh = bulk.bump_ticket(run_id, timezone.now(), webhook_events)
+    fresh = wake_ticket(run_id, webhook_events)
     return fresh is not None and send_wake(run_id, fresh, webhook_events=webhook_events)
+
+
+def wake_ticket(run_id: int, webhook_events: int = 0) -> int | None:
+    """A wake's fresh ticket, its due time now (a poll never sent is then the sweep's to send)
+    and the events counted, in one UPDATE; None when the run is not active or has no remote id.
+    ``send_wake`` enqueues its poll."""
+    return bulk.bump_ticket(run_id, timezone.now(), webhook_events)
 
 
 def send_wake(run_id: int, ticket: int, *, webhook_events: int = 0) -> bool:
