@@ -9,8 +9,9 @@ with k runs in a wave may hold every claim of the wave for k + 1 creates. Past
 ``RUNS_CLAIM_TIMEOUT_S`` the sweep releases the claims, and a run created but not yet saved would
 be created again. So a thread gives a wave at most ``per_thread()`` runs; the rest go to later
 waves, still claimed by the chunk (their own ``start_run`` finds them taken, so they keep their
-thread's order) and renewed before their wave. ``per_thread() + 1`` creates leave one create's
-time for the writes.
+thread's order), their claims renewed before every wave (``starts.start_chunk``), since they
+wait through all the waves before theirs. ``per_thread() + 1`` creates leave one create's time
+for the writes.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ Here the first ``start_run`` messages take the start claims of the waiting runs 
 (``claims.claim_starts``, one statement: a pending run without a claim is one whose message is
 queued or lost, and the sweep resends a lost one anyway), and the later messages find nothing
 left. A chunk works in waves of ``RUNS_START_CONCURRENCY`` runs (a thread's runs in order, a
-few to a wave so that no wave outlasts its claims: ``start_waves``), each wave's claims renewed
-before it is created (``claims.renew_starts``: a run cancelled or released meanwhile is skipped)
-and saved before the next:
+few to a wave so that no wave outlasts its claims: ``start_waves``); before each wave the claims
+of every run still planned are renewed (``claims.renew_starts``: a run cancelled or released
+meanwhile is skipped), and each wave is saved before the next:
 
 1. the conversations its runs lack are created on as many threads and kept in two statements
    (the first saved wins, as for one run); its threads' unsent messages are read in one query;
@@ -73,20 +73,25 @@ def start_chunk(run_id: int, size: int) -> dict[str, Any]:
     outcome, ready, handed_back = _within_budget(runs, run_id)
     held = runs[0].start_claimed_at
     assert held is not None
+    writer.hand_back_starts(handed_back, held)  # at once: their own messages may be queued yet
     todo = waves(ready, int(settings.RUNS_START_CONCURRENCY), per_thread())
     conversations: dict[int, str | BaseException] = {}  # made by this chunk, by thread
     first = True
     try:
         while todo:
-            wave = todo.pop(0)
-            if not first:  # its claims are as old as the chunk: renew them, or skip the run
-                still = writer.renew_starts([r.pk for r in wave], held)
-                wave = [r for r in wave if r.pk in still]
+            if not first:
+                # Renew every claim still planned, not only the next wave's: a thread's later
+                # runs wait through every wave before theirs (``start_waves``). A run cancelled,
+                # expired or released meanwhile is skipped.
+                still, held = writer.renew_starts([r.pk for w in todo for r in w], held)
+                todo = [kept for w in todo if (kept := [r for r in w if r.pk in still])]
+                if not todo:
+                    break
             first = False
-            outcome.update(finish_all(create_all(wave, conversations)))
+            outcome.update(finish_all(create_all(todo.pop(0), conversations)))
     finally:
         # A write that failed leaves the waves after it uncreated: hand them back at once.
-        writer.hand_back_starts([r.pk for w in todo for r in w] + handed_back, held)
+        writer.hand_back_starts([r.pk for w in todo for r in w], held)
     # A chunk that took others says how many it started; a start of one reads as it always did.
     taken = {"chunk_started": sum(1 for o in outcome.values() if o.get("started"))}
     if own is None:

@@ -60,10 +60,11 @@ def claim_starts(run_id: int, size: int) -> list[Run]:
     return claims.claim_starts(run_id, size, timezone.now())
 
 
-def renew_starts(run_ids: list[int], held: datetime) -> set[int]:
-    """Renew a chunk's claims on ``run_ids`` (held since ``held``) before creating them; the ids
-    still pending and still ours (``claims.renew_starts``)."""
-    return claims.renew_starts(run_ids, held, timezone.now())
+def renew_starts(run_ids: list[int], held: datetime) -> tuple[set[int], datetime]:
+    """Renew a chunk's claims on ``run_ids`` (held since ``held``) before its next wave; the ids
+    still pending and still ours (``claims.renew_starts``), and the moment they are held from."""
+    now = timezone.now()
+    return claims.renew_starts(run_ids, held, now), now
 
 
 def hand_back_starts(run_ids: list[int], held: datetime) -> None:
