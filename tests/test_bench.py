@@ -243,7 +243,8 @@ def test_the_result_store_bench_compares_both_backends_side_by_side(tmp_path: Pa
 def test_the_intake_store_bench_serves_both_stores_and_counts_their_statements(
     tmp_path: Path,
 ) -> None:
-    """One statement per delivery on PostgreSQL, two the SQLite way, measured in one run."""
+    """One statement per delivery on PostgreSQL, two the SQLite way (in one transaction, so
+    that a process killed between them leaves no event without its wake), measured in one run."""
     run_bench(
         "runs_bench_smoke_intake_store",
         [
@@ -254,7 +255,10 @@ def test_the_intake_store_bench_serves_both_stores_and_counts_their_statements(
     )  # fmt: skip
     results = json.loads((tmp_path / "intake_store.json").read_text())
     statements = {s: r["statements"] for s, r in results["inprocess"]["rounds"].items()}
-    assert statements == {"one_statement": ["WITH"], "insert_then_wake": ["INSERT", "UPDATE"]}
+    assert statements == {
+        "one_statement": ["WITH"],
+        "insert_then_wake": ["BEGIN", "INSERT", "UPDATE", "COMMIT"],
+    }
     for part in ("inprocess", "http"):
         for store in ("one_statement", "insert_then_wake"):
             assert results[part]["rounds"][store]["per_s"][0] > 0
