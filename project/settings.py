@@ -9,11 +9,12 @@ from pathlib import Path
 
 import environ
 
+from project.environment import StrictEnv
 from project.secret_key import local_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+env = StrictEnv()
 # A developer's .env is read when present; real deployments set the environment directly.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -141,18 +142,22 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"runs": {"handlers": ["console"], "level": env("RUNS_LOG_LEVEL", default="INFO")}},
+    "loggers": {
+        "runs": {"handlers": ["console"], "level": env.log_level("RUNS_LOG_LEVEL", "INFO")}
+    },
 }
 
 # --- Celery -------------------------------------------------------------------------------------
-_REDIS_ENV = env("REDIS_URL", default="")
-REDIS_URL = _REDIS_ENV or "redis://127.0.0.1:6379/0"
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+# REDIS_URL only as set: the localhost default is the broker's alone. A default here made a host
+# on RabbitMQ without REDIS_URL send its request budget to a Redis on each worker's own machine
+# (N budgets, or none), where the system check runs.W301 should have said there was none.
+REDIS_URL = env("REDIS_URL", default="")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "redis://127.0.0.1:6379/0")
 # The Redis of the side channels (live status, the request budget): REDIS_URL when set, else the
 # broker; only ever a Redis URL, so a RabbitMQ broker never ends up in a Redis client.
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 SIDE_REDIS_URL = next(
-    (u for u in (_REDIS_ENV, CELERY_BROKER_URL) if u.startswith(_REDIS_SCHEMES)), ""
+    (u for u in (REDIS_URL, CELERY_BROKER_URL) if u.startswith(_REDIS_SCHEMES)), ""
 )
 # django-celery-results' rows, each result written with one statement (runs/results.py).
 CELERY_RESULT_BACKEND = "runs.results:DatabaseBackend"

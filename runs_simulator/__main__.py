@@ -19,13 +19,24 @@ from .config import SimConfig, from_env
 from .state import SimState
 
 
+def _port(text: str) -> int:
+    """A TCP port (0: any free one), or argparse's usage error."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {port}")
+    return port
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """CLI options (all optional)."""
     parser = argparse.ArgumentParser(
         prog="python -m runs_simulator", description="Local OpenAI-compatible API simulator."
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--port", type=_port, default=8765, help="0 picks a free port")
     parser.add_argument("--seed", type=int, default=None, help="seed for ids, timelines, faults")
     parser.add_argument(
         "--poll-after-ms",
@@ -48,7 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="compress window-derived waits (2h/8h windows, a batch's 24 h); "
         "default: $RUNS_TIME_SCALE, else 1",
     )
-    parser.add_argument("--log-level", default="warning")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+    )
     return parser.parse_args(argv)
 
 
@@ -60,7 +75,7 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         config.webhook_url = args.webhook_url
     if args.webhook_secret:
         config.webhook_secret = args.webhook_secret
-    if args.poll_after_ms:
+    if args.poll_after_ms:  # 0: none, as unset
         config.poll_after_ms = args.poll_after_ms
     if args.run_expires_s is not None:
         config.run_expires_s = args.run_expires_s

@@ -9,6 +9,7 @@ loudly instead of silently doing nothing.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -127,6 +128,10 @@ class SimConfig:
             raise ValueError("window fractions must satisfy 0 <= min <= max <= 1")
         if self.flex_slowdown < 1.0:
             raise ValueError("flex_slowdown must be >= 1")
+        if not (math.isfinite(self.run_expires_s) and self.run_expires_s > 0):
+            raise ValueError("run_expires_s must be a number > 0")
+        if self.poll_after_ms is not None and self.poll_after_ms < 1:
+            raise ValueError("poll_after_ms must be null or >= 1")
         for name in (
             "batch_validating_s",
             "batch_duration_s",

@@ -141,6 +141,16 @@ def run_manage(*args: str) -> subprocess.CompletedProcess[str]:
         ["chaos", "--tool-share", "-0.1"],
         ["chaos", "--stuck-after", "0"],
         ["demo", "--runs", "-1"],
+        # nan passes every comparison: "--timeout nan" once meant no limit at all.
+        ["startrun", "hi", "--wait", "--timeout", "nan"],
+        ["startbatch", "--file", "{prompts}", "--timeout", "nan"],
+        ["chaos", "--timeout", "nan"],
+        ["chaos", "--kill-every", "inf"],
+        ["chaos", "--flush-at", "-5"],
+        ["chaos", "--report", "/proc/no/such/dir/report.json"],  # refused before the run
+        ["demo", "--timeout", "nan"],
+        ["register_webhook", "https://hooks.example.com/x", "--name", "\udcff"],
+        ["register_webhook", "--rotate", "\udcff"],
     ],
 )
 def test_bad_command_arguments_exit_2_with_a_message(db, args, tmp_path):
@@ -149,6 +159,17 @@ def test_bad_command_arguments_exit_2_with_a_message(db, args, tmp_path):
     result = run_manage(*[str(prompts) if a == "{prompts}" else a for a in args])
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert result.stderr.strip()
+
+
+def test_a_batch_that_cannot_be_queued_says_so_in_one_line_and_is_left_to_the_sweep(db, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("one prompt\n")
+
+    result = run_manage("startbatch", "--file", str(prompts))  # the broker does not answer
+
+    assert result.returncode == 1
+    assert "a batch was created but could not be queued" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @settings(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError
+
+from ...storable import text_problem
 
 BAD_ARGUMENTS = 2
 
@@ -15,6 +18,23 @@ BAD_ARGUMENTS = 2
 def bad(message: str) -> CommandError:
     """A CommandError that exits with 2, the conventional code for bad arguments."""
     return CommandError(message, returncode=BAD_ARGUMENTS)
+
+
+def check_seconds(name: str, value: float | None, *, zero_ok: bool = False) -> None:
+    """Refuse ``--name`` unless it is a finite number above 0 (or 0 with ``zero_ok``); None is
+    "not given". Why not ``value <= 0``: ``nan`` passes every comparison, and a ``--timeout nan``
+    waited for ever."""
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise bad(f"{name} must be a number of seconds {'>= 0' if zero_ok else '> 0'}, got {value}")
+
+
+def check_text(name: str, value: str | None) -> None:
+    """Refuse an argument that is not text (bytes that are not UTF-8 arrive as lone surrogates,
+    which no API call and no database column can carry)."""
+    if value is not None and (problem := text_problem(value)):
+        raise bad(f"{name}: {problem}")
 
 
 def parse_metadata(pairs: list[str]) -> dict[str, str]:

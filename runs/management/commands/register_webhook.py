@@ -31,7 +31,7 @@ from openai.resources.webhooks import Webhooks
 from runs.client import get_client
 from runs.engine.events import BATCH_EVENTS, RESPONSE_TERMINAL_EVENTS
 
-from ._args import bad
+from ._args import bad, check_text
 
 #: What the endpoint subscribes to: the events the intake acts on (a batch's end included).
 EVENT_TYPES = tuple(sorted(RESPONSE_TERMINAL_EVENTS | BATCH_EVENTS))
@@ -94,6 +94,9 @@ class Command(BaseCommand):
         actions = [bool(opts["url"]), bool(endpoint_id), opts["list"]]
         if sum(actions) != 1:
             raise bad("give exactly one of URL, --rotate ENDPOINT_ID, --test ENDPOINT_ID, --list")
+        for name, option in (("URL", "url"), ("--name", "name"), ("ENDPOINT_ID", "rotate")):
+            check_text(name, opts[option])
+        check_text("ENDPOINT_ID", opts["test"])
         if opts["immediately"] and not opts["rotate"]:
             raise bad("--immediately goes with --rotate")
         if endpoint_id is not None and not endpoint_id.strip():

@@ -19,7 +19,7 @@ from runs.models import Batch
 from runs.services import create_batch
 from runs.status import RunStatus, Strategy
 
-from ._args import bad, parse_metadata
+from ._args import bad, check_seconds, parse_metadata
 
 #: How often --wait reads our own database (the worker talks to OpenAI).
 WATCH_INTERVAL_S = 1.0
@@ -49,8 +49,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        if opts["timeout"] is not None and opts["timeout"] <= 0:
-            raise bad("--timeout must be positive")
+        check_seconds("--timeout", opts["timeout"])
         prompts = read_prompts(opts["file"])
         try:
             batch = create_batch(
@@ -62,6 +61,12 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise bad("; ".join(exc.messages)) from exc
+        except Exception as exc:  # kombu raises several types when the broker is down
+            # The batch is saved (its submit is sent after the commit): the sweep resends it.
+            raise CommandError(
+                f"a batch was created but could not be queued: {exc}. Is the broker running "
+                "(CELERY_BROKER_URL)? The sweep sends it once the broker answers."
+            ) from exc
         self.stdout.write(f"batch {batch.pk} created ({len(prompts)} runs, {batch.model})")
         if not opts["wait"]:
             return

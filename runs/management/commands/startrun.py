@@ -23,7 +23,7 @@ from runs.services import create_run
 from runs.status import TERMINAL, Backend, RunStatus, Strategy
 from runs.tasks import start_run
 
-from ._args import bad, parse_metadata, read_schema
+from ._args import bad, check_seconds, parse_metadata, read_schema
 
 #: How often --wait reads our own database (not OpenAI: the worker does that).
 WATCH_INTERVAL_S = 0.2
@@ -80,8 +80,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         if not opts["text"].strip():
             raise bad("TEXT must not be empty")
-        if opts["timeout"] is not None and opts["timeout"] <= 0:
-            raise bad("--timeout must be positive")
+        check_seconds("--timeout", opts["timeout"])
         try:
             run = create_run(
                 opts["text"],

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs.management.commands._args import bad
+from runs.management.commands._args import bad, check_seconds
 from runs_dev.chaos import ChaosConfig, run_chaos
 
 
@@ -98,13 +98,19 @@ class Command(BaseCommand):
             "stuck_after",
             "timeout",
         ):
-            if o[name] <= 0:
-                raise bad(f"--{name.replace('_', '-')} must be positive")
+            check_seconds(f"--{name.replace('_', '-')}", o[name])
+        check_seconds("--flush-at", o["flush_at"], zero_ok=True)
         for name in ("concurrency", "start_chunk", "start_concurrency"):
             if o[name] < 1:
                 raise bad(f"--{name.replace('_', '-')} must be at least 1")
         if o["kill_after_calls"] < 0:
             raise bad("--kill-after-calls must not be negative")
+        if o["report"]:  # before the run, not after it: a run can take up to --timeout
+            try:
+                o["report"].parent.mkdir(parents=True, exist_ok=True)
+                o["report"].touch()
+            except OSError as exc:
+                raise bad(f"--report: cannot write {o['report']}: {exc.strerror or exc}") from None
         cfg = ChaosConfig(
             runs=o["runs"],
             kill_every_s=o["kill_every"],

@@ -29,7 +29,7 @@ from rich.live import Live
 from rich.table import Table
 
 from project.localredis import RedisUnavailable, ensure_redis
-from runs.management.commands._args import bad
+from runs.management.commands._args import bad, check_seconds
 from runs.models import Run, ToolCall
 from runs.schedule import Schedule
 from runs.schedule import schedule_for as poll_schedule
@@ -96,6 +96,7 @@ class Command(BaseCommand):
             raise bad("--runs must be between 1 and 10000")
         if opts["concurrency"] < 1:
             raise bad("--concurrency must be at least 1")
+        check_seconds("--timeout", opts["timeout"])
         console = Console()
         with ExitStack() as stack:
             # SIGTERM ends the demo like Ctrl-C: the ExitStack still stops every child.
