@@ -30,6 +30,7 @@ import redis
 import redis.asyncio as aredis
 from asgiref.sync import sync_to_async
 from django.db import connection
+from redis.exceptions import RedisError
 
 from . import live_slots
 from .conf import default_redis_url, redis_url_or_none, settings
@@ -118,6 +119,19 @@ def _warn(exc: Exception) -> None:
         )
 
 
+def _gone(exc: Exception) -> None:
+    """A stream's Redis went away (killed, restarted, flushed): the stream ends as at its
+    ``RUNS_SSE_MAX_S``, the client reconnects after the ``retry`` it was told; one log line a
+    minute, not one per open stream, and never an exception out of the ASGI app."""
+    global _last_gone
+    if time.monotonic() - _last_gone > WARN_EVERY_S:
+        _last_gone = time.monotonic()
+        log.warning("live status: a stream's Redis went away (%s); its clients reconnect", exc)
+
+
+_last_gone = -WARN_EVERY_S
+
+
 # --- the event stream ---------------------------------------------------------------------------
 
 
@@ -162,19 +176,27 @@ async def astream(run_id: int, url: str, slot: Slot | None = None) -> AsyncItera
     client = aredis.Redis.from_url(url)
     pubsub = client.pubsub()
     try:
-        await pubsub.subscribe(channel(run_id))
-        yield PREAMBLE
-        last: str | None = None
-        deadline = time.monotonic() + max_s
-        while time.monotonic() < deadline:
-            snapshot = await sync_to_async(_snapshot_and_let_go)(run_id)
-            chunk, last, done = step(snapshot, last)
-            if chunk:
-                yield chunk
-            if done:
-                return
-            if await pubsub.get_message(ignore_subscribe_messages=True, timeout=heartbeat) is None:
-                yield HEARTBEAT
+        try:
+            if slot is not None:
+                await live_slots.aextend(client, slot, max_s)
+            await pubsub.subscribe(channel(run_id))
+            yield PREAMBLE
+            last: str | None = None
+            deadline = time.monotonic() + max_s
+            while time.monotonic() < deadline:
+                snapshot = await sync_to_async(_snapshot_and_let_go)(run_id)
+                chunk, last, done = step(snapshot, last)
+                if chunk:
+                    yield chunk
+                if done:
+                    return
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=heartbeat
+                )
+                if message is None:
+                    yield HEARTBEAT
+        except (RedisError, OSError) as exc:
+            _gone(exc)  # the stream ends cleanly; the client reconnects after ``retry``
     finally:
         # Also on a client disconnect: Django cancels the generator and we land here.
         try:
@@ -207,19 +229,24 @@ def stream(run_id: int, url: str, slot: Slot | None = None) -> Iterator[bytes]:
     client = redis.Redis.from_url(url)
     pubsub = client.pubsub()
     try:
-        pubsub.subscribe(channel(run_id))
-        yield PREAMBLE
-        last: str | None = None
-        deadline = time.monotonic() + max_s
-        while time.monotonic() < deadline:
-            snapshot = Run.objects.filter(pk=run_id).values(*SNAPSHOT_FIELDS).first()
-            chunk, last, done = step(snapshot, last)
-            if chunk:
-                yield chunk
-            if done:
-                return
-            if pubsub.get_message(ignore_subscribe_messages=True, timeout=heartbeat) is None:
-                yield HEARTBEAT
+        try:
+            if slot is not None:
+                live_slots.extend(client, slot, max_s)
+            pubsub.subscribe(channel(run_id))
+            yield PREAMBLE
+            last: str | None = None
+            deadline = time.monotonic() + max_s
+            while time.monotonic() < deadline:
+                snapshot = Run.objects.filter(pk=run_id).values(*SNAPSHOT_FIELDS).first()
+                chunk, last, done = step(snapshot, last)
+                if chunk:
+                    yield chunk
+                if done:
+                    return
+                if pubsub.get_message(ignore_subscribe_messages=True, timeout=heartbeat) is None:
+                    yield HEARTBEAT
+        except (RedisError, OSError) as exc:
+            _gone(exc)
     finally:
         try:
             if slot is not None:

@@ -10,7 +10,8 @@ per open stream, scored by the time by which that stream has surely ended. Openi
 script, so two processes cannot both take the last slot: drop members past their time, refuse
 when the set is full, else add ours. Closing removes the member. A stream whose process died
 without closing it is forgotten once its time passes, so a crash locks nobody out for longer
-than one stream's life.
+than one stream's life, and a slot taken for a stream that never started (the client left
+before the response began) counts only ``MARGIN_S``.
 """
 
 from __future__ import annotations
@@ -32,8 +33,21 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
 """
 
+#: KEYS[1] the client's set; ARGV: the stream's new end (ms), the member. Moves a counted
+#: stream's end (never re-adds one already dropped) and keeps the set as long as its last end.
+_EXTEND = """
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[1], ARGV[2]) == 0 then return 0 end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return 1
+"""
+
 #: Past its ``RUNS_SSE_MAX_S`` a stream still finishes its last wait (a heartbeat) and query.
 MARGIN_S = 30.0
+#: How long a slot counts before its stream has started. The view takes it, then Django sends
+#: the headers and only then starts the stream, which extends it (``aextend``); a client gone in
+#: between cancels the request before the stream's ``finally`` exists, so nobody releases it.
+START_HOLD_S = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,20 @@ async def acquire(url: str, ident: str, *, cap: int, hold_s: float) -> Slot | No
     finally:
         await client.aclose()
     return slot if opened else None
+
+
+def _until_ms(hold_s: float) -> int:
+    return int((time.time() + hold_s + MARGIN_S) * 1000)
+
+
+async def aextend(client: aredis.Redis, slot: Slot, hold_s: float) -> None:
+    """The stream has started: count it for its whole life, ``hold_s`` (plus ``MARGIN_S``)."""
+    await client.eval(_EXTEND, 1, slot.key, _until_ms(hold_s), slot.member)
+
+
+def extend(client: redis.Redis, slot: Slot, hold_s: float) -> None:
+    """``aextend`` for the blocking (WSGI) stream."""
+    client.eval(_EXTEND, 1, slot.key, _until_ms(hold_s), slot.member)
 
 
 async def arelease(client: aredis.Redis, slot: Slot) -> None:

@@ -86,7 +86,9 @@ async def run_events(request: HttpRequest, run_id: int) -> HttpResponse:
     slot = None
     if cap := settings.RUNS_SSE_MAX_PER_CLIENT:
         try:
-            slot = await live_slots.acquire(url, ident, cap=cap, hold_s=settings.RUNS_SSE_MAX_S)
+            # Held briefly until the stream starts and extends it (``live_slots.START_HOLD_S``).
+            hold = live_slots.START_HOLD_S
+            slot = await live_slots.acquire(url, ident, cap=cap, hold_s=hold)
         except (RedisError, OSError) as exc:
             log.warning("live status: cannot count a stream, its Redis does not answer (%s)", exc)
             return JsonResponse({"detail": "live status: its Redis does not answer"}, status=503)

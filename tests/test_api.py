@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -428,3 +429,14 @@ def test_a_method_a_path_does_not_take_is_a_json_405_with_allow(api, method, pat
     assert response["Content-Type"] == "application/json"
     assert "not allowed" in response.json()["detail"]
     assert response["Allow"]
+
+
+def test_a_token_sent_with_another_scheme_is_a_401_and_never_logged(
+    client, api_token, settings, caplog
+):
+    settings.DEBUG = True  # django-ninja logged such a header whole under DEBUG
+    with caplog.at_level(logging.DEBUG):
+        response = client.get("/api/runs", headers={"Authorization": f"Token {api_token}"})
+
+    assert response.status_code == 401
+    assert api_token not in caplog.text

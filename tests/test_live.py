@@ -389,3 +389,62 @@ def test_inside_a_transaction_the_read_leaves_the_connection_alone(make_run):
     with transaction.atomic():
         assert live._snapshot_and_let_go(run.pk)["status"] == "queued"
         assert connections["default"].connection is not None
+
+
+def test_a_stream_whose_redis_dies_ends_cleanly_and_the_client_reconnects(
+    make_run, api_token, settings
+):
+    """Killed (or restarted) under an open stream, Redis took the ASGI app down with a
+    ``ConnectionError`` for every stream; now the stream ends as at its time limit."""
+    from project.localredis import start_private_redis
+
+    server = start_private_redis()  # its own: this test kills it
+    settings.RUNS_PUBSUB_URL = server.url
+    settings.RUNS_SSE_HEARTBEAT_S, settings.RUNS_SSE_MAX_S = 0.5, 20.0
+    run = make_run("queued")
+
+    async def scenario() -> bool:
+        stream = Stream(events_path(run.pk), BEARER)
+        assert await stream.open() == 200
+        await stream.next_status()
+        server.process.kill()
+        server.process.wait()
+        while await stream.next_status() is not None:  # to the end of the stream
+            pass
+        stream.gone.set()
+        await asyncio.wait_for(stream.task, TIMEOUT)  # no exception out of the app
+        return stream.finished
+
+    try:
+        assert asyncio.run(scenario()) is True
+    finally:
+        server.stop()
+
+
+def test_a_slot_counts_briefly_until_its_stream_starts_then_for_the_streams_life(
+    make_run, pubsub_url, api_token, settings
+):
+    """The view takes the slot; the stream, once started, extends it. A client gone before the
+    stream started (Django then never runs it, nor its ``finally``) held its slot for the
+    stream's whole life (630 s); now for ``live_slots.MARGIN_S``."""
+    import time
+
+    settings.RUNS_SSE_MAX_PER_CLIENT, settings.RUNS_SSE_MAX_S = 3, 600.0
+    run = make_run("queued")
+    r = redis.Redis.from_url(pubsub_url)
+
+    async def taken_only() -> float:
+        slot = await live_slots.acquire(pubsub_url, OWNER, cap=3, hold_s=live_slots.START_HOLD_S)
+        assert slot is not None
+        return r.zscore(slot.key, slot.member) / 1000 - time.time()
+
+    async def started() -> float:
+        stream = Stream(events_path(run.pk), BEARER)
+        assert await stream.open() == 200
+        await stream.next_status()
+        (_, score), *others = r.zrange(live_slots.key(OWNER), -1, -1, withscores=True)
+        await stream.close()
+        return score / 1000 - time.time()
+
+    assert asyncio.run(taken_only()) <= live_slots.MARGIN_S + 1
+    assert asyncio.run(started()) >= 600

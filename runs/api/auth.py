@@ -27,6 +27,12 @@ class BearerToken(HttpBearer):
         super().__init__()
         self.scope = scope
 
+    def __call__(self, request: HttpRequest) -> ApiClient | None:
+        """ninja's, without its log line: under ``DEBUG`` it logged a header of another scheme
+        whole (``Unexpected auth - 'Token <the secret>'``)."""
+        token = bearer_token(request)
+        return None if token is None else self.authenticate(request, token)
+
     def authenticate(self, request: HttpRequest, token: str) -> ApiClient | None:
         client = client_for_token(token)
         if client is not None and self.scope == OPERATE and not client.can_operate:
