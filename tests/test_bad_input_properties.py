@@ -161,7 +161,11 @@ def test_bad_command_arguments_exit_2_with_a_message(db, args, tmp_path):
     assert result.stderr.strip()
 
 
-def test_a_batch_that_cannot_be_queued_says_so_in_one_line_and_is_left_to_the_sweep(db, tmp_path):
+def test_a_batch_that_cannot_be_queued_says_so_in_one_line_and_is_left_to_the_sweep(
+    transactional_db, tmp_path
+):
+    """``transactional_db``: the command's process commits its batch, which only a flush of the
+    test database removes afterwards (a rolled-back test would leave it to the next tests)."""
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("one prompt\n")
 
