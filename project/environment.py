@@ -36,10 +36,12 @@ class StrictEnv(environ.Env):
                 config = super().db(var, default=default)
         except (ValueError, KeyError) as exc:
             raise ImproperlyConfigured(f"{var} cannot be read as a database URL: {exc}") from None
-        if not config.get("ENGINE"):
+        engine = config.get("ENGINE", "")
+        if "." not in engine and engine not in self.DB_SCHEMES.values():
+            scheme = f"its scheme {engine!r}" if engine else "it"  # the scheme only: no password
             raise ImproperlyConfigured(
-                f"{var} is not a database URL Django knows (e.g. postgres://user:password@host/"
-                "name or sqlite:///path)"
+                f"{var}: {scheme} is not a database Django knows (e.g. postgres://user:password@"
+                "host/name or sqlite:///path)"
             )
         return config
 
@@ -52,10 +54,12 @@ class StrictEnv(environ.Env):
         return level
 
     def _number(self, var: str, kind: type, what: str, default: Any) -> Any:
-        raw = self.ENVIRON.get(var)
-        if raw is None or (raw.strip() == "" and default is not environ.Env.NOTSET):
-            if default is environ.Env.NOTSET:
-                raise ImproperlyConfigured(f"set the environment variable {var}")
+        # Read as django-environ reads any value (a "$OTHER" value names another variable),
+        # then cast here: an unset variable comes back as the default, not a string.
+        raw = self.get_value(var, cast=str, default=default)
+        if not isinstance(raw, str):  # unset: the default as given (a number, None)
+            return raw
+        if not raw.strip() and default is not environ.Env.NOTSET:
             return default
         try:
             value = kind(raw.strip())

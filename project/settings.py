@@ -16,7 +16,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = StrictEnv()
 # A developer's .env is read when present; real deployments set the environment directly.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# parse_comments: a "# note" after a value (.env.example's lines, uncommented) is not part of it.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False, parse_comments=True)
 
 # No known default: without DJANGO_SECRET_KEY this checkout makes a random key once and keeps it
 # in var/secret_key (project/secret_key.py says why). Several hosts must set the same one.

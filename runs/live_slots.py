@@ -24,12 +24,14 @@ import redis
 import redis.asyncio as aredis
 
 #: KEYS[1] the client's set; ARGV: now (ms), this stream's end (ms), the cap, the member.
-#: Returns 1 when the stream may open (and is counted), 0 when the client is at its cap.
+#: Returns 1 when the stream may open (and is counted), 0 when the client is at its cap. The set
+#: lives as long as its last end: a new slot's end (``START_HOLD_S``) may come before the others'.
 _OPEN = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
 return 1
 """
 

@@ -176,6 +176,25 @@ def test_a_batch_that_cannot_be_queued_says_so_in_one_line_and_is_left_to_the_sw
     assert "Traceback" not in result.stderr
 
 
+def test_a_batch_the_database_refuses_is_not_reported_as_created(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("one prompt\n")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "startbatch", "--file", str(prompts)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'never-migrated.sqlite3'}",
+        },
+    )
+    assert result.returncode == 1
+    assert "the database refused the batch: no such table" in result.stderr
+    assert "was created" not in result.stderr and "Traceback" not in result.stderr
+
+
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -3,6 +3,7 @@ variable takes is an error naming the variable, never a silent misreading or a b
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import warnings
@@ -44,8 +45,8 @@ def test_integers_unset_and_empty_values_take_the_default(monkeypatch):
 
 @pytest.mark.parametrize(
     "url",
-    ["garbage", "postgres://user:s3cret@host:notaport/db"],
-    ids=["no scheme", "bad port"],
+    ["garbage", "postgres://user:s3cret@host:notaport/db", "postgress://user:s3cret@host/db"],
+    ids=["no scheme", "bad port", "misspelt scheme"],
 )
 def test_a_database_url_that_cannot_be_read_is_named_and_its_password_never_shown(monkeypatch, url):
     monkeypatch.setenv("DATABASE_URL", url)
@@ -76,3 +77,43 @@ def test_the_projects_settings_refuse_a_bad_value_with_its_name():
     )
     assert out.returncode != 0
     assert "RUNS_POLL_BASE_S='abc' is not a number" in out.stderr
+
+
+def test_a_value_naming_another_variable_is_read_through_it(monkeypatch):
+    """django-environ's ``$OTHER`` indirection, as for every other setting."""
+    monkeypatch.setenv("STREAM_CAP", "5")
+    monkeypatch.setenv("RUNS_N", "$STREAM_CAP")
+    assert StrictEnv().int("RUNS_N", 3) == 5
+
+
+def test_a_note_after_a_value_in_a_dotenv_file_is_a_comment(tmp_path, monkeypatch):
+    """``.env.example``'s lines, uncommented into a ``.env``, read as their values."""
+    import environ
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("RUNS_X_S=5                     # longest delay between polls\n")
+    monkeypatch.delenv("RUNS_X_S", raising=False)
+    try:
+        environ.Env.read_env(env_file, parse_comments=True)
+        assert StrictEnv().float("RUNS_X_S", 1.0) == 5.0
+    finally:
+        os.environ.pop("RUNS_X_S", None)  # read_env wrote it behind monkeypatch's back
+
+
+def test_every_value_in_env_example_uncommented_reads_as_its_setting(tmp_path):
+    """``.env.example`` says "copy to .env": each of its ``# NAME=value`` lines, uncommented
+    (its note after the value a ``#`` comment), must be a value the settings accept."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    values = [line[2:] for line in lines if line[:2] == "# " and "=" in line.split()[1]]
+    env_file = tmp_path / "example.env"
+    env_file.write_text("\n".join(v for v in values if v.split("=")[0].isupper()) + "\n")
+    read = f"environ.Env.read_env({str(env_file)!r}, parse_comments=True)"
+    code = f"import environ; {read}; import project.settings"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr

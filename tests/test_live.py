@@ -448,3 +448,26 @@ def test_a_slot_counts_briefly_until_its_stream_starts_then_for_the_streams_life
 
     assert asyncio.run(taken_only()) <= live_slots.MARGIN_S + 1
     assert asyncio.run(started()) >= 600
+
+
+def test_a_slot_that_never_starts_does_not_shorten_the_others(
+    make_run, pubsub_url, api_token, settings
+):
+    """The set of a client's slots lives as long as its last end. A new slot's end (30 s) set
+    it shorter than an open stream's (630 s): a request dropped before its first byte made the
+    set expire under the open streams, and the client could then open past its cap."""
+    settings.RUNS_SSE_MAX_PER_CLIENT, settings.RUNS_SSE_MAX_S = 2, 600.0
+    run = make_run("queued")
+    r = redis.Redis.from_url(pubsub_url)
+
+    async def scenario() -> int:
+        stream = Stream(events_path(run.pk), BEARER)
+        assert await stream.open() == 200
+        await stream.next_status()
+        left = await live_slots.acquire(pubsub_url, OWNER, cap=2, hold_s=live_slots.START_HOLD_S)
+        assert left is not None  # its client is gone: this slot is never extended
+        ttl = r.pttl(live_slots.key(OWNER))
+        await stream.close()
+        return ttl
+
+    assert asyncio.run(scenario()) > 600_000

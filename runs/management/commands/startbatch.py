@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from django.db.models import Count
 
 from runs.models import Batch
@@ -61,6 +62,8 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise bad("; ".join(exc.messages)) from exc
+        except DatabaseError as exc:  # nothing was created: not the broker's doing
+            raise CommandError(f"the database refused the batch: {exc}") from exc
         except Exception as exc:  # kombu raises several types when the broker is down
             # The batch is saved (its submit is sent after the commit): the sweep resends it.
             raise CommandError(

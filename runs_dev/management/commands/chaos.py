@@ -108,7 +108,8 @@ class Command(BaseCommand):
         if o["report"]:  # before the run, not after it: a run can take up to --timeout
             try:
                 o["report"].parent.mkdir(parents=True, exist_ok=True)
-                o["report"].touch()
+                with o["report"].open("a"):  # a directory or a read-only file fails here
+                    pass
             except OSError as exc:
                 raise bad(f"--report: cannot write {o['report']}: {exc.strerror or exc}") from None
         cfg = ChaosConfig(
