@@ -513,8 +513,19 @@ def test_fallbacks_of_the_wrong_type_are_reported(settings, webhook_secret):
 
 
 def statements(queries) -> list[str]:
-    """The first word of each statement: what the database was asked to do."""
-    return [q["sql"].split(None, 1)[0].upper() for q in queries.captured_queries]
+    """The first word of each statement: what the database was asked to do, without the
+    ``SAVEPOINT`` and ``RELEASE`` of a transaction inside the test's own (``bookkeeping``)."""
+    words = [q["sql"].split(None, 1)[0].upper() for q in queries.captured_queries]
+    return [w for w in words if w not in ("SAVEPOINT", "RELEASE")]
+
+
+def bookkeeping() -> int:
+    """Where the insert cannot take the wake's ticket itself (SQLite), it runs in a transaction
+    with the ticket's UPDATE: here a savepoint and its release, on a real connection a BEGIN and
+    a COMMIT (the COMMIT the two statements' autocommits used to make)."""
+    from django.db import connection
+
+    return 0 if connection.vendor == "postgresql" else 2
 
 
 def storing() -> str:
@@ -557,12 +568,12 @@ def test_without_a_data_modifying_with_a_delivery_costs_an_insert_and_one_wake(
     client, webhook_secret, signed, event_payload, run, sent_tasks, django_assert_num_queries
 ):
     body, headers = signed(event_payload("resp_1"))
-    with django_assert_num_queries(4) as queries:
+    with django_assert_num_queries(2 + 2) as queries:
         assert post(client, body, headers).json() == {"status": "ok", "outcome": "applied"}
     # The insert settles the event; the UPDATE takes a fresh ticket, counts the event and
-    # returns the ticket for the poll it enqueues. Both in one transaction (a savepoint inside
-    # the test's own): a crash between them must not leave the event applied and no wake.
-    assert statements(queries) == ["SAVEPOINT", "INSERT", "UPDATE", "RELEASE"]
+    # returns the ticket for the poll it enqueues. Both in one transaction (+2: a savepoint
+    # inside the test's own): a crash between them must not leave the event applied, no wake.
+    assert statements(queries) == ["INSERT", "UPDATE"]
     assert WebhookEvent.objects.get().outcome == "applied"
     assert_woken_once(run, sent_tasks)
 
@@ -574,7 +585,7 @@ def test_a_duplicate_costs_the_ignored_insert_and_one_read_and_writes_nothing(
     post(client, body, headers)
     stored = list(WebhookEvent.objects.values())
     run_row_before = Run.objects.filter(pk=run.pk).values().get()
-    with django_assert_num_queries(2) as queries:
+    with django_assert_num_queries(2 + bookkeeping()) as queries:
         assert post(client, body, headers).json() == {"status": "duplicate", "outcome": "applied"}
     assert statements(queries) == [storing(), "SELECT"]
     assert list(WebhookEvent.objects.values()) == stored
@@ -586,7 +597,7 @@ def test_an_event_for_an_unknown_object_is_kept_at_the_cost_of_one_more_look(
     client, webhook_secret, signed, event_payload, run, sent_tasks, django_assert_num_queries
 ):
     body, headers = signed(event_payload("resp_not_ours"))
-    with django_assert_num_queries(2) as queries:
+    with django_assert_num_queries(2 + bookkeeping()) as queries:
         assert post(client, body, headers).json()["outcome"] == "unknown_object"
     # The second look closes the race with a start saving this remote id meanwhile.
     assert statements(queries) == [storing(), "SELECT"]
@@ -606,7 +617,7 @@ def test_an_event_we_do_not_act_on_costs_the_insert_alone(
     django_assert_num_queries,
 ):
     body, headers = signed(event_payload("resp_1", event_type))
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(1 + bookkeeping()):
         assert post(client, body, headers).json()["outcome"] == "ignored"
     assert WebhookEvent.objects.get().run_id is None
     assert_not_woken(run, sent_tasks)
