@@ -239,9 +239,8 @@ def _apply(event: WebhookEvent, run: Run, expected: str) -> str:
         if ticket is None:  # the run ended since it was read: nothing to poll
             _settle(event, Outcome.APPLIED, Outcome.STALE, run.pk)
             return Outcome.STALE
-    _send(event, lambda: writer.send_wake(run.pk, ticket, webhook_events=1))
-    log.info("run %s: woken by %s (%s)", run.pk, event.type, event.webhook_id)
-    return Outcome.APPLIED
+    event.run_id = run.pk
+    return _wake(event, ticket)
 
 
 def _wake(event: WebhookEvent, ticket: int | None) -> str:

@@ -129,25 +129,22 @@ def _within_budget(
 # --- the creates --------------------------------------------------------------------------------
 
 
-def create_all(
-    runs: Sequence[Run], conversations: dict[int, str | BaseException] | None = None
-) -> list[Created]:
+def create_all(runs: Sequence[Run], conversations: dict[int, str | BaseException]) -> list[Created]:
     """Create ``runs`` remotely (conversations first where needed), one thread's runs in order.
 
     ``conversations``: what the chunk's earlier waves made for a thread (its conversation's id,
     or the error that failed it), kept up to date here. A thread's runs in a later wave
     (``start_waves``) use that conversation, or fail with that error as its first runs did,
     instead of creating another."""
-    known = {} if conversations is None else conversations
     created = {run.pk: Created(run) for run in runs}
     for run in runs:
-        made = known.get(run.thread_id)
+        made = conversations.get(run.thread_id)
         if isinstance(made, BaseException):
             created[run.pk].error = made
         elif made and not run.thread_remote_id:
             run.thread_remote_id = made
     groups = [g for g in by_thread(runs) if created[g[0].pk].error is None]
-    _create_threads([g for g in groups if not g[0].thread_remote_id], created, known)
+    _create_threads([g for g in groups if not g[0].thread_remote_id], created, conversations)
     groups = [g for g in groups if g[0].thread_remote_id]
     unsent: dict[int, list[Message]] = defaultdict(list)
     for message in Message.objects.unsent_of([g[0].thread_id for g in groups]):

@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
-from ...storable import text_problem
+from ...arguments import check_text as check_stored_text
 
 BAD_ARGUMENTS = 2
 
@@ -32,9 +33,14 @@ def check_seconds(name: str, value: float | None, *, zero_ok: bool = False) -> N
 
 def check_text(name: str, value: str | None) -> None:
     """Refuse an argument that is not text (bytes that are not UTF-8 arrive as lone surrogates,
-    which no API call and no database column can carry)."""
-    if value is not None and (problem := text_problem(value)):
-        raise bad(f"{name}: {problem}")
+    which no API call and no database column can carry): ``arguments.check_text``'s refusal,
+    as exit code 2."""
+    if value is None:
+        return
+    try:
+        check_stored_text(value, name)
+    except ValidationError as exc:
+        raise bad(exc.messages[0]) from None
 
 
 def parse_metadata(pairs: list[str]) -> dict[str, str]:

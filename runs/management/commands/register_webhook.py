@@ -94,9 +94,13 @@ class Command(BaseCommand):
         actions = [bool(opts["url"]), bool(endpoint_id), opts["list"]]
         if sum(actions) != 1:
             raise bad("give exactly one of URL, --rotate ENDPOINT_ID, --test ENDPOINT_ID, --list")
-        for name, option in (("URL", "url"), ("--name", "name"), ("ENDPOINT_ID", "rotate")):
+        for name, option in (
+            ("URL", "url"),
+            ("--name", "name"),
+            ("ENDPOINT_ID", "rotate"),
+            ("ENDPOINT_ID", "test"),
+        ):
             check_text(name, opts[option])
-        check_text("ENDPOINT_ID", opts["test"])
         if opts["immediately"] and not opts["rotate"]:
             raise bad("--immediately goes with --rotate")
         if endpoint_id is not None and not endpoint_id.strip():
