@@ -36,6 +36,33 @@ from .events import delivery
 
 WEBHOOK_PATH = "/webhooks/openai/"
 BARE_PATH = "/bench/bare/"
+#: The bare view on the intake's own path (bench/asgi.py).
+BARE_WSGI_PATH = "/bench/bare-wsgi/"
+
+
+def standalone(redis_url: str, db_url: str, queue: str) -> tuple[dict[str, str], str, list[str]]:
+    """Set a standalone intake bench up (``bench.intake_path``, ``bench.intake_store``): Django
+    on ``db_url`` with empty tables, no API reachable (the wakes are not consumed); the children's
+    environment, a fresh webhook secret (this process's too) and 2,000 in-progress runs' ids."""
+    import base64
+    import secrets
+
+    from django.conf import settings
+
+    from .database import empty_tables
+    from .standalone import point_at
+
+    env = point_at(
+        sim_url="http://127.0.0.1:9/v1",
+        redis_url=redis_url,
+        db_url=db_url,
+        queue=queue,
+        settings="bench.settings",
+    )
+    empty_tables()
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    settings.OPENAI_WEBHOOK_SECRET = secret
+    return env, secret, make_runs(2000)
 
 
 def make_runs(count: int) -> list[str]:
@@ -153,6 +180,14 @@ def inprocess(secret: str, object_ids: list[str], seconds: float, rounds: int) -
 def _http_rate(
     url: str, secret: str, ids_file: Path, seconds: float, clients: int, threads: int, tag: str
 ) -> float:
+    ok, elapsed = http_count(url, secret, ids_file, seconds, clients, threads, tag)
+    return ok / elapsed if elapsed else 0.0
+
+
+def http_count(
+    url: str, secret: str, ids_file: Path, seconds: float, clients: int, threads: int, tag: str
+) -> tuple[int, float]:
+    """(requests answered 2xx, the longest load client's window in seconds)."""
     args = [
         sys.executable,
         "-m",
@@ -182,7 +217,7 @@ def _http_rate(
     finally:
         for loader in loaders:
             processes.stop(loader, grace=2)
-    return ok / elapsed if elapsed else 0.0
+    return ok, elapsed
 
 
 def over_http(
@@ -200,17 +235,19 @@ def over_http(
 ) -> dict[str, dict[str, Any]]:
     """The bare and the signed rate on each event loop of ``servers``
     (``runs_dev.processes.WEB_SERVERS`` names), by loop (``alternating``)."""
-    bare, signed = alternating(
+    bare, signed, bare_same_path = alternating(
         env,
         secret,
         object_ids,
         workdir,
-        {server: (server, {}) for server in servers},
+        # bench/asgi.py as the demo project serves the intake, whatever this shell says.
+        {server: (server, {"BENCH_INTAKE_PATH": "wsgi"}) for server in servers},
         seconds=seconds,
         rounds=rounds,
         server_workers=server_workers,
         clients=clients,
         threads=threads,
+        same_path=True,
     )
     return {
         server: {
@@ -221,9 +258,19 @@ def over_http(
                 f"{server_workers} workers, {clients} load-client processes x {threads} "
                 "keep-alive connections, same 2 cores",
             ),
+            **_same_path(bare_same_path[server], signed[server]),
             "server": server,
         }
         for server in servers
+    }
+
+
+def _same_path(bare: list[float], signed: list[float]) -> dict[str, Any]:
+    """The signed rate against the bare view served on the intake's own path (bench/asgi.py)."""
+    return {
+        "bare_same_path_per_s": round(max(bare), 1),
+        "ratio_same_path": round(max(signed) / max(bare), 3),
+        "rounds_bare_same_path": [round(x, 1) for x in bare],
     }
 
 
@@ -239,11 +286,13 @@ def alternating(
     server_workers: int = 2,
     clients: int = 2,
     threads: int = 4,
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """(bare rates, signed rates) by name, for each of ``configs``: a name's event loop and the
-    environment its web processes add. A server per name is up from the start, idle while
-    another is measured; the rounds alternate between them, so each pair of rates shares the
-    machine's moment."""
+    same_path: bool = False,
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
+    """(bare rates, signed rates, bare rates on the intake's path) by name, for each of
+    ``configs``: a name's event loop and the environment its web processes add. A server per
+    name is up from the start, idle while another is measured; the rounds alternate between
+    them, so each pair of rates shares the machine's moment. The third is measured only with
+    ``same_path`` (the servers then run bench/asgi.py), and empty otherwise."""
     ids_file = workdir / "intake-ids.txt"
     ids_file.write_text("\n".join(object_ids))
     with ExitStack() as stack:
@@ -256,6 +305,7 @@ def alternating(
                 port,
                 workers=server_workers,
                 server=server,
+                app="bench.asgi:application" if same_path else "project.asgi:application",
             )
             bases[name] = f"http://127.0.0.1:{port}"
         time.sleep(1.0)  # uvicorn's second worker may still be importing Django
@@ -263,6 +313,7 @@ def alternating(
             _http_rate(base + BARE_PATH, "", ids_file, 1.0, 1, 1, f"warm{name}")
         bare: dict[str, list[float]] = {name: [] for name in configs}
         signed: dict[str, list[float]] = {name: [] for name in configs}
+        bare_same_path: dict[str, list[float]] = {name: [] for name in configs} if same_path else {}
         for r in range(rounds):
             # The order turns each round: the events table and the unconsumed wakes grow as
             # the rounds go, and no configuration should always meet the bigger ones.
@@ -277,7 +328,14 @@ def alternating(
                         base + WEBHOOK_PATH, secret, ids_file, seconds, clients, threads, f"h{tag}"
                     )
                 )
-    return bare, signed
+                if same_path:
+                    bare_same_path[name].append(
+                        _http_rate(
+                            base + BARE_WSGI_PATH, "", ids_file, seconds, clients, threads,
+                            f"w{tag}",
+                        )
+                    )  # fmt: skip
+    return bare, signed, bare_same_path
 
 
 def _loop_words(server: str, workers: int) -> str:

@@ -23,8 +23,6 @@ Writes ``docs/bench/intake_store/intake_store.{json,md}`` unless ``--out`` says 
 from __future__ import annotations
 
 import argparse
-import base64
-import secrets
 import statistics
 import sys
 import tempfile
@@ -39,7 +37,7 @@ from . import intake
 from .database import choose_url, empty_tables, vendor
 from .events import delivery
 from .load import LoadWindow, cell
-from .standalone import point_at, write_pair
+from .standalone import write_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The stores compared: the app's PostgreSQL path, then its SQLite one on the same database.
@@ -148,7 +146,7 @@ def over_http(
     env: dict[str, str], secret: str, ids: list[str], rounds: int, seconds: float
 ) -> dict[str, Any]:
     """Each store served by uvicorn on uvloop, the rounds alternating (``intake.alternating``)."""
-    bare, signed = intake.alternating(
+    bare, signed, _ = intake.alternating(
         env,
         secret,
         ids,
@@ -255,19 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        env = point_at(
-            sim_url="http://127.0.0.1:9/v1",  # no API call is made: the wakes are not consumed
-            redis_url=redis.url,
-            db_url=db_url,
-            queue="intake_store",
-            settings="bench.settings",
-        )
-        from django.conf import settings
-
-        empty_tables()
-        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-        settings.OPENAI_WEBHOOK_SECRET = secret
-        ids = intake.make_runs(2000)
+        env, secret, ids = intake.standalone(redis.url, db_url, "intake_store")
         results: dict[str, Any] = {
             "command": " ".join(["python -m bench.intake_store", *(argv or sys.argv[1:])]),
             "generated_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -154,10 +154,11 @@ def start_web(
     workers: int = 1,
     log: Path | None = None,
     server: str = WEB_SERVER,
+    app: str = "project.asgi:application",
 ) -> subprocess.Popen[bytes]:
-    """uvicorn serving ``project.asgi`` (with the bench URLconf) on 127.0.0.1:``port``, on the
-    event loop ``runs_dev.processes.WEB_SERVERS[server]`` names."""
-    process = spawn(stack, uvicorn_args(port, workers, server), env, log)
+    """uvicorn serving ``app`` (``project.asgi`` with the bench URLconf unless named) on
+    127.0.0.1:``port``, on the event loop ``runs_dev.processes.WEB_SERVERS[server]`` names."""
+    process = spawn(stack, uvicorn_args(port, workers, server, app), env, log)
     wait_for_port(process, port, timeout=30)
     return process
 

@@ -111,6 +111,16 @@ def intake_lines(intake: dict[str, Any]) -> list[str]:
                 f"| {m['how']} | {m['bare_per_s']:,.0f}/s | {m['signed_per_s']:,.0f}/s "
                 f"| {m['ratio']:.2f} | {load_cell(intake.get('load'))} |"
             )
+    for key in ("http", "http_asyncio"):
+        m = intake.get(key) or {}
+        if m.get("bare_same_path_per_s"):
+            rows += [
+                "",
+                f"On {_server(m)}, the bare view served the way the intake is (Django's WSGI "
+                "handler on a thread pool, runs/intake/asgi.py): "
+                f"{m['bare_same_path_per_s']:,.0f}/s; signed events against it: "
+                f"{m['ratio_same_path']:.2f}x.",
+            ]
     cpu = (intake.get("inprocess") or {}).get("cpu_ms_per_request")
     if cpu:
         rows += [

@@ -23,6 +23,8 @@ def bare(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("bench/bare/", bare, name="bench-bare"),
+    # The same view, which bench/asgi.py serves on the intake's path (Django's WSGI handler).
+    path("bench/bare-wsgi/", bare, name="bench-bare-wsgi"),
     path("", include("project.urls")),
 ]
 

@@ -195,6 +195,22 @@ def test_intake_is_judged_on_each_event_loop_the_run_measured_and_says_which() -
     assert row["where"].endswith("on asyncio") and row["met"]
 
 
+def test_the_intake_is_judged_against_the_bare_view_served_its_own_way() -> None:
+    """The intake runs on Django's WSGI handler; the aim compares like with like, and the bare
+    view on the ASGI handler (the older yardstick) is a report beside it."""
+    fast = {"signed_per_s": 480.0, "bare_per_s": 560.0, "ratio": 0.857, "server": "uvloop",
+            "bare_same_path_per_s": 2400.0, "ratio_same_path": 0.2}  # fmt: skip
+    results = {"scenarios": [], "intake": {"http": fast, "load": CALM}}
+
+    judged, beside = scorecard_rows.n1000_rows(results, None, "n1000/results.json")
+
+    assert (judged["ratio"], judged["met"]) == (0.2, False)
+    assert judged["baseline"] == "bare view 2400.0/s"
+    assert "intake's own path" in judged["where"]
+    assert (beside["ratio"], beside["met"]) == (0.857, None)
+    assert beside["aim"].endswith("(report)") and "ASGI handler" in beside["where"]
+
+
 def test_the_intake_table_compares_the_two_event_loops_it_alternated_between() -> None:
     fast = {
         "how": "fast",
