@@ -14,11 +14,10 @@ from django.core.asgi import get_asgi_application
 
 from runs.intake.asgi import with_intake_on_wsgi
 
+from .intake import BARE_WSGI_PATH, WEBHOOK_PATH
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
 os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
 
-#: The bare view on the intake's own path.
-BARE_WSGI_PATH = "/bench/bare-wsgi/"
-
-_intake = [] if os.environ.get("BENCH_INTAKE_PATH") == "asgi" else ["/webhooks/openai/"]
+_intake = [] if os.environ.get("BENCH_INTAKE_PATH") == "asgi" else [WEBHOOK_PATH]
 application = with_intake_on_wsgi(get_asgi_application(), paths=[*_intake, BARE_WSGI_PATH])
