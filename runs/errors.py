@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import openai
 
+from .redact import redact
 from .schedule import Schedule
 
 #: Backoff for transient errors: 1 s, x2, capped at 60 s, +-20 %.
@@ -61,6 +62,10 @@ def classify(exc: BaseException, attempt: int, max_retries: int | None = None) -
     answer ("retry after N s" or "give up with this code and message") and never re-checks.
     """
     decision = _classify(exc, attempt)
+    # The message is the server's or an exception's text, and it is stored on the run, which the
+    # API, the live stream and the admin show: a key in it (a 401 quotes the one it refused)
+    # must not travel with it.
+    decision = replace(decision, message=redact(decision.message))
     if decision.retry and max_retries is not None and attempt >= max_retries:
         return replace(decision, retry=False, countdown=0.0)
     return decision

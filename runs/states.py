@@ -83,11 +83,14 @@ def transition(
     detail: Mapping[str, Any] | None = None,
     fields: Mapping[str, Any] | None = None,
     expected: str | None = None,
+    strict: bool = False,
 ) -> bool:
     """Move a run to ``to_status`` if the state machine allows it from its current status.
 
     ``fields`` are saved in the same UPDATE (output, usage, errors...). ``expected`` is the status
     the caller just read, if any: it saves the read, and a wrong guess only costs that read.
+    With ``strict``, it is not a guess but a condition: a run found in any other status is left
+    as it is (a cancel decided on a run not yet created must not end one a start just created).
     Returns True when this call made the change; False when the run already was there, is
     terminal, or another writer moved it first to a status from which ``to_status`` is not
     allowed.
@@ -114,6 +117,8 @@ def transition(
         guess = None
         if current is None:
             raise Run.DoesNotExist(f"run {run_id} does not exist")
+        if strict and current != expected:
+            return False
         if not can_transition(current, to_status, source, expected or current):
             return False
         with transaction.atomic():

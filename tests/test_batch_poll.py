@@ -221,6 +221,18 @@ def test_two_ticks_of_one_run_in_a_batch_are_both_written_and_both_counted(batch
 
 
 @pytest.mark.django_db
+def test_a_batched_tick_that_read_a_run_waiting_for_tools_moves_it_on(batched, run_row, sent_tasks):
+    """Assistants, after a submit whose answer was lost: the run reads requires_action here and
+    in progress at OpenAI. The state machine allows that move for a writer that saw the wait."""
+    run = run_row("requires_action", remote_id="run_1")
+    went_on = tick(run, 0, move=Move("in_progress", "poll", expected="requires_action"))
+    assert writer.apply_all([went_on]) == [True]
+    run.refresh_from_db()
+    assert run.status == "in_progress"
+    assert run.events.get().from_status == "requires_action"
+
+
+@pytest.mark.django_db
 def test_terminal_stays_terminal(batched, run_row, sent_tasks):
     run = run_row("completed", remote_id="resp_1", next_poll_at=None)
     late = tick(run, 0)

@@ -85,3 +85,14 @@ def test_a_broken_connection_may_have_sent_it():
 def test_anything_unexpected_is_retried_boundedly():
     d = classify(KeyError("surprise"), 2)
     assert d.retry and d.code == "unexpected" and "KeyError" in d.message
+
+
+def test_a_key_quoted_in_the_servers_message_is_not_kept():
+    """The message is stored on the run, which the API, the live stream and the admin show."""
+    response = httpx2.Response(401, request=REQUEST)
+    exc = openai.AuthenticationError(
+        "Incorrect API key provided: sk-proj-abcdef1234567890abcdef", response=response, body=None
+    )
+    d = classify(exc, 0)
+    assert "sk-proj-abcdef1234567890abcdef" not in d.message
+    assert "[redacted]" in d.message and "API key provided" in d.message

@@ -455,3 +455,15 @@ def test_startrun_reads_a_schema_file(tmp_path, monkeypatch):
     run = Run.objects.get()
     assert run.response_format == {"name": "trip", "schema": SCHEMA, "strict": True}
     assert run.mode == "2h"
+
+
+def test_startrun_refuses_a_schema_file_nested_too_deeply_to_read(tmp_path):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    path = tmp_path / "deep.json"
+    path.write_text('{"type": "object", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(CommandError, match="nested too deeply") as raised:
+        call_command("startrun", "plan", "--schema", str(path))
+    assert raised.value.returncode == 2
+    assert not Run.objects.exists()

@@ -7,8 +7,11 @@ chunk writes and enqueues; the last ones send ``start_run`` through Redis to a r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
+import httpx2
+import openai
 import pytest
 from django.utils import timezone
 
@@ -20,6 +23,7 @@ from runs.engine.decisions import Counters
 from runs.engine.start_waves import per_thread, waves
 from runs.models import Message, Run, RunEvent
 from runs.services import add_message, create_run, create_thread
+from runs.states import transition
 from runs.status import RunStatus
 from runs.tasks import start_run
 
@@ -173,6 +177,113 @@ def test_a_run_cancelled_while_its_chunk_creates_it_is_cancelled_remotely(
     cancelled = Run.objects.get(pk=runs[1].pk)
     assert cancelled.status == RunStatus.CANCELLED
     assert cancelled.remote_id  # kept, and cancelled at OpenAI too
+    assert sim.stats()["objects"][cancelled.remote_id]["cancel"] == 1
+    others = Run.objects.filter(pk__in=[runs[0].pk, runs[2].pk])
+    assert set(others.values_list("status", flat=True)) == {RunStatus.QUEUED}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_that_read_the_run_pending_just_before_its_start_saved_it_asks_openai(
+    sent_tasks, monkeypatch
+):
+    """The cancel reads "pending" and decides "cancelled at once"; a start saves the run as
+    created before the cancel writes. Ending the run then would leave its response running (and
+    billed): the cancel reads again and goes the remote way."""
+    run = create_run("hi")
+    real_move = writer.move
+
+    def start_saves_first(run_id, change):
+        if change.to_status == RunStatus.CANCELLED:
+            transition(run_id, RunStatus.QUEUED, source="create", fields={"remote_id": "resp_1"})
+        return real_move(run_id, change)
+
+    monkeypatch.setattr(writer, "move", start_saves_first)
+
+    assert services.cancel_run(Run.objects.get(pk=run.pk), by="test") == RunStatus.CANCELLING
+    assert Run.objects.get(pk=run.pk).status == RunStatus.CANCELLING
+    assert ("runs.cancel_run", (run.pk,)) in [(name, args) for name, args, _ in sent_tasks]
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+@pytest.mark.django_db(transaction=True)
+def test_a_create_whose_run_another_start_created_meanwhile_is_cancelled_not_kept(
+    sim, settings, sent_tasks, monkeypatch, chunk
+):
+    """A start whose claim timed out (a stalled worker) while another start created the run: the
+    later answer must not take the run over, and its response must not be left running."""
+    settings.RUNS_START_CHUNK = chunk
+    run = pending_runs(1)[0]
+    real_create = ResponsesBackend.create
+    made: list[str] = []
+
+    def create(self, r, *args, **kwargs):
+        state = real_create(self, r, *args, **kwargs)
+        made.append(state.remote_id)
+        transition(r.pk, RunStatus.QUEUED, source="create", fields={"remote_id": "resp_other"})
+        # "in progress" may follow "queued": only the move's being made from pending refuses it.
+        return dataclasses.replace(state, status=RunStatus.IN_PROGRESS)
+
+    monkeypatch.setattr(ResponsesBackend, "create", create)
+
+    lifecycle.start(run.pk)
+
+    kept = Run.objects.get(pk=run.pk)
+    assert (kept.status, kept.remote_id) == (RunStatus.QUEUED, "resp_other")
+    assert sim.stats()["objects"][made[0]]["cancel"] == 1
+    assert kept.api_calls >= 1  # this create's calls are counted all the same
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_create_that_fails_for_good_after_another_start_created_the_run_leaves_it_be(
+    sim, settings, sent_tasks, monkeypatch
+):
+    settings.RUNS_START_CHUNK = 1
+    run = pending_runs(1)[0]
+
+    def create(self, r, *args, **kwargs):
+        transition(r.pk, RunStatus.QUEUED, source="create", fields={"remote_id": "resp_other"})
+        raise openai.BadRequestError(
+            "no",
+            response=httpx2.Response(400, request=httpx2.Request("POST", "http://x")),
+            body=None,
+        )
+
+    monkeypatch.setattr(ResponsesBackend, "create", create)
+
+    lifecycle.start(run.pk)
+
+    kept = Run.objects.get(pk=run.pk)
+    assert (kept.status, kept.remote_id) == (RunStatus.QUEUED, "resp_other")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_that_fails_the_first_polls_does_not_cost_the_chunks_other_saves(
+    sim, settings, sent_tasks, monkeypatch
+):
+    """The bulk step committed; its first polls' flush failed. The runs of the wave still to be
+    saved one by one (here, one cancelled meanwhile) are saved, or they would be created again
+    once their claims time out. The started runs' polls are the sweep's (overdue)."""
+    settings.RUNS_START_CHUNK = 5
+    settings.RUNS_POLL_MODE, settings.RUNS_SAFETY_NET_MODE = "per_run", "per_run"
+    runs = pending_runs(3)
+    real_create = ResponsesBackend.create
+
+    def create(self, run, *args, **kwargs):
+        state = real_create(self, run, *args, **kwargs)
+        if run.pk == runs[1].pk:
+            services.cancel_run(Run.objects.get(pk=run.pk), by="test")
+        return state
+
+    def broker_down(tasks):
+        raise ConnectionError("the broker went away")
+
+    monkeypatch.setattr(ResponsesBackend, "create", create)
+    monkeypatch.setattr(start_writes, "enqueue_all", broker_down)
+
+    lifecycle.start(runs[0].pk)
+
+    cancelled = Run.objects.get(pk=runs[1].pk)
+    assert cancelled.status == RunStatus.CANCELLED
     assert sim.stats()["objects"][cancelled.remote_id]["cancel"] == 1
     others = Run.objects.filter(pk__in=[runs[0].pk, runs[2].pk])
     assert set(others.values_list("status", flat=True)) == {RunStatus.QUEUED}

@@ -89,6 +89,19 @@ def test_a_run_goes_on_from_requires_action_by_a_submit_or_a_writer_that_saw_it_
 
 
 @pytest.mark.django_db
+def test_a_strict_move_is_made_only_from_the_status_it_was_decided_on(run_row):
+    """A cancel decided on a run not yet created at OpenAI: a start saved it as created first."""
+    started = run_row(S.QUEUED, remote_id="resp_1")
+    assert not transition(started.pk, S.CANCELLED, source="user", expected=S.PENDING, strict=True)
+    started.refresh_from_db()
+    assert started.status == S.QUEUED
+    assert not RunEvent.objects.filter(run=started).exists()
+
+    waiting = run_row(S.PENDING)
+    assert transition(waiting.pk, S.CANCELLED, source="user", expected=S.PENDING, strict=True)
+
+
+@pytest.mark.django_db
 def test_fields_travel_with_the_change_and_timestamps_are_stamped(run_row):
     run = run_row(S.QUEUED)
     assert transition(run.pk, S.IN_PROGRESS, source="poll")

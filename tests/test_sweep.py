@@ -89,6 +89,30 @@ def test_a_pending_run_past_its_deadline_expires(run_row, sent_tasks):
     assert sent_tasks == []  # nothing was created at OpenAI, so nothing to cancel or start
 
 
+def test_a_pending_run_a_start_saves_as_the_sweep_expires_it_stays_created(
+    run_row, sent_tasks, monkeypatch
+):
+    """The sweep read the run pending (nothing at OpenAI to cancel); a start saved it as created
+    before the expiry was written. Expiring it then would leave its response running: it stays
+    created, and its deadline is its polls' to apply."""
+    from runs.engine import expiry
+    from runs.states import transition
+
+    run = run_row("pending", deadline_at=ago(1))
+    real_expire = expiry.expire
+
+    def start_saves_first(read, **kwargs):
+        decision = real_expire(read, **kwargs)
+        transition(read.pk, "queued", source="create", fields={"remote_id": "resp_1"})
+        return decision
+
+    monkeypatch.setattr(expiry, "expire", start_saves_first)
+
+    assert sweep().expired == 0
+    run.refresh_from_db()
+    assert (run.status, run.remote_id) == ("queued", "resp_1")
+
+
 def test_a_cancel_still_not_done_is_sent_again_once_per_claim_timeout(
     run_row, sent_tasks, settings
 ):

@@ -126,6 +126,12 @@ def forged(signed, event_payload):
     return body, {**headers, "webhook-signature": "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
 
 
+def forged_with_a_non_ascii_signature(signed, event_payload):
+    """A server reads header bytes as Latin-1; the SDK's string comparison raised TypeError."""
+    body, headers = signed(event_payload("resp_1"))
+    return body, {**headers, "webhook-signature": "v1,\xe9"}
+
+
 def wrong_secret(signed, event_payload):
     return signed(event_payload("resp_1"), secret="whsec_" + "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA==")
 
@@ -205,6 +211,7 @@ def webhook_id_empty(signed, event_payload):
 
 BAD = [
     forged,
+    forged_with_a_non_ascii_signature,
     wrong_secret,
     stale_timestamp,
     future_timestamp,

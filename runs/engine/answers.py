@@ -148,6 +148,10 @@ def decide_error(
         failed = fail(
             run, decision.code, f"Could not {what} the run: {decision.message}", source, counters
         )
+        if what == "create" and failed.move is not None:
+            # Only a run still pending is this create's to fail: one ended meanwhile, or created
+            # by another start after this one's claim timed out, is not.
+            failed = replace(failed, move=replace(failed.move, expected=run.status, strict=True))
         # We give up on it, OpenAI may not have: a best-effort cancel, so it does not run on.
         return replace(failed, cancel_remote=bool(run.remote_id))
     if decision.outcome_unknown and what != "retrieve":

@@ -12,8 +12,9 @@ stays terminal, every move is recorded and signalled, and the counters of a run 
 saved in the same transaction as its end (whoever sees the end sees final counters).
 
 A decision with more to it (a new remote id outside a move, tool calls to mark, tasks to send, a
-start to retry, webhook events, no ticket, an end that counts an error) is not taken here;
-``writer.apply`` writes it alone, after this.
+start to retry, webhook events, no ticket, an end that counts an error, a move the state machine
+must judge from the status the tick read) is not taken here; ``writer.apply`` writes it alone,
+after this.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from django.utils import timezone
 
 from ..models import Run
 from ..states import transition_many
-from ..status import TERMINAL
+from ..status import TERMINAL, RunStatus
 from .bulk import Rearm, rearm_all
 from .decisions import Decision, Move
 
@@ -50,6 +51,17 @@ def together(d: Decision) -> bool:
         and not d.submitted_calls
         and not d.cancel_remote
         and not d.counters.webhook_events
+        and not (d.move is not None and (d.move.strict or _resumes(d.move)))
+    )
+
+
+def _resumes(move: Move) -> bool:
+    """A run read as waiting for tool outputs that OpenAI says went on (a submit whose answer was
+    lost): the state machine allows it for the writer that saw the wait, which ``transition``
+    is told and ``transition_many`` is not."""
+    return move.expected == RunStatus.REQUIRES_ACTION and move.to_status in (
+        RunStatus.QUEUED,
+        RunStatus.IN_PROGRESS,
     )
 
 

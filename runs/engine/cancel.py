@@ -43,9 +43,13 @@ def request_cancel(run: Run, *, by: str = "") -> str:
             writer.enqueue_on_commit(Task(enqueue.CANCEL_RUN, (run.pk,)))
             return run.status
         # Not created at OpenAI yet (or being created: start() cleans that up): cancelled now.
-        target = RunStatus.CANCELLED if run.status == RunStatus.PENDING else RunStatus.CANCELLING
+        # Strictly from pending: a start that saved the run as created meanwhile makes this a
+        # remote cancel (the loop reads again), not an end that leaves the response running.
+        pending = run.status == RunStatus.PENDING
+        target = RunStatus.CANCELLED if pending else RunStatus.CANCELLING
         changed, _ = writer.move(
-            run.pk, Move(target, EventSource.USER, expected=run.status, detail=detail)
+            run.pk,
+            Move(target, EventSource.USER, expected=run.status, strict=pending, detail=detail),
         )
         if changed:
             if target == RunStatus.CANCELLING:

@@ -47,6 +47,9 @@ class Move:
     expected: str | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
     detail: Mapping[str, Any] = field(default_factory=dict)
+    #: Made only from ``expected``: a move decided because the run was not at OpenAI yet (a
+    #: cancel or an expiry of a pending run) is wrong once a start has saved it as created.
+    strict: bool = False
 
 
 @dataclass(frozen=True)

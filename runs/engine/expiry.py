@@ -31,6 +31,8 @@ def expire(run: Run, *, ticket: int | None = None, counters: Counters | None = N
             RunStatus.EXPIRED,
             EventSource.SWEEP if run.status == RunStatus.PENDING else EventSource.DEADLINE,
             expected=run.status,
+            # A pending run has nothing remote to cancel, unless a start saved it meanwhile.
+            strict=run.status == RunStatus.PENDING,
             fields={
                 "last_error_code": deadline.CODE,
                 "last_error": deadline.message(

@@ -6,8 +6,9 @@ poll enqueued only once the change is saved).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,8 @@ from ..status import ACTIVE, EventSource, RunStatus
 from . import enqueue
 from .decisions import Counters, Move, Task
 from .writer import counter_values, enqueue_all, enqueue_now, move
+
+log = logging.getLogger(__name__)
 
 
 def started(
@@ -49,14 +52,16 @@ def started(
     if change.to_status in ACTIVE:
         saved.update(next_poll_at=due, poll_attempt=0, poll_by_due=by_due)
     fields = {**change.fields, **saved}
-    changed, _ = move(
-        run_id, Move(change.to_status, change.source, change.expected, fields, change.detail)
-    )
+    changed, _ = move(run_id, replace(change, fields=fields))
     if not changed:
-        # Ended while we created it (a user's cancel): keep what OpenAI made, to cancel it.
-        Run.objects.filter(pk=run_id).update(
+        # Ended while we created it (a user's cancel): keep what OpenAI made, to cancel it. Only
+        # on a run with no remote id: another create's (a start whose claim had timed out) stays,
+        # and only this create's calls are counted on it.
+        kept = Run.objects.filter(pk=run_id, remote_id="").update(
             **{k: v for k, v in saved.items() if k != "next_poll_at"}
         )
+        if not kept and (counts := counter_values(counters)):
+            Run.objects.filter(pk=run_id).update(**counts)
     elif change.to_status in ACTIVE and not by_due:
         hop = min(first_poll_in_s, settings.RUNS_MAX_COUNTDOWN_S)
         enqueue_now(Task(enqueue.POLL_RUN, (run_id, ticket), countdown=hop))
@@ -138,5 +143,13 @@ def started_many(items: list[Started]) -> set[int]:
         for pk in sorted(ids & countdowns)
     ]
     if polls:
-        enqueue_all(polls)
+        try:
+            enqueue_all(polls)
+        except Exception as exc:  # noqa: BLE001 - the moves are committed; the rest must be saved
+            # A broker that failed the flush must not cost the chunk's other saves (their runs
+            # would be created again once their claims time out). A run whose first poll was not
+            # sent is overdue once its first poll's delay and RUNS_SWEEP_GRACE_S have passed, and
+            # the sweep wakes it.
+            log.warning("first polls of %d started runs not sent (the sweep will): %r",
+                        len(polls), exc)  # fmt: skip
     return ids

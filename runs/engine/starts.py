@@ -276,7 +276,10 @@ def _apply_waiting_events(created: list[Created]) -> None:
     by_remote = {c.state.remote_id: c.run.pk for c in created
                  if c.state and c.run.strategy == Strategy.WEBHOOK}  # fmt: skip
     for remote_id in events.waiting_for(list(by_remote)):
-        events.apply_waiting(by_remote[remote_id], remote_id)
+        try:
+            events.apply_waiting(run_id := by_remote[remote_id], remote_id)
+        except Exception as exc:  # noqa: BLE001 - not the wave's other saves: its run is due now
+            log.warning("run %s: early webhook not applied: %s", run_id, redact(repr(exc)))
 
 
 def _result(run: Run, state: RemoteState) -> dict[str, Any]:
@@ -287,7 +290,8 @@ def finish_one(run: Run, state: RemoteState, calls: Counters) -> dict[str, Any]:
     """Save one run's create (its status, remote id and first poll) and act on what it answered:
     an end is saved with its output; a run cancelled meanwhile is cancelled remotely too."""
     later, delay = _first_poll(run)
-    move = answers.move_to(run, state, EventSource.CREATE)
+    # Only from pending: a run ended, or created by another start, meanwhile is not ours to move.
+    move = replace(answers.move_to(run, state, EventSource.CREATE), strict=True)
     if later is not None:
         move = replace(move, fields={**move.fields, "deadline_at": later})
     by_due = poll_modes.first_by_due(run)
@@ -295,10 +299,10 @@ def finish_one(run: Run, state: RemoteState, calls: Counters) -> dict[str, Any]:
     if changed and state.status in ACTIVE:
         _count_handed_over(run, by_due)
     if not changed and state.status not in TERMINAL:
-        status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).get()
-        if status in (RunStatus.CANCELLED, RunStatus.EXPIRED):
-            # Cancelled by a user (or expired by the sweep) while we were creating it: do not
-            # leave it running remotely.
+        status, remote_id = Run.objects.filter(pk=run.pk).values_list("status", "remote_id").get()
+        if status in (RunStatus.CANCELLED, RunStatus.EXPIRED) or remote_id != state.remote_id:
+            # Cancelled by a user (or expired by the sweep) while we were creating it, or
+            # created by another start meanwhile: do not leave this one running remotely.
             run.remote_id = state.remote_id
             answers.cancel_remote_quietly(run)
     elif state.status in ACTIVE and run.strategy == Strategy.WEBHOOK:

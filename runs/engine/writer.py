@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from contextlib import nullcontext
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -159,6 +160,7 @@ def move(run_id: int, change: Move) -> tuple[bool, str]:
         detail=change.detail,
         fields=change.fields,
         expected=change.expected,
+        strict=change.strict,
     )
     if changed:
         return True, change.to_status
@@ -180,13 +182,7 @@ def apply(decision: Decision) -> bool:
             change = d.move
             if change.to_status in TERMINAL:
                 # The counters and the end in one UPDATE: whoever sees the end sees final counters.
-                change = Move(
-                    change.to_status,
-                    change.source,
-                    change.expected,
-                    {**pending, **change.fields},
-                    change.detail,
-                )
+                change = replace(change, fields={**pending, **change.fields})
             changed, _ = move(d.run_id, change)
             if changed and change.to_status in TERMINAL:
                 pending = {}

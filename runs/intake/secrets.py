@@ -104,6 +104,10 @@ def verify(
     """
     if not secrets:
         raise ValueError("no webhook secret to verify with")
+    if not headers.get("webhook-signature", "").isascii():
+        # The SDK compares signatures as strings, and ``hmac.compare_digest`` raises TypeError on
+        # a non-ASCII one: a forged header would be a 500. No valid signature is other than ASCII.
+        raise openai.InvalidWebhookSignatureError("the webhook-signature header is not ASCII")
     failure: openai.InvalidWebhookSignatureError | None = None
     for secret in secrets:
         try:

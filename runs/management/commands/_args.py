@@ -63,6 +63,8 @@ def read_schema(path: str) -> dict[str, Any]:
         raise bad(f"--schema: cannot read {path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise bad(f"--schema: {path} is not JSON: {exc}") from None
+    except RecursionError:
+        raise bad(f"--schema: {path} is nested too deeply to read") from None
     if not isinstance(data, dict):
         raise bad(f"--schema: {path} must hold a JSON object (a schema), not {type(data).__name__}")
     if "schema" not in data and "title" not in data:
