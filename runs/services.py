@@ -230,9 +230,9 @@ def submit_tool_output(run: Run, call_id: str, output: str) -> ToolCall:
     """Give the output of a manual tool call; the returned ``ToolCall`` holds it.
 
     When it was the last output the round owed, the ``runs.resume_tool_round`` task submits the
-    round on commit (never in your request) and polling resumes. Bad input (not a string, an
-    unknown call id, a call already answered, a run not waiting for outputs) raises
-    ``ValidationError`` and changes nothing.
+    round on commit (never in your request) and polling resumes. Bad input (not a string, longer
+    than ``RUNS_TOOL_OUTPUT_MAX_BYTES`` in UTF-8, an unknown call id, a call already answered, a
+    run not waiting for outputs) raises ``ValidationError`` and changes nothing.
     """
     if not isinstance(call_id, str) or not call_id:
         raise ValidationError("call_id must be the id of one of the run's tool calls")
@@ -243,6 +243,11 @@ def submit_tool_output(run: Run, call_id: str, output: str) -> ToolCall:
         )
     check_text(call_id, "call_id")
     check_text(output, "the output")
+    size, limit = len(output.encode()), settings.RUNS_TOOL_OUTPUT_MAX_BYTES
+    if size > limit:  # OpenAI's refusal would fail the whole run; this keeps the call to resend
+        raise ValidationError(
+            f"the output is {size:,} bytes, over RUNS_TOOL_OUTPUT_MAX_BYTES ({limit:,})"
+        )
     try:
         return tool_round.give_output(run, call_id, output)
     except (LookupError, ValueError) as exc:

@@ -143,6 +143,15 @@ def _traceback(exc: BaseException) -> str:
     return "".join(summary.format()).rstrip()
 
 
+def _text(exc: BaseException) -> str:
+    """The exception's message; one whose ``__str__`` itself raises is still an output, not an
+    error of the tool task (which would leave the round to run again once its claims expired)."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - user code's __str__
+        return "(its message could not be formatted)"
+
+
 def _is_machinery(filename: str) -> bool:
     path = filename.replace("\\", "/")
     return "/concurrent/futures/" in path or path.endswith("/runs/tool_runner.py")
@@ -151,8 +160,8 @@ def _is_machinery(filename: str) -> bool:
 def failure(name: str, exc: BaseException, call_id: str = "") -> Outcome:
     """A tool raised: a generic error for the model, the redacted traceback for operators."""
     kind = type(exc).__name__
-    summary = f"{name} raised {kind}: {exc}"
-    trace = _traceback(exc)
+    summary = f"{name} raised {kind}: {_text(exc)}"
+    trace = _traceback(exc)  # the traceback module formats a failing message safely itself
     outcome = error_outcome(f"tool {name} failed: {kind}", f"{summary}\n\n{trace}")
     log.warning("tool %s (call %s) failed: %s", name, call_id or "-", outcome.error)
     return outcome

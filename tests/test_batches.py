@@ -307,6 +307,20 @@ def test_settling_moves_each_open_run_to_its_lines_end_in_a_few_statements(setti
     )
 
 
+def test_a_line_whose_text_the_database_cannot_keep_still_settles_its_run():
+    """PostgreSQL keeps no NUL (JSON's \\u0000) in text or jsonb: a settle that raised would
+    fail again at every poll, and the batch would never end."""
+    batch, ids = batch_of(1)
+    line = output_line(ids[0], "a\x00b")
+    line["response"]["body"]["usage"]["note"] = "\ud800"
+    results = batch_files.parse(jsonl(line))
+    assert results[ids[0]].output_text == "a\ufffdb" and results[ids[0]].usage is None
+    batch_runs.settle(
+        batch.pk, results, lambda pk: batch_files.unmentioned("completed", pk), "poll"
+    )
+    assert Run.objects.get(pk=ids[0]).output_text == "a\ufffdb"
+
+
 def test_a_second_settle_changes_nothing(settings):
     batch, ids = batch_of(5)
     results = batch_files.parse(jsonl(*(output_line(i) for i in ids)))
@@ -456,12 +470,12 @@ def test_the_schedule_follows_the_24h_clock_and_never_hands_the_broker_a_long_co
     sent_tasks, settings
 ):
     batch, _ = batch_of(1)
-    plan = batch_lifecycle.schedule(batch)
+    plan = batch_files.schedule(batch)
     assert (plan.base, plan.factor, plan.cap) == (30.0, 1.5, 600.0)
     settings.RUNS_TIME_SCALE = 0.01
-    assert batch_lifecycle.schedule(batch).cap == pytest.approx(6.0)
+    assert batch_files.schedule(batch).cap == pytest.approx(6.0)
     batch.strategy = "webhook"
-    assert batch_lifecycle.schedule(batch).base == pytest.approx(36.0)
+    assert batch_files.schedule(batch).base == pytest.approx(36.0)
     assert batch_writer.rearm(batch.pk, batch.poll_generation, 1000.0)
     assert sent_tasks[-1] == ("runs.poll_batch", (batch.pk, 0), 300.0)
 
@@ -519,6 +533,59 @@ def test_a_batch_that_cannot_be_followed_fails_and_is_cancelled_at_openai(
     assert cancelled == ["batch_1"]
     assert batch.status == "failed" and "a cancel was sent to OpenAI" in batch.last_error
     assert set(Run.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"failed"}
+
+
+def test_a_cancel_whose_message_was_lost_is_sent_by_the_next_poll_and_by_asking_again(
+    sent_tasks, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The cancel_batch message was lost (a Redis flush, a worker killed after the submit saved
+    the remote id): the batch reads cancelling here and in progress at OpenAI."""
+    from runs.backends import batch_api
+
+    cancelled: list[str] = []
+    monkeypatch.setattr(batch_api, "cancel", cancelled.append)
+    monkeypatch.setattr(batch_api, "retrieve", lambda r: batch_api.RemoteBatch(r, "in_progress"))
+    batch, _ = batch_of(2, status="cancelling")
+
+    batch_lifecycle.poll(claimable(batch).pk, 0)
+    assert cancelled == ["batch_1"]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.cancel_batch(Batch.objects.get(pk=batch.pk)) == "cancelling"
+    assert ("runs.cancel_batch", (batch.pk,), None) in sent_tasks
+
+
+def test_a_submit_killed_after_saving_the_batch_leaves_its_runs_to_the_first_poll(
+    sent_tasks, monkeypatch
+):
+    """The remote id was saved, then the worker died before its runs were marked sent: the
+    redelivered submit finds the batch sent and exits. The first poll does what it left."""
+    from runs.backends import batch_api
+
+    monkeypatch.setattr(batch_api, "retrieve", lambda r: batch_api.RemoteBatch(r, "in_progress"))
+    runs = prompts(2)
+    batch = services.submit_batch(runs)
+    Batch.objects.filter(pk=batch.pk).update(status="in_progress", remote_id="batch_1")
+
+    batch_lifecycle.poll(claimable(batch).pk, 0)
+
+    ids = [r.pk for r in runs]
+    assert set(Run.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"in_progress"}
+    assert not Message.objects.filter(thread__runs__pk__in=ids, sent_at__isnull=True).exists()
+
+
+def test_a_batch_uploaded_but_not_created_is_not_cancelled_here_a_create_may_have_reached_openai(
+    sent_tasks,
+):
+    """The create timed out after the upload: OpenAI may have made the batch. The cancel goes
+    the remote way; the retried submit finds the batch (and cancels it) or ends it cancelled."""
+    runs = prompts(2)
+    batch = services.submit_batch(runs)
+    Batch.objects.filter(pk=batch.pk).update(input_file_id="file_1")
+    assert services.cancel_batch(Batch.objects.get(pk=batch.pk)) == "cancelling"
+    assert set(
+        Run.objects.filter(pk__in=[r.pk for r in runs]).values_list("status", flat=True)
+    ) == {"pending"}
 
 
 def test_past_its_deadline_a_batch_is_cancelled_and_its_open_runs_expire(sent_tasks, monkeypatch):

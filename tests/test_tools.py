@@ -259,6 +259,7 @@ def test_the_last_owed_output_submits_the_round_after_commit(
         ("call_x", "yes", "has no tool call 'call_x'"),
         ("call_a", "yes", "tool call call_a of run .* was already answered \\(succeeded\\)"),
         ("", "yes", "call_id must be the id of one of the run's tool calls"),
+        ("call_m", "é" * 40_000, "80,000 bytes, over RUNS_TOOL_OUTPUT_MAX_BYTES \\(65,536\\)"),
     ],
 )
 def test_bad_manual_outputs_are_refused_and_change_nothing(
@@ -320,3 +321,34 @@ def test_a_tool_can_read_the_call_id_it_answers(register_tool):
     )[0]
     assert (outcome.output, outcome.error) == ("call_42", "")
     assert current_call_id() == ""  # nothing leaks out of the call
+
+
+@pytest.mark.django_db
+def test_a_submit_that_answers_after_the_run_was_cancelled_leaves_no_response_running(
+    run_row, monkeypatch
+):
+    """Responses: the outputs' submit makes a new response, and a cancel ended the run while the
+    submit was under way. The run keeps the response it had, and the new one, which nothing would
+    follow, is cancelled at OpenAI."""
+    from runs.engine import answers, tool_round, writer
+    from runs.engine.decisions import Decision, Move
+
+    run = run_row("cancelled", remote_id="resp_old")
+    submitted = Decision(
+        run.pk,
+        "in_progress",
+        move=Move(
+            "in_progress", "tool", expected="requires_action", fields={"remote_id": "resp_new"}
+        ),
+        remote_id="resp_new",
+        submitted_calls=(0,),
+    )
+    cancelled: list[str] = []
+    monkeypatch.setattr(answers, "cancel_remote_quietly", lambda r: cancelled.append(r.remote_id))
+
+    assert writer.apply(submitted) is False
+    tool_round._cancel_if_orphaned(run, submitted)
+
+    run.refresh_from_db()
+    assert (run.status, run.remote_id) == ("cancelled", "resp_old")
+    assert cancelled == ["resp_new"]

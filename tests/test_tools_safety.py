@@ -299,6 +299,31 @@ def test_a_tool_that_exits_or_is_interrupted_fails_its_call_only(register_tool, 
     assert tool_runner.execute("plus", '{"a": 1, "b": 1}', ["plus"]).output == "2"  # pool intact
 
 
+def test_an_exception_whose_message_cannot_be_formatted_is_still_its_calls_output(register_tool):
+    """Its ``__str__`` raised in the tool task: the round was left unanswered, and ran again
+    once its claims expired."""
+
+    class Odd(Exception):
+        def __str__(self) -> str:
+            return self.missing  # type: ignore[attr-defined]
+
+    def odd(x: int) -> str:
+        raise Odd()
+
+    def plus(a: int, b: int) -> int:
+        return a + b
+
+    register_tool(odd)
+    register_tool(plus)
+    outcomes = tool_runner.execute_many(
+        [tool_runner.Request("odd", '{"x": 1}'), tool_runner.Request("plus", '{"a": 2, "b": 3}')],
+        ["odd", "plus"],
+    )
+
+    assert [o.output for o in outcomes] == [json.dumps({"error": "tool odd failed: Odd"}), "5"]
+    assert outcomes[0].error.startswith("odd raised Odd: (its message could not be formatted)")
+
+
 def test_an_interrupt_of_the_waiting_worker_is_not_taken_for_a_tool_failure(
     register_tool, monkeypatch
 ):

@@ -18,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 
 from .. import services
 from ..conf import settings
-from ..engine.batch_lifecycle import schedule
+from ..engine.batch_files import schedule
 from ..models import Batch, Run
 from ..status import Strategy
 from .lookups import StorableLookupsMixin

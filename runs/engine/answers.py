@@ -148,9 +148,10 @@ def decide_error(
         failed = fail(
             run, decision.code, f"Could not {what} the run: {decision.message}", source, counters
         )
-        if what == "create" and failed.move is not None:
-            # Only a run still pending is this create's to fail: one ended meanwhile, or created
-            # by another start after this one's claim timed out, is not.
+        if (what == "create" or what.startswith("submit")) and failed.move is not None:
+            # Only a run still as read is a create's or a submit's to fail: one cancelled or
+            # ended meanwhile, or created by another start after this one's claim timed out, is
+            # not (a submit refused because the run is being cancelled is the cancel's to end).
             failed = replace(failed, move=replace(failed.move, expected=run.status, strict=True))
         # We give up on it, OpenAI may not have: a best-effort cancel, so it does not run on.
         return replace(failed, cancel_remote=bool(run.remote_id))

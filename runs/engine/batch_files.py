@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from ..backends.common import remote_metadata, request_options
 from ..conf import settings
 from ..schedule import Schedule
 from ..status import BatchStatus, RunStatus, Strategy
+from ..storable import json_problem, replaced
 
 if TYPE_CHECKING:
     from ..models import Batch, Run
@@ -109,8 +110,23 @@ def parse(data: bytes | str | Iterable[bytes]) -> dict[int, LineResult]:
         except (ValueError, KeyError, TypeError):
             log.warning("batch file line %s is not a result we can read; skipped", number)
             continue
-        results[run_id] = parse_line(run_id, line)
+        results[run_id] = storable(parse_line(run_id, line))
     return results
+
+
+def storable(result: LineResult) -> LineResult:
+    """``result`` as the database can keep it: a NUL (JSON's ``\\u0000``) or a lone surrogate in
+    its text replaced, its usage dropped if it holds one. PostgreSQL refuses both, and a settle
+    that raised would fail again at every poll: the batch would never end."""
+    usage = result.usage if result.usage is None or not json_problem(result.usage) else None
+    return replace(
+        result,
+        remote_id=replaced(result.remote_id),
+        output_text=replaced(result.output_text),
+        usage=usage,
+        error_code=replaced(result.error_code),
+        error_message=replaced(result.error_message),
+    )
 
 
 def parse_line(run_id: int, line: dict[str, Any]) -> LineResult:

@@ -34,16 +34,13 @@ from ..models import Batch
 from ..status import BATCH_TERMINAL, BatchStatus, EventSource, RunStatus, Strategy
 from . import batch_files, batch_runs, batch_writer, events
 from .batch_files import next_poll_in
-from .batch_files import schedule as schedule  # the admin shows it
 from .decisions import Counters
 
 log = logging.getLogger(__name__)
 
-#: A poll that fires this much before the batch's due time is a hop of a long wait.
-HOP_SLACK_S = 0.5
-#: Who ends a batch's runs, in their events, when it ends here.
+HOP_SLACK_S = 0.5  # a poll this long before the batch's due time is a hop of a long wait
+#: Who ends a batch's runs when it ends here; the remote statuses of requests running.
 _SOURCE_OF_END = {BatchStatus.CANCELLED: EventSource.USER, BatchStatus.EXPIRED: "deadline"}
-#: Remote statuses in which the requests run: the batch's runs are ``in_progress``.
 RUNNING = frozenset({BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING})
 
 
@@ -165,8 +162,9 @@ def poll(batch_id: int, ticket: int) -> str:
     if batch is None:
         return "skipped"
     ticket = batch.poll_generation
-    # Before its first retrieve a webhook batch applies batch.* events stored before its remote
-    # id (one query): they would wait for the safety net. One applied woke it: that poll retrieves.
+    if not batch.polls:  # a submit killed after saving the remote id left its runs pending
+        batch_runs.sent(batch.pk)
+    # A webhook batch applies its batch.* events stored before its remote id; one applied woke it.
     webhook = batch.strategy == Strategy.WEBHOOK and not batch.polls
     if webhook and events.apply_waiting_batch(batch.pk, batch.remote_id):
         return "woken"
@@ -189,7 +187,9 @@ def poll(batch_id: int, ticket: int) -> str:
         return _end(batch, ticket, remote, counters)
     if late:
         return _give_up(batch, counters)
-    if remote.status in RUNNING and batch.status not in RUNNING:
+    if batch.status == BatchStatus.CANCELLING and remote.status != BatchStatus.CANCELLING:
+        counters += _cancel_remote(batch.pk, batch.remote_id)  # our cancel's message was lost
+    if remote.status in RUNNING and (batch.status not in RUNNING or not batch.polls):
         from_statuses = (RunStatus.PENDING, RunStatus.QUEUED)
         batch_runs.move_runs(batch.pk, from_statuses, RunStatus.IN_PROGRESS, EventSource.POLL)
     attempt = batch.poll_attempt + 1

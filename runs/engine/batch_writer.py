@@ -31,8 +31,7 @@ from ..status import BATCH_TERMINAL, BatchStatus
 from . import enqueue, writer
 from .decisions import Counters, Errors, Task
 
-#: No calls counted (a default argument).
-NONE = Counters()
+NONE = Counters()  # no calls counted (a default argument)
 #: A batch that may still be (or become) submitted: no remote id yet.
 UNSENT = (BatchStatus.PENDING, BatchStatus.CANCELLING)
 
@@ -231,17 +230,18 @@ def send_wake(batch_id: int, ticket: int, webhook_events: int = 0) -> bool:
 
 
 def ask_cancel(batch_id: int) -> str | None:
-    """A cancel request: ``cancelled``-to-be when nobody has sent it yet (the claim is taken
-    here, so no submit can start; the caller settles it), ``cancelling`` when it is being sent
-    or runs at OpenAI (the ``runs.cancel_batch`` task asks OpenAI); None when it has ended."""
-    batches = Batch.objects.filter(pk=batch_id)
-    if batches.filter(
-        status=BatchStatus.PENDING, remote_id="", submit_claimed_at__isnull=True
-    ).update(status=BatchStatus.CANCELLING, submit_claimed_at=timezone.now()):
+    """A cancel: ``cancelled``-to-be when nothing was sent, not even its upload (a create that
+    timed out may have reached OpenAI; the claim taken here stops any submit; the caller
+    settles it), ``cancelling`` when it is sent or runs (``runs.cancel_batch`` asks OpenAI, again
+    if asked again: a message may be lost); None when it has ended."""
+    batches, cancelling = Batch.objects.filter(pk=batch_id), BatchStatus.CANCELLING
+    unsent = {"status": BatchStatus.PENDING, "remote_id": "", "input_file_id": ""}
+    if batches.filter(**unsent, submit_claimed_at__isnull=True).update(
+        status=cancelling, submit_claimed_at=timezone.now()
+    ):
         return BatchStatus.CANCELLED
-    if batches.filter(status=BatchStatus.CANCELLING).exists():
-        return BatchStatus.CANCELLING
-    if batches.exclude(status__in=BATCH_TERMINAL).update(status=BatchStatus.CANCELLING):
+    active = batches.exclude(status__in=BATCH_TERMINAL)
+    if active.filter(status=cancelling).exists() or active.update(status=cancelling):
         writer.enqueue_on_commit(Task(enqueue.CANCEL_BATCH, (batch_id,)))
         return BatchStatus.CANCELLING
     return None

@@ -25,6 +25,7 @@ import logging
 from dataclasses import replace
 from datetime import datetime
 
+from django.db import transaction
 from django.utils import timezone
 
 from .. import budget, deadline, metrics, tool_runner
@@ -122,7 +123,12 @@ def execute(run_id: int, round_no: int) -> str:
             allowed=run.tools or [],
         )
         tool_calls.save_outcomes(claimed, outcomes)
-    if not tool_calls.round_answered(run_id, round_no):
+    with transaction.atomic():
+        # A person's last output is written under this lock (``tool_calls.give_output``), which
+        # sees only committed outcomes: waiting for it here, one of us sees the other's.
+        Run.objects.select_for_update().filter(pk=run_id).values_list("pk").first()
+        answered = tool_calls.round_answered(run_id, round_no)
+    if not answered:
         return "waiting"
     writer.apply(Decision(run_id, "answered", then=(Task(enqueue.RESUME_TOOL_ROUND, (run_id,)),)))
     return "answered"
@@ -142,7 +148,22 @@ def resume(run_id: int) -> str:
         decision = _poll_later(run, ticket, "no_tool_calls", Counters(), 0)
     else:
         decision = advance(run, ticket, round_no)
-    return answers.conclude(run, decision)
+    outcome = answers.conclude(run, decision)
+    _cancel_if_orphaned(run, decision)
+    return outcome
+
+
+def _cancel_if_orphaned(run: Run, decision: Decision) -> None:
+    """A submit that made a new response (Responses) for a run cancelled or expired while it was
+    under way: the run keeps the response it had, and nothing would follow the new one, which
+    would run on (and be billed). It is cancelled at OpenAI."""
+    made = (decision.move.fields.get("remote_id") if decision.move else None) or decision.remote_id
+    if not decision.submitted_calls or not made or made == run.remote_id:
+        return
+    status, kept = Run.objects.filter(pk=run.pk).values_list("status", "remote_id").get()
+    if status not in ACTIVE and kept != made:
+        run.remote_id = made
+        answers.cancel_remote_quietly(run)
 
 
 def give_output(run: Run, call_id: str, output: str) -> ToolCall:

@@ -39,7 +39,7 @@ from ..conf import settings
 from ..models import Run, ToolCall
 from ..poll_modes import batch_takes, found_by_batch
 from ..states import transition
-from ..status import TERMINAL, RunStatus
+from ..status import ACTIVE, TERMINAL, RunStatus
 from . import bulk, bulk_moves, claims, enqueue
 from .decisions import Counters, Decision, Errors, Move, Task
 
@@ -187,7 +187,10 @@ def apply(decision: Decision) -> bool:
             if changed and change.to_status in TERMINAL:
                 pending = {}
         if d.submitted_calls and not changed and "remote_id" in pending:
-            Run.objects.filter(pk=d.run_id).update(remote_id=pending.pop("remote_id"))
+            # Not on a run that ended meanwhile: it keeps the response it had (``tool_round``
+            # cancels the new one).
+            kept = Run.objects.filter(pk=d.run_id, status__in=ACTIVE)
+            kept.update(remote_id=pending.pop("remote_id"))
     if d.start_in_s is not None:
         _start_again(d.run_id, d.start_in_s, pending)
         pending = {}
