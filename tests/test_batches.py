@@ -313,12 +313,15 @@ def test_a_line_whose_text_the_database_cannot_keep_still_settles_its_run():
     batch, ids = batch_of(1)
     line = output_line(ids[0], "a\x00b")
     line["response"]["body"]["usage"]["note"] = "\ud800"
+    line["response"]["body"]["completed_at"] = 1e300  # past any date: read as unknown
+    line["response"]["body"]["error"] = {"code": "x" * 100, "message": "m"}
     results = batch_files.parse(jsonl(line))
-    assert results[ids[0]].output_text == "a\ufffdb" and results[ids[0]].usage is None
     batch_runs.settle(
         batch.pk, results, lambda pk: batch_files.unmentioned("completed", pk), "poll"
     )
-    assert Run.objects.get(pk=ids[0]).output_text == "a\ufffdb"
+    run = Run.objects.get(pk=ids[0])
+    assert (run.output_text, run.usage, run.remote_completed_at) == ("a\ufffdb", None, None)
+    assert run.last_error_code == "x" * 64
 
 
 def test_a_second_settle_changes_nothing(settings):
@@ -548,6 +551,15 @@ def test_a_cancel_whose_message_was_lost_is_sent_by_the_next_poll_and_by_asking_
     batch, _ = batch_of(2, status="cancelling")
 
     batch_lifecycle.poll(claimable(batch).pk, 0)
+    assert cancelled == ["batch_1"]
+
+    # Once OpenAI has it (cancelling, or finalizing: too late to cancel), no poll sends it again.
+    for remote_status in ("cancelling", "finalizing"):
+        monkeypatch.setattr(
+            batch_api, "retrieve", lambda r, s=remote_status: batch_api.RemoteBatch(r, s)
+        )
+        ticket = Batch.objects.get(pk=batch.pk).poll_generation
+        assert batch_lifecycle.poll(claimable(batch).pk, ticket) == remote_status
     assert cancelled == ["batch_1"]
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -323,17 +323,22 @@ def test_a_tool_can_read_the_call_id_it_answers(register_tool):
     assert current_call_id() == ""  # nothing leaks out of the call
 
 
+@pytest.mark.parametrize(
+    ("status", "cancel_remotely", "cancel_again"),
+    [("cancelled", ["resp_new"], []), ("expired", ["resp_new"], []), ("cancelling", [], [True])],
+)
 @pytest.mark.django_db
 def test_a_submit_that_answers_after_the_run_was_cancelled_leaves_no_response_running(
-    run_row, monkeypatch
+    run_row, monkeypatch, sent_tasks, status, cancel_remotely, cancel_again
 ):
-    """Responses: the outputs' submit makes a new response, and a cancel ended the run while the
-    submit was under way. The run keeps the response it had, and the new one, which nothing would
-    follow, is cancelled at OpenAI."""
-    from runs.engine import answers, tool_round, writer
+    """Responses: the outputs' submit makes a new response, and a cancel (or the deadline) moved
+    the run on while the submit was under way. An ended run keeps the response it had, and the
+    new one, which nothing would follow, is cancelled at OpenAI; a run still cancelling takes the
+    new one, and its cancel is sent again (the first may have gone to the completed response)."""
+    from runs.engine import answers
     from runs.engine.decisions import Decision, Move
 
-    run = run_row("cancelled", remote_id="resp_old")
+    run = run_row(status, remote_id="resp_old")
     submitted = Decision(
         run.pk,
         "in_progress",
@@ -346,9 +351,11 @@ def test_a_submit_that_answers_after_the_run_was_cancelled_leaves_no_response_ru
     cancelled: list[str] = []
     monkeypatch.setattr(answers, "cancel_remote_quietly", lambda r: cancelled.append(r.remote_id))
 
-    assert writer.apply(submitted) is False
-    tool_round._cancel_if_orphaned(run, submitted)
+    answers.conclude(run, submitted)
 
     run.refresh_from_db()
-    assert (run.status, run.remote_id) == ("cancelled", "resp_old")
-    assert cancelled == ["resp_new"]
+    assert run.status == status
+    assert run.remote_id == ("resp_new" if status == "cancelling" else "resp_old")
+    assert cancelled == cancel_remotely
+    resent = [args == (run.pk,) for name, args, _ in sent_tasks if name == "runs.cancel_run"]
+    assert resent == cancel_again

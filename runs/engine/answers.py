@@ -21,7 +21,8 @@ from ..models import Run
 from ..schedule import next_delay, schedule_for
 from ..status import ACTIVE, TERMINAL, RunStatus, Strategy
 from . import events, writer
-from .decisions import Counters, Decision, Move
+from .decisions import Counters, Decision, Move, Task
+from .enqueue import CANCEL_RUN
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,23 @@ def conclude(run: Run, decision: Decision) -> str:
             cancel_remote_quietly(run, counted=True)
         else:
             writer.count(run.pk, Counters(api_calls=-1))  # the end was not ours: no call made
+    if decision.submitted_calls and decision.remote_id and not changed:
+        _orphaned(run, decision.remote_id)
     return decision.outcome
+
+
+def _orphaned(run: Run, made: str) -> None:
+    """A tool round's submit made a new response (Responses), but its move was refused: the run
+    was cancelled or ended while the submit was under way. It keeps the response it had, and
+    nothing would follow the new one, which is cancelled at OpenAI. A run still ``cancelling``
+    took the new id and gets its cancel again: the first may have reached the response that
+    asked for tools, which had completed."""
+    status, kept = Run.objects.filter(pk=run.pk).values_list("status", "remote_id").get()
+    if status == RunStatus.CANCELLING and kept == made:
+        writer.enqueue_now(Task(CANCEL_RUN, (run.pk,)))
+    elif status not in ACTIVE and kept != made:
+        run.remote_id = made
+        cancel_remote_quietly(run)
 
 
 def cancel_remote_quietly(run: Run, *, counted: bool = False) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,6 @@ from ..backends.common import remote_metadata, request_options
 from ..conf import settings
 from ..schedule import Schedule
 from ..status import BatchStatus, RunStatus, Strategy
-from ..storable import json_problem, replaced
 
 if TYPE_CHECKING:
     from ..models import Batch, Run
@@ -110,23 +109,8 @@ def parse(data: bytes | str | Iterable[bytes]) -> dict[int, LineResult]:
         except (ValueError, KeyError, TypeError):
             log.warning("batch file line %s is not a result we can read; skipped", number)
             continue
-        results[run_id] = storable(parse_line(run_id, line))
+        results[run_id] = parse_line(run_id, line)
     return results
-
-
-def storable(result: LineResult) -> LineResult:
-    """``result`` as the database can keep it: a NUL (JSON's ``\\u0000``) or a lone surrogate in
-    its text replaced, its usage dropped if it holds one. PostgreSQL refuses both, and a settle
-    that raised would fail again at every poll: the batch would never end."""
-    usage = result.usage if result.usage is None or not json_problem(result.usage) else None
-    return replace(
-        result,
-        remote_id=replaced(result.remote_id),
-        output_text=replaced(result.output_text),
-        usage=usage,
-        error_code=replaced(result.error_code),
-        error_message=replaced(result.error_message),
-    )
 
 
 def parse_line(run_id: int, line: dict[str, Any]) -> LineResult:
@@ -166,10 +150,18 @@ def _from_response(run_id: int, body: dict[str, Any]) -> LineResult:
         usage=body.get("usage") if isinstance(body.get("usage"), dict) else None,
         error_code=code,
         error_message=message,
-        remote_completed_at=(
-            datetime.fromtimestamp(completed, UTC) if isinstance(completed, int | float) else None
-        ),
+        remote_completed_at=_moment(completed),
     )
+
+
+def _moment(value: Any) -> datetime | None:
+    """A Unix time from a line; None for anything else (a huge number, NaN, a string)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def output_text(body: dict[str, Any]) -> str:

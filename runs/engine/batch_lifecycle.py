@@ -39,9 +39,10 @@ from .decisions import Counters
 log = logging.getLogger(__name__)
 
 HOP_SLACK_S = 0.5  # a poll this long before the batch's due time is a hop of a long wait
-#: Who ends a batch's runs when it ends here; the remote statuses of requests running.
+#: Who ends a batch's runs when it ends here; remote statuses: requests running, cancellable.
 _SOURCE_OF_END = {BatchStatus.CANCELLED: EventSource.USER, BatchStatus.EXPIRED: "deadline"}
 RUNNING = frozenset({BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING})
+CANCELLABLE = frozenset({BatchStatus.VALIDATING, BatchStatus.IN_PROGRESS})
 
 
 def submit(batch_id: int) -> dict[str, Any]:
@@ -150,9 +151,8 @@ def _end_here(
     code, message = code or usual.error_code, message or usual.error_message
     source = source or _SOURCE_OF_END.get(status, EventSource.POLL)
     batch_runs.end_all(batch.pk, status, code, message, source)
-    batch_writer.finish(
-        batch.pk, status, counters, last_error_code=code, last_error=message, **fields
-    )
+    fields.update(last_error_code=code, last_error=message)
+    batch_writer.finish(batch.pk, status, counters, **fields)
     return {"batch_id": batch.pk, "submitted": False, "status": status}
 
 
@@ -162,8 +162,6 @@ def poll(batch_id: int, ticket: int) -> str:
     if batch is None:
         return "skipped"
     ticket = batch.poll_generation
-    if not batch.polls:  # a submit killed after saving the remote id left its runs pending
-        batch_runs.sent(batch.pk)
     # A webhook batch applies its batch.* events stored before its remote id; one applied woke it.
     webhook = batch.strategy == Strategy.WEBHOOK and not batch.polls
     if webhook and events.apply_waiting_batch(batch.pk, batch.remote_id):
@@ -187,8 +185,10 @@ def poll(batch_id: int, ticket: int) -> str:
         return _end(batch, ticket, remote, counters)
     if late:
         return _give_up(batch, counters)
-    if batch.status == BatchStatus.CANCELLING and remote.status != BatchStatus.CANCELLING:
+    if batch.status == BatchStatus.CANCELLING and remote.status in CANCELLABLE:
         counters += _cancel_remote(batch.pk, batch.remote_id)  # our cancel's message was lost
+    if not batch.polls:  # a submit killed after saving the remote id left its runs pending
+        batch_runs.sent(batch.pk)
     if remote.status in RUNNING and (batch.status not in RUNNING or not batch.polls):
         from_statuses = (RunStatus.PENDING, RunStatus.QUEUED)
         batch_runs.move_runs(batch.pk, from_statuses, RunStatus.IN_PROGRESS, EventSource.POLL)

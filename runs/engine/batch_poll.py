@@ -144,11 +144,12 @@ def _decide_in_thread(run: Run) -> Decision:
 
 def conclude_all(runs: list[Run], decisions: list[Decision]) -> None:
     """Write the batch: ``writer.apply_all`` for every decision but those that end a run here and
-    must cancel it remotely, which go through ``answers.conclude`` (the per-run tick's exit)."""
+    must cancel it remotely, or submitted a tool round, which go through ``answers.conclude``
+    (the per-run tick's exit: a remote cancel, a new response's early webhook or its cancel)."""
     by_id = {run.pk: run for run in runs}
-    cancelling = [d for d in decisions if d.cancel_remote]
-    writer.apply_all([d for d in decisions if not d.cancel_remote])
-    for d in cancelling:
+    alone = [d for d in decisions if d.cancel_remote or d.submitted_calls]
+    writer.apply_all([d for d in decisions if not (d.cancel_remote or d.submitted_calls)])
+    for d in alone:
         answers.conclude(by_id[d.run_id], d)
 
 

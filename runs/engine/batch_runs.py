@@ -24,6 +24,7 @@ from ..conf import settings
 from ..models import Message, Run
 from ..states import transition_many
 from ..status import ACTIVE, EventSource, Mode, RunStatus
+from ..storable import json_problem, replaced
 from .batch_files import LineResult, request_line, unmentioned
 
 #: What an end saves on each run, besides its status and stamps.
@@ -101,14 +102,19 @@ def end_fields(run: Run, result: LineResult) -> tuple[str, dict[str, Any]]:
     """A run's terminal status and fields from its line: the output, usage, cost at batch rates,
     and for a structured run its parsed output, or ``failed`` when the output does not match."""
     status = result.status
+    # What a file says is kept as the database can hold it: a NUL (JSON's \u0000) or a lone
+    # surrogate replaced, an id or code cut to its column, a usage holding one dropped.
+    # PostgreSQL refuses them, and a settle that raised would fail again at every poll: the
+    # batch would never end.
+    usage = result.usage if result.usage is None or not json_problem(result.usage) else None
     fields: dict[str, Any] = {
-        "remote_id": result.remote_id,
-        "output_text": result.output_text,
-        "usage": result.usage,
-        "cost": pricing.cost_of(run.model, result.usage, Mode.BATCH),
+        "remote_id": replaced(result.remote_id)[:128],
+        "output_text": replaced(result.output_text),
+        "usage": usage,
+        "cost": pricing.cost_of(run.model, usage, Mode.BATCH),
         "parsed_output": None,
-        "last_error_code": result.error_code,
-        "last_error": result.error_message,
+        "last_error_code": replaced(result.error_code)[:64],
+        "last_error": replaced(result.error_message),
         "remote_completed_at": result.remote_completed_at,
     }
     if status == RunStatus.COMPLETED and run.response_format:

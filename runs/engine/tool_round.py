@@ -148,22 +148,7 @@ def resume(run_id: int) -> str:
         decision = _poll_later(run, ticket, "no_tool_calls", Counters(), 0)
     else:
         decision = advance(run, ticket, round_no)
-    outcome = answers.conclude(run, decision)
-    _cancel_if_orphaned(run, decision)
-    return outcome
-
-
-def _cancel_if_orphaned(run: Run, decision: Decision) -> None:
-    """A submit that made a new response (Responses) for a run cancelled or expired while it was
-    under way: the run keeps the response it had, and nothing would follow the new one, which
-    would run on (and be billed). It is cancelled at OpenAI."""
-    made = (decision.move.fields.get("remote_id") if decision.move else None) or decision.remote_id
-    if not decision.submitted_calls or not made or made == run.remote_id:
-        return
-    status, kept = Run.objects.filter(pk=run.pk).values_list("status", "remote_id").get()
-    if status not in ACTIVE and kept != made:
-        run.remote_id = made
-        answers.cancel_remote_quietly(run)
+    return answers.conclude(run, decision)
 
 
 def give_output(run: Run, call_id: str, output: str) -> ToolCall:
