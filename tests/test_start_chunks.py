@@ -46,6 +46,19 @@ def pending_runs(n: int) -> list[Run]:
     return [create_run(f"run {i}", metadata=QUICK) for i in range(n)]
 
 
+def cancelled_once_created(monkeypatch, target: Run) -> None:
+    """A user cancels ``target`` just after OpenAI created it, before its chunk saved it."""
+    real_create = ResponsesBackend.create
+
+    def create(self, run, *args, **kwargs):
+        state = real_create(self, run, *args, **kwargs)
+        if run.pk == target.pk:
+            services.cancel_run(Run.objects.get(pk=run.pk), by="test")
+        return state
+
+    monkeypatch.setattr(ResponsesBackend, "create", create)
+
+
 def creates(simulator) -> dict[str, int]:
     return simulator.stats(objects=False)["creates_by_run_id"]
 
@@ -162,15 +175,7 @@ def test_a_run_cancelled_while_its_chunk_creates_it_is_cancelled_remotely(
 ):
     settings.RUNS_START_CHUNK = 5
     runs = pending_runs(3)
-    real_create = ResponsesBackend.create
-
-    def create(self, run, *args, **kwargs):
-        state = real_create(self, run, *args, **kwargs)
-        if run.pk == runs[1].pk:
-            services.cancel_run(Run.objects.get(pk=run.pk), by="test")
-        return state
-
-    monkeypatch.setattr(ResponsesBackend, "create", create)
+    cancelled_once_created(monkeypatch, runs[1])
 
     lifecycle.start(runs[0].pk)
 
@@ -266,18 +271,11 @@ def test_a_broker_that_fails_the_first_polls_does_not_cost_the_chunks_other_save
     settings.RUNS_START_CHUNK = 5
     settings.RUNS_POLL_MODE, settings.RUNS_SAFETY_NET_MODE = "per_run", "per_run"
     runs = pending_runs(3)
-    real_create = ResponsesBackend.create
-
-    def create(self, run, *args, **kwargs):
-        state = real_create(self, run, *args, **kwargs)
-        if run.pk == runs[1].pk:
-            services.cancel_run(Run.objects.get(pk=run.pk), by="test")
-        return state
+    cancelled_once_created(monkeypatch, runs[1])
 
     def broker_down(tasks):
         raise ConnectionError("the broker went away")
 
-    monkeypatch.setattr(ResponsesBackend, "create", create)
     monkeypatch.setattr(start_writes, "enqueue_all", broker_down)
 
     lifecycle.start(runs[0].pk)
