@@ -187,8 +187,8 @@ def apply(decision: Decision) -> bool:
             if changed and change.to_status in TERMINAL:
                 pending = {}
         if d.submitted_calls and not changed and "remote_id" in pending:
-            # Not on a run that ended meanwhile: it keeps the response it had (``tool_round``
-            # cancels the new one).
+            # Not on a run that ended meanwhile: it keeps the response it had
+            # (``answers.conclude`` cancels the new one).
             kept = Run.objects.filter(pk=d.run_id, status__in=ACTIVE)
             kept.update(remote_id=pending.pop("remote_id"))
     if d.start_in_s is not None:
