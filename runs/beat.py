@@ -30,11 +30,19 @@ SWEEP_ENTRY = "runs-sweep"
 POLL_DUE_ENTRY = "runs-poll-due"
 
 
+#: The least a sweep may wait in the queue before it is dropped. ``expires`` is a moment on
+#: beat's clock that each worker compares with its own: with a window of one short interval, a
+#: worker a few seconds ahead would drop every sweep, and with it every path of recovery.
+SWEEP_MIN_EXPIRES_S = 30.0
+
+
 def sweep_entry() -> dict[str, Any]:
-    """The sweep every ``RUNS_SWEEP_INTERVAL_S``; a sweep not started by the next one is dropped
-    (``expires``), so a beat that outpaces the workers does not pile sweeps up in the queue."""
+    """The sweep every ``RUNS_SWEEP_INTERVAL_S``; one not started within two intervals (and
+    ``SWEEP_MIN_EXPIRES_S``) is dropped, so a beat that outpaces the workers piles up a few
+    sweeps at most (each finds what the one before left)."""
     interval = float(settings.RUNS_SWEEP_INTERVAL_S)
-    return {"task": "runs.sweep", "schedule": interval, "options": {"expires": interval}}
+    expires = max(2 * interval, SWEEP_MIN_EXPIRES_S)
+    return {"task": "runs.sweep", "schedule": interval, "options": {"expires": expires}}
 
 
 def _add_entries(app: Celery) -> None:

@@ -16,6 +16,7 @@ from functools import lru_cache
 import redis
 
 from . import metrics
+from .breaker import Breaker
 from .conf import default_redis_url, redis_url_or_none, settings
 
 log = logging.getLogger(__name__)
@@ -62,12 +63,19 @@ def redis_url() -> str | None:
     return default_redis_url()
 
 
+#: Seconds a take may wait for Redis; then the call goes ahead and the budget pauses.
+TIMEOUT_S = 1.0
+#: Skips the budget for a few seconds after its Redis failed (``breaker``).
+paused = Breaker()
+
+
 @lru_cache(maxsize=1)
 def _script() -> redis.commands.core.Script:
     url = redis_url()
     if url is None:
         raise ValueError("the request budget needs a Redis URL (RUNS_BUDGET_REDIS_URL)")
-    return redis.Redis.from_url(url).register_script(_TAKE)
+    client = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S)
+    return client.register_script(_TAKE)
 
 
 def _warn(exc: Exception) -> None:
@@ -78,8 +86,9 @@ def _warn(exc: Exception) -> None:
 
 
 def reset_connection() -> None:
-    """Forget the cached connection (tests point the budget at another Redis)."""
+    """Forget the cached connection and any pause (tests point the budget at another Redis)."""
     _script.cache_clear()
+    paused.reset()
 
 
 def take(kind: str) -> float:
@@ -87,10 +96,11 @@ def take(kind: str) -> float:
 
     ``kind`` is ``"create"`` (priority) or ``"poll"``. With ``RUNS_MAX_RPS = 0`` there is no
     budget. If Redis cannot be reached (or none is configured) the call goes ahead: the
-    budget protects the account's rate limit, and a 429 is handled by the error policy anyway.
+    budget protects the account's rate limit, and a 429 is handled by the error policy anyway;
+    nor is it asked again for ``breaker.PAUSE_S``, so a Redis that hangs costs one timeout.
     """
     rate = float(settings.RUNS_MAX_RPS or 0)
-    if rate <= 0:
+    if rate <= 0 or paused.is_open():
         return 0.0
     burst = max(1.0, rate * settings.RUNS_BUDGET_BURST_S)
     # A poll must leave the reserve, and still find a whole token in a bucket of ``burst``: with
@@ -99,6 +109,7 @@ def take(kind: str) -> float:
     try:
         wait_ms = _script()(keys=[KEY], args=[rate, burst, reserve, time.time()])
     except (redis.RedisError, ValueError) as exc:
+        paused.trip()
         _warn(exc)
         return 0.0
     wait = int(wait_ms) / 1000.0

@@ -33,6 +33,7 @@ from django.db import connection
 from redis.exceptions import RedisError
 
 from . import live_slots
+from .breaker import Breaker
 from .conf import default_redis_url, redis_url_or_none, settings
 from .live_slots import Slot
 from .models import Run
@@ -79,6 +80,10 @@ WARN_EVERY_S = 60.0
 _last_warning = -WARN_EVERY_S
 
 
+#: Skips publishing for a few seconds after a failure (``breaker``).
+paused = Breaker()
+
+
 @lru_cache(maxsize=4)
 def _publisher(url: str) -> redis.Redis:
     # Short timeouts: a Redis outage must not slow down the commit that sends the signal.
@@ -92,10 +97,10 @@ def publish_status_change(
 
     Live status is a side channel: whatever goes wrong here (Redis down, a URL that is not
     Redis, a bug in a client library) is logged at most once a minute and never reaches the
-    task or request that made the change.
+    task or request that made the change, and publishing pauses for ``breaker.PAUSE_S``.
     """
     url = pubsub_url()
-    if not url:
+    if not url or paused.is_open():
         return
     message = json.dumps(
         {"run_id": run_id, "from_status": from_status, "to_status": to_status, "source": source}
@@ -105,6 +110,7 @@ def publish_status_change(
             raise ValueError("RUNS_PUBSUB_URL is not a redis://, rediss:// or unix:// URL")
         _publisher(url).publish(channel(run_id), message)
     except Exception as exc:  # noqa: BLE001 - a side channel must never break the engine
+        paused.trip()
         _warn(exc)
 
 

@@ -46,6 +46,13 @@ def create_thread(
 
 
 def add_message(thread: Thread, content: str, *, role: str = "user") -> Message:
+    """Add a message to ``thread``; the next run started on it carries the message to OpenAI. A
+    batch's thread is refused (code ``conflict``): its one prompt is the line the batch sends."""
+    batch_intake.refuse_thread(thread)
+    return _add_message(thread, content, role=role)
+
+
+def _add_message(thread: Thread, content: str, *, role: str = "user") -> Message:
     if not isinstance(content, str) or not content.strip():
         raise ValidationError("a message needs some text")
     if role not in ("user", "assistant", "system", "developer"):
@@ -93,6 +100,8 @@ def create_run(
         raise ValidationError("give the text of the first message, or an existing thread")
     if thread is not None and owner is not None and owner != thread.owner:
         raise ValidationError(f"thread {thread.pk} belongs to another owner")
+    if thread is not None:
+        batch_intake.refuse_thread(thread)
     owner = check_owner(thread.owner if thread is not None else owner or "")
     backend = check_choice(
         backend or (thread.backend if thread else settings.RUNS_BACKEND), Backend, "backend"
@@ -129,7 +138,7 @@ def create_run(
         if thread is None:
             thread = Thread.objects.create(backend=backend, owner=owner)
         if text:
-            add_message(thread, text)
+            _add_message(thread, text)
         return Run.objects.create(
             thread=thread,
             owner=owner,
@@ -192,7 +201,7 @@ def retry_run(run: Run) -> Run:
     with transaction.atomic():
         thread = create_thread(backend=run.backend, metadata=run.thread.metadata, owner=run.owner)
         for message in messages:
-            add_message(thread, message.content, role=message.role)
+            _add_message(thread, message.content, role=message.role)
         new = create_run(
             thread=thread,
             model=run.model,

@@ -171,13 +171,17 @@ def _lock(owner: str, key: str, value: str) -> None:
         )
 
 
-def check(metadata: Mapping[str, str], *, owner: str, model: str) -> None:
+def check(
+    metadata: Mapping[str, str], *, owner: str, model: str, ahead: Decimal = Decimal(0)
+) -> None:
     """Raise ``ValidationError`` when a spend limit forbids one more run with ``metadata``.
 
     Call it inside the transaction that inserts the run (``create_run`` does): the PostgreSQL
     lock lasts until that transaction ends, so the next create for the value sees this run.
     Keys are locked in sorted order, so two creates with several limited keys cannot deadlock.
-    ``model`` is the new run's: it has no cost yet and is not counted.
+    ``model`` is the new run's: it has no cost yet and is not counted. ``ahead`` is the estimate
+    of the runs inserted with it before it (a batch's): the last of many passes only where it
+    would have passed alone, after the others, so a batch is no way around a limit.
     """
     configured = limits()
     for key in sorted(set(configured) & set(metadata or {})):
@@ -186,10 +190,11 @@ def check(metadata: Mapping[str, str], *, owner: str, model: str) -> None:
         _lock(owner, key, value)
         since = period_start(period)
         used = spent(owner, key, value, since)
-        if used >= usd:
+        if used + ahead >= usd:
             raise ValidationError(
                 f"spend limit reached: {key}={value} has spent ${used:.4f} of its ${usd} per"
                 f" {period} (UTC, since {since.isoformat()}; open runs at the most their"
-                " max_output_tokens can cost)",
+                " max_output_tokens can cost)"
+                + (f"; these runs would add up to ${ahead:.4f} before the last" if ahead else ""),
                 code="spend_limit",
             )

@@ -57,6 +57,16 @@ def pytest_make_collect_report(collector: pytest.Collector):
         _strict_failure(report)
 
 
+@pytest.fixture(autouse=True)
+def side_channels_unpaused() -> None:
+    """A Redis a test stopped pauses live status and the budget (``runs.breaker``); the next
+    test starts with both asked again."""
+    from runs import budget, live
+
+    budget.paused.reset()
+    live.paused.reset()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A private redis-server on a free port: tests may flush it; the shared one is never used."""
@@ -488,3 +498,18 @@ def budget_clock(monkeypatch) -> FakeClock:
     clock = FakeClock()
     monkeypatch.setattr(budget, "time", clock)
     return clock
+
+
+@pytest.fixture
+def silent_redis() -> Iterator[str]:
+    """A Redis URL whose server takes the connection and never answers (a Redis that hangs
+    rather than refuses): every command waits for its socket timeout."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    try:
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    finally:
+        server.close()

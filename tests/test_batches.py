@@ -200,6 +200,41 @@ def test_a_spend_limit_reached_since_the_runs_were_made_refuses_the_batch(sent_t
     assert sent_tasks == []
 
 
+def test_a_batch_over_the_input_file_limit_is_refused_before_any_row_is_written(
+    sent_tasks, monkeypatch
+):
+    """50,000 prompts of one word with 100,000 characters of instructions are a 5 GB file:
+    OpenAI refuses it, and its rows alone would fill the database. The file's size is known
+    from the options and prompts, so it is refused up front, with the sizes."""
+    options = {"instructions": "be brief", "max_output_tokens": 64, "metadata": {"k": "v"}}
+    prompts = ["short", 'a longer prompt, \u00e9 and "quotes"']
+    batch = services.create_batch(prompts, **options)
+    made = len(batch_files.input_file(batch_runs.request_lines(batch.pk)))
+    like = Run(model=batch.model, **options)
+    estimate = batch_files.input_size(like, prompts)
+    assert made <= estimate <= made + 2 * 2 * 19  # each line's two ids at their widest
+
+    monkeypatch.setattr(batch_files, "INPUT_MAX_BYTES", estimate - 1)
+    with pytest.raises(ValidationError, match=f"input file of {estimate:,} bytes"):
+        services.create_batch(prompts, **options)
+    assert (Batch.objects.count(), Run.objects.count()) == (1, 2)
+
+
+def test_a_batch_is_no_way_around_a_spend_limit(sent_tasks, settings):
+    """A batch of new runs passes where its last run would have passed alone, after the others
+    at their estimates: $0.99 spent of $1.00, each run at most $0.0008 (1,000 output tokens of
+    gpt-4.1-mini at the batch price), so 13 fit and 14 do not."""
+    spent = services.create_run("earlier", metadata={"customer": "acme"})
+    Run.objects.filter(pk=spent.pk).update(status="completed", cost="0.99")
+    settings.RUNS_SPEND_LIMITS = {"customer": {"usd": "1.00", "period": "day"}}
+    options = {"metadata": {"customer": "acme"}, "model": "gpt-4.1-mini", "max_output_tokens": 1000}
+
+    with pytest.raises(ValidationError, match=r"would add up to \$0.0104 before the last"):
+        services.create_batch([f"p{i}" for i in range(14)], **options)
+    assert (Batch.objects.count(), Run.objects.count()) == (0, 1)
+    assert services.create_batch([f"p{i}" for i in range(13)], **options).runs.count() == 13
+
+
 def test_a_run_joins_one_batch_only(sent_tasks, settings):
     run = prompts(1)[0]
     batch = services.submit_batch([run])

@@ -110,6 +110,27 @@ def test_cancel_of_a_sent_batch_hands_the_call_to_a_task(
     assert sent_tasks[-1] == ("runs.cancel_batch", (batch.pk,), None)
 
 
+def test_a_batchs_run_and_thread_take_no_message_run_or_cancel_of_their_own(acme, sent_tasks):
+    """A batch sends each thread's one prompt as one line, and OpenAI cancels a batch, not a
+    line: a message added to the thread would replace the prompt, a second run on it would be
+    billed again at full price, a run's own cancel would cancel nothing. Each is a 409 that
+    names the batch, and changes nothing."""
+    batch = services.create_batch(["the prompt"], owner="client:acme")
+    run = batch.runs.get()
+
+    said = acme.post(f"/threads/{run.thread_id}/messages", {"content": "injected"})
+    again = acme.post("/runs", {"thread_id": run.thread_id})
+    cancel = acme.post(f"/runs/{run.pk}/cancel")
+
+    assert [r.status_code for r in (said, again, cancel)] == [409, 409, 409]
+    assert f"belongs to batch {batch.pk}" in said.json()["detail"]
+    assert f"belongs to batch {batch.pk}" in again.json()["detail"]
+    assert "cancel the batch" in cancel.json()["detail"]
+    assert list(run.thread.messages.values_list("content", flat=True)) == ["the prompt"]
+    assert list(Run.objects.values_list("pk", "status")) == [(run.pk, "pending")]
+    assert sent_tasks == []
+
+
 # --- the admin -----------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 from runs import services
 from runs.backends import batch_api
 from runs.backends.batch_api import RemoteBatch
-from runs.engine import batch_lifecycle, batch_writer, events
+from runs.engine import batch_lifecycle, batch_runs, batch_writer, events
 from runs.engine.sweep import sweep
 from runs.models import Batch, Run, RunEvent, WebhookEvent
 
@@ -158,12 +158,90 @@ def test_past_its_deadline_a_batch_that_did_not_end_is_given_up_after_one_look(
     assert batch_lifecycle.poll(batch.pk, 0) == "expired"
     assert (looked, asked) == (["batch_1"], ["batch_1"])
     assert Batch.objects.get(pk=batch.pk).api_calls == 2  # the look and the cancel
-    # Could it not even be asked (an error past the deadline), it is given up on all the same.
-    other, other_ids = batch_of(1)
-    claimable(other, deadline_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_past_its_deadline_a_look_that_fails_is_retried_before_the_batch_is_given_up_on(
+    sent_tasks, monkeypatch, settings
+):
+    """One 500 or dropped connection at the last look must not throw away a batch that may have
+    ended: the error policy retries it on its countdown; with the retries spent, the batch is
+    given up on as one OpenAI did not report ended."""
+    settings.RUNS_MAX_ERROR_RETRIES = 1
+    batch, ids = batch_of(1)
+    claimable(batch, deadline_at=timezone.now() - timedelta(seconds=1))
     monkeypatch.setattr(batch_api, "retrieve", connection_refused)
-    assert batch_lifecycle.poll(other.pk, 0) == "expired"
-    assert statuses(other_ids) == {"expired"}
+    asked: list[str] = []
+    monkeypatch.setattr(batch_api, "cancel", asked.append)
+
+    assert batch_lifecycle.poll(batch.pk, 0) == "retry"
+    assert statuses(ids) == {"queued"} and asked == []
+    ticket = Batch.objects.get(pk=batch.pk).poll_generation
+    assert batch_lifecycle.poll(claimable(batch).pk, ticket) == "expired"
+    assert statuses(ids) == {"expired"} and asked == ["batch_1"]
+
+
+@pytest.mark.parametrize("remote_status", ["finalizing", "cancelling"])
+def test_past_its_deadline_a_batch_writing_its_files_gets_one_more_grace(
+    sent_tasks, monkeypatch, settings, remote_status
+):
+    """OpenAI is writing the files of what it ran (``finalizing``, or ``cancelling`` with the
+    lines that finished): cancelling it now would throw them away. It is polled on, never past
+    the deadline plus ``RUNS_BATCH_GRACE_S``, and given up on only after that."""
+    settings.RUNS_BATCH_GRACE_S = 600.0
+    batch, ids = batch_of(2)
+    claimable(batch, deadline_at=timezone.now() - timedelta(seconds=1))
+    monkeypatch.setattr(batch_api, "retrieve", lambda remote_id: ended_remotely(remote_status))
+    asked: list[str] = []
+    monkeypatch.setattr(batch_api, "cancel", asked.append)
+
+    assert batch_lifecycle.poll(batch.pk, 0) == remote_status
+    (name, args, countdown) = sent_tasks[-1]
+    assert name == "runs.poll_batch" and 0 < countdown <= 600.0
+    assert "expired" not in statuses(ids) and asked == []
+
+    ticket = Batch.objects.get(pk=batch.pk).poll_generation
+    claimable(batch, deadline_at=timezone.now() - timedelta(seconds=601))
+    assert batch_lifecycle.poll(batch.pk, ticket) == "expired"
+    assert statuses(ids) == {"expired"} and asked == ["batch_1"]
+
+
+def test_the_deadline_counts_from_the_create_however_long_the_submit_took(sent_tasks, monkeypatch):
+    """OpenAI's 24 h window starts at its create: a submit held back by the budget or retried
+    for an hour moves our deadline with it, so the batch is not given up on an hour early."""
+    batch = services.submit_batch(prompts(1))
+    Batch.objects.filter(pk=batch.pk).update(deadline_at=timezone.now() + timedelta(hours=24))
+    monkeypatch.setattr(batch_api, "upload", lambda name, data: "file_1")
+    monkeypatch.setattr(batch_api, "create", lambda file_id, pk: RemoteBatch("b_1", "validating"))
+
+    assert batch_lifecycle.submit(batch.pk)["submitted"] is True
+    deadline = Batch.objects.get(pk=batch.pk).deadline_at
+    assert deadline > timezone.now() + timedelta(hours=24.9)
+    assert set(Run.objects.filter(batch=batch).values_list("deadline_at", flat=True)) == {deadline}
+
+
+def test_a_cancel_that_died_before_ending_the_runs_is_finished_by_the_sweep_and_the_submit(
+    sent_tasks, monkeypatch
+):
+    """The cancel of an unsent batch took its submit claim and marked it ``cancelling``, then
+    died before its runs were ended. Once the claim is old enough for its holder to be dead, the
+    sweep releases it, and the submit it sends finds a cancel and nothing sent: it ends the
+    batch and its runs cancelled, creating nothing."""
+    batch = services.create_batch(["a", "b"])
+    ids = list(batch.runs.values_list("pk", flat=True))
+    with monkeypatch.context() as died:
+        died.setattr(batch_runs, "end_all", connection_refused)
+        with pytest.raises(openai.APIConnectionError):
+            services.cancel_batch(batch)
+    assert Batch.objects.get(pk=batch.pk).status == "cancelling" and statuses(ids) == {"pending"}
+
+    later = timezone.now() + timedelta(seconds=batch_writer.submit_claim_s(uploaded=False) + 1)
+    sweep(now=later)
+    assert ("runs.submit_batch", (batch.pk,), None) in sent_tasks
+    monkeypatch.setattr(batch_api, "upload", pytest.fail)
+    monkeypatch.setattr(batch_api, "create", pytest.fail)
+    assert batch_lifecycle.submit(batch.pk)["status"] == "cancelled"
+    assert statuses(ids) == {"cancelled"}
+    assert Batch.objects.get(pk=batch.pk).status == "cancelled"
 
 
 # --- a slow submit and the one that took its claim over -------------------------------------------

@@ -77,6 +77,34 @@ def test_when_redis_is_unreachable_calls_go_ahead(settings):
         budget.reset_connection()
 
 
+def test_a_redis_that_hangs_costs_one_timeout_then_the_budget_pauses(
+    settings, silent_redis, monkeypatch
+):
+    """Without a socket timeout a take would wait for ever, holding its worker slot; with one,
+    the first call waits ``TIMEOUT_S`` and goes ahead, and the next calls do not ask Redis at
+    all until the pause is over."""
+    settings.RUNS_MAX_RPS = 5.0
+    settings.RUNS_BUDGET_REDIS_URL = silent_redis
+    budget.reset_connection()
+    assert budget.take("create") == 0.0
+    assert budget.paused.is_open()
+    budget.reset_connection()
+
+    asked: list[str] = []
+
+    def script():
+        asked.append("take")
+        return lambda keys, args: 0
+
+    script.cache_clear = lambda: None
+    monkeypatch.setattr(budget, "_script", script)
+    budget.paused.trip()
+    assert [budget.take("poll") for _ in range(3)] == [0.0] * 3
+    assert asked == []  # not asked while paused
+    budget.paused.reset()  # the pause is over: asked again
+    assert budget.take("poll") == 0.0 and asked == ["take"]
+
+
 def deferred(kind: str) -> float:
     """Calls of ``kind`` the budget has deferred in this process (the worker is a thread of it)."""
     return REGISTRY.get_sample_value("runs_token_bucket_deferred_total", {"kind": kind}) or 0.0

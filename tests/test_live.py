@@ -421,6 +421,24 @@ def test_a_stream_whose_redis_dies_ends_cleanly_and_the_client_reconnects(
         server.stop()
 
 
+def test_publishing_to_a_redis_that_hangs_costs_one_timeout_then_pauses(
+    settings, silent_redis, monkeypatch
+):
+    """A status change waits at most the publisher's 0.5 s for a Redis that does not answer,
+    once: then publishing pauses (``runs.breaker``), so a batch of 200 moves does not spend 100
+    s of a worker on a side channel. Open streams catch up at their heartbeat."""
+    settings.RUNS_PUBSUB_URL = silent_redis
+    change = {"from_status": "queued", "to_status": "in_progress", "source": "poll"}
+    live.publish_status_change(None, run_id=1, **change)
+    assert live.paused.is_open()
+
+    asked: list[str] = []
+    monkeypatch.setattr(live, "_publisher", asked.append)
+    for run_id in range(2, 200):
+        live.publish_status_change(None, run_id=run_id, **change)
+    assert asked == []
+
+
 def test_a_slot_counts_briefly_until_its_stream_starts_then_for_the_streams_life(
     make_run, pubsub_url, api_token, settings
 ):

@@ -89,6 +89,35 @@ def test_a_pending_run_past_its_deadline_expires(run_row, sent_tasks):
     assert sent_tasks == []  # nothing was created at OpenAI, so nothing to cancel or start
 
 
+def test_a_step_that_fails_leaves_the_other_steps_to_run(run_row, sent_tasks, monkeypatch, caplog):
+    """The broker refuses the wakes of overdue runs, and one pending run cannot be expired:
+    both are logged and counted, and every other path of recovery still runs this pass."""
+    from runs.engine import expiry, writer
+
+    run_row("in_progress", remote_id="resp_late", next_poll_at=ago(600))
+    poison = run_row("pending", deadline_at=ago(2))
+    expires = run_row("pending", deadline_at=ago(1))
+
+    def refused(run_id: int) -> bool:
+        raise ConnectionError("broker down")
+
+    real_expire = expiry.expire
+
+    def expire(run: Run):
+        if run.pk == poison.pk:
+            raise ValueError("a row no step can read")
+        return real_expire(run)
+
+    monkeypatch.setattr(writer, "wake", refused)
+    monkeypatch.setattr(expiry, "expire", expire)
+    report = sweep()
+
+    assert (report.failed_steps, report.rearmed, report.expired) == (2, 0, 1)
+    assert Run.objects.get(pk=expires.pk).status == "expired"
+    assert "sweep: wake_overdue failed" in caplog.text
+    assert f"run {poison.pk}: could not be expired" in caplog.text
+
+
 def test_a_pending_run_a_start_saves_as_the_sweep_expires_it_stays_created(
     run_row, sent_tasks, monkeypatch
 ):

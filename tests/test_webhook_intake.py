@@ -23,6 +23,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.db import close_old_connections
 from django.test import Client
+from django.utils import timezone
 
 from runs.checks import check_webhook_secrets
 from runs.engine import enqueue
@@ -323,6 +324,47 @@ def test_an_event_that_beats_the_remote_id_is_applied_when_the_id_is_saved(
     assert apply_waiting(run.pk, "resp_early") == 0  # once only
     assert WebhookEvent.objects.get().outcome == "applied"
     assert_woken_once(run, sent_tasks)
+
+
+def test_a_copy_of_an_event_that_beat_the_remote_id_looks_again(
+    client, webhook_secret, signed, event_payload, run_row, sent_tasks
+):
+    """The first copy was stored ``unknown_object`` and the start's own look came before that
+    insert committed (or the web process died before its second look): a redelivery finds the
+    run now and wakes it, instead of answering "duplicate" and leaving it to the safety net."""
+    run = run_row("pending")
+    body, headers = signed(event_payload("resp_early"))
+    assert post(client, body, headers).json()["outcome"] == "unknown_object"
+    Run.objects.filter(pk=run.pk).update(remote_id="resp_early", status="queued")
+
+    again = post(client, body, headers).json()
+    assert again == {"status": "duplicate", "outcome": "applied"}
+    assert_woken_once(run, sent_tasks)
+    assert post(client, body, headers).json() == {"status": "duplicate", "outcome": "applied"}
+    assert_woken_once(run, sent_tasks)
+
+
+def test_an_early_event_whose_wake_fails_leaves_the_run_due_not_the_start_failed(
+    webhook_secret, signed, event_payload, run_row, sent_tasks, monkeypatch, client, caplog
+):
+    """``apply_waiting`` runs after a start or a submit saved the run, with work still to do
+    after it: a broker that refuses the wake is logged, not raised, and the run is left due
+    now, for the sweep."""
+    from runs.engine.events import apply_waiting
+
+    run = run_row("pending")
+    body, headers = signed(event_payload("resp_early"))
+    post(client, body, headers)
+    Run.objects.filter(pk=run.pk).update(remote_id="resp_early", status="queued")
+
+    def broker_down(name: str, *args: object, **options: object) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(enqueue, "send", broker_down)
+    assert apply_waiting(run.pk, "resp_early") == 0
+    assert f"run {run.pk}: early webhook not applied" in caplog.text
+    run.refresh_from_db()
+    assert run.next_poll_at is not None and run.next_poll_at <= timezone.now()
 
 
 def test_when_the_wake_cannot_be_sent_we_answer_500_and_a_redelivery_retries(

@@ -114,13 +114,14 @@ def get_thread(request: HttpRequest, thread_id: ThreadId) -> Thread:
 
 @api.post(
     "/threads/{thread_id}/messages",
-    response={201: MessageOut, **ERRORS, **FORBIDDEN, **BODY, **NOT_FOUND, **REFUSED},
+    response={201: MessageOut, **ERRORS, **FORBIDDEN, **BODY, **NOT_FOUND, **REFUSED, **CONFLICT},
     tags=["threads"],
     auth=OPERATE_AUTH,
     throttle=throttles.WRITE,
 )
 def add_message(request: HttpRequest, thread_id: ThreadId, body: MessageIn) -> Status:
-    """Add a message; the next run started on the thread carries it to OpenAI."""
+    """Add a message; the next run started on the thread carries it to OpenAI. 409 on a batch's
+    thread (single-turn)."""
     thread = get_object_or_404(owned_threads(request), pk=thread_id)
     return Status(201, services.add_message(thread, body.content, role=body.role))
 
@@ -130,7 +131,7 @@ def add_message(request: HttpRequest, thread_id: ThreadId, body: MessageIn) -> S
 
 @api.post(
     "/runs",
-    response={201: RunOut, **ERRORS, **FORBIDDEN, **BODY, **NOT_FOUND, **REFUSED},
+    response={201: RunOut, **ERRORS, **FORBIDDEN, **BODY, **NOT_FOUND, **REFUSED, **CONFLICT},
     tags=["runs"],
     auth=OPERATE_AUTH,
     throttle=throttles.START,

@@ -24,7 +24,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
@@ -32,7 +32,7 @@ from django.utils import timezone
 from ..backends.common import remote_metadata, request_options
 from ..conf import settings
 from ..schedule import Schedule
-from ..status import BatchStatus, RunStatus, Strategy
+from ..status import BATCH_WINDOW_S, BatchStatus, RunStatus, Strategy
 
 if TYPE_CHECKING:
     from ..models import Batch, Run
@@ -68,6 +68,10 @@ class LineResult:
     remote_completed_at: datetime | None = None
 
 
+#: The Batch API's limit on one input file (OpenAI: "up to 200 MB").
+INPUT_MAX_BYTES = 200 * 1000 * 1000
+
+
 def request_line(run: Run, message: str, role: str = "user") -> dict[str, Any]:
     """The input line for a single-turn run carrying its one ``message``.
 
@@ -84,6 +88,15 @@ def request_line(run: Run, message: str, role: str = "user") -> dict[str, Any]:
     if run.instructions:
         body["instructions"] = run.instructions
     return {"custom_id": str(run.pk), "method": "POST", "url": ENDPOINT, "body": body}
+
+
+def input_size(model: Run, prompts: list[str]) -> int:
+    """The bytes of the input file ``prompts`` make, each a line like ``model`` (an unsaved run
+    with the batch's options), ids at their widest: what a batch is checked against before any
+    row is written (``INPUT_MAX_BYTES``)."""
+    model.pk = 10**18
+    line = len(input_file([request_line(model, "")]))  # the prompt's quotes included
+    return len(prompts) * line + sum(len(json.dumps(p)) - 2 for p in prompts)
 
 
 def input_file(lines: Iterable[dict[str, Any]]) -> bytes:
@@ -232,9 +245,32 @@ def schedule(batch: Batch) -> Schedule:
 
 
 def next_poll_in(batch: Batch, attempt: int) -> float:
-    """The wait before poll ``attempt + 1``: the schedule's, never past the deadline."""
+    """The wait before poll ``attempt + 1``: the schedule's, never past the deadline (once past
+    it, never past ``grace_end``)."""
     delay = schedule(batch).delay(attempt)
     if batch.deadline_at is not None:
-        left = (batch.deadline_at - timezone.now()).total_seconds()
-        delay = min(delay, max(left, 0.0) + 0.05)
+        now = timezone.now()
+        end = batch.deadline_at if now < batch.deadline_at else grace_end(batch)
+        assert end is not None
+        delay = min(delay, max((end - now).total_seconds(), 0.0) + 0.05)
     return delay
+
+
+def deadline_from(moment: datetime) -> datetime:
+    """When we give up on a batch created at OpenAI (or, until then, here) at ``moment``: its
+    24 h window plus ``RUNS_BATCH_GRACE_S``, scaled."""
+    scale = settings.RUNS_TIME_SCALE
+    return moment + timedelta(seconds=(BATCH_WINDOW_S + settings.RUNS_BATCH_GRACE_S) * scale)
+
+
+def past(moment: datetime | None) -> bool:
+    return moment is not None and timezone.now() >= moment
+
+
+def grace_end(batch: Batch) -> datetime | None:
+    """The deadline plus one more ``RUNS_BATCH_GRACE_S``: how long past its deadline a batch
+    OpenAI is still writing the files of (finalizing or cancelling) is waited for."""
+    if batch.deadline_at is None:
+        return None
+    scale = settings.RUNS_TIME_SCALE
+    return batch.deadline_at + timedelta(seconds=settings.RUNS_BATCH_GRACE_S * scale)

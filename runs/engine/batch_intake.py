@@ -24,7 +24,6 @@ runs are inserted in bulk: 10,000 prompts are a few dozen statements.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -36,8 +35,8 @@ from .. import spend
 from ..conf import settings
 from ..models import Batch, Message, Run, Thread
 from ..options import RunOptions
-from ..status import BATCH_WINDOW_S, Backend, BatchStatus, EventSource, Mode, RunStatus, Strategy
-from . import batch_runs, batch_writer, bulk, enqueue, writer
+from ..status import Backend, BatchStatus, EventSource, Mode, RunStatus, Strategy
+from . import batch_files, batch_runs, batch_writer, bulk, enqueue, writer
 from .decisions import Task
 
 SINGLE_TURN = "batch runs are single-turn: no tools, no conversation"
@@ -45,11 +44,6 @@ SINGLE_TURN = "batch runs are single-turn: no tools, no conversation"
 REFUSED_TIERS = frozenset({"flex", "priority", "scale"})
 #: Rows per INSERT when a batch's runs are made in bulk.
 INSERT_CHUNK = 1000
-
-
-def deadline_s() -> float:
-    """How long we follow a batch: its 24 h window plus ``RUNS_BATCH_GRACE_S``, scaled."""
-    return (BATCH_WINDOW_S + settings.RUNS_BATCH_GRACE_S) * settings.RUNS_TIME_SCALE
 
 
 def submit(runs: Iterable[Run | int], *, strategy: str | None = None) -> Batch:
@@ -94,9 +88,18 @@ def create(
         raise ValidationError("model must be a non-empty name of at most 64 characters")
     model = model.strip()
     _check_window("these runs", chosen.completion_window, chosen.service_tier)
+    like = Run(model=model, instructions=instructions, metadata=metadata, **chosen.fields())
+    size, most = batch_files.input_size(like, prompts), batch_files.INPUT_MAX_BYTES
+    if size > most:
+        raise ValidationError(
+            f"these prompts make an input file of {size:,} bytes; the Batch API takes at most"
+            f" {most:,}: send fewer prompts, or shorter instructions, in each batch"
+        )
     with transaction.atomic():
-        # Every run has the same metadata and model: one check stands for all of them.
-        spend.check(metadata, owner=owner, model=model)
+        # Every run has the same metadata, model and cap: one check stands for all of them.
+        cap = chosen.max_output_tokens or 0
+        ahead = spend.estimate(model, Mode.BATCH, cap) * (len(prompts) - 1)
+        spend.check(metadata, owner=owner, model=model, ahead=ahead)
         threads = Thread.objects.bulk_create(
             [Thread(backend=Backend.RESPONSES, owner=owner) for _ in prompts],
             batch_size=INSERT_CHUNK,
@@ -134,7 +137,7 @@ def _make(ids: list[int], owner: str, model: str, metadata: dict[str, str], stra
         model=model,
         metadata=metadata,
         status=BatchStatus.PENDING,
-        deadline_at=timezone.now() + timedelta(seconds=deadline_s()),
+        deadline_at=batch_files.deadline_from(timezone.now()),
     )
     joined = bulk.join_batch(
         ids, batch.pk, mode=Mode.BATCH, strategy=strategy, deadline_at=batch.deadline_at
@@ -143,6 +146,15 @@ def _make(ids: list[int], owner: str, model: str, metadata: dict[str, str], stra
         raise ValidationError("some runs changed while the batch was made; nothing changed")
     writer.enqueue_on_commit(Task(enqueue.SUBMIT_BATCH, (batch.pk,)))
     return batch
+
+
+def refuse_thread(thread: Thread) -> None:
+    """Refuse (code ``conflict``) a message or a run on a batch's thread: the batch sends the
+    thread's one prompt as its line, and a second run would be billed again at full price."""
+    if batch_id := thread.runs.exclude(batch=None).values_list("batch_id", flat=True).first():
+        raise ValidationError(
+            f"thread {thread.pk} belongs to batch {batch_id}: {SINGLE_TURN}", code="conflict"
+        )
 
 
 def request_cancel(batch: Batch) -> str:

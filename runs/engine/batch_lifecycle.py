@@ -13,14 +13,13 @@ submit that finds one looks through the newest batches for ours (our batch id in
 that input file) before creating another, and never uploads twice. A submit that outlived its
 claim and comes back second with a batch of its own cancels it.
 
-**What OpenAI ran is not thrown away here.** Past its deadline a batch is retrieved once more
-before it is given up on, and one that ended at OpenAI is never failed for our downloads.
+**What OpenAI ran is not thrown away here.** A batch is given up on past its deadline only once
+OpenAI says it is neither ended nor writing its files, and never failed for our downloads.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
@@ -33,7 +32,7 @@ from ..errors import classify
 from ..models import Batch
 from ..status import BATCH_TERMINAL, BatchStatus, EventSource, RunStatus, Strategy
 from . import batch_files, batch_runs, batch_writer, events
-from .batch_files import next_poll_in
+from .batch_files import grace_end, next_poll_in, past
 from .decisions import Counters
 
 log = logging.getLogger(__name__)
@@ -43,6 +42,7 @@ HOP_SLACK_S = 0.5  # a poll this long before the batch's due time is a hop of a 
 _SOURCE_OF_END = {BatchStatus.CANCELLED: EventSource.USER, BatchStatus.EXPIRED: "deadline"}
 RUNNING = frozenset({BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING})
 CANCELLABLE = frozenset({BatchStatus.VALIDATING, BatchStatus.IN_PROGRESS})
+WINDING_DOWN = frozenset({BatchStatus.FINALIZING, BatchStatus.CANCELLING})
 
 
 def submit(batch_id: int) -> dict[str, Any]:
@@ -87,7 +87,8 @@ def submit(batch_id: int) -> dict[str, Any]:
     ended = remote.status in BATCH_TERMINAL
     delay = 0.0 if ended else next_poll_in(batch, 0)
     status = BatchStatus.FINALIZING if ended else remote.status
-    if batch_writer.submitted(batch.pk, remote.remote_id, status, delay, calls) is None:
+    deadline = batch_files.deadline_from(timezone.now())
+    if batch_writer.submitted(batch.pk, remote.remote_id, status, delay, calls, deadline) is None:
         return _saved_by_another(batch.pk, remote.remote_id)
     batch_runs.sent(batch.pk)
     status = Batch.objects.filter(pk=batch.pk).values_list("status", flat=True).get()
@@ -174,16 +175,16 @@ def poll(batch_id: int, ticket: int) -> str:
     if wait > 0:
         batch_writer.rearm(batch.pk, ticket, wait)
         return "deferred"
-    # Past the deadline it is looked at once more: a batch.completed event may have been lost.
-    late = _past(batch.deadline_at)
     counters = _called("batch_retrieve") + Counters(polls=1)
     try:
         remote = batch_api.retrieve(batch.remote_id)
     except Exception as exc:  # noqa: BLE001 - every failure goes through the error policy
-        return _give_up(batch, counters) if late else _failed(batch, ticket, exc, counters, None)
+        return _failed(batch, ticket, exc, counters, None)
     if remote.status in BATCH_TERMINAL:
         return _end(batch, ticket, remote, counters)
-    if late:
+    # Past the deadline a batch OpenAI has not ended is given up on, unless it is writing its
+    # files (finalizing, or cancelling), which may take a while: that one gets one more grace.
+    if past(batch.deadline_at) and (remote.status not in WINDING_DOWN or past(grace_end(batch))):
         return _give_up(batch, counters)
     if batch.status == BatchStatus.CANCELLING and remote.status in CANCELLABLE:
         counters += _cancel_remote(batch.pk, batch.remote_id)  # our cancel's message was lost
@@ -204,10 +205,6 @@ def poll(batch_id: int, ticket: int) -> str:
         fields=remote.files_and_counts(),
     )
     return remote.status
-
-
-def _past(deadline: datetime | None) -> bool:
-    return deadline is not None and timezone.now() >= deadline
 
 
 def _end(batch: Batch, ticket: int, remote: RemoteBatch, counters: Counters) -> str:
@@ -253,20 +250,22 @@ def _failed(
     batch: Batch, ticket: int, exc: BaseException, counters: Counters, ended: RemoteBatch | None
 ) -> str:
     """A retrieve failed, or (``ended``) a download of a batch that ended at OpenAI. A retrieve is
-    retried on the error policy's countdown until the retries are spent, then the batch fails
-    here and is cancelled at OpenAI (best effort).
-    A download is not ours to fail on: OpenAI ran and billed the batch and keeps its files 30
-    days, so it is retried until the deadline (the schedule's countdown once the retries are
-    spent), the file ids kept on the row; past it, with the retries spent, the batch ends as
-    OpenAI says, each open run failed (``download_failed``, the file ids in its message)."""
+    retried on the error policy's countdown until the retries are spent; then the batch fails
+    (given up on, past its deadline) and is cancelled at OpenAI (best effort). A download is not
+    ours to fail on: OpenAI billed the batch and keeps its files 30 days, so it is retried until
+    the deadline (the schedule's countdown once the retries are spent), the file ids kept; past
+    it, with the retries spent, the batch ends as OpenAI says, each open run failed
+    (``download_failed``, the file ids in its message)."""
     decision = classify(exc, batch.error_retries, settings.RUNS_MAX_ERROR_RETRIES)
     what = "download" if ended else "poll"
     log.warning("batch %s: %s failed (%s): %s", batch.pk, what, decision.code, decision.message)
     kept = ended.files_and_counts() if ended else {}
-    if decision.retry or (ended and not _past(batch.deadline_at)):
+    if decision.retry or (ended and not past(batch.deadline_at)):
         delay = decision.countdown if decision.retry else next_poll_in(batch, batch.poll_attempt)
         batch_writer.rearm(batch.pk, ticket, delay, counters=counters, errors="count", fields=kept)
         return "retry"
+    if ended is None and past(batch.deadline_at):
+        return _give_up(batch, counters)
     if ended is None:  # we stop following it: stop it at OpenAI too, as a run given up on
         counters += _cancel_remote(batch.pk, batch.remote_id)
         message = f"Could not follow the batch: {decision.message}; a cancel was sent to OpenAI"

@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from django.db.models import Subquery
 from django.utils import timezone
 
 from .. import pricing, structured
 from ..conf import settings
-from ..models import Message, Run
+from ..models import Batch, Message, Run
 from ..states import transition_many
 from ..status import ACTIVE, EventSource, Mode, RunStatus
 from ..storable import json_problem, replaced
@@ -53,9 +54,13 @@ def request_lines(batch_id: int) -> list[dict[str, Any]]:
 
 
 def sent(batch_id: int) -> None:
-    """The batch was created at OpenAI: its messages are sent, its pending runs ``queued``."""
+    """The batch was created at OpenAI: its messages are sent, its pending runs ``queued`` with
+    the batch's deadline (counted from the create: ``batch_writer.submitted``)."""
     messages = Message.objects.filter(thread__runs__batch_id=batch_id, sent_at__isnull=True)
     messages.update(sent_at=timezone.now())
+    deadline = Batch.objects.filter(pk=batch_id).values("deadline_at")
+    pending = Run.objects.filter(batch_id=batch_id, status=RunStatus.PENDING)
+    pending.update(deadline_at=Subquery(deadline))
     move_runs(batch_id, (RunStatus.PENDING,), RunStatus.QUEUED, EventSource.CREATE)
 
 

@@ -64,8 +64,7 @@ def release_submit(
         **_counted(counters, errors),
     )
     if released:
-        countdown = min(delay, settings.RUNS_MAX_COUNTDOWN_S) or None
-        writer.enqueue_now(Task(enqueue.SUBMIT_BATCH, (batch_id,), countdown=countdown))
+        _enqueue(enqueue.SUBMIT_BATCH, (batch_id,), delay)
     return bool(released)
 
 
@@ -95,13 +94,13 @@ def uploaded(
 
 
 def submitted(
-    batch_id: int, remote_id: str, status: str, delay: float, counters: Counters
+    batch_id: int, remote_id: str, status: str, delay: float, counters: Counters, deadline: datetime
 ) -> int | None:
-    """The create answered: save the remote id, its status (unless a cancel was asked for
-    meanwhile), the first due time and the counters in one UPDATE; enqueue the first poll, and
-    return its ticket. None (the counters saved) when another submit saved a remote id first or
-    the batch ended here meanwhile: on an empty remote id, not on the claim, because a submit
-    that outlived its claim and its successor may both come back with a batch."""
+    """The create answered: save the remote id, its status (unless a cancel came meanwhile), the
+    first due time, the ``deadline`` (OpenAI's window starts now) and the counters in one UPDATE;
+    enqueue the first poll, return its ticket. None (the counters saved) when another submit
+    saved a remote id first or the batch ended here: on an empty remote id, not on the claim, as
+    a submit that outlived its claim and its successor may both come back with a batch."""
     now = timezone.now()
     saved = (
         Batch.objects.filter(pk=batch_id, remote_id="")
@@ -110,6 +109,7 @@ def submitted(
             remote_id=remote_id,
             status=Case(When(status=BatchStatus.PENDING, then=Value(status)), default=F("status")),
             submitted_at=now,
+            deadline_at=deadline,
             next_poll_at=now + timedelta(seconds=delay),
             poll_attempt=0,
             **_counted(counters, "reset"),
@@ -119,7 +119,7 @@ def submitted(
         save(batch_id, counters)
         return None
     ticket = Batch.objects.filter(pk=batch_id).values_list("poll_generation", flat=True).get()
-    _enqueue_poll(batch_id, ticket, delay)
+    _enqueue(enqueue.POLL_BATCH, (batch_id, ticket), delay)
     return ticket
 
 
@@ -167,7 +167,7 @@ def rearm(
         .update(**values, **due)
     )
     if armed:
-        _enqueue_poll(batch_id, ticket, delay)
+        _enqueue(enqueue.POLL_BATCH, (batch_id, ticket), delay)
     else:
         count(batch_id, counters)
     return bool(armed)
@@ -249,8 +249,7 @@ def ask_cancel(batch_id: int) -> str | None:
 
 def retry_cancel(batch_id: int, delay: float) -> None:
     """Send the cancel again after the error policy's countdown."""
-    countdown = min(delay, settings.RUNS_MAX_COUNTDOWN_S)
-    writer.enqueue_now(Task(enqueue.CANCEL_BATCH, (batch_id,), countdown=countdown))
+    _enqueue(enqueue.CANCEL_BATCH, (batch_id,), delay)
 
 
 def finish(batch_id: int, status: str, counters: Counters = NONE, **fields: Any) -> bool:
@@ -302,9 +301,10 @@ def rescue(now: datetime, limit: int, grace: timedelta) -> int:
     return acted + len(resent)
 
 
-def _enqueue_poll(batch_id: int, ticket: int, delay: float) -> None:
-    countdown = min(delay, settings.RUNS_MAX_COUNTDOWN_S)
-    writer.enqueue_now(Task(enqueue.POLL_BATCH, (batch_id, ticket), countdown=countdown))
+def _enqueue(name: str, args: tuple[int, ...], delay: float) -> None:
+    """Enqueue ``name`` in ``delay`` s, at most ``RUNS_MAX_COUNTDOWN_S`` (then it hops)."""
+    countdown = min(delay, settings.RUNS_MAX_COUNTDOWN_S) or None
+    writer.enqueue_now(Task(name, args, countdown=countdown))
 
 
 def _counted(counters: Counters, errors: Errors) -> dict[str, Any]:

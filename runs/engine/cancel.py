@@ -30,8 +30,14 @@ from .decisions import Counters, Decision, Move, Task
 def request_cancel(run: Run, *, by: str = "") -> str:
     """Cancel ``run``; the status it has now (``cancelled`` or ``cancelling``).
 
-    Raises ``ValidationError`` (code ``conflict``) when the run already ended: nothing changes.
+    Raises ``ValidationError`` (code ``conflict``) when the run already ended, or is a batch's
+    (its batch is what can be cancelled): nothing changes.
     """
+    if run.batch_id is not None:
+        # OpenAI cancels a batch, not one of its lines; a run ends as its batch's files say.
+        raise ValidationError(
+            f"run {run.pk} belongs to batch {run.batch_id}: cancel the batch", code="conflict"
+        )
     detail = {"requested_by": by} if by else {}
     for _ in range(3):  # a status that moves under us (the worker is busy too) is re-read
         run.refresh_from_db(fields=["status", "remote_id"])

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from .. import rawsql
 from ..models import Batch, Run, WebhookEvent
+from ..redact import redact
 from ..status import TERMINAL
 from . import batch_writer, event_rows, writer
 
@@ -150,7 +151,20 @@ def apply_waiting(run_id: int, remote_id: str) -> int:
 
     Every start by webhook asks, and almost every answer is "none": that answer is one probe
     written out (``rawsql.any_row``), not a query the ORM compiles for each start.
+
+    Never raises: its callers (a start, a tool round's submit) saved the run and armed its poll
+    first, and still have work to do after it (the other saves of a chunk, a cancel). A failure
+    is logged; the run keeps its poll, and a wake that was not sent leaves it due now, for the
+    sweep.
     """
+    try:
+        return _apply_waiting(run_id, remote_id)
+    except Exception as exc:  # noqa: BLE001 - see above: the run is not left without a poll
+        log.warning("run %s: early webhook not applied: %s", run_id, redact(repr(exc)))
+        return 0
+
+
+def _apply_waiting(run_id: int, remote_id: str) -> int:
     if not rawsql.any_row(
         WebhookEvent, {"object_id": remote_id, "outcome": Outcome.UNKNOWN_OBJECT}
     ):

@@ -276,10 +276,7 @@ def _apply_waiting_events(created: list[Created]) -> None:
     by_remote = {c.state.remote_id: c.run.pk for c in created
                  if c.state and c.run.strategy == Strategy.WEBHOOK}  # fmt: skip
     for remote_id in events.waiting_for(list(by_remote)):
-        try:
-            events.apply_waiting(run_id := by_remote[remote_id], remote_id)
-        except Exception as exc:  # noqa: BLE001 - not the wave's other saves: its run is due now
-            log.warning("run %s: early webhook not applied: %s", run_id, redact(repr(exc)))
+        events.apply_waiting(by_remote[remote_id], remote_id)  # never raises: not the others'
 
 
 def _result(run: Run, state: RemoteState) -> dict[str, Any]:

@@ -64,18 +64,39 @@ class SweepReport:
     cancels: int = 0
     expired: int = 0
     batches: int = 0
+    #: Steps that raised this pass (logged with their traceback; the others ran).
+    failed_steps: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
 
 def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
-    """One pass; safe to run concurrently with itself and with the workers."""
+    """One pass; safe to run concurrently with itself and with the workers. Each step is on its
+    own: one that raises (a broker refusing a publish, a row no step can read) is logged and
+    counted, and the steps after it still run, so no failure stops every path of recovery."""
     now = now or timezone.now()
     batch = batch or settings.RUNS_SWEEP_BATCH
     grace = timedelta(seconds=settings.RUNS_SWEEP_GRACE_S)
     report = SweepReport()
+    steps = (_wake_overdue, _resend_cancels, _expire_pending, _resend_starts, _release_starts)
+    for step in steps:
+        try:
+            step(report, now, batch, grace)
+        except Exception:  # noqa: BLE001 - the next step must run all the same
+            log.exception("sweep: %s failed; the other steps go on", step.__name__.lstrip("_"))
+            report.failed_steps += 1
+    try:
+        report.batches = batch_writer.rescue(now, batch, grace)
+    except Exception:  # noqa: BLE001 - as above
+        log.exception("sweep: the batches' rescue failed")
+        report.failed_steps += 1
+    if any(asdict(report).values()):
+        log.info("sweep: %s", report)
+    return report
 
+
+def _wake_overdue(report: SweepReport, now: datetime, batch: int, grace: timedelta) -> None:
     released = tool_calls.release_abandoned_claims(now, batch)
     for run_id in released:
         log.warning("run %s: a tool round's submit claim was abandoned; released", run_id)
@@ -96,14 +117,24 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
         if run_id not in first:
             report.rearmed += woken
 
+
+def _resend_cancels(report: SweepReport, now: datetime, batch: int, grace: timedelta) -> None:
     for run_id in lost_cancels(now, batch):
         log.warning("run %s: still cancelling; the cancel is sent again", run_id)
         writer.enqueue_now(Task(enqueue.CANCEL_RUN, (run_id,)))
         report.cancels += 1
 
-    for run in list(Run.objects.filter(status=RunStatus.PENDING, deadline_at__lt=now)[:batch]):
-        report.expired += writer.apply(expiry.expire(run))
 
+def _expire_pending(report: SweepReport, now: datetime, batch: int, grace: timedelta) -> None:
+    for run in list(Run.objects.filter(status=RunStatus.PENDING, deadline_at__lt=now)[:batch]):
+        try:
+            report.expired += writer.apply(expiry.expire(run))
+        except Exception:  # noqa: BLE001 - one run that cannot be expired must not hold the rest
+            log.exception("run %s: could not be expired", run.pk)
+            report.failed_steps += 1
+
+
+def _resend_starts(report: SweepReport, now: datetime, batch: int, grace: timedelta) -> None:
     # A pending run's next_poll_at is its next start attempt (a retry or a budget deferral).
     unclaimed = Run.objects.filter(status=RunStatus.PENDING, start_claimed_at__isnull=True)
     lost_starts = unclaimed.filter(
@@ -122,6 +153,8 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
         writer.enqueue_now(Task(enqueue.START_RUN, (run_id,)))
         report.restarted += 1
 
+
+def _release_starts(report: SweepReport, now: datetime, batch: int, grace: timedelta) -> None:
     claim_timeout = timedelta(seconds=settings.RUNS_CLAIM_TIMEOUT_S)
     stale = Run.objects.filter(
         status=RunStatus.PENDING, start_claimed_at__lt=now - claim_timeout, batch__isnull=True
@@ -130,12 +163,6 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
         if writer.release_start_claim(run_id, claimed_at):
             log.warning("run %s: start claim is stale; the create may be repeated", run_id)
             report.reclaimed += 1
-
-    report.batches = batch_writer.rescue(now, batch, grace)
-
-    if any(asdict(report).values()):
-        log.info("sweep: %s", report)
-    return report
 
 
 def lost_cancels(now: datetime, batch: int) -> list[int]:

@@ -70,11 +70,14 @@ def openai_webhook(request: HttpRequest) -> JsonResponse:
         event, created, ticket = recording.record(request.headers["webhook-id"], payload)
     except recording.MalformedEvent as exc:
         return _error(400, str(exc))
-    if not created and event.outcome != event.Outcome.RECEIVED:
+    # A copy of an event stored before its run's remote id was saved looks again (one indexed
+    # query): the start's own look may have come before the first copy's insert committed.
+    again = not created and event.outcome == event.Outcome.UNKNOWN_OBJECT
+    if not created and event.outcome != event.Outcome.RECEIVED and not again:
         return JsonResponse({"status": "duplicate", "outcome": event.outcome})
     try:
         outcome = events.process(event, ticket=ticket)
     except Exception:
         log.exception("webhook %s: could not wake run for %s", event.webhook_id, event.object_id)
         return _error(500, "could not process the event now; it will be processed on redelivery")
-    return JsonResponse({"status": "ok", "outcome": outcome})
+    return JsonResponse({"status": "duplicate" if again else "ok", "outcome": outcome})
