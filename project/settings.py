@@ -173,8 +173,8 @@ RUNS_QUEUES = (
     if RUNS_QUEUE_PREFIX
     else {}
 )
-# Listed by urgency: wakes (someone waits), the default queue (the sweep, batched polling's
-# runs.poll_due), scheduled polls, tools, starts. With CELERY_QUEUE_ORDER_STRATEGY=priority a
+# Listed by urgency: wakes (someone waits), the default queue (the sweep), scheduled polls (and
+# batched polling's runs.poll_due), tools, starts. With CELERY_QUEUE_ORDER_STRATEGY=priority a
 # worker on several queues always takes from the first non-empty one in this order.
 CELERY_TASK_QUEUES = {
     name: {"exchange": name, "routing_key": name}

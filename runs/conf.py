@@ -107,7 +107,8 @@ DEFAULTS: dict[str, Any] = {
     "RUNS_BATCH_POLL_CAP_S": 600.0,
     "RUNS_BATCH_SAFETY_NET_BASE_S": 3600.0,
     "RUNS_BATCH_SAFETY_NET_CAP_S": 4 * 3600.0,
-    # We give up on a batch at created + 24 h + this grace (scaled): cancelled, open runs expired.
+    # We give up on a batch at its create at OpenAI + 24 h + this grace (scaled): cancelled, open
+    # runs expired; one OpenAI reports finalizing or cancelling gets this grace once more.
     "RUNS_BATCH_GRACE_S": 3600.0,
     # Runs settled per transaction at a batch's end (set-based statements, a few per chunk).
     "RUNS_BATCH_SETTLE_CHUNK": 500,

@@ -48,8 +48,9 @@ def create_thread(
 def add_message(thread: Thread, content: str, *, role: str = "user") -> Message:
     """Add a message to ``thread``; the next run started on it carries the message to OpenAI. A
     batch's thread is refused (code ``conflict``): its one prompt is the line the batch sends."""
-    batch_intake.refuse_thread(thread)
-    return _add_message(thread, content, role=role)
+    with transaction.atomic():
+        batch_intake.refuse_thread(thread)
+        return _add_message(thread, content, role=role)
 
 
 def _add_message(thread: Thread, content: str, *, role: str = "user") -> Message:
@@ -100,8 +101,6 @@ def create_run(
         raise ValidationError("give the text of the first message, or an existing thread")
     if thread is not None and owner is not None and owner != thread.owner:
         raise ValidationError(f"thread {thread.pk} belongs to another owner")
-    if thread is not None:
-        batch_intake.refuse_thread(thread)
     owner = check_owner(thread.owner if thread is not None else owner or "")
     backend = check_choice(
         backend or (thread.backend if thread else settings.RUNS_BACKEND), Backend, "backend"
@@ -133,6 +132,8 @@ def create_run(
     clean_meta = check_metadata(metadata)
     clean_tools = clean_tool_names(tools)
     with transaction.atomic():
+        if thread is not None:
+            batch_intake.refuse_thread(thread)
         # Before any insert: a refused run leaves nothing behind (spend limits, issue 16).
         spend.check(clean_meta, owner=owner, model=model.strip())
         if thread is None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from .conf import settings
 from .engine import batch_lifecycle, batch_poll, cancel, enqueue, lifecycle, tool_round
 from .engine import sweep as recovery
 
@@ -96,7 +97,21 @@ def execute_tool_calls(run_id: int, round_no: int) -> str:
     return tool_round.execute(run_id, round_no)
 
 
-@shared_task(base=RoutedTask, name="runs.submit_batch", acks_late=True, reject_on_worker_lost=True)
+#: A batch task moves files of up to 200 MB (an upload; two downloads and the settle): the
+#: project's 60 s time limit, under the prefork pool, would kill every one of them. Its own is
+#: the poll's lease (``batch_lifecycle._end``), so a killed one is redelivered only once the
+#: lease lets another take the batch.
+BATCH_SOFT_LIMIT_S = 2 * settings.RUNS_BATCH_FILE_TIMEOUT_S + settings.RUNS_CLAIM_TIMEOUT_S
+BATCH_LIMITS = {"soft_time_limit": BATCH_SOFT_LIMIT_S, "time_limit": BATCH_SOFT_LIMIT_S + 30}
+
+
+@shared_task(
+    base=RoutedTask,
+    name="runs.submit_batch",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    **BATCH_LIMITS,
+)
 def submit_batch(batch_id: int) -> dict[str, Any]:
     """Upload batch ``batch_id``'s lines and create it at OpenAI, once (its submit claim)."""
     return batch_lifecycle.submit(batch_id)
@@ -108,6 +123,7 @@ def submit_batch(batch_id: int) -> dict[str, Any]:
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
+    **BATCH_LIMITS,
 )
 def poll_batch(batch_id: int, generation: int) -> str:
     """One poll tick for batch ``batch_id`` holding ticket ``generation``; at its end, settles

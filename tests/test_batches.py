@@ -635,6 +635,23 @@ def test_a_batch_uploaded_but_not_created_is_not_cancelled_here_a_create_may_hav
     ) == {"pending"}
 
 
+def test_the_sweep_leaves_a_batchs_pending_runs_to_their_batch(sent_tasks):
+    """A submit held back past the deadline the runs got when the batch was made moves that
+    deadline once it creates the batch: the sweep must not expire them meanwhile, or their lines
+    would be sent (and billed) for runs already ended, or the batch end as cancelled."""
+    runs = prompts(2)
+    batch = services.submit_batch(runs)
+    ids = [r.pk for r in runs]
+    Run.objects.filter(pk__in=ids).update(deadline_at=timezone.now() - timedelta(seconds=1))
+    alone = services.create_run("not in a batch")
+    Run.objects.filter(pk=alone.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))
+
+    assert sweep().expired == 1
+    assert set(Run.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"pending"}
+    assert Run.objects.get(pk=alone.pk).status == "expired"
+    assert Batch.objects.get(pk=batch.pk).status == "pending"
+
+
 def test_past_its_deadline_a_batch_is_cancelled_and_its_open_runs_expire(sent_tasks, monkeypatch):
     from runs.backends import batch_api
 

@@ -197,6 +197,11 @@ def test_past_its_deadline_a_batch_writing_its_files_gets_one_more_grace(
     assert batch_lifecycle.poll(batch.pk, 0) == remote_status
     (name, args, countdown) = sent_tasks[-1]
     assert name == "runs.poll_batch" and 0 < countdown <= 600.0
+    # Never past the grace's end: 10 s left of it, the next look is in 10 s, not the schedule's.
+    ticket = Batch.objects.get(pk=batch.pk).poll_generation
+    claimable(batch, deadline_at=timezone.now() - timedelta(seconds=590))
+    assert batch_lifecycle.poll(batch.pk, ticket) == remote_status
+    assert 9.0 < sent_tasks[-1][2] <= 10.1
     assert "expired" not in statuses(ids) and asked == []
 
     ticket = Batch.objects.get(pk=batch.pk).poll_generation
@@ -326,11 +331,12 @@ def test_a_submit_that_lost_its_claim_during_the_upload_creates_nothing(sent_tas
 def test_a_batch_that_ended_at_openai_is_not_failed_by_our_download_errors(
     sent_tasks, monkeypatch, settings
 ):
-    """OpenAI completed (and billed) it; our downloads keep failing. Before the deadline it is
-    retried on countdowns, the retries spent or not, its output file id kept; once past the
-    deadline with the retries spent, it ends as OpenAI reports it, each run failed with a
-    message naming the file, never ``failed`` as a batch."""
+    """OpenAI completed (and billed) it; our downloads keep failing. Until the deadline and its
+    grace (a batch may end in its grace) it is retried on countdowns, the retries spent or not,
+    its output file id kept; once past them with the retries spent, it ends as OpenAI reports
+    it, each run failed with a message naming the file, never ``failed`` as a batch."""
     settings.RUNS_MAX_ERROR_RETRIES = 1
+    settings.RUNS_BATCH_GRACE_S = 600.0
     batch, ids = batch_of(2)
     ended = ended_remotely(output_file_id="file_out")
     monkeypatch.setattr(batch_api, "retrieve", lambda remote_id: ended)
@@ -346,9 +352,11 @@ def test_a_batch_that_ended_at_openai_is_not_failed_by_our_download_errors(
             ticket + 1,
         )
     assert statuses(ids) == {"queued"}
+    claimable(row, deadline_at=timezone.now() - timedelta(seconds=1))  # in the grace
+    assert batch_lifecycle.poll(batch.pk, 3) == "retry"
 
-    claimable(row, deadline_at=timezone.now() - timedelta(seconds=1))
-    assert batch_lifecycle.poll(batch.pk, 3) == "download_failed"
+    claimable(row, deadline_at=timezone.now() - timedelta(seconds=601))
+    assert batch_lifecycle.poll(batch.pk, 4) == "download_failed"
     row.refresh_from_db()
     assert (row.status, row.last_error_code, row.output_file_id) == (
         "completed",

@@ -30,8 +30,11 @@ def host_celery_app(monkeypatch) -> Iterator[Callable[..., Celery]]:
     previous = current_app._get_current_object()
 
     def make(**conf: object) -> Celery:
+        from django.conf import settings
+
         app = Celery("hostsite", set_as_current=True, fixups=[])
-        app.conf.update(conf)
+        # The queues this project's settings route to, read by a worker without -Q (runs.W303).
+        app.conf.update({"task_queues": settings.CELERY_TASK_QUEUES, **conf})
         return app
 
     yield make
@@ -259,3 +262,39 @@ def test_a_claim_longer_than_three_creates_is_fine(settings):
     settings.OPENAI_CREATE_TIMEOUT_S, settings.RUNS_CLAIM_TIMEOUT_S = 30.0, 91.0
 
     assert runs_ids() == []
+
+
+def test_a_queue_no_worker_reads_by_default_is_a_warning(settings, host_celery_app):
+    """A host copied the docs' RUNS_QUEUES but not their CELERY_TASK_QUEUES: a worker started
+    without -Q reads only the default queue, and the starts would wait there unread."""
+    settings.RUNS_QUEUES = {"start": "runs.starts", "wake": "runs.wakes"}
+    host_celery_app(
+        broker_url="redis://127.0.0.1:6379/5", result_backend="django-db", task_queues=None
+    )
+    assert "runs.W303" in runs_ids()
+
+    host_celery_app(
+        broker_url="redis://127.0.0.1:6379/5",
+        result_backend="django-db",
+        task_queues={name: {} for name in ("celery", "runs.starts", "runs.wakes")},
+    )
+    assert "runs.W303" not in runs_ids()
+
+
+@pytest.mark.parametrize(
+    ("broker", "options", "cap", "warned"),
+    [
+        ("redis://127.0.0.1:6379/5", {}, 300.0, False),
+        ("redis://127.0.0.1:6379/5", {"visibility_timeout": 300}, 300.0, True),
+        ("amqp://guest:guest@127.0.0.1:5672//", {}, 300.0, False),
+        ("amqp://guest:guest@127.0.0.1:5672//", {}, 600.0, True),
+    ],
+)
+def test_a_countdown_cap_past_half_the_brokers_redelivery_is_a_warning(
+    settings, host_celery_app, broker, options, cap, warned
+):
+    """Redis redelivers an unacknowledged countdown after its visibility timeout; RabbitMQ
+    closes a channel that holds one past its consumer_timeout (15 min on 3.8)."""
+    settings.RUNS_MAX_COUNTDOWN_S = cap
+    host_celery_app(broker_url=broker, result_backend="django-db", broker_transport_options=options)
+    assert ("runs.W304" in runs_ids()) is warned

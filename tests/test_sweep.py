@@ -112,7 +112,7 @@ def test_a_step_that_fails_leaves_the_other_steps_to_run(run_row, sent_tasks, mo
     monkeypatch.setattr(expiry, "expire", expire)
     report = sweep()
 
-    assert (report.failed_steps, report.rearmed, report.expired) == (2, 0, 1)
+    assert (report.failures, report.rearmed, report.expired) == (2, 0, 1)
     assert Run.objects.get(pk=expires.pk).status == "expired"
     assert "sweep: wake_overdue failed" in caplog.text
     assert f"run {poison.pk}: could not be expired" in caplog.text

@@ -17,8 +17,9 @@ workers; E101 a malformed webhook secret (current or fallback), W101 the webhook
 without a secret; E201 a bad metrics allow-list entry;
 E301 a bad RUNS_QUEUES, E302 an unknown RUNS_POLL_MODE or RUNS_SAFETY_NET_MODE, W301 a side
 channel (live status, the budget) without a Redis URL, W302 runs polled by due time with nothing
-scheduling runs.poll_due; E401 an API token entry that cannot be parsed; E011 a bad
-RUNS_PRICES entry, E012 a bad RUNS_SPEND_LIMITS.
+scheduling runs.poll_due, W303 a queue RUNS_QUEUES sends to that a worker without -Q does not
+read, W304 RUNS_MAX_COUNTDOWN_S past half the broker's redelivery timeout; E401 an API token
+entry that cannot be parsed; E011 a bad RUNS_PRICES entry, E012 a bad RUNS_SPEND_LIMITS.
 """
 
 from .configuration import (
@@ -28,7 +29,7 @@ from .configuration import (
     check_numbers,
     check_worker_connections,
 )
-from .queues import check_poll_mode, check_queues
+from .queues import check_countdown_cap, check_poll_mode, check_queues, check_queues_consumed
 from .security import check_api_tokens, check_metrics_access, check_webhook_secrets
 
 __all__ = [
@@ -36,10 +37,12 @@ __all__ = [
     "check_api_tokens",
     "check_celery",
     "check_choices",
+    "check_countdown_cap",
     "check_metrics_access",
     "check_numbers",
     "check_poll_mode",
     "check_queues",
+    "check_queues_consumed",
     "check_webhook_secrets",
     "check_worker_connections",
 ]

@@ -59,6 +59,72 @@ def check_queues(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
     return messages
 
 
+@register("runs")
+def check_queues_consumed(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+    """W303: a queue ``RUNS_QUEUES`` sends to that a worker started without ``-Q`` does not
+    read (not in ``CELERY_TASK_QUEUES``, or that setting unset and the queue not the default).
+    Its messages would wait unread, and the sweep re-sends to the same queue: runs would stay
+    pending, or cancelling, until their deadline. A host that runs a worker with ``-Q`` for
+    each such queue silences it (``SILENCED_SYSTEM_CHECKS``)."""
+    queues = settings.RUNS_QUEUES
+    if not isinstance(queues, dict):
+        return []  # runs.E301
+    conf = current_app.conf
+    read = {_name(q) for q in conf.task_queues or ()} or {conf.task_default_queue}
+    unread = sorted({v for v in queues.values() if isinstance(v, str) and v} - read)
+    if not unread:
+        return []
+    return [
+        Warning(
+            f"RUNS_QUEUES sends work to {', '.join(unread)}, which a worker started without -Q "
+            "does not read (not in CELERY_TASK_QUEUES): those tasks would wait unread.",
+            hint="Add them to CELERY_TASK_QUEUES, or start a worker with -Q for each (then "
+            'silence runs.W303). docs/celery.md, "Queues and routing".',
+            id="runs.W303",
+        )
+    ]
+
+
+@register("runs")
+def check_countdown_cap(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+    """W304: ``RUNS_MAX_COUNTDOWN_S`` (a countdown waits unacknowledged in a worker) must stay
+    well under the broker's redelivery of unacknowledged messages: Redis's visibility timeout
+    (kombu's default 3600 s), RabbitMQ's ``consumer_timeout`` (15 or 30 min by version). Past
+    it every long countdown is delivered twice (Redis), or RabbitMQ closes the channel and all
+    of that worker's countdowns are delivered again."""
+    cap = float(settings.RUNS_MAX_COUNTDOWN_S)
+    conf = current_app.conf
+    url = str(conf.broker_url or "")
+    if url.startswith(("amqp", "pyamqp")):
+        limit, what = RABBITMQ_CONSUMER_TIMEOUT_S, "RabbitMQ's consumer_timeout (15 min on 3.8)"
+    elif url.startswith(("redis", "rediss", "sentinel")):
+        options = conf.broker_transport_options or {}
+        limit = float(options.get("visibility_timeout", REDIS_VISIBILITY_TIMEOUT_S))
+        what = f"the broker's visibility_timeout ({limit:g} s)"
+    else:
+        return []
+    if cap <= limit / 2:
+        return []
+    return [
+        Warning(
+            f"RUNS_MAX_COUNTDOWN_S = {cap:g} s is more than half of {what}: long countdowns "
+            "would be delivered again while they wait.",
+            hint="Lower RUNS_MAX_COUNTDOWN_S (longer waits are reached by hops) or raise the "
+            "broker's timeout (docs/celery.md).",
+            id="runs.W304",
+        )
+    ]
+
+
+#: kombu's Redis default, and the lowest RabbitMQ default (3.8; 30 min from 3.8.15 on).
+REDIS_VISIBILITY_TIMEOUT_S = 3600.0
+RABBITMQ_CONSUMER_TIMEOUT_S = 900.0
+
+
+def _name(queue: Any) -> str:
+    return str(getattr(queue, "name", queue))
+
+
 def _queue_name(value: Any) -> bool:
     return value is None or (isinstance(value, str) and bool(value.strip()))
 

@@ -18,6 +18,7 @@ from ..backends.registry import get_backend
 from ..conf import settings
 from ..errors import classify
 from ..models import Run
+from ..redact import redact
 from ..schedule import next_delay, schedule_for
 from ..status import ACTIVE, TERMINAL, RunStatus, Strategy
 from . import events, writer
@@ -235,4 +236,6 @@ def cancel_remote_quietly(run: Run, *, counted: bool = False) -> None:
     try:
         get_backend(run.backend).cancel(run)
     except Exception as exc:  # noqa: BLE001 - best effort by design
-        log.warning("run %s: remote cancel of %s failed: %s", run.pk, run.remote_id, exc)
+        log.warning(
+            "run %s: remote cancel of %s failed: %s", run.pk, run.remote_id, redact(repr(exc))
+        )

@@ -58,6 +58,9 @@ def submit(runs: Iterable[Run | int], *, strategy: str | None = None) -> Batch:
         raise ValidationError(f"unknown strategy {strategy!r}; expected one of {Strategy.values}")
     with transaction.atomic():
         rows = list(Run.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+        # Their threads too: no message or run is added to one between the checks and the join.
+        threads = Thread.objects.select_for_update().filter(runs__pk__in=ids).order_by("pk")
+        list(threads.values_list("pk", flat=True))
         _check(ids, rows)
         for metadata, model in {(_key(r.metadata), r.model) for r in rows}:
             spend.check(dict(metadata), owner=rows[0].owner, model=model)
@@ -150,7 +153,10 @@ def _make(ids: list[int], owner: str, model: str, metadata: dict[str, str], stra
 
 def refuse_thread(thread: Thread) -> None:
     """Refuse (code ``conflict``) a message or a run on a batch's thread: the batch sends the
-    thread's one prompt as its line, and a second run would be billed again at full price."""
+    thread's one prompt as its line, and a second run would be billed again at full price.
+    Call it inside the transaction that adds to the thread: its row lock, taken here, keeps a
+    batch (``submit`` locks its runs' threads) from taking it between the check and the insert."""
+    list(Thread.objects.select_for_update().filter(pk=thread.pk).values_list("pk", flat=True))
     if batch_id := thread.runs.exclude(batch=None).values_list("batch_id", flat=True).first():
         raise ValidationError(
             f"thread {thread.pk} belongs to batch {batch_id}: {SINGLE_TURN}", code="conflict"

@@ -30,6 +30,7 @@ from ..backends.batch_api import RemoteBatch
 from ..conf import settings
 from ..errors import classify
 from ..models import Batch
+from ..redact import redact
 from ..status import BATCH_TERMINAL, BatchStatus, EventSource, RunStatus, Strategy
 from . import batch_files, batch_runs, batch_writer, events
 from .batch_files import grace_end, next_poll_in, past
@@ -85,9 +86,9 @@ def submit(batch_id: int) -> dict[str, Any]:
         return _submit_failed(batch, exc, calls)
     # Ours is terminal only once its runs are settled: a batch found already ended is polled now.
     ended = remote.status in BATCH_TERMINAL
+    batch.deadline_at = deadline = batch_files.deadline_from(timezone.now())
     delay = 0.0 if ended else next_poll_in(batch, 0)
     status = BatchStatus.FINALIZING if ended else remote.status
-    deadline = batch_files.deadline_from(timezone.now())
     if batch_writer.submitted(batch.pk, remote.remote_id, status, delay, calls, deadline) is None:
         return _saved_by_another(batch.pk, remote.remote_id)
     batch_runs.sent(batch.pk)
@@ -119,7 +120,7 @@ def _cancel_remote(batch_id: int, remote_id: str) -> Counters:
     try:
         batch_api.cancel(remote_id)
     except Exception as exc:  # noqa: BLE001 - best effort by design: we stop following it anyway
-        log.warning("batch %s: remote cancel of %s failed: %s", batch_id, remote_id, exc)
+        log.warning("batch %s: cancel of %s failed: %s", batch_id, remote_id, redact(str(exc)))
     return _called("batch_cancel")
 
 
@@ -253,14 +254,14 @@ def _failed(
     retried on the error policy's countdown until the retries are spent; then the batch fails
     (given up on, past its deadline) and is cancelled at OpenAI (best effort). A download is not
     ours to fail on: OpenAI billed the batch and keeps its files 30 days, so it is retried until
-    the deadline (the schedule's countdown once the retries are spent), the file ids kept; past
+    ``grace_end`` (the schedule's countdown once the retries are spent), the file ids kept; past
     it, with the retries spent, the batch ends as OpenAI says, each open run failed
     (``download_failed``, the file ids in its message)."""
     decision = classify(exc, batch.error_retries, settings.RUNS_MAX_ERROR_RETRIES)
     what = "download" if ended else "poll"
     log.warning("batch %s: %s failed (%s): %s", batch.pk, what, decision.code, decision.message)
     kept = ended.files_and_counts() if ended else {}
-    if decision.retry or (ended and not past(batch.deadline_at)):
+    if decision.retry or (ended and not past(grace_end(batch))):
         delay = decision.countdown if decision.retry else next_poll_in(batch, batch.poll_attempt)
         batch_writer.rearm(batch.pk, ticket, delay, counters=counters, errors="count", fields=kept)
         return "retry"

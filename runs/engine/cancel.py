@@ -77,13 +77,16 @@ def send_cancel(run_id: int) -> str:
     except Exception as exc:  # noqa: BLE001 - every failure goes through the error policy
         decision = classify(exc, run.error_retries, settings.RUNS_MAX_ERROR_RETRIES)
         if decision.retry:
+            # Never a countdown the broker keeps past RUNS_MAX_COUNTDOWN_S (a Retry-After may
+            # ask for 300 s): a cancel sent early meets the same answer and waits again.
+            countdown = min(decision.countdown, settings.RUNS_MAX_COUNTDOWN_S)
             writer.apply(
                 Decision(
                     run_id,
                     "retry",
                     counters=counters,
                     errors="count",
-                    then=(Task(enqueue.CANCEL_RUN, (run_id,), countdown=decision.countdown),),
+                    then=(Task(enqueue.CANCEL_RUN, (run_id,), countdown=countdown),),
                 )
             )
             return "retry"

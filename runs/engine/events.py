@@ -274,9 +274,9 @@ def _wake(event: WebhookEvent, ticket: int | None) -> str:
 
 def _send(event: WebhookEvent, send: Callable[[], object]) -> None:
     """Enqueue the wake's poll; if the broker is down, un-settle the event and raise, so the
-    redelivery (OpenAI retries a non-2xx) processes it again: ``received`` whatever it was, as
-    an ``unknown_object`` would be answered "duplicate". The object keeps its due time of now:
-    the sweep polls it anyway."""
+    redelivery (OpenAI retries a non-2xx) processes it again: ``received`` whatever it was (a
+    copy finds an ``unknown_object`` too, but a ``received`` one is also its next sweep's). The
+    object keeps its due time of now: the sweep polls it anyway."""
     try:
         send()
     except Exception:

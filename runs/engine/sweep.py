@@ -64,8 +64,8 @@ class SweepReport:
     cancels: int = 0
     expired: int = 0
     batches: int = 0
-    #: Steps that raised this pass (logged with their traceback; the others ran).
-    failed_steps: int = 0
+    #: Steps (or single runs' expiries) that raised this pass (logged, with their traceback).
+    failures: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -85,12 +85,12 @@ def sweep(now: datetime | None = None, batch: int | None = None) -> SweepReport:
             step(report, now, batch, grace)
         except Exception:  # noqa: BLE001 - the next step must run all the same
             log.exception("sweep: %s failed; the other steps go on", step.__name__.lstrip("_"))
-            report.failed_steps += 1
+            report.failures += 1
     try:
         report.batches = batch_writer.rescue(now, batch, grace)
     except Exception:  # noqa: BLE001 - as above
         log.exception("sweep: the batches' rescue failed")
-        report.failed_steps += 1
+        report.failures += 1
     if any(asdict(report).values()):
         log.info("sweep: %s", report)
     return report
@@ -126,12 +126,14 @@ def _resend_cancels(report: SweepReport, now: datetime, batch: int, grace: timed
 
 
 def _expire_pending(report: SweepReport, now: datetime, batch: int, grace: timedelta) -> None:
-    for run in list(Run.objects.filter(status=RunStatus.PENDING, deadline_at__lt=now)[:batch]):
+    # A batch's runs are its batch's: they end with it (its deadline counts from its create).
+    late = Run.objects.filter(status=RunStatus.PENDING, deadline_at__lt=now, batch__isnull=True)
+    for run in list(late.order_by("deadline_at", "pk")[:batch]):
         try:
             report.expired += writer.apply(expiry.expire(run))
         except Exception:  # noqa: BLE001 - one run that cannot be expired must not hold the rest
             log.exception("run %s: could not be expired", run.pk)
-            report.failed_steps += 1
+            report.failures += 1
 
 
 def _resend_starts(report: SweepReport, now: datetime, batch: int, grace: timedelta) -> None:

@@ -179,13 +179,16 @@ def _submit(
         tool_calls.release_claim(calls)
         # Our own wait for a budget token, not the model's: the strategy's schedule, no window.
         safety = wait + schedule_for(run.strategy).cap
+        # Never a countdown the broker keeps past RUNS_MAX_COUNTDOWN_S: a resume sent early asks
+        # the budget again.
+        resume_in = min(wait, settings.RUNS_MAX_COUNTDOWN_S)
         return Decision(
             run.pk,
             "deferred",
             ticket=ticket,
             poll_in_s=deadline.cap_delay(run, safety),
             counters=counters,
-            then=(Task(enqueue.RESUME_TOOL_ROUND, (run.pk,), countdown=wait),),
+            then=(Task(enqueue.RESUME_TOOL_ROUND, (run.pk,), countdown=resume_in),),
         )
     backend = get_backend(run.backend)
     if resubmit:

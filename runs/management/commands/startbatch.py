@@ -8,6 +8,7 @@ Prints the batch id; ``--wait`` follows it to its end. Exit codes: 0 when every 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.db.models import Count
+from django.utils import timezone
 
+from runs.engine import batch_files
 from runs.models import Batch
 from runs.services import create_batch
 from runs.status import RunStatus, Strategy
@@ -24,6 +27,8 @@ from ._args import bad, check_seconds, parse_metadata
 
 #: How often --wait reads our own database (the worker talks to OpenAI).
 WATCH_INTERVAL_S = 1.0
+#: How long past the engine's own end of a batch --wait still waits for a worker to end it.
+LATE = timedelta(minutes=5)
 
 
 class Command(BaseCommand):
@@ -46,7 +51,7 @@ class Command(BaseCommand):
             "--timeout",
             type=float,
             default=None,
-            help="with --wait: give up after this many seconds (default: the batch's deadline)",
+            help="with --wait: give up after this many seconds (default: when the engine gives up)",
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -73,20 +78,20 @@ class Command(BaseCommand):
         self.stdout.write(f"batch {batch.pk} created ({len(prompts)} runs, {batch.model})")
         if not opts["wait"]:
             return
-        timeout = opts["timeout"]
-        if timeout is None:
-            timeout = (batch.deadline_at - batch.created_at).total_seconds()
-        counts = self._follow(batch.pk, timeout)
+        counts = self._follow(batch.pk, opts["timeout"])
         ended_otherwise = {s: n for s, n in counts.items() if s != RunStatus.COMPLETED}
         if ended_otherwise:
             raise CommandError(
                 f"batch {batch.pk}: not all completed: {ended_otherwise}", returncode=1
             )
 
-    def _follow(self, batch_id: int, timeout: float) -> dict[str, int]:
-        """Print the batch's status and its runs by status whenever they change, until it ends."""
+    def _follow(self, batch_id: int, timeout: float | None) -> dict[str, int]:
+        """Print the batch's status and its runs by status whenever they change, until it ends.
+        Without ``timeout``, until the end the engine gives it (its deadline, counted from its
+        create, and the grace of one writing its files: ``batch_files.grace_end``), read anew
+        each time, plus ``LATE``: a batch open past that has no worker following it."""
         shown = None
-        end = time.monotonic() + timeout
+        end = time.monotonic() + timeout if timeout is not None else None
         while True:
             batch = Batch.objects.get(pk=batch_id)
             counts = dict(
@@ -98,13 +103,19 @@ class Command(BaseCommand):
                 shown = line
             if batch.is_terminal:
                 break
-            if time.monotonic() > end:
-                raise CommandError(
-                    f"batch {batch_id} still {batch.status} after {timeout:.0f} s "
-                    "(is a worker running? `celery -A project worker`)",
-                    returncode=1,
-                )
-            time.sleep(WATCH_INTERVAL_S)
+            given_up_at = batch_files.grace_end(batch)
+            if end is not None and time.monotonic() > end:
+                waited = f"after {timeout:.0f} s"
+            elif end is None and given_up_at and timezone.now() > given_up_at + LATE:
+                waited = f"past its deadline ({batch.deadline_at:%Y-%m-%d %H:%M:%S} UTC)"
+            else:
+                time.sleep(WATCH_INTERVAL_S)
+                continue
+            raise CommandError(
+                f"batch {batch_id} still {batch.status} {waited} "
+                "(is a worker running? `celery -A project worker`)",
+                returncode=1,
+            )
         if batch.cost is not None:
             self.stdout.write(f"cost: {batch.cost:f} USD")
         if batch.last_error:
