@@ -174,6 +174,29 @@ def test_a_cancel_still_not_done_is_sent_again_once_per_claim_timeout(
     assert set(per_period.values()) <= {1, 2}
 
 
+def test_after_a_mass_cancel_every_run_gets_its_cancel_again_in_turns(
+    run_row, sent_tasks, settings
+):
+    """Five runs cancelled at once, their cancels lost, and a sweep that takes two a pass: each
+    period starts where the last one stopped, so all five are sent again within three periods,
+    not the same oldest two every time."""
+    settings.RUNS_CLAIM_TIMEOUT_S, settings.RUNS_SWEEP_INTERVAL_S = 120, 5
+    now = timezone.now()
+    runs = [run_row("cancelling", remote_id=f"resp_{i}", next_poll_at=None) for i in range(5)]
+    for i, run in enumerate(runs):
+        event = RunEvent.objects.create(
+            run=run, from_status="in_progress", to_status="cancelling", source="user"
+        )
+        RunEvent.objects.filter(pk=event.pk).update(at=now - timedelta(seconds=120 - i * 0.01))
+    resent: set[int] = set()
+    for period in range(3):
+        sent_tasks.clear()
+        sweep(now=now + timedelta(seconds=1 + 120 * period), batch=2)
+        assert len(sent_tasks) == 2
+        resent |= {args[0] for name, args, _ in sent_tasks if name == "runs.cancel_run"}
+    assert resent == {run.pk for run in runs}
+
+
 def test_batches_bound_the_work_of_one_sweep(run_row, sent_tasks, settings):
     settings.RUNS_SWEEP_GRACE_S = 1
     overdue = [

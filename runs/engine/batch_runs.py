@@ -113,12 +113,12 @@ def end_fields(run: Run, result: LineResult) -> tuple[str, dict[str, Any]]:
     # batch would never end.
     usage = result.usage if result.usage is None or not json_problem(result.usage) else None
     fields: dict[str, Any] = {
-        "remote_id": replaced(result.remote_id)[:128],
+        "remote_id": replaced(result.remote_id)[: _width("remote_id")],
         "output_text": replaced(result.output_text),
         "usage": usage,
         "cost": pricing.cost_of(run.model, usage, Mode.BATCH),
         "parsed_output": None,
-        "last_error_code": replaced(result.error_code)[:64],
+        "last_error_code": replaced(result.error_code)[: _width("last_error_code")],
         "last_error": replaced(result.error_message),
         "remote_completed_at": result.remote_completed_at,
     }
@@ -150,6 +150,13 @@ def move_many(
         columns=columns,
         read=_READ,
     )
+
+
+def _width(field: str) -> int:
+    """A ``Run`` column's ``max_length``: what a value from a file is cut to."""
+    width = Run._meta.get_field(field).max_length
+    assert width is not None
+    return width
 
 
 def _chunks(ids: list[int]) -> list[list[int]]:

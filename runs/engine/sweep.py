@@ -171,8 +171,9 @@ def lost_cancels(now: datetime, batch: int) -> list[int]:
     """Runs ``cancelling`` for at least ``RUNS_CLAIM_TIMEOUT_S`` whose cancel is due again:
     those in the first two sweep intervals of each such period since they began cancelling, so
     each is sent again about once per period (twice when a sweep runs early), not at every
-    sweep, and a sweep that runs late does not skip it. Read from the transition log (the last
-    move to ``cancelling``): no column of its own, and few runs are ever cancelling."""
+    sweep, and a sweep that runs late does not skip it; more than ``batch`` at once, in turns.
+    Read from the transition log (the last move to ``cancelling``): no column of its own, and
+    few runs are ever cancelling."""
     period = timedelta(seconds=settings.RUNS_CLAIM_TIMEOUT_S)
     window = 2 * timedelta(seconds=settings.RUNS_SWEEP_INTERVAL_S)
     since = (
@@ -182,8 +183,13 @@ def lost_cancels(now: datetime, batch: int) -> list[int]:
         .filter(at__lte=now - period)
         .order_by("at")
     )
-    due = (run_id for run_id, at in since.iterator() if (now - at) % period < window)
-    return list(islice(due, batch))
+    due = [(run_id, at) for run_id, at in since.iterator() if (now - at) % period < window]
+    if len(due) <= batch:
+        return [run_id for run_id, _ in due]
+    # More due than one sweep takes (a mass cancel): each period starts where the last stopped,
+    # so every run gets its cancel again within a few periods, not only the oldest ``batch``.
+    start = int((now - due[0][1]) // period) * batch % len(due)
+    return [run_id for run_id, _ in islice(due[start:] + due[:start], batch)]
 
 
 def _starts_expected(unclaimed: QuerySet[Run], now: datetime) -> int | None:
