@@ -171,6 +171,17 @@ def _lock(owner: str, key: str, value: str) -> None:
         )
 
 
+def lock_all(metadatas: list[Mapping[str, str]], *, owner: str) -> None:
+    """Take the lock of every limited (key, value) among ``metadatas`` in one sorted order,
+    before checking them one by one (``check`` locks again: the locks stack): two transactions
+    that check several values each cannot then hold one another's (PostgreSQL would abort one,
+    a deadlock, where the caller expects a refusal or a pass)."""
+    configured = limits()
+    pairs = {(k, str(m[k])) for m in metadatas for k in set(configured) & set(m or {})}
+    for key, value in sorted(pairs):
+        _lock(owner, key, value)
+
+
 def check(
     metadata: Mapping[str, str], *, owner: str, model: str, ahead: Decimal = Decimal(0)
 ) -> None:

@@ -235,6 +235,24 @@ def test_a_batch_is_no_way_around_a_spend_limit(sent_tasks, settings):
     assert services.create_batch([f"p{i}" for i in range(13)], **options).runs.count() == 13
 
 
+def test_a_batch_of_several_limited_values_locks_them_all_first_in_one_order(
+    sent_tasks, settings, monkeypatch
+):
+    """Two submits that each check ``team=a`` and ``team=b`` must not take their locks in
+    opposite orders (PostgreSQL would abort one as a deadlock, a 500 where a refusal or a pass
+    was due): every value's lock is taken first, sorted, before the checks lock again."""
+    from runs import spend
+
+    settings.RUNS_SPEND_LIMITS = {"team": {"usd": "10.00", "period": "day"}}
+    runs = prompts(1, metadata={"team": "b"}) + prompts(1, metadata={"team": "a"})
+    locked: list[tuple[str, str]] = []
+    monkeypatch.setattr(spend, "_lock", lambda owner, key, value: locked.append((key, value)))
+
+    services.submit_batch(runs)
+
+    assert locked[:2] == [("team", "a"), ("team", "b")]
+
+
 def test_a_run_joins_one_batch_only(sent_tasks, settings):
     run = prompts(1)[0]
     batch = services.submit_batch([run])

@@ -62,7 +62,10 @@ def submit(runs: Iterable[Run | int], *, strategy: str | None = None) -> Batch:
         threads = Thread.objects.select_for_update().filter(runs__pk__in=ids).order_by("pk")
         list(threads.values_list("pk", flat=True))
         _check(ids, rows)
-        for metadata, model in {(_key(r.metadata), r.model) for r in rows}:
+        checks = sorted({(_key(r.metadata), r.model) for r in rows})
+        # Every limited value's lock first, in one order: two submits never wait on each other.
+        spend.lock_all([dict(metadata) for metadata, _ in checks], owner=rows[0].owner)
+        for metadata, model in checks:
             spend.check(dict(metadata), owner=rows[0].owner, model=model)
         shared = dict(set.intersection(*(set(_key(r.metadata)) for r in rows)))
         return _make(ids, rows[0].owner, rows[0].model, shared, strategy)

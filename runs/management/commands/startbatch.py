@@ -88,8 +88,9 @@ class Command(BaseCommand):
     def _follow(self, batch_id: int, timeout: float | None) -> dict[str, int]:
         """Print the batch's status and its runs by status whenever they change, until it ends.
         Without ``timeout``, until the end the engine gives it (its deadline, counted from its
-        create, and the grace of one writing its files: ``batch_files.grace_end``), read anew
-        each time, plus ``LATE``: a batch open past that has no worker following it."""
+        create, and the grace of one writing its files: ``batch_files.grace_end``; later while a
+        worker's lease on it runs), read anew each time, plus ``LATE``: a batch open past that
+        has no worker following it."""
         shown = None
         end = time.monotonic() + timeout if timeout is not None else None
         while True:
@@ -103,11 +104,12 @@ class Command(BaseCommand):
                 shown = line
             if batch.is_terminal:
                 break
-            given_up_at = batch_files.grace_end(batch)
+            # A worker holding the batch (its downloads, its settle) pushes next_poll_at ahead.
+            given_up_at = max(filter(None, (batch_files.grace_end(batch), batch.next_poll_at)))
             if end is not None and time.monotonic() > end:
                 waited = f"after {timeout:.0f} s"
-            elif end is None and given_up_at and timezone.now() > given_up_at + LATE:
-                waited = f"past its deadline ({batch.deadline_at:%Y-%m-%d %H:%M:%S} UTC)"
+            elif end is None and timezone.now() > given_up_at + LATE:
+                waited = f"past the engine's end of it ({given_up_at:%Y-%m-%d %H:%M:%S} UTC)"
             else:
                 time.sleep(WATCH_INTERVAL_S)
                 continue
