@@ -105,10 +105,11 @@ class Command(BaseCommand):
             if batch.is_terminal:
                 break
             # A worker holding the batch (its downloads, its settle) pushes next_poll_at ahead.
-            given_up_at = max(filter(None, (batch_files.grace_end(batch), batch.next_poll_at)))
+            ends = [d for d in (batch_files.grace_end(batch), batch.next_poll_at) if d]
+            given_up_at = max(ends) if ends else None  # none: a row without a deadline
             if end is not None and time.monotonic() > end:
                 waited = f"after {timeout:.0f} s"
-            elif end is None and timezone.now() > given_up_at + LATE:
+            elif end is None and given_up_at and timezone.now() > given_up_at + LATE:
                 waited = f"past the engine's end of it ({given_up_at:%Y-%m-%d %H:%M:%S} UTC)"
             else:
                 time.sleep(WATCH_INTERVAL_S)
