@@ -17,8 +17,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from .conf import settings
-from .engine import batch_lifecycle, batch_poll, cancel, enqueue, lifecycle, tool_round
+from .engine import batch_files, batch_lifecycle, batch_poll, cancel, enqueue, lifecycle, tool_round
 from .engine import sweep as recovery
 
 
@@ -99,9 +98,9 @@ def execute_tool_calls(run_id: int, round_no: int) -> str:
 
 #: A batch task moves files of up to 200 MB (an upload; two downloads and the settle): the
 #: project's 60 s time limit, under the prefork pool, would kill every one of them. Its own is
-#: the poll's lease (``batch_lifecycle._end``): a task killed at it is not redelivered (Celery
+#: the poll's lease (``batch_files.lease_s``): a task killed at it is not redelivered (Celery
 #: acknowledges a timed-out task), and the sweep takes the batch up once the lease has ended.
-BATCH_SOFT_LIMIT_S = 2 * settings.RUNS_BATCH_FILE_TIMEOUT_S + settings.RUNS_CLAIM_TIMEOUT_S
+BATCH_SOFT_LIMIT_S = batch_files.lease_s(files=2)
 BATCH_LIMITS = {"soft_time_limit": BATCH_SOFT_LIMIT_S, "time_limit": BATCH_SOFT_LIMIT_S + 30}
 
 

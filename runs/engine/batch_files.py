@@ -20,6 +20,7 @@ Output and error files, one line per request, as OpenAI writes them::
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Iterable
@@ -94,8 +95,9 @@ def input_size(model: Run, prompts: list[str]) -> int:
     """The bytes of the input file ``prompts`` make, each a line like ``model`` (an unsaved run
     with the batch's options), ids at their widest: what a batch is checked against before any
     row is written (``INPUT_MAX_BYTES``)."""
-    model.pk = 10**18
-    line = len(input_file([request_line(model, "")]))  # the prompt's quotes included
+    widest = copy.copy(model)
+    widest.pk = 10**18
+    line = len(input_file([request_line(widest, "")]))  # the prompt's quotes included
     return len(prompts) * line + sum(len(json.dumps(p)) - 2 for p in prompts)
 
 
@@ -254,6 +256,13 @@ def next_poll_in(batch: Batch, attempt: int) -> float:
         assert end is not None
         delay = min(delay, max((end - now).total_seconds(), 0.0) + 0.05)
     return delay
+
+
+def lease_s(files: int) -> float:
+    """How long a poll holds a batch that ended at OpenAI: ``RUNS_BATCH_FILE_TIMEOUT_S`` a file
+    to download, then ``RUNS_CLAIM_TIMEOUT_S`` for the settle. With both files, also the batch
+    tasks' own time limit (``runs/tasks.py``)."""
+    return files * settings.RUNS_BATCH_FILE_TIMEOUT_S + settings.RUNS_CLAIM_TIMEOUT_S
 
 
 def deadline_from(moment: datetime) -> datetime:

@@ -213,7 +213,7 @@ def _end(batch: Batch, ticket: int, remote: RemoteBatch, counters: Counters) -> 
     poll's lease covers each step (``RUNS_BATCH_FILE_TIMEOUT_S`` a file, then the settle), so the
     sweep does not start the same downloads again meanwhile."""
     files = [f for f in (remote.output_file_id, remote.error_file_id) if f]
-    lease = len(files) * settings.RUNS_BATCH_FILE_TIMEOUT_S + settings.RUNS_CLAIM_TIMEOUT_S
+    lease = batch_files.lease_s(len(files))
     if not batch_writer.lease(batch.pk, ticket, lease):
         batch_writer.count(batch.pk, counters)
         return "superseded"  # woken meanwhile: the fresher poll reads the files
