@@ -391,6 +391,34 @@ def test_when_the_wake_cannot_be_sent_we_answer_500_and_a_redelivery_retries(
     assert_woken_once(run, sent_tasks, ticket=burnt + 1)
 
 
+@pytest.mark.parametrize("failure", ["OperationalError", "InterfaceError"])
+def test_a_database_that_fails_the_insert_is_a_500_with_a_message_so_openai_delivers_again(
+    failure, client, webhook_secret, signed, event_payload, run, sent_tasks, monkeypatch, caplog
+):
+    from django import db
+
+    from runs.engine import event_rows
+
+    def database_down(*args: object, **kwargs: object) -> None:
+        raise getattr(db, failure)("the database system is shutting down")
+
+    body, headers = signed(event_payload("resp_1"))
+    with monkeypatch.context() as patched:
+        patched.setattr(event_rows, "insert_settled", database_down)
+        response = post(client, body, headers)
+
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "could not record the event now; it will be recorded on redelivery"
+    }
+    assert f"webhook {headers['webhook-id']}: could not record the event" in caplog.text
+    assert sent_tasks == []
+
+    # The database is back: the redelivery is recorded and wakes the run.
+    assert post(client, body, headers).json()["outcome"] == "applied"
+    assert sent_tasks == [("runs.poll_run", (run.pk, 1), None)]
+
+
 def test_a_wake_that_fails_after_the_run_is_found_at_the_second_look_is_retried_too(
     client, webhook_secret, signed, event_payload, run_row, sent_tasks, monkeypatch
 ):

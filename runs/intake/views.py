@@ -12,10 +12,11 @@ The flow (django-anymail's shape, dj-stripe's idempotency):
 3. Wake the run (``runs.engine.events.process``): enqueue its poll, no API call in the request.
 
 Which answers make OpenAI retry is chosen on purpose: 400 for requests that will never verify
-(retrying cannot help), 500 only when *we* failed (no secret configured, broker down), so the
-event is delivered again once we are fixed. A configured secret that is malformed is such a
-failure of ours (it would refuse every good delivery as forged), so it is a 500 too, and a system
-check (``runs/checks/security.py``) reports it before the first delivery does.
+(retrying cannot help), 500 only when *we* failed (no secret configured, the database or the
+broker down), so the event is delivered again once we are fixed. A configured secret that is
+malformed is such a failure of ours (it would refuse every good delivery as forged), so it is a
+500 too, and a system check (``runs/checks/security.py``) reports it before the first delivery
+does.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import logging
 
 import openai
 from django.core.exceptions import RequestDataTooBig
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -70,6 +71,11 @@ def openai_webhook(request: HttpRequest) -> JsonResponse:
         event, created, ticket = recording.record(request.headers["webhook-id"], payload)
     except recording.MalformedEvent as exc:
         return _error(400, str(exc))
+    except (DatabaseError, InterfaceError):
+        # Our failure (the database down or restarting, a connection it closed): a 500, so
+        # OpenAI delivers it again.
+        log.exception("webhook %s: could not record the event", request.headers["webhook-id"][:128])
+        return _error(500, "could not record the event now; it will be recorded on redelivery")
     # A copy of an event stored before its run's remote id was saved looks again (one indexed
     # query): the start's own look may have come before the first copy's insert committed.
     again = not created and event.outcome == event.Outcome.UNKNOWN_OBJECT
