@@ -29,7 +29,10 @@ local rate, burst, reserve, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens, at = tonumber(state[1]), tonumber(state[2])
 if tokens == nil then tokens, at = burst, now end
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+-- Each worker passes its own clock. One that runs behind must not move the refill's time back:
+-- the next caller whose clock runs ahead would be refilled for time that never passed.
+now = math.max(now, at)
+tokens = math.min(burst, tokens + (now - at) * rate)
 local wait = 0
 if tokens >= 1 + reserve then
   tokens = tokens - 1

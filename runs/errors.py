@@ -3,19 +3,31 @@
 | error                                  | decision                                        |
 |----------------------------------------|-------------------------------------------------|
 | 429 rate limit                         | retry after ``retry-after-ms`` / ``Retry-After`` |
-| 5xx, timeout, connection error         | retry with capped backoff and jitter            |
+|                                        | (+0-20 %), up to 4x as many times in a row as   |
+|                                        | other errors                                    |
+| 429 ``insufficient_quota``             | fail now: the account has no credit left        |
+| 5xx, 408, 409, timeout, connection     | retry with capped backoff and jitter            |
 | 401 / 403                              | fail now: a key problem is not fixed by retrying |
 | 404 (retrieve, cancel)                 | fail: the remote object is gone                 |
 | 400 / 422 and other 4xx                | fail with the server's message                  |
+| the thread runs another run (Assistants) | retry with the backoff: runs take turns       |
 | anything unexpected                    | log with the run id, retry a bounded number     |
 
 Retries are Celery countdowns decided here; the SDK never sleeps (``max_retries=0``). After
 ``RUNS_MAX_ERROR_RETRIES`` transient errors in a row the run fails with the last error.
+
+Why a rate limit gets more attempts, spread out: a limit on tokens per minute (which
+``RUNS_MAX_RPS`` does not model) throttles every waiting run at once, and ``Retry-After`` names
+the same moment for all of them. Taken as is, they all came back together, were all throttled
+again, and each failed at its ninth 429, within a minute. The jitter spreads them; four times
+the attempts (32 by default) outlast a limit of several minutes, and the run's deadline still
+bounds the wait.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, replace
 
 import openai
@@ -26,6 +38,10 @@ from .schedule import Schedule
 #: Backoff for transient errors: 1 s, x2, capped at 60 s, +-20 %.
 ERROR_BACKOFF = Schedule(base=1.0, factor=2.0, cap=60.0, jitter=0.2)
 MAX_RETRY_AFTER_S = 300.0
+#: A rate-limited call may be retried this many times as often as ``max_retries`` allows.
+RATE_LIMIT_RETRY_FACTOR = 4
+#: Statuses retried like a 5xx: the SDK's own retry list (408 request timeout, 409 conflict).
+_RETRIED_STATUSES = frozenset({408, 409})
 #: Transport errors raised before the request left this machine (the HTTP client's names).
 _NOT_SENT = frozenset({"ConnectError", "ConnectTimeout"})
 
@@ -38,6 +54,11 @@ class Decision:
     countdown: float = 0.0
     #: For creates: the request may have reached the server (the answer was lost).
     outcome_unknown: bool = False
+
+
+class ThreadBusy(Exception):
+    """The remote thread runs another run (Assistants allows one at a time): retried with the
+    backoff, so runs started together on one thread take their turns."""
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
@@ -66,13 +87,18 @@ def classify(exc: BaseException, attempt: int, max_retries: int | None = None) -
     # API, the live stream and the admin show: a key in it (a 401 quotes the one it refused)
     # must not travel with it.
     decision = replace(decision, message=redact(decision.message))
-    if decision.retry and max_retries is not None and attempt >= max_retries:
-        return replace(decision, retry=False, countdown=0.0)
+    if decision.retry and max_retries is not None:
+        if decision.code == "rate_limited":
+            max_retries *= RATE_LIMIT_RETRY_FACTOR
+        if attempt >= max_retries:
+            return replace(decision, retry=False, countdown=0.0)
     return decision
 
 
 def _classify(exc: BaseException, attempt: int) -> Decision:
     backoff = ERROR_BACKOFF.delay(attempt)
+    if isinstance(exc, ThreadBusy):
+        return Decision(True, "thread_busy", str(exc), backoff)
     if isinstance(exc, openai.APITimeoutError):
         return Decision(True, "timeout", "the API did not answer in time", backoff, True)
     if isinstance(exc, openai.APIConnectionError):
@@ -80,7 +106,11 @@ def _classify(exc: BaseException, attempt: int) -> Decision:
         sent = type(exc.__cause__).__name__ not in _NOT_SENT
         return Decision(True, "connection_error", f"cannot reach the API: {exc}", backoff, sent)
     if isinstance(exc, openai.RateLimitError):
+        if getattr(exc, "code", None) == "insufficient_quota":
+            return Decision(False, "insufficient_quota", f"OpenAI refused: {exc.message}")
         wait = _retry_after(exc)
+        if wait is not None:
+            wait = min(wait * random.uniform(1.0, 1.2), MAX_RETRY_AFTER_S)
         return Decision(True, "rate_limited", exc.message, wait if wait is not None else backoff)
     if isinstance(exc, openai.InternalServerError):
         return Decision(True, f"http_{exc.status_code}", exc.message, backoff)
@@ -93,5 +123,7 @@ def _classify(exc: BaseException, attempt: int) -> Decision:
     if isinstance(exc, openai.APIStatusError):
         if exc.status_code == 409:
             return Decision(True, "conflict", exc.message, backoff)
+        if exc.status_code in _RETRIED_STATUSES:  # a gateway's 408: the request was not served
+            return Decision(True, f"http_{exc.status_code}", exc.message, backoff)
         return Decision(False, f"http_{exc.status_code}", exc.message)
     return Decision(True, "unexpected", f"{type(exc).__name__}: {exc}", backoff)

@@ -54,12 +54,15 @@ def name_task_arguments(
         headers["kwargsrepr"] = repr(named)
 
 
-def tasks_url(run_id: int) -> str:
-    """Flower's task list filtered to this run's tasks.
+def tasks_url(run_id: int) -> str | None:
+    """Flower's task list filtered to this run's tasks; None without a ``FLOWER_URL`` (a link
+    to ``/tasks`` on the host's own site would be a 404).
 
     Flower pre-fills its search box only from ``?state=``, ``?worker=`` and ``?name=`` (as
     ``name:<value>``); the value ``runs. kwargs:run_id=42`` becomes the query
     ``name:runs. kwargs:run_id=42``: any ``runs.*`` task whose ``run_id`` is exactly 42.
     """
+    if not settings.FLOWER_URL:
+        return None
     query = quote(f"runs. kwargs:run_id={run_id}", safe="")
     return f"{settings.FLOWER_URL.rstrip('/')}/tasks?name={query}"

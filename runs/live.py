@@ -8,9 +8,11 @@ publishes it; every stream open on that run hears it, in any web process. A mess
 nudge: the stream re-reads the run and sends its current state, so a lost or reordered message
 costs nothing but a moment, and the first event of every stream is the state at connect time.
 
-The stream is an async generator on ``redis.asyncio`` under ASGI (uvicorn), so an open page
-holds no thread; under WSGI (``runserver``, the test live server) the same events come from a
-blocking generator, which holds a thread per page: fine for development, not for production.
+The stream is an async generator on ``redis.asyncio`` under ASGI (uvicorn), waiting on the event
+loop; the one thread an open page keeps is the idle one asgiref gives each ASGI request for
+Django's synchronous calls (docs/api.md). Under WSGI (``runserver``, the test live server) the
+same events come from a blocking generator, which holds one of the server's worker threads per
+page: fine for development, not for production.
 
 Which Redis (``pubsub_url``): ``RUNS_PUBSUB_URL`` when the host sets it (``""``: live status is
 off); unset, the Redis every process already reaches, ``REDIS_URL`` or else the broker, whichever
@@ -79,6 +81,11 @@ def pubsub_url() -> str:
 WARN_EVERY_S = 60.0
 _last_warning = -WARN_EVERY_S
 
+
+#: A stream's own Redis calls (its slot, the subscribe, the cleanup): a Redis that hangs instead
+#: of refusing must not hold the stream, its slot and its connection until TCP gives up. The
+#: wait for a message has its own timeout, the heartbeat, which this does not shorten.
+STREAM_REDIS_TIMEOUTS = {"socket_connect_timeout": 5.0, "socket_timeout": 5.0}
 
 #: Skips publishing for a few seconds after a failure (``breaker``).
 paused = Breaker()
@@ -179,7 +186,7 @@ async def astream(run_id: int, url: str, slot: Slot | None = None) -> AsyncItera
     ``slot``: this stream's place under its client's cap (``live_slots``), freed at the end.
     """
     heartbeat, max_s = _settings()
-    client = aredis.Redis.from_url(url)
+    client = aredis.Redis.from_url(url, **STREAM_REDIS_TIMEOUTS)
     pubsub = client.pubsub()
     try:
         try:
@@ -232,7 +239,7 @@ def _snapshot_and_let_go(run_id: int) -> dict[str, Any] | None:
 def stream(run_id: int, url: str, slot: Slot | None = None) -> Iterator[bytes]:
     """The same stream for WSGI, blocking (development servers and the test live server)."""
     heartbeat, max_s = _settings()
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(url, **STREAM_REDIS_TIMEOUTS)
     pubsub = client.pubsub()
     try:
         try:

@@ -87,6 +87,9 @@ PRICES: dict[str, Price] = {
     "gpt-4.1-mini": _p("0.40", "0.10", "1.60"),
     "gpt-4.1-nano": _p("0.10", "0.025", "0.40"),
     "gpt-4o": _p("2.50", "1.25", "10.00"),
+    # The first gpt-4o snapshot kept its launch price, and has no cached-input discount: priced
+    # as gpt-4o it would show a third to a half of what it costs.
+    "gpt-4o-2024-05-13": _p("5.00", "5.00", "15.00"),
     "gpt-4o-mini": _p("0.15", "0.075", "0.60"),
     "o3": _p("2.00", "0.50", "8.00"),
     "o3-mini": _p("1.10", "0.55", "4.40"),

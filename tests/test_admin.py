@@ -101,6 +101,15 @@ def test_the_run_page_tells_the_story(admin_client, make_run, settings):
     assert reverse("run-live", args=(run.pk,)) in html
 
 
+def test_without_a_flower_url_the_run_page_says_how_to_link_flower(
+    admin_client, make_run, settings
+):
+    settings.FLOWER_URL = ""
+    html = admin_client.get(page(make_run("queued"))).content.decode()
+    assert "/tasks?name=" not in html and "Tasks in Flower" not in html
+    assert "set FLOWER_URL to link this run&#x27;s tasks in Flower" in html
+
+
 def test_the_run_page_is_read_only(admin_client, make_run):
     run = make_run("queued")
     response = admin_client.get(page(run))

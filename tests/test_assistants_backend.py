@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from openai import OpenAI
 
-from runs.models import Run
+from runs.models import Run, Thread
 from runs.services import add_message, cancel_run, create_run
 from runs.tasks import start_run
 
@@ -103,3 +103,93 @@ def test_a_cancel_goes_through_cancelling(worker, simulator, wait_until, wait_te
     run = wait_terminal(run.pk, timeout=15)
     assert run.status == "cancelled"
     assert simulator.stats()["objects"][run.remote_id]["cancel"] == 1
+
+
+def test_a_create_retried_after_its_answer_was_lost_takes_the_run_it_made(
+    sdk_on_simulator, make_run
+):
+    """The first create reached OpenAI but its answer was lost (a timeout): the retry is
+    refused ("already has an active run"), and that run is this run's own, so it is taken,
+    not failed, and nothing is created twice."""
+    from runs.backends.assistants import AssistantsBackend
+
+    backend = AssistantsBackend()
+    run = make_run(backend="assistants", metadata=QUICK)
+    thread_id = backend.create_thread(run)
+    first = backend.create(run, thread_id, [])
+
+    again = backend.create(run, thread_id, [])
+
+    assert again.remote_id == first.remote_id
+    server = OpenAI(base_url=sdk_on_simulator.base_url, api_key="sk-test", max_retries=0)
+    assert len(server.beta.threads.runs.list(thread_id=thread_id).data) == 1
+
+
+def test_a_run_started_while_its_thread_runs_another_waits_its_turn(sdk_on_simulator, make_run):
+    from runs.backends.assistants import AssistantsBackend
+    from runs.errors import ThreadBusy, classify
+
+    backend = AssistantsBackend()
+    first = make_run(backend="assistants", metadata=QUICK)
+    second = make_run(backend="assistants", metadata=QUICK)
+    thread_id = backend.create_thread(first)
+    backend.create(first, thread_id, [])
+
+    with pytest.raises(ThreadBusy) as busy:
+        backend.create(second, thread_id, [])
+
+    decision = classify(busy.value, 0, 8)
+    assert (decision.retry, decision.code) == (True, "thread_busy")
+
+
+@pytest.mark.parametrize(
+    ("refusal", "now", "waiting_for", "stands"),
+    [
+        # The run moved on before our outputs arrived: its state, not a failure.
+        ('Runs in status "queued" do not accept tool outputs.', "in_progress", (), False),
+        ("Run is cancelling", "cancelling", (), False),
+        # Our earlier submit was taken, and the run has not moved on yet: its state too.
+        ("Tool outputs already submitted", "requires_action", ("call_1",), False),
+        # The run still waits for these very calls: the refusal is about our request.
+        ("Invalid tool_call_id", "requires_action", ("call_1",), True),
+    ],
+)
+def test_a_refused_tool_output_submit_reads_the_run_before_failing_it(
+    monkeypatch, refusal, now, waiting_for, stands
+):
+    import httpx2
+    import openai
+
+    from runs.backends import assistants
+    from runs.backends.base import RemoteState, ToolCallRequest, ToolOutput
+
+    request = httpx2.Request("POST", "http://sim/v1/threads/t/runs/r/submit_tool_outputs")
+    refused = openai.BadRequestError(
+        refusal, response=httpx2.Response(400, request=request), body=None
+    )
+
+    class Client:
+        class beta:  # noqa: N801 - the SDK's attribute path
+            class threads:  # noqa: N801
+                class runs:  # noqa: N801
+                    @staticmethod
+                    def submit_tool_outputs(**kwargs):
+                        raise refused
+
+    state = RemoteState(
+        remote_id="run_1",
+        status=now,
+        remote_status=now,
+        tool_calls=tuple(ToolCallRequest(c, "f", "{}") for c in waiting_for),
+    )
+    monkeypatch.setattr(assistants, "get_create_client", Client)
+    monkeypatch.setattr(assistants.AssistantsBackend, "retrieve", lambda self, run: state)
+    run = Run(remote_id="run_1", thread=Thread(remote_id="thread_1"))
+    outputs = [ToolOutput(call_id="call_1", output="5")]
+
+    if stands:
+        with pytest.raises(openai.BadRequestError):
+            assistants.AssistantsBackend().submit_tool_outputs(run, outputs)
+    else:
+        read = assistants.AssistantsBackend().submit_tool_outputs(run, outputs)
+        assert (read.status, read.api_calls) == (now, 2)

@@ -29,6 +29,20 @@ def test_a_burst_goes_then_calls_are_deferred_by_the_refill_time(token_bucket, b
     assert budget.take("create") == 0.15  # 0.25 token left: 0.75 to go
 
 
+def test_workers_whose_clocks_disagree_get_no_tokens_that_time_did_not_earn(
+    token_bucket, budget_clock
+):
+    """Each worker passes its own clock: one a second behind must not move the refill's time
+    back, or the next worker a second ahead is refilled for a second that never passed."""
+    granted = 0
+    for call in range(50):
+        budget_clock.now = 1000.0 if call % 2 else 999.0
+        granted += budget.take("create") == 0
+    # The burst of 5, and the one token taken from it refilled by the second the fast clock is
+    # truly ahead (the bucket holds 5 at most). Before, every call went: 50.
+    assert granted == 6
+
+
 def test_polls_leave_a_reserve_for_creates(token_bucket, budget_clock):
     # 5 tokens, 1 kept for creates: four polls go, then polls wait for the reserve to refill.
     assert [budget.take("poll") for _ in range(6)] == [0, 0, 0, 0, 0.2, 0.2]

@@ -114,3 +114,26 @@ def test_a_start_claim_reads_its_threads_remote_id_too(make_run):
     claimed = writer.claim_start(run.pk)
     assert claimed is not None and claimed.thread_remote_id == ""  # no conversation yet
     assert claimed.status == "pending" and claimed.start_claimed_at is not None
+
+
+@pytest.mark.django_db
+def test_an_error_retry_never_waits_past_the_runs_deadline(make_run):
+    """A Retry-After of minutes would otherwise expire the run minutes late."""
+    import httpx2
+    import openai
+
+    from runs.engine.answers import decide_error
+
+    run = make_run("in_progress", remote_id="resp_1")
+    run.deadline_at = timezone.now() + timedelta(seconds=20)
+    request = httpx2.Request("GET", "http://sim/v1/responses/resp_1")
+    throttled = openai.RateLimitError(
+        "slow down",
+        response=httpx2.Response(429, headers={"retry-after": "240"}, request=request),
+        body=None,
+    )
+
+    decision = decide_error(run, throttled, 3, Counters(), what="retrieve", source="poll")
+
+    assert decision.outcome == "retry"
+    assert 19 <= decision.poll_in_s <= 20.1

@@ -9,29 +9,59 @@ from runs.errors import classify
 REQUEST = httpx2.Request("GET", "http://sim/v1/responses/resp_1")
 
 
-def status_error(cls, code: int, headers: dict[str, str] | None = None):
+def status_error(cls, code: int, headers: dict[str, str] | None = None, body: object = None):
     response = httpx2.Response(code, headers=headers or {}, request=REQUEST)
-    return cls(f"error {code}", response=response, body=None)
+    return cls(f"error {code}", response=response, body=body)
 
 
-def test_429_waits_for_retry_after_ms_first():
+def test_429_waits_for_retry_after_ms_first_and_up_to_a_fifth_more():
     d = classify(
         status_error(openai.RateLimitError, 429, {"retry-after-ms": "1500", "retry-after": "9"}), 0
     )
-    assert (d.retry, d.code, d.countdown) == (True, "rate_limited", 1.5)
+    assert (d.retry, d.code) == (True, "rate_limited")
+    assert 1.5 <= d.countdown <= 1.8
 
 
 def test_429_falls_back_to_retry_after_seconds_then_to_backoff():
-    assert (
-        classify(status_error(openai.RateLimitError, 429, {"retry-after": "3"}), 0).countdown == 3
-    )
+    d = classify(status_error(openai.RateLimitError, 429, {"retry-after": "3"}), 0)
+    assert 3 <= d.countdown <= 3.6
     d = classify(status_error(openai.RateLimitError, 429), 0)
     assert 0.8 <= d.countdown <= 1.2
+
+
+def test_runs_throttled_together_come_back_spread_out():
+    """Every waiting run hears the same Retry-After: taken as is, they all came back at once."""
+    waits = {
+        classify(status_error(openai.RateLimitError, 429, {"retry-after": "10"}), 0).countdown
+        for _ in range(50)
+    }
+    assert len(waits) > 40 and min(waits) >= 10 and max(waits) <= 12
+
+
+def test_a_rate_limit_gets_four_times_the_attempts_of_other_errors():
+    throttled = status_error(openai.RateLimitError, 429, {"retry-after": "1"})
+    assert classify(throttled, 8, max_retries=8).retry
+    assert classify(throttled, 31, max_retries=8).retry
+    assert not classify(throttled, 32, max_retries=8).retry
+    assert not classify(status_error(openai.InternalServerError, 500), 8, max_retries=8).retry
+
+
+def test_an_account_without_credit_fails_at_once():
+    d = classify(
+        status_error(openai.RateLimitError, 429, body={"code": "insufficient_quota"}), 0, 8
+    )
+    assert (d.retry, d.code) == (False, "insufficient_quota")
 
 
 def test_a_silly_retry_after_is_capped():
     d = classify(status_error(openai.RateLimitError, 429, {"retry-after": "999999"}), 0)
     assert d.countdown == 300
+
+
+@pytest.mark.parametrize("code", [408, 409])
+def test_a_request_timeout_or_a_conflict_is_retried_as_the_sdk_would(code):
+    d = classify(status_error(openai.APIStatusError, code), 0)
+    assert d.retry and d.countdown <= 1.2
 
 
 @pytest.mark.parametrize("attempt", [0, 3, 10])

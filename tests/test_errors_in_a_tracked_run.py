@@ -74,10 +74,10 @@ def test_rate_limits_wait_for_retry_after_and_a_good_answer_resets_the_error_cou
     assert run.error_retries == 0  # the good answer reset the count
     limited = faults_served(simulator, "429") - served_before
     assert limited >= 3
-    # Each 429 was retried after the server's retry-after-ms, not after our own backoff (1 s).
-    assert [(d.code, d.retry, d.countdown) for d in decisions] == [
-        ("rate_limited", True, 0.2)
-    ] * limited
+    # Each 429 was retried after the server's retry-after-ms (and up to a fifth more, so runs
+    # throttled together come back apart), not after our own backoff (1 s).
+    assert [(d.code, d.retry) for d in decisions] == [("rate_limited", True)] * limited
+    assert all(0.2 <= d.countdown <= 0.24 for d in decisions)
     # Every retrieve, refused or not, is a tick counted on the run; the good ones on the object.
     retrieves = calls_of(simulator, RETRIEVE) - retrieves_before
     assert run.polls == retrieves

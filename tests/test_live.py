@@ -439,6 +439,21 @@ def test_publishing_to_a_redis_that_hangs_costs_one_timeout_then_pauses(
     assert asked == []
 
 
+def test_a_stream_on_a_redis_that_hangs_ends_at_its_timeout_not_when_tcp_gives_up(
+    silent_redis, monkeypatch
+):
+    """Its subscribe waits for a Redis that never answers: the stream ends, having sent
+    nothing, at the stream's own timeout, its connection closed."""
+    import time
+
+    monkeypatch.setattr(
+        live, "STREAM_REDIS_TIMEOUTS", {"socket_connect_timeout": 0.3, "socket_timeout": 0.3}
+    )
+    began = time.monotonic()
+    assert list(live.stream(1, silent_redis)) == []
+    assert time.monotonic() - began < 5
+
+
 def test_a_slot_counts_briefly_until_its_stream_starts_then_for_the_streams_life(
     make_run, pubsub_url, api_token, settings
 ):

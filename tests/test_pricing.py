@@ -77,6 +77,7 @@ def test_cached_tokens_never_exceed_the_input():
         ("gpt-4.1-mini", "gpt-4.1-mini"),
         ("gpt-4.1-mini-2025-04-14", "gpt-4.1-mini"),  # a dated snapshot
         ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),  # a snapshot with a price of its own
         ("gpt-5-mini-2025-08-07", "gpt-5-mini"),
         ("gpt-4-0613", None),  # the snapshot of a model the table does not list
         ("gpt-5-pro", None),  # not gpt-5: a different, dearer model
@@ -226,3 +227,13 @@ def test_usages_add_up_key_by_key():
         "total_tokens": 3_000_000,
     }
     assert total_usage([None]) is None
+
+
+def test_a_count_a_server_left_out_in_one_round_adds_up_as_zero():
+    """The SDK dumps a required field a server left out as None; summing the rounds must not
+    raise in the tick that does it, in either order."""
+    partial = {"input_tokens": 10, "input_tokens_details": {"cache_write_tokens": None}}
+    full = {"input_tokens": 5, "input_tokens_details": {"cache_write_tokens": 3}}
+    expected = {"input_tokens": 15, "input_tokens_details": {"cache_write_tokens": 3}}
+    assert total_usage([partial, full]) == expected
+    assert total_usage([full, partial]) == expected

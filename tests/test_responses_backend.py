@@ -180,6 +180,17 @@ def test_any_other_answer_is_left_to_the_sdk_model(change):
     assert not_yet({**QUEUED, **change}, None) is None
 
 
+def test_an_incomplete_answer_keeps_the_text_it_wrote():
+    cut = {**PARTIAL_MESSAGE, "status": "incomplete"}
+    answer = {**QUEUED, "status": "incomplete", "output": [cut],
+              "incomplete_details": {"reason": "max_output_tokens"}}  # fmt: skip
+
+    state = to_state(Response.construct(**answer))
+
+    assert (state.status, state.output_text) == (RunStatus.INCOMPLETE, "Half an ans")
+    assert state.error_message == "Response incomplete: max_output_tokens"
+
+
 @pytest.mark.parametrize("answer", [None, [], "queued", {"status": "queued"}, {"id": 7}])
 def test_a_body_that_is_not_a_response_object_is_left_to_the_sdk(answer):
     assert not_yet(answer, None) is None

@@ -186,9 +186,11 @@ class RunAdmin(StorableLookupsMixin, CostsMixin, OperateMixin, admin.ModelAdmin)
 
     @admin.display(description="tasks")
     def flower_link(self, run: Run) -> str:
+        url = flower.tasks_url(run.pk)
+        if url is None:
+            return "set FLOWER_URL to link this run's tasks in Flower"
         return format_html(
-            '<a href="{}" target="_blank" rel="noopener">this run\'s tasks in Flower</a>',
-            flower.tasks_url(run.pk),
+            '<a href="{}" target="_blank" rel="noopener">this run\'s tasks in Flower</a>', url
         )
 
     @admin.display(description="live status")

@@ -20,6 +20,7 @@ answer is not free, unlike a retrieve's.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
@@ -32,6 +33,7 @@ from openai.types.beta.threads import Run as RemoteRun
 
 from ..client import get_client, get_create_client
 from ..conf import settings
+from ..errors import ThreadBusy
 from ..status import RunStatus
 from .base import Capabilities, OutgoingMessage, RemoteState, ToolCallRequest, ToolOutput
 from .common import parse_poll_after, remote_metadata, tool_specs, warm_sdk, when
@@ -85,6 +87,8 @@ WARM_MESSAGE: dict[str, Any] = {
 
 #: Roles a thread message may have; others become additional instructions of the run.
 MESSAGE_ROLES = ("user", "assistant")
+#: OpenAI's refusal of a second active run on a thread, naming the one it has.
+_ACTIVE_RUN = re.compile(r"already has an active run (run_[A-Za-z0-9_-]+)")
 
 
 def assistant_id() -> str:
@@ -207,7 +211,24 @@ class AssistantsBackend:
         if tools:
             kwargs["tools"] = tools
         kwargs.update(_run_options(run))
-        return to_state(get_create_client().beta.threads.runs.create(**kwargs))
+        try:
+            return to_state(get_create_client().beta.threads.runs.create(**kwargs))
+        except openai.BadRequestError as exc:
+            active = _ACTIVE_RUN.search(exc.message or "")
+            if active is None:
+                raise
+            return self._adopt_or_wait(run, thread_remote_id, active[1])
+
+    def _adopt_or_wait(self, run: Run, thread_remote_id: str, remote_id: str) -> RemoteState:
+        """The thread already has an active run. If it is this run's own (an earlier create
+        whose answer was lost: a timeout), it is the one we want: take it, so the create happens
+        once. Anyone else's: ``ThreadBusy``, retried until the thread is free."""
+        remote = get_client().beta.threads.runs.retrieve(remote_id, thread_id=thread_remote_id)
+        if (remote.metadata or {}).get("run_id") == str(run.pk):
+            return to_state(remote)
+        raise ThreadBusy(
+            f"thread {thread_remote_id} is running {remote_id}; this run starts after it"
+        )
 
     def retrieve(self, run: Run) -> RemoteState:
         thread_id = run.thread.remote_id
@@ -216,7 +237,7 @@ class AssistantsBackend:
         )
         remote = raw.parse()
         hint = parse_poll_after(raw.headers)
-        if remote.status != "completed":
+        if remote.status not in ("completed", "incomplete"):  # an incomplete one keeps its text
             return to_state(remote, poll_after_ms=hint)
         text = _output_text(thread_id, remote.id)
         return to_state(remote, output_text=text, poll_after_ms=hint, api_calls=2)
@@ -237,11 +258,18 @@ class AssistantsBackend:
                 tool_outputs=[{"tool_call_id": o.call_id, "output": o.output} for o in outputs],
             )
         except openai.BadRequestError as exc:
-            # Our earlier attempt reached the API but its answer was lost (a timeout), so this
-            # retry is refused: the outputs are in, which is all we wanted. Read the run instead.
-            if "already" not in exc.message.lower() or "submitted" not in exc.message.lower():
-                raise
+            # Refused: our earlier attempt reached the API but its answer was lost (a timeout:
+            # "already submitted"), or the run moved on meanwhile ("Runs in status queued do not
+            # accept tool outputs", a cancel, an expiry). Either way the run's own state says
+            # what happened: read it. Only a run still waiting for these very calls, when the
+            # refusal does not say they are in, makes it about our request, and it stands.
+            message = exc.message.lower()
             state = self.retrieve(run)
+            waiting = {call.call_id for call in state.tool_calls}
+            ours = waiting & {o.call_id for o in outputs}
+            taken = "already" in message and "submitted" in message
+            if state.status == RunStatus.REQUIRES_ACTION and ours and not taken:
+                raise
             return replace(state, api_calls=state.api_calls + 1)
         return to_state(remote)
 

@@ -47,6 +47,10 @@ STATUS_MAP: dict[str, str] = {
 }
 
 
+#: The statuses whose answer text is kept on the run.
+_WITH_TEXT = (RunStatus.COMPLETED, RunStatus.INCOMPLETE)
+
+
 def to_state(
     response: Response, *, poll_after_ms: int | None = None, api_calls: int = 1
 ) -> RemoteState:
@@ -71,7 +75,9 @@ def to_state(
         remote_id=response.id,
         status=status,
         remote_status=response.status or "",
-        output_text=response.output_text if status == RunStatus.COMPLETED else "",
+        # An incomplete answer (cut off at max_output_tokens, say) keeps what was written: paid
+        # for, and often what the caller needs to see why.
+        output_text=response.output_text if status in _WITH_TEXT else "",
         usage=response.usage.model_dump() if response.usage else None,
         error_code=error_code,
         error_message=error_message,

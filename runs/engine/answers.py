@@ -91,7 +91,10 @@ def _add(into: dict[str, Any], usage: dict[str, Any]) -> None:
                 into[key] = {}
             _add(into[key], value)
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            into[key] = into.get(key, 0) + value
+            # An earlier round's count may be None (the SDK dumps a field a server left out
+            # as None): counted as 0, never a TypeError in the tick that adds them up.
+            before = into.get(key)
+            into[key] = (before if isinstance(before, int | float) else 0) + value
         elif key not in into:
             into[key] = value
 
@@ -161,14 +164,16 @@ def decide_error(
         # The request may have reached OpenAI: repeating it may make a second remote object
         # (docs/reliability.md says when, and how it is counted).
         log.warning("run %s: the %s's outcome is unknown; it will be sent again", run.pk, what)
-    again = {"poll_in_s": decision.countdown} if ticket is not None else {}
+    # Never past the deadline: a Retry-After of minutes would otherwise expire the run late.
+    countdown = deadline.cap_delay(run, decision.countdown)
+    again = {"poll_in_s": countdown} if ticket is not None else {}
     return Decision(
         run.pk,
         "retry",
         ticket=ticket,
         counters=counters,
         errors="count",
-        start_in_s=None if ticket is not None else decision.countdown,
+        start_in_s=None if ticket is not None else countdown,
         **again,
     )
 
