@@ -10,7 +10,7 @@
 | 401 / 403                              | fail now: a key problem is not fixed by retrying |
 | 404 (retrieve, cancel)                 | fail: the remote object is gone                 |
 | 400 / 422 and other 4xx                | fail with the server's message                  |
-| the thread runs another run (Assistants) | retry with the backoff: runs take turns       |
+| the thread runs another run (Assistants) | retry with the backoff, up to 4x as many times |
 | anything unexpected                    | log with the run id, retry a bounded number     |
 
 Retries are Celery countdowns decided here; the SDK never sleeps (``max_retries=0``). After
@@ -19,9 +19,11 @@ Retries are Celery countdowns decided here; the SDK never sleeps (``max_retries=
 Why a rate limit gets more attempts, spread out: a limit on tokens per minute (which
 ``RUNS_MAX_RPS`` does not model) throttles every waiting run at once, and ``Retry-After`` names
 the same moment for all of them. Taken as is, they all came back together, were all throttled
-again, and each failed at its ninth 429, within a minute. The jitter spreads them; four times
-the attempts (32 by default) outlast a limit of several minutes, and the run's deadline still
-bounds the wait.
+again, and each failed at its ninth 429. The jitter (up to a fifth of the wait) spreads them,
+and four times the attempts (32 by default) let a run wait four times as long; the count is
+the run's one count of errors in a row, so other errors in the streak count towards it, and
+the run's deadline still bounds the wait. A create refused because its Assistants thread runs
+another run (``ThreadBusy``) gets the same allowance.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ from .schedule import Schedule
 #: Backoff for transient errors: 1 s, x2, capped at 60 s, +-20 %.
 ERROR_BACKOFF = Schedule(base=1.0, factor=2.0, cap=60.0, jitter=0.2)
 MAX_RETRY_AFTER_S = 300.0
-#: A rate-limited call may be retried this many times as often as ``max_retries`` allows.
-RATE_LIMIT_RETRY_FACTOR = 4
-#: Statuses retried like a 5xx: the SDK's own retry list (408 request timeout, 409 conflict).
-_RETRIED_STATUSES = frozenset({408, 409})
+#: A rate-limited call, or a create waiting for its thread, may be retried this many times as
+#: often as ``max_retries`` allows: both wait for someone else, not for a fault of theirs.
+WAITING_RETRY_FACTOR = 4
+_WAITING = frozenset({"rate_limited", "thread_busy"})
 #: Transport errors raised before the request left this machine (the HTTP client's names).
 _NOT_SENT = frozenset({"ConnectError", "ConnectTimeout"})
 
@@ -88,8 +90,8 @@ def classify(exc: BaseException, attempt: int, max_retries: int | None = None) -
     # must not travel with it.
     decision = replace(decision, message=redact(decision.message))
     if decision.retry and max_retries is not None:
-        if decision.code == "rate_limited":
-            max_retries *= RATE_LIMIT_RETRY_FACTOR
+        if decision.code in _WAITING:
+            max_retries *= WAITING_RETRY_FACTOR
         if attempt >= max_retries:
             return replace(decision, retry=False, countdown=0.0)
     return decision
@@ -123,7 +125,7 @@ def _classify(exc: BaseException, attempt: int) -> Decision:
     if isinstance(exc, openai.APIStatusError):
         if exc.status_code == 409:
             return Decision(True, "conflict", exc.message, backoff)
-        if exc.status_code in _RETRIED_STATUSES:  # a gateway's 408: the request was not served
+        if exc.status_code == 408:  # a gateway's request timeout: retried, as the SDK would
             return Decision(True, f"http_{exc.status_code}", exc.message, backoff)
         return Decision(False, f"http_{exc.status_code}", exc.message)
     return Decision(True, "unexpected", f"{type(exc).__name__}: {exc}", backoff)

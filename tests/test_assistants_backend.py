@@ -193,3 +193,34 @@ def test_a_refused_tool_output_submit_reads_the_run_before_failing_it(
     else:
         read = assistants.AssistantsBackend().submit_tool_outputs(run, outputs)
         assert (read.status, read.api_calls) == (now, 2)
+
+
+def test_a_start_that_takes_over_its_lost_create_marks_sent_only_what_that_create_carried(
+    sdk_on_simulator, db, sent_tasks
+):
+    """A message added while the first create's answer was lost never reached OpenAI: it stays
+    unsent, for the thread's next run, instead of being dropped."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.backends.assistants import AssistantsBackend
+    from runs.backends.base import OutgoingMessage
+    from runs.engine import lifecycle
+    from runs.models import Message
+
+    run = create_run("First question", backend="assistants", metadata=QUICK)
+    backend = AssistantsBackend()
+    thread_id = backend.create_thread(run)
+    Thread.objects.filter(pk=run.thread_id).update(remote_id=thread_id)
+    lost = backend.create(run, thread_id, [OutgoingMessage("user", "First question")])
+    later = add_message(run.thread, "Added while the answer was lost")
+    Message.objects.filter(pk=later.pk).update(created_at=timezone.now() + timedelta(seconds=5))
+
+    lifecycle.start(run.pk)
+
+    run.refresh_from_db()
+    assert run.remote_id == lost.remote_id  # taken over, not created twice
+    sent = dict(Message.objects.filter(thread=run.thread).values_list("content", "sent_at"))
+    assert sent["First question"] is not None
+    assert sent["Added while the answer was lost"] is None

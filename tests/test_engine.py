@@ -137,3 +137,10 @@ def test_an_error_retry_never_waits_past_the_runs_deadline(make_run):
 
     assert decision.outcome == "retry"
     assert 19 <= decision.poll_in_s <= 20.1
+
+    # A start is not capped: nothing in it looks at the deadline, so a retry capped to it
+    # would create past it, every 0.05 s; the sweep expires the pending run instead.
+    pending = make_run(metadata=None)
+    pending.deadline_at = run.deadline_at
+    start = decide_error(pending, throttled, None, Counters(), what="create", source="start")
+    assert start.start_in_s >= 240 and start.poll_in_s is None

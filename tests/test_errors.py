@@ -4,7 +4,7 @@ import httpx2
 import openai
 import pytest
 
-from runs.errors import classify
+from runs.errors import ThreadBusy, classify
 
 REQUEST = httpx2.Request("GET", "http://sim/v1/responses/resp_1")
 
@@ -38,12 +38,19 @@ def test_runs_throttled_together_come_back_spread_out():
     assert len(waits) > 40 and min(waits) >= 10 and max(waits) <= 12
 
 
-def test_a_rate_limit_gets_four_times_the_attempts_of_other_errors():
-    throttled = status_error(openai.RateLimitError, 429, {"retry-after": "1"})
-    assert classify(throttled, 8, max_retries=8).retry
-    assert classify(throttled, 31, max_retries=8).retry
-    assert not classify(throttled, 32, max_retries=8).retry
-    assert not classify(status_error(openai.InternalServerError, 500), 8, max_retries=8).retry
+@pytest.mark.parametrize(
+    "waiting",
+    [
+        status_error(openai.RateLimitError, 429, {"retry-after": "1"}),
+        ThreadBusy("thread thread_1 is running run_2"),
+    ],
+)
+def test_waiting_for_someone_else_gets_four_times_the_attempts_of_other_errors(waiting):
+    assert classify(waiting, 8, max_retries=8).retry
+    assert classify(waiting, 31, max_retries=8).retry
+    assert not classify(waiting, 32, max_retries=8).retry
+    # One count of errors in a row: a 5xx after twelve 429s is the ninth error and more.
+    assert not classify(status_error(openai.InternalServerError, 500), 12, max_retries=8).retry
 
 
 def test_an_account_without_credit_fails_at_once():
@@ -58,10 +65,10 @@ def test_a_silly_retry_after_is_capped():
     assert d.countdown == 300
 
 
-@pytest.mark.parametrize("code", [408, 409])
-def test_a_request_timeout_or_a_conflict_is_retried_as_the_sdk_would(code):
-    d = classify(status_error(openai.APIStatusError, code), 0)
-    assert d.retry and d.countdown <= 1.2
+@pytest.mark.parametrize(("status", "code"), [(408, "http_408"), (409, "conflict")])
+def test_a_request_timeout_or_a_conflict_is_retried_as_the_sdk_would(status, code):
+    d = classify(status_error(openai.APIStatusError, status), 0)
+    assert (d.retry, d.code) == (True, code) and d.countdown <= 1.2
 
 
 @pytest.mark.parametrize("attempt", [0, 3, 10])

@@ -35,7 +35,14 @@ from ..client import get_client, get_create_client
 from ..conf import settings
 from ..errors import ThreadBusy
 from ..status import RunStatus
-from .base import Capabilities, OutgoingMessage, RemoteState, ToolCallRequest, ToolOutput
+from .base import (
+    ADOPTED_AT,
+    Capabilities,
+    OutgoingMessage,
+    RemoteState,
+    ToolCallRequest,
+    ToolOutput,
+)
 from .common import parse_poll_after, remote_metadata, tool_specs, warm_sdk, when
 
 if TYPE_CHECKING:
@@ -225,7 +232,11 @@ class AssistantsBackend:
         once. Anyone else's: ``ThreadBusy``, retried until the thread is free."""
         remote = get_client().beta.threads.runs.retrieve(remote_id, thread_id=thread_remote_id)
         if (remote.metadata or {}).get("run_id") == str(run.pk):
-            return to_state(remote)
+            # It carried the messages that were unsent then, not any added since (``carried``).
+            # OpenAI stamps whole seconds: the messages of that second count as carried (a
+            # start's own messages are written in the second it is sent, the usual case).
+            state = to_state(remote)
+            return replace(state, extra={**state.extra, ADOPTED_AT: when(remote.created_at + 1)})
         raise ThreadBusy(
             f"thread {thread_remote_id} is running {remote_id}; this run starts after it"
         )

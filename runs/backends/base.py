@@ -43,6 +43,18 @@ class OutgoingMessage:
     content: str
 
 
+#: ``RemoteState.extra`` key set by a create that took over the run an earlier create of the same
+#: run made (its answer lost): when OpenAI created it. That run carried the messages unsent then,
+#: not any added since, so a start marks sent only those created before it.
+ADOPTED_AT = "adopted_created_at"
+
+
+def carried(created_at: datetime, state: RemoteState) -> bool:
+    """Whether a message created at ``created_at`` went to OpenAI with the run ``state`` reads."""
+    adopted = state.extra.get(ADOPTED_AT)
+    return adopted is None or created_at <= adopted
+
+
 @dataclass(frozen=True)
 class RemoteState:
     """What one API answer told us about a run, already mapped onto our statuses."""

@@ -164,17 +164,17 @@ def decide_error(
         # The request may have reached OpenAI: repeating it may make a second remote object
         # (docs/reliability.md says when, and how it is counted).
         log.warning("run %s: the %s's outcome is unknown; it will be sent again", run.pk, what)
-    # Never past the deadline: a Retry-After of minutes would otherwise expire the run late.
-    countdown = deadline.cap_delay(run, decision.countdown)
-    again = {"poll_in_s": countdown} if ticket is not None else {}
+    if ticket is not None:
+        # A poll never waits past the deadline, which its next tick acts on: a Retry-After of
+        # minutes would otherwise expire the run minutes late. (A start is not capped: nothing
+        # in it looks at the deadline, so a capped retry would create past it; the sweep
+        # expires a pending run once its deadline has passed.)
+        countdown = deadline.cap_delay(run, decision.countdown)
+        return Decision(
+            run.pk, "retry", ticket=ticket, counters=counters, errors="count", poll_in_s=countdown
+        )
     return Decision(
-        run.pk,
-        "retry",
-        ticket=ticket,
-        counters=counters,
-        errors="count",
-        start_in_s=None if ticket is not None else countdown,
-        **again,
+        run.pk, "retry", counters=counters, errors="count", start_in_s=decision.countdown
     )
 
 

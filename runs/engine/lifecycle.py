@@ -15,7 +15,7 @@ from typing import Any
 from django.utils import timezone
 
 from .. import budget, deadline, metrics, rawsql
-from ..backends.base import OutgoingMessage
+from ..backends.base import ADOPTED_AT, OutgoingMessage, carried
 from ..backends.registry import get_backend
 from ..conf import settings
 from ..models import Message, Run, Thread
@@ -62,7 +62,11 @@ def start(run_id: int) -> dict[str, Any]:
         metrics.count_api_call("create", calls.api_calls)
         return {"run_id": run_id, **starts.failed(run, exc, calls)}
     metrics.count_api_call("create", calls.api_calls)
-    Message.objects.mark_sent([pk for pk, _ in messages])
+    sent = [pk for pk, _ in messages]
+    if ADOPTED_AT in state.extra:  # a run taken over from a lost create: only what it carried
+        stamps = Message.objects.filter(pk__in=sent).values_list("pk", "created_at")
+        sent = [pk for pk, created_at in stamps if carried(created_at, state)]
+    Message.objects.mark_sent(sent)
     return {"run_id": run_id, **starts.finish_one(run, state, calls)}
 
 

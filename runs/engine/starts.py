@@ -37,7 +37,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import budget, deadline, metrics, poll_modes
-from ..backends.base import OutgoingMessage, RemoteState
+from ..backends.base import OutgoingMessage, RemoteState, carried
 from ..backends.registry import get_backend
 from ..conf import settings
 from ..models import Message, Run, Thread
@@ -162,7 +162,8 @@ def create_all(runs: Sequence[Run], conversations: dict[int, str | BaseException
             except Exception as exc:  # noqa: BLE001 - every failure goes through the error policy
                 done.error = exc
                 continue
-            done.messages, waiting = [m.pk for m in waiting], []
+            done.messages = [m.pk for m in waiting if carried(m.created_at, done.state)]
+            waiting = [m for m in waiting if m.pk not in done.messages]  # the next run's
 
     on_threads(create_group, groups)
     return [created[run.pk] for run in runs]
