@@ -5,7 +5,8 @@
 | 429 rate limit                         | retry after ``retry-after-ms`` / ``Retry-After`` |
 |                                        | (+0-20 %), up to 4x as many times in a row as   |
 |                                        | other errors                                    |
-| 429 ``insufficient_quota``             | fail now: the account has no credit left        |
+| 429 ``insufficient_quota``             | fail a create or a submit now (no credit left); |
+|                                        | a read is retried like a rate limit             |
 | 5xx, 408, 409, timeout, connection     | retry with capped backoff and jitter            |
 | 401 / 403                              | fail now: a key problem is not fixed by retrying |
 | 404 (retrieve, cancel)                 | fail: the remote object is gone                 |
@@ -78,13 +79,20 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
     return None
 
 
-def classify(exc: BaseException, attempt: int, max_retries: int | None = None) -> Decision:
+def classify(
+    exc: BaseException, attempt: int, max_retries: int | None = None, *, reading: bool = False
+) -> Decision:
     """Decide for one failed call; ``attempt`` counts the transient errors in a row before it.
 
     With ``max_retries``, a transient error past that many in a row is final: the caller gets one
     answer ("retry after N s" or "give up with this code and message") and never re-checks.
+    ``reading``: the call only read (a retrieve, a batch's poll). An account out of credit fails
+    what would spend, never a read: a response already running may still end, and giving it up
+    would cancel it.
     """
     decision = _classify(exc, attempt)
+    if reading and decision.code == "insufficient_quota":
+        decision = replace(decision, retry=True, code="rate_limited", countdown=_backoff(attempt))
     # The message is the server's or an exception's text, and it is stored on the run, which the
     # API, the live stream and the admin show: a key in it (a 401 quotes the one it refused)
     # must not travel with it.
@@ -97,8 +105,12 @@ def classify(exc: BaseException, attempt: int, max_retries: int | None = None) -
     return decision
 
 
+def _backoff(attempt: int) -> float:
+    return ERROR_BACKOFF.delay(attempt)
+
+
 def _classify(exc: BaseException, attempt: int) -> Decision:
-    backoff = ERROR_BACKOFF.delay(attempt)
+    backoff = _backoff(attempt)
     if isinstance(exc, ThreadBusy):
         return Decision(True, "thread_busy", str(exc), backoff)
     if isinstance(exc, openai.APITimeoutError):

@@ -144,3 +144,28 @@ def test_an_error_retry_never_waits_past_the_runs_deadline(make_run):
     pending.deadline_at = run.deadline_at
     start = decide_error(pending, throttled, None, Counters(), what="create", source="start")
     assert start.start_in_s >= 240 and start.poll_in_s is None
+
+
+@pytest.mark.django_db
+def test_an_account_out_of_credit_fails_a_start_but_keeps_polling_a_running_run(make_run):
+    import httpx2
+    import openai
+
+    from runs.engine.answers import decide_error
+
+    request = httpx2.Request("GET", "http://sim/v1/responses/resp_1")
+    no_credit = openai.RateLimitError(
+        "You exceeded your current quota",
+        response=httpx2.Response(429, request=request),
+        body={"code": "insufficient_quota"},
+    )
+    running = make_run("in_progress", remote_id="resp_1")
+    pending = make_run()
+
+    polled = decide_error(running, no_credit, 3, Counters(), what="retrieve", source="poll")
+    started = decide_error(pending, no_credit, None, Counters(), what="create", source="start")
+
+    assert polled.outcome == "retry" and polled.poll_in_s is not None
+    assert started.outcome == "failed" and started.move.fields["last_error_code"] == (
+        "insufficient_quota"
+    )

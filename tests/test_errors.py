@@ -53,11 +53,14 @@ def test_waiting_for_someone_else_gets_four_times_the_attempts_of_other_errors(w
     assert not classify(status_error(openai.InternalServerError, 500), 12, max_retries=8).retry
 
 
-def test_an_account_without_credit_fails_at_once():
-    d = classify(
-        status_error(openai.RateLimitError, 429, body={"code": "insufficient_quota"}), 0, 8
-    )
-    assert (d.retry, d.code) == (False, "insufficient_quota")
+def test_an_account_without_credit_fails_a_create_at_once_but_never_a_read():
+    """Out of credit, a create or a submit cannot succeed; a response already running may still
+    end, and giving up its retrieve would cancel it."""
+    no_credit = status_error(openai.RateLimitError, 429, body={"code": "insufficient_quota"})
+    spend = classify(no_credit, 0, 8)
+    read = classify(no_credit, 0, 8, reading=True)
+    assert (spend.retry, spend.code) == (False, "insufficient_quota")
+    assert (read.retry, read.code) == (True, "rate_limited") and 0.8 <= read.countdown <= 1.2
 
 
 def test_a_silly_retry_after_is_capped():

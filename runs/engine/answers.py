@@ -132,6 +132,10 @@ def decide_answer(
     )
 
 
+#: The ``what`` of a failed call that only read the run (a tick's retrieve, a batch of them).
+READS = ("retrieve", "poll")
+
+
 def decide_error(
     run: Run,
     exc: BaseException,
@@ -147,7 +151,9 @@ def decide_error(
     The retry is a poll after the countdown for a tick that holds a ticket, and a start again
     for a start (``ticket`` None).
     """
-    decision = classify(exc, run.error_retries, settings.RUNS_MAX_ERROR_RETRIES)
+    decision = classify(
+        exc, run.error_retries, settings.RUNS_MAX_ERROR_RETRIES, reading=what in READS
+    )
     log.warning("run %s: %s failed (%s): %s", run.pk, what, decision.code, decision.message)
     if not decision.retry:
         failed = fail(

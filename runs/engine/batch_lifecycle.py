@@ -257,7 +257,7 @@ def _failed(
     ``grace_end`` (the schedule's countdown once the retries are spent), the file ids kept; past
     it, with the retries spent, the batch ends as OpenAI says, each open run failed
     (``download_failed``, the file ids in its message)."""
-    decision = classify(exc, batch.error_retries, settings.RUNS_MAX_ERROR_RETRIES)
+    decision = classify(exc, batch.error_retries, settings.RUNS_MAX_ERROR_RETRIES, reading=True)
     what = "download" if ended else "poll"
     log.warning("batch %s: %s failed (%s): %s", batch.pk, what, decision.code, decision.message)
     kept = ended.files_and_counts() if ended else {}
