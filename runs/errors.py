@@ -90,9 +90,7 @@ def classify(
     what would spend, never a read: a response already running may still end, and giving it up
     would cancel it.
     """
-    decision = _classify(exc, attempt)
-    if reading and decision.code == "insufficient_quota":
-        decision = replace(decision, retry=True, code="rate_limited", countdown=_backoff(attempt))
+    decision = _classify(exc, attempt, reading)
     # The message is the server's or an exception's text, and it is stored on the run, which the
     # API, the live stream and the admin show: a key in it (a 401 quotes the one it refused)
     # must not travel with it.
@@ -105,12 +103,8 @@ def classify(
     return decision
 
 
-def _backoff(attempt: int) -> float:
-    return ERROR_BACKOFF.delay(attempt)
-
-
-def _classify(exc: BaseException, attempt: int) -> Decision:
-    backoff = _backoff(attempt)
+def _classify(exc: BaseException, attempt: int, reading: bool) -> Decision:
+    backoff = ERROR_BACKOFF.delay(attempt)
     if isinstance(exc, ThreadBusy):
         return Decision(True, "thread_busy", str(exc), backoff)
     if isinstance(exc, openai.APITimeoutError):
@@ -121,7 +115,10 @@ def _classify(exc: BaseException, attempt: int) -> Decision:
         return Decision(True, "connection_error", f"cannot reach the API: {exc}", backoff, sent)
     if isinstance(exc, openai.RateLimitError):
         if getattr(exc, "code", None) == "insufficient_quota":
-            return Decision(False, "insufficient_quota", f"OpenAI refused: {exc.message}")
+            refused = f"OpenAI refused: {exc.message}"
+            if reading:  # waited out like a rate limit, on the backoff
+                return Decision(True, "rate_limited", refused, backoff)
+            return Decision(False, "insufficient_quota", refused)
         wait = _retry_after(exc)
         if wait is not None:
             wait = min(wait * random.uniform(1.0, 1.2), MAX_RETRY_AFTER_S)
