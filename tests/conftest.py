@@ -459,7 +459,7 @@ def run_row(db):
 
 
 class FakeClock:
-    """A clock that moves only when told: stands in for the ``time`` module in ``runs.budget``."""
+    """A clock that moves only when told: stands in for Redis's clock in ``runs.budget``."""
 
     def __init__(self, now: float = 1000.0) -> None:
         self.now = now
@@ -496,7 +496,7 @@ def budget_clock(monkeypatch) -> FakeClock:
     from runs import budget
 
     clock = FakeClock()
-    monkeypatch.setattr(budget, "time", clock)
+    monkeypatch.setattr(budget, "clock", clock.time)
     return clock
 
 
