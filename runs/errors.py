@@ -63,6 +63,14 @@ class ThreadBusy(Exception):
     """The remote thread runs another run (Assistants allows one at a time): retried with the
     backoff, so runs started together on one thread take their turns."""
 
+    #: Calls the refused create made beyond itself: the read of the thread's active run.
+    extra_api_calls = 1
+
+
+def extra_api_calls(exc: BaseException) -> int:
+    """API calls a failed call made beyond the one that failed (counted on the run)."""
+    return exc.extra_api_calls if isinstance(exc, ThreadBusy) else 0
+
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
     headers = exc.response.headers

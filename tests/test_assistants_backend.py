@@ -121,13 +121,14 @@ def test_a_create_retried_after_its_answer_was_lost_takes_the_run_it_made(
     again = backend.create(run, thread_id, [])
 
     assert again.remote_id == first.remote_id
+    assert again.api_calls == 2  # the refused create and the read of the run it took
     server = OpenAI(base_url=sdk_on_simulator.base_url, api_key="sk-test", max_retries=0)
     assert len(server.beta.threads.runs.list(thread_id=thread_id).data) == 1
 
 
 def test_a_run_started_while_its_thread_runs_another_waits_its_turn(sdk_on_simulator, make_run):
     from runs.backends.assistants import AssistantsBackend
-    from runs.errors import ThreadBusy, classify
+    from runs.errors import ThreadBusy, classify, extra_api_calls
 
     backend = AssistantsBackend()
     first = make_run(backend="assistants", metadata=QUICK)
@@ -140,6 +141,7 @@ def test_a_run_started_while_its_thread_runs_another_waits_its_turn(sdk_on_simul
 
     decision = classify(busy.value, 0, 8)
     assert (decision.retry, decision.code) == (True, "thread_busy")
+    assert extra_api_calls(busy.value) == 1  # the read of the thread's run, counted on the run
 
 
 @pytest.mark.parametrize(
@@ -221,6 +223,7 @@ def test_a_start_that_takes_over_its_lost_create_marks_sent_only_what_that_creat
 
     run.refresh_from_db()
     assert run.remote_id == lost.remote_id  # taken over, not created twice
+    assert run.api_calls == 2  # the refused create and the read of the run it took over
     sent = dict(Message.objects.filter(thread=run.thread).values_list("content", "sent_at"))
     assert sent["First question"] is not None
     assert sent["Added while the answer was lost"] is None

@@ -235,7 +235,7 @@ class AssistantsBackend:
             # It carried the messages that were unsent then, not any added since (``carried``).
             # OpenAI stamps whole seconds: the messages of that second count as carried (a
             # start's own messages are written in the second it is sent, the usual case).
-            state = to_state(remote)
+            state = to_state(remote, api_calls=2)  # the refused create and this read
             return replace(state, extra={**state.extra, ADOPTED_AT: when(remote.created_at + 1)})
         raise ThreadBusy(
             f"thread {thread_remote_id} is running {remote_id}; this run starts after it"

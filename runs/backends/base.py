@@ -69,7 +69,8 @@ class RemoteState:
     remote_completed_at: datetime | None = None
     #: The server's ``openai-poll-after-ms`` hint, when it sent one.
     poll_after_ms: int | None = None
-    #: API calls this answer cost (Assistants reads a completed run's messages with it).
+    #: API calls this answer cost (Assistants reads a completed run's messages with it; a create
+    #: that took over the run of its lost earlier attempt read that run).
     api_calls: int = 1
     #: With ``status == requires_action``: the calls whose outputs the API waits for.
     tool_calls: tuple[ToolCallRequest, ...] = ()

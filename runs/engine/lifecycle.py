@@ -18,6 +18,7 @@ from .. import budget, deadline, metrics, rawsql
 from ..backends.base import ADOPTED_AT, OutgoingMessage, carried
 from ..backends.registry import get_backend
 from ..conf import settings
+from ..errors import extra_api_calls
 from ..models import Message, Run, Thread
 from ..poll_modes import hands_over, next_by_due
 from ..status import EventSource, RunStatus
@@ -59,8 +60,10 @@ def start(run_id: int) -> dict[str, Any]:
         calls += Counters(api_calls=1)
         state = backend.create(run, thread_remote_id, [m for _, m in messages])
     except Exception as exc:  # noqa: BLE001 - every failure goes through the error policy
+        calls += Counters(api_calls=extra_api_calls(exc))
         metrics.count_api_call("create", calls.api_calls)
         return {"run_id": run_id, **starts.failed(run, exc, calls)}
+    calls += Counters(api_calls=state.api_calls - 1)  # e.g. a take-over's read of its run
     metrics.count_api_call("create", calls.api_calls)
     sent = [pk for pk, _ in messages]
     if ADOPTED_AT in state.extra:  # a run taken over from a lost create: only what it carried

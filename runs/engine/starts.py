@@ -40,6 +40,7 @@ from .. import budget, deadline, metrics, poll_modes
 from ..backends.base import OutgoingMessage, RemoteState, carried
 from ..backends.registry import get_backend
 from ..conf import settings
+from ..errors import extra_api_calls
 from ..models import Message, Run, Thread
 from ..redact import redact
 from ..schedule import next_delay, schedule_for
@@ -154,14 +155,15 @@ def create_all(runs: Sequence[Run], conversations: dict[int, str | BaseException
         waiting = unsent.get(group[0].thread_id, [])
         for run in group:
             done = created[run.pk]
-            done.calls += Counters(api_calls=1)
             try:
                 done.state = get_backend(run.backend).create(
                     run, run.thread_remote_id, [OutgoingMessage(m.role, m.content) for m in waiting]
                 )
             except Exception as exc:  # noqa: BLE001 - every failure goes through the error policy
+                done.calls += Counters(api_calls=1 + extra_api_calls(exc))
                 done.error = exc
                 continue
+            done.calls += Counters(api_calls=done.state.api_calls)  # a take-over's read included
             done.messages = [m.pk for m in waiting if carried(m.created_at, done.state)]
             waiting = [m for m in waiting if m.pk not in done.messages]  # the next run's
 
