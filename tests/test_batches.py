@@ -91,7 +91,7 @@ def test_output_and_error_lines_become_one_result_per_run():
         {"custom_id": "2", "response": {"status_code": 500, "body": {"error": {"message": "x"}}}},
         {"custom_id": "3", "response": None, "error": {"code": "batch_expired", "message": "late"}},
         {"custom_id": "4", "response": None, "error": {"code": "batch_cancelled", "message": "c"}},
-        output_line(5, status="incomplete"),
+        output_line(5, "cut off at max_outp", status="incomplete"),
     )
     results = batch_files.parse(data + b"not json\n\n")
     assert results[1] == LineResult(
@@ -106,6 +106,7 @@ def test_output_and_error_lines_become_one_result_per_run():
     assert (results[3].status, results[3].error_code) == ("expired", "batch_expired")
     assert (results[4].status, results[4].error_code) == ("cancelled", "batch_cancelled")
     assert (results[5].status, results[5].error_code) == ("incomplete", "incomplete")
+    assert results[5].output_text == "cut off at max_outp"  # paid for: kept, as in background
     assert set(results) == {1, 2, 3, 4, 5}  # the unreadable line is skipped, not a crash
 
 

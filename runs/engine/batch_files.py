@@ -145,6 +145,10 @@ def parse_line(run_id: int, line: dict[str, Any]) -> LineResult:
     return LineResult(run_id, UNRUN_CODES.get(code, RunStatus.FAILED), "", "", None, code, message)
 
 
+#: Statuses whose answer keeps the text the response wrote.
+WROTE = frozenset({RunStatus.COMPLETED, RunStatus.INCOMPLETE})
+
+
 def _from_response(run_id: int, body: dict[str, Any]) -> LineResult:
     status = RESPONSE_STATUS.get(str(body.get("status")), RunStatus.FAILED)
     code = message = ""
@@ -161,7 +165,9 @@ def _from_response(run_id: int, body: dict[str, Any]) -> LineResult:
         run_id,
         status,
         remote_id=str(body.get("id") or ""),
-        output_text=output_text(body) if status == RunStatus.COMPLETED else "",
+        # An incomplete answer (cut off at max_output_tokens, say) keeps what it wrote, as a
+        # background response's does: it was paid for.
+        output_text=output_text(body) if status in WROTE else "",
         usage=body.get("usage") if isinstance(body.get("usage"), dict) else None,
         error_code=code,
         error_message=message,
