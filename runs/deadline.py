@@ -67,9 +67,11 @@ def message(run: Run, *, owed: Sequence[str] = (), cancelled_remotely: bool = Tr
             f"still owed: {names}."
         )
         return text + (" It was cancelled at OpenAI." if cancelled_remotely else "")
+    # An outage the run waited out to its deadline: say so, or it reads as a slow model.
+    failing = f"; the last {run.error_retries} calls for it failed" if run.error_retries else ""
     return (
         f"The run did not finish within its deadline of {length_s(run):.0f} s "
-        f"(last status: {run.status}); it was cancelled at OpenAI."
+        f"(last status: {run.status}{failing}); it was cancelled at OpenAI."
     )
 
 

@@ -7,7 +7,9 @@
 |                                        | other errors                                    |
 | 429 ``insufficient_quota``             | fail a create or a submit now (no credit left); |
 |                                        | a read is retried like a rate limit             |
-| 5xx, 408, 409, timeout, connection     | retry with capped backoff and jitter            |
+| 5xx, 408, 409, timeout, connection     | retry with capped backoff and jitter; a read    |
+|                                        | (a retrieve, a batch's poll) up to 4x as many   |
+|                                        | times in a row as a create                      |
 | 401 / 403                              | fail now: a key problem is not fixed by retrying |
 | 404 (retrieve, cancel)                 | fail: the remote object is gone                 |
 | 400 / 422 and other 4xx                | fail with the server's message                  |
@@ -15,7 +17,8 @@
 | anything unexpected                    | log with the run id, retry a bounded number     |
 
 Retries are Celery countdowns decided here; the SDK never sleeps (``max_retries=0``). After
-``RUNS_MAX_ERROR_RETRIES`` transient errors in a row the run fails with the last error.
+``RUNS_MAX_ERROR_RETRIES`` transient errors in a row (4x for a read) the run fails with the
+last error.
 
 Why a rate limit gets more attempts, spread out: a limit on tokens per minute (which
 ``RUNS_MAX_RPS`` does not model) throttles every waiting run at once, and ``Retry-After`` names
@@ -25,6 +28,12 @@ and four times the attempts (32 by default) let a run wait four times as long; t
 the run's one count of errors in a row, so other errors in the streak count towards it, and
 the run's deadline still bounds the wait. A create refused because its Assistants thread runs
 another run (``ThreadBusy``) gets the same allowance.
+
+Why a read gets it too: a read that fails is the API's outage, not a fault of the run, and the
+run goes on at OpenAI meanwhile. With the create's 8 tries (about 3 minutes of backoff) a
+5-minute incident failed every run in flight, and cancelled it at OpenAI, paid for and likely
+to end; with 32 (about half an hour) the run's deadline, or the batch's, ends it first. What
+spends (a create, a submit) keeps the 8: each retry may be sent twice.
 """
 
 from __future__ import annotations
@@ -96,7 +105,7 @@ def classify(
     answer ("retry after N s" or "give up with this code and message") and never re-checks.
     ``reading``: the call only read (a retrieve, a batch's poll). An account out of credit fails
     what would spend, never a read: a response already running may still end, and giving it up
-    would cancel it.
+    would cancel it; for the same reason a read waits out an outage as long as a rate limit.
     """
     decision = _classify(exc, attempt, reading)
     # The message is the server's or an exception's text, and it is stored on the run, which the
@@ -104,7 +113,8 @@ def classify(
     # must not travel with it.
     decision = replace(decision, message=redact(decision.message))
     if decision.retry and max_retries is not None:
-        if decision.code in _WAITING:
+        # Not an unexpected error: it is more likely our bug than the API's outage.
+        if decision.code in _WAITING or (reading and decision.code != "unexpected"):
             max_retries *= WAITING_RETRY_FACTOR
         if attempt >= max_retries:
             return replace(decision, retry=False, countdown=0.0)

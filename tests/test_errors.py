@@ -53,6 +53,27 @@ def test_waiting_for_someone_else_gets_four_times_the_attempts_of_other_errors(w
     assert not classify(status_error(openai.InternalServerError, 500), 12, max_retries=8).retry
 
 
+@pytest.mark.parametrize(
+    "outage",
+    [
+        status_error(openai.InternalServerError, 500),
+        status_error(openai.APIStatusError, 408),
+        openai.APIConnectionError(request=httpx2.Request("GET", "http://api/v1/responses/r")),
+    ],
+)
+def test_a_read_waits_out_an_outage_four_times_as_long_as_a_create(outage):
+    """The run goes on at OpenAI while its reads fail: giving up after a create's 8 tries (about
+    3 minutes) failed, and cancelled, every run in flight during a 5-minute incident."""
+    assert not classify(outage, 8, max_retries=8).retry  # a create: each try may be sent twice
+    assert classify(outage, 31, max_retries=8, reading=True).retry
+    assert not classify(outage, 32, max_retries=8, reading=True).retry
+
+
+def test_an_unexpected_error_in_a_read_gets_no_more_tries_than_elsewhere():
+    """More likely our bug than the API's outage: it will not fix itself by waiting."""
+    assert not classify(KeyError("output"), 8, max_retries=8, reading=True).retry
+
+
 def test_an_account_without_credit_fails_a_create_at_once_but_never_a_read():
     """Out of credit, a create or a submit cannot succeed; a response already running may still
     end, and giving up its retrieve would cancel it."""

@@ -3,17 +3,19 @@
 The simulator answers the run's retrieves with rate limits, server errors or answers too slow
 for our client's deadline, and counts what it served; the engine must retry each on a countdown
 (never a sleep), count the errors in a row, reset that count on a good answer, and fail the run
-only past ``RUNS_MAX_ERROR_RETRIES``. Only retrieves are faulted (``fault_only``), so the create
-goes through and every fault lands in a poll tick.
+only past a read's allowance, 4x ``RUNS_MAX_ERROR_RETRIES``. Only retrieves are faulted
+(``fault_only``), so the create goes through and every fault lands in a poll tick.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from runs import errors
 from runs.client import get_client, get_create_client
 from runs.engine import answers
 from runs.errors import Decision
+from runs.schedule import Schedule
 from runs.services import create_run
 from runs.tasks import start_run
 
@@ -85,10 +87,13 @@ def test_rate_limits_wait_for_retry_after_and_a_good_answer_resets_the_error_cou
     assert run.api_calls == retrieves + 2  # the conversation and the response
 
 
-def test_server_errors_past_the_retry_limit_fail_the_run_after_exactly_that_many_retries(
-    worker, simulator, settings, decisions, wait_terminal
+def test_server_errors_past_a_reads_retry_limit_fail_the_run_after_exactly_that_many_retries(
+    worker, simulator, settings, decisions, wait_terminal, monkeypatch
 ):
+    """A read waits out an outage 4x ``RUNS_MAX_ERROR_RETRIES`` errors in a row (the run goes on
+    at OpenAI meanwhile); past them it fails, and is cancelled there."""
     settings.RUNS_MAX_ERROR_RETRIES = 2
+    monkeypatch.setattr(errors, "ERROR_BACKOFF", Schedule(base=0.1, factor=1.0, cap=0.1))
     served_before = faults_served(simulator, "500")
     retrieves_before = calls_of(simulator, RETRIEVE)
     with faults(simulator, fault_500_rate=1.0, fault_only=[RETRIEVE]):
@@ -99,21 +104,39 @@ def test_server_errors_past_the_retry_limit_fail_the_run_after_exactly_that_many
     assert run.status == "failed"
     assert run.last_error_code == "http_500"
     assert run.last_error.startswith("Could not retrieve the run:")
-    # One attempt and two retries, then the policy gives up.
-    assert calls_of(simulator, RETRIEVE) - retrieves_before == 3
-    assert faults_served(simulator, "500") - served_before == 3
-    assert [(d.code, d.retry) for d in decisions] == [("http_500", True)] * 2 + [
+    # One attempt and eight retries (4 x 2), then the policy gives up.
+    assert calls_of(simulator, RETRIEVE) - retrieves_before == 9
+    assert faults_served(simulator, "500") - served_before == 9
+    assert [(d.code, d.retry) for d in decisions] == [("http_500", True)] * 8 + [
         ("http_500", False)
     ]
-    # Conversation + response create, three retrieves, and the best-effort cancel that follows:
+    # Conversation + response create, nine retrieves, and the best-effort cancel that follows:
     # we gave up on the run, so it must not run on at OpenAI.
-    assert (run.polls, run.api_calls, run.error_retries) == (3, 6, 2)
+    assert (run.polls, run.api_calls, run.error_retries) == (9, 12, 8)
     assert list(run.events.values_list("from_status", "to_status", "source")) == [
         ("pending", "queued", "create"),
         ("queued", "failed", "poll"),
     ]
     remote = simulator.stats()["objects"][run.remote_id]
     assert (remote["cancel"], remote["status"]) == (1, "cancelled")
+
+
+def test_a_read_outage_longer_than_the_deadline_is_waited_out_until_the_deadline_ends_the_run(
+    worker, simulator, settings, wait_terminal, monkeypatch
+):
+    """Every retrieve fails for longer than the run may take: its reads are retried (more than
+    a create's 2 tries), the deadline ends it, and the message says its calls were failing."""
+    settings.RUNS_MAX_ERROR_RETRIES = 2
+    monkeypatch.setattr(errors, "ERROR_BACKOFF", Schedule(base=0.2, factor=1.0, cap=0.2))
+    with faults(simulator, fault_500_rate=1.0, fault_only=[RETRIEVE]):
+        run = create_run("outage", deadline_s=1.5, metadata={**QUICK, "sim_duration_s": "30"})
+        start_run.delay(run.pk)
+        run = wait_terminal(run.pk, timeout=30)
+
+    assert (run.status, run.last_error_code) == ("expired", "deadline_exceeded")
+    assert run.polls > 3  # a create would have given up after its third try
+    assert f"the last {run.error_retries} calls for it failed" in run.last_error
+    assert simulator.stats()["objects"][run.remote_id]["cancel"] == 1
 
 
 @pytest.mark.parametrize(
