@@ -197,3 +197,27 @@ def test_runs_over_budget_are_deferred_and_still_finish(
         assert stats["creates_by_run_id"][str(run.pk)] == 1
         assert stats["objects"][run.remote_id]["retrieve"] == run.polls
         assert run.api_calls == run.polls + 2  # conversation + response create
+
+
+def test_a_poll_deferred_behind_a_long_queue_comes_back_by_its_deadline(
+    token_bucket, budget_clock, run_row
+):
+    """The queue of deferred calls may be minutes long; a run's deadline is acted on in time."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.engine import lifecycle
+
+    run = run_row(
+        "in_progress",
+        remote_id="resp_1",
+        next_poll_at=timezone.now(),
+        deadline_at=timezone.now() + timedelta(seconds=3),
+    )
+    for _ in range(100):  # a hundred polls queued ahead of it: 20 s at 5 calls/s
+        budget.take("poll")
+
+    decision = lifecycle.decide_poll(run)
+
+    assert decision.outcome == "deferred" and decision.poll_in_s <= 3.1

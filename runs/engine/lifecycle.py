@@ -117,8 +117,9 @@ def _decide(run: Run, now: datetime) -> Decision:
         return expiry.expire(run, ticket=ticket)
     wait = budget.take("poll")
     if wait > 0:
-        # Over the shared budget: the same tick again later, never dropped.
-        return Decision(run.pk, "deferred", ticket=ticket, poll_in_s=wait)
+        # Over the shared budget: the same tick again later, never dropped, and never past the
+        # deadline (a queue of deferred polls may be minutes long), which that tick acts on.
+        return Decision(run.pk, "deferred", ticket=ticket, poll_in_s=deadline.cap_delay(run, wait))
     backend = get_backend(run.backend)
     try:
         state = backend.retrieve(run)
