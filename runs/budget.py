@@ -34,23 +34,34 @@ from .conf import default_redis_url, redis_url_or_none, settings
 log = logging.getLogger(__name__)
 
 # KEYS[1] bucket hash; ARGV: rate/s, burst, reserve (tokens a poll must leave), now (s, or "" for
-# Redis's clock), kind ("create" or "poll"). Returns the wait in milliseconds (0: a token was
-# taken). The hash holds the tokens at time ``at`` and the last slot handed to each kind.
+# Redis's clock), kind ("create" or "poll"), the longest wait a slot may be handed for (s), and
+# "1" to queue (anything else: only try). Returns the wait in milliseconds (0: a token was
+# taken). The hash holds the tokens at time ``at``, the last slot handed to each kind, and the
+# rate those slots were handed at.
 _TAKE = """
 local rate, burst, reserve = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local now, kind = tonumber(ARGV[4]), ARGV[5]
+local now, kind, longest, queue = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), ARGV[7] == '1'
 if now == nil then
-  redis.replicate_commands()  -- TIME before a write: replicate effects (the default since 7.0)
+  redis.replicate_commands()  -- TIME before a write: replicate effects (a no-op since 7.0)
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'create', 'poll')
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'create', 'poll', 'rate')
 local tokens, at = tonumber(state[1]), tonumber(state[2])
 local line = {create = tonumber(state[3]) or 0, poll = tonumber(state[4]) or 0}
 if tokens == nil then tokens, at = burst, now end
+-- Slots handed at another rate say nothing at this one.
+if tonumber(state[5]) ~= rate then line.create, line.poll = 0, 0 end
 -- Never move the refill's time back (a clock stepped back, or a caller's clock behind).
 now = math.max(now, at)
-tokens = math.min(burst, tokens + (now - at) * rate)
+local refilled = tokens + (now - at) * rate
+if refilled > burst then
+  -- A full bucket: nobody took its refill, so the calls queued for it did not come back (runs
+  -- that ended, starts another task made). Their slots are given again; a queued call that
+  -- does come back finds a token, or queues once more.
+  line.create, line.poll = 0, 0
+end
+tokens = math.min(burst, refilled)
 local need = 1 + reserve
 local wait = 0
 -- The tolerance absorbs rounding: a call back at its slot finds its token to the last bit.
@@ -63,12 +74,19 @@ else
   -- poll's slot: that poll is deferred once more, as creates go first.
   local slot = math.max(now + (need - tokens) / rate, line[kind] + 1 / rate)
   if kind == 'poll' then slot = math.max(slot, line.create + need / rate) end
-  line[kind] = slot
-  wait = math.ceil((slot - now) * 1000 - 1e-6)  -- not a ms more for a float's last bit
+  if slot - now > longest then
+    -- Further than a countdown reaches: the call comes back before its slot and would ask
+    -- again. It holds none, and asks again then.
+    wait = longest * 1000
+  else
+    if queue then line[kind] = slot end
+    wait = (slot - now) * 1000 - 1e-6  -- not a ms more for a float's last bit
+  end
+  wait = math.max(1, math.ceil(wait))  -- never 0, which says "go"
 end
 local function num(x) return string.format('%.17g', x) end
 redis.call('HSET', KEYS[1], 'tokens', num(tokens), 'at', num(now), 'create', num(line.create),
-  'poll', num(line.poll))
+  'poll', num(line.poll), 'rate', num(rate))
 local last = math.max(line.create, line.poll, now)
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst / rate + last - now) * 1000) + 1000)
 return wait
@@ -127,13 +145,18 @@ def reset_connection() -> None:
     paused.reset()
 
 
-def take(kind: str) -> float:
+def take(kind: str, *, queue: bool = True) -> float:
     """Take one API call from the budget: 0.0 to go now, else the seconds to defer it.
 
-    ``kind`` is ``"create"`` (priority) or ``"poll"``. With ``RUNS_MAX_RPS = 0`` there is no
-    budget. If Redis cannot be reached (or none is configured) the call goes ahead: the
-    budget protects the account's rate limit, and a 429 is handled by the error policy anyway;
-    nor is it asked again for ``breaker.PAUSE_S``, so a Redis that hangs costs one timeout.
+    ``kind`` is ``"create"`` (priority) or ``"poll"``. A deferred call is given a slot in the
+    queue and must come back after the returned wait to find its token; with ``queue=False``
+    (a caller that will not come back itself, e.g. a start it hands back) it only tries. A
+    wait never exceeds ``RUNS_MAX_COUNTDOWN_S``: a call that far back holds no slot and asks
+    again when it comes back. With ``RUNS_MAX_RPS = 0`` there is no budget.
+
+    If Redis cannot be reached (or none is configured) the call goes ahead: the budget protects
+    the account's rate limit, and a 429 is handled by the error policy anyway; nor is it asked
+    again for ``breaker.PAUSE_S``, so a Redis that hangs costs one timeout.
     """
     rate = float(settings.RUNS_MAX_RPS or 0)
     if rate <= 0 or paused.is_open():
@@ -144,7 +167,9 @@ def take(kind: str) -> float:
     reserve = 0.0 if kind == "create" else min(burst * POLL_RESERVE_SHARE, burst - 1.0)
     try:
         now = "" if clock is None else clock()
-        wait_ms = _script()(keys=[KEY], args=[rate, burst, reserve, now, kind])
+        longest = float(settings.RUNS_MAX_COUNTDOWN_S)
+        args = [rate, burst, reserve, now, kind, longest, "1" if queue else "0"]
+        wait_ms = _script()(keys=[KEY], args=args)
     except (redis.RedisError, ValueError) as exc:
         paused.trip()
         _warn(exc)

@@ -57,12 +57,12 @@ def takes(monkeypatch) -> list[Take]:
     real_take = budget.take
     spent_before_submit = threading.Event()
 
-    def take(kind: str) -> float:
+    def take(kind: str, *, queue: bool = True) -> float:
         caller = sys._getframe(1).f_globals["__name__"]
         if caller == TOOL_ROUND_MODULE and not spent_before_submit.is_set():
             spent_before_submit.set()
             spend(real_take)
-        wait = real_take(kind)
+        wait = real_take(kind, queue=queue)
         with lock:
             seen.append((kind, caller, wait))
         return wait

@@ -429,11 +429,14 @@ def test_over_budget_a_chunk_defers_its_own_run_and_hands_the_others_back(
 ):
     settings.RUNS_START_CHUNK = 5
     runs = pending_runs(3)
-    monkeypatch.setattr(budget, "take", lambda kind: 2.0)
+    queued: list[bool] = []
+    monkeypatch.setattr(budget, "take", lambda kind, queue=True: queued.append(queue) or 2.0)
 
     result = lifecycle.start(runs[1].pk)
 
     assert result["started"] is False and result["deferred_s"] == 2.0
+    # The first run only tried (it is handed back, with no slot held for it); the own run queued.
+    assert queued == [False, True]
     assert [args for name, args, _ in sent_tasks if name == "runs.start_run"] == [(runs[1].pk,)]
     for other in Run.objects.filter(pk__in=[runs[0].pk, runs[2].pk]):
         # No second message for them (theirs may still be queued): simply free again.

@@ -106,9 +106,9 @@ def _within_budget(
     runs: list[Run], run_id: int
 ) -> tuple[dict[int, dict[str, Any]], list[Run], list[int]]:
     """(results so far, runs to create now, ids to hand back). The own run is deferred by the
-    budget as alone; another is handed back instead (its own message may still be queued, and a
-    deferral would send a second), and so is every other run after it. A batch's run is its
-    batch's to send."""
+    budget as alone; another only tries the budget (no slot queued) and is handed back instead
+    (its own message may still be queued: a deferral would send a second), as is every other run
+    after it. A batch's run is its batch's to send."""
     outcome: dict[int, dict[str, Any]] = {}
     ready: list[Run] = []
     back: list[int] = []
@@ -117,7 +117,7 @@ def _within_budget(
             outcome[run.pk] = {"started": False, "reason": f"belongs to batch {run.batch_id}"}
         elif back and run.pk != run_id:
             back.append(run.pk)
-        elif (wait := budget.take("create")) <= 0:
+        elif (wait := budget.take("create", queue=run.pk == run_id)) <= 0:
             ready.append(run)
         elif run.pk == run_id:
             writer.apply(Decision(run.pk, "deferred", start_in_s=wait))
