@@ -68,7 +68,8 @@ def message(run: Run, *, owed: Sequence[str] = (), cancelled_remotely: bool = Tr
         )
         return text + (" It was cancelled at OpenAI." if cancelled_remotely else "")
     # An outage the run waited out to its deadline: say so, or it reads as a slow model.
-    failing = f"; the last {run.error_retries} calls for it failed" if run.error_retries else ""
+    n = run.error_retries
+    failing = f"; its last {n} calls failed" if n > 1 else "; its last call failed" if n else ""
     return (
         f"The run did not finish within its deadline of {length_s(run):.0f} s "
         f"(last status: {run.status}{failing}); it was cancelled at OpenAI."

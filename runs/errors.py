@@ -8,8 +8,8 @@
 | 429 ``insufficient_quota``             | fail a create or a submit now (no credit left); |
 |                                        | a read is retried like a rate limit             |
 | 5xx, 408, 409, timeout, connection     | retry with capped backoff and jitter; a read    |
-|                                        | (a retrieve, a batch's poll) up to 4x as many   |
-|                                        | times in a row as a create                      |
+|                                        | (a retrieve, a batch's poll) or a cancel up to  |
+|                                        | 4x as many times in a row as a create           |
 | 401 / 403                              | fail now: a key problem is not fixed by retrying |
 | 404 (retrieve, cancel)                 | fail: the remote object is gone                 |
 | 400 / 422 and other 4xx                | fail with the server's message                  |
@@ -77,8 +77,10 @@ class ThreadBusy(Exception):
 
 
 def extra_api_calls(exc: BaseException) -> int:
-    """API calls a failed call made beyond the one that failed (counted on the run)."""
-    return exc.extra_api_calls if isinstance(exc, ThreadBusy) else 0
+    """API calls a failed call made beyond the one that failed (counted on the run): a
+    ``ThreadBusy``'s read, or a failed read that followed a refused create."""
+    extra = getattr(exc, "extra_api_calls", 0)
+    return extra if isinstance(extra, int) else 0
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
@@ -103,9 +105,10 @@ def classify(
 
     With ``max_retries``, a transient error past that many in a row is final: the caller gets one
     answer ("retry after N s" or "give up with this code and message") and never re-checks.
-    ``reading``: the call only read (a retrieve, a batch's poll). An account out of credit fails
-    what would spend, never a read: a response already running may still end, and giving it up
-    would cancel it; for the same reason a read waits out an outage as long as a rate limit.
+    ``reading``: the call only read (a retrieve, a batch's poll), or is as safe to repeat and
+    spends nothing (a cancel). An account out of credit fails what would spend, never a read: a
+    response already running may still end, and giving it up would cancel it; for the same
+    reason a read waits out an outage as long as a rate limit.
     """
     decision = _classify(exc, attempt, reading)
     # The message is the server's or an exception's text, and it is stored on the run, which the

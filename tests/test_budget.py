@@ -53,14 +53,17 @@ def test_calls_deferred_together_are_given_one_slot_each(token_bucket, budget_cl
     assert budget.take("create") == 0
 
 
-def test_deferred_polls_queue_behind_deferred_creates(token_bucket, budget_clock):
+def test_deferred_calls_are_served_in_turn_each_poll_leaving_the_reserve(
+    token_bucket, budget_clock
+):
     assert [budget.take("create") for _ in range(5)] == [0] * 5
     assert budget.take("create") == 0.2
     assert budget.take("create") == 0.4
-    # A poll must leave the reserve (1 of 5) too: two tokens after the last deferred create.
+    # A poll must leave the reserve (1 of 5): two tokens after the last deferred create.
     assert budget.take("poll") == 0.8
-    assert budget.take("create") == 0.6  # a create deferred later still goes first...
-    assert budget.take("poll") == 1.0  # ...and the next poll queues behind both
+    # Behind it, the reserve stays: each call one refill after the one before.
+    assert budget.take("create") == 1.0
+    assert budget.take("poll") == 1.2
 
 
 def drain(calls: int, clock, late_s: float = 0.003) -> tuple[int, float]:
@@ -96,17 +99,19 @@ def test_a_thousand_calls_deferred_together_drain_at_the_refill_rate(token_bucke
 def test_polls_leave_a_reserve_for_creates(token_bucket, budget_clock):
     # 5 tokens, 1 kept for creates: four polls go, then polls wait for the reserve to refill.
     assert [budget.take("poll") for _ in range(6)] == [0, 0, 0, 0, 0.2, 0.4]
-    assert budget.take("create") == 0  # the reserve
-    assert budget.take("create") == 0.2
+    assert budget.take("create") == 0  # the reserve: a create arriving goes at once
+    assert budget.take("create") == 0.6  # deferred, it is served in turn, after the polls
 
 
-def test_a_bucket_of_one_token_still_lets_polls_through(token_bucket, budget_clock):
-    """At 1 call/s a 20 % reserve would leave a poll needing 1.2 of the 1 token the bucket holds:
-    no poll would ever go. The reserve shrinks so a poll can still take the one token."""
+def test_the_smallest_bucket_holds_two_tokens_and_still_lets_polls_through(
+    token_bucket, budget_clock
+):
+    """At 1 call/s a bucket of 1 s would hold one token, which a poll's 20 % reserve would
+    leave no poll ever; two tokens leave polls the second, less the reserve."""
     token_bucket.RUNS_MAX_RPS = 1.0
     assert budget.take("poll") == 0
-    assert budget.take("poll") == 1.0
-    budget_clock.advance(1.0)
+    assert budget.take("poll") == 0.4  # 1 token left, 1.4 needed
+    budget_clock.advance(0.4)
     assert budget.take("poll") == 0
 
 
@@ -245,14 +250,27 @@ def test_slots_nobody_came_back_for_are_given_again(token_bucket, budget_clock):
     is full again, a call deferred waits for the refill, not behind the thousand lost slots."""
     assert [budget.take("create") for _ in range(5)] == [0] * 5
     assert max(budget.take("create") for _ in range(1000)) == 200.0
-    budget_clock.advance(1.5)  # nobody came back: the bucket filled up, and more
+    budget_clock.advance(3.0)  # nobody came back: the bucket filled up, 2 s ago
     assert [budget.take("create") for _ in range(5)] == [0] * 5
     assert budget.take("create") == 0.2
 
 
+def test_a_call_back_late_to_its_slot_leaves_the_next_call_its_token(token_bucket, budget_clock):
+    """At 1 call a second a bucket of one token would be full at a slot its call comes back to
+    20 ms late: that refill lost, the next call, back only 10 ms late, would be short of its
+    token and queue again at the end. The bucket holds two: nothing is lost."""
+    token_bucket.RUNS_MAX_RPS = 1.0
+    assert [budget.take("create") for _ in range(2)] == [0, 0]
+    assert [budget.take("create") for _ in range(2)] == [1.0, 2.0]
+    budget_clock.advance(1.02)
+    assert budget.take("create") == 0
+    budget_clock.advance(0.99)
+    assert budget.take("create") == 0
+
+
 def test_a_new_rate_starts_a_new_queue(token_bucket, budget_clock):
     token_bucket.RUNS_MAX_RPS = 1.0
-    budget.take("create")
+    assert [budget.take("create") for _ in range(2)] == [0, 0]
     assert max(budget.take("create") for _ in range(100)) == 100.0
     token_bucket.RUNS_MAX_RPS = 100.0  # raised: 100 tokens a second, the bucket of 1 s empty
     assert budget.take("create") == 0.01

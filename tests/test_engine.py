@@ -169,3 +169,35 @@ def test_an_account_out_of_credit_fails_a_start_but_keeps_polling_a_running_run(
     assert started.outcome == "failed" and started.move.fields["last_error_code"] == (
         "insufficient_quota"
     )
+
+
+def test_a_good_read_ends_the_error_streak_before_the_tool_round_that_follows(
+    make_run, settings, monkeypatch
+):
+    """Reads may fail 4x ``RUNS_MAX_ERROR_RETRIES`` times in a row through an outage. The good
+    read that ends it resets the count there and then, so the submit of the tool round it
+    starts gets its own tries, not what the reads left of them (none, here)."""
+    from runs.backends.base import RemoteState, ToolCallRequest
+    from runs.engine import tool_round
+
+    settings.RUNS_MAX_ERROR_RETRIES = 2
+    run = make_run("in_progress", remote_id="resp_1")
+    Run.objects.filter(pk=run.pk).update(error_retries=7, next_poll_at=timezone.now())
+    run = writer.claim_poll(run.pk, run.poll_generation)
+    asks = RemoteState(
+        "resp_1", "requires_action", "requires_action",
+        tool_calls=(ToolCallRequest("call_1", "add", "{}"),),
+    )  # fmt: skip
+    backend = mock.Mock(retrieve=mock.Mock(return_value=asks))
+    monkeypatch.setattr(lifecycle, "get_backend", lambda name: backend)
+    seen: list[int] = []
+    monkeypatch.setattr(
+        tool_round,
+        "on_answer",
+        lambda run, *a: seen.append(run.error_retries) or Decision(run.pk, "x"),
+    )
+
+    lifecycle.decide_poll(run)
+
+    assert seen == [0]  # what the submit's error policy will count from
+    assert Run.objects.get(pk=run.pk).error_retries == 0

@@ -135,7 +135,7 @@ def test_a_read_outage_longer_than_the_deadline_is_waited_out_until_the_deadline
 
     assert (run.status, run.last_error_code) == ("expired", "deadline_exceeded")
     assert run.polls > 3  # a create would have given up after its third try
-    assert f"the last {run.error_retries} calls for it failed" in run.last_error
+    assert f"its last {run.error_retries} calls failed" in run.last_error
     assert simulator.stats()["objects"][run.remote_id]["cancel"] == 1
 
 

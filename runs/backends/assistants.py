@@ -230,7 +230,11 @@ class AssistantsBackend:
         """The thread already has an active run. If it is this run's own (an earlier create
         whose answer was lost: a timeout), it is the one we want: take it, so the create happens
         once. Anyone else's: ``ThreadBusy``, retried until the thread is free."""
-        remote = get_client().beta.threads.runs.retrieve(remote_id, thread_id=thread_remote_id)
+        try:
+            remote = get_client().beta.threads.runs.retrieve(remote_id, thread_id=thread_remote_id)
+        except Exception as exc:
+            exc.extra_api_calls = 1  # type: ignore[attr-defined]  # counted with the create
+            raise
         if (remote.metadata or {}).get("run_id") == str(run.pk):
             # It carried the messages that were unsent then, not any added since (``carried``).
             # OpenAI stamps whole seconds: the messages of that second count as carried (a

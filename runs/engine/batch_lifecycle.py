@@ -302,7 +302,7 @@ def send_cancel(batch_id: int) -> str:
     try:
         batch_api.cancel(batch.remote_id)
     except Exception as exc:  # noqa: BLE001 - every failure goes through the error policy
-        decision = classify(exc, batch.error_retries, settings.RUNS_MAX_ERROR_RETRIES)
+        decision = classify(exc, batch.error_retries, settings.RUNS_MAX_ERROR_RETRIES, reading=True)
         if decision.retry:
             batch_writer.save(batch_id, counters, "count")
             batch_writer.retry_cancel(batch_id, decision.countdown)

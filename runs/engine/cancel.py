@@ -75,7 +75,8 @@ def send_cancel(run_id: int) -> str:
     try:
         state = get_backend(run.backend).cancel(run)
     except Exception as exc:  # noqa: BLE001 - every failure goes through the error policy
-        decision = classify(exc, run.error_retries, settings.RUNS_MAX_ERROR_RETRIES)
+        # Safe to repeat and spends nothing: retried as a read is, through an outage.
+        decision = classify(exc, run.error_retries, settings.RUNS_MAX_ERROR_RETRIES, reading=True)
         if decision.retry:
             # Never a countdown the broker keeps past RUNS_MAX_COUNTDOWN_S (a Retry-After may
             # ask for 300 s): a cancel sent early meets the same answer and waits again.

@@ -227,6 +227,14 @@ def count(run_id: int, counters: Counters) -> None:
         Run.objects.filter(pk=run_id).update(**counter_values(counters))
 
 
+def end_error_streak(run: Run) -> None:
+    """A good answer ends a streak of errors, whatever the tick decides next: a submit that
+    follows a long outage of reads gets its own tries, not what the reads left of them."""
+    if run.error_retries:
+        Run.objects.filter(pk=run.pk).update(error_retries=0)
+        run.error_retries = 0
+
+
 def enqueue_now(task: Task, *, kind: enqueue.Kind | None = None) -> None:
     """Send now, on the queue of ``kind`` (default: the task's usual one, ``enqueue.KIND_OF``)."""
     enqueue.send(task.name, *task.args, countdown=task.countdown, kind=kind)
