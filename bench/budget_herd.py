@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ns", type=int, nargs="+", default=[100, 1000, 10000, 20000])
     parser.add_argument("--rps", type=float, default=50.0, help="RUNS_MAX_RPS")
     parser.add_argument("--low-rps", type=float, default=1.0,
-                        help="a low RUNS_MAX_RPS too: a bucket of one token")  # fmt: skip
+                        help="a low RUNS_MAX_RPS too: the smallest bucket, 2 tokens")  # fmt: skip
     parser.add_argument("--low-ns", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--late-ms", type=float, nargs=2, default=[1.0, 20.0],
                         help="a countdown's lateness, uniform between these (below 0: early, "

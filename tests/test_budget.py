@@ -53,17 +53,14 @@ def test_calls_deferred_together_are_given_one_slot_each(token_bucket, budget_cl
     assert budget.take("create") == 0
 
 
-def test_deferred_calls_are_served_in_turn_each_poll_leaving_the_reserve(
-    token_bucket, budget_clock
-):
+def test_deferred_polls_queue_behind_deferred_creates(token_bucket, budget_clock):
     assert [budget.take("create") for _ in range(5)] == [0] * 5
     assert budget.take("create") == 0.2
     assert budget.take("create") == 0.4
-    # A poll must leave the reserve (1 of 5): two tokens after the last deferred create.
+    # A poll must leave the reserve (1 of 5) too: two tokens after the last deferred create.
     assert budget.take("poll") == 0.8
-    # Behind it, the reserve stays: each call one refill after the one before.
-    assert budget.take("create") == 1.0
-    assert budget.take("poll") == 1.2
+    assert budget.take("create") == 0.6  # a create deferred later still goes first...
+    assert budget.take("poll") == 1.0  # ...and the next poll queues behind both
 
 
 def drain(calls: int, clock, late_s: float = 0.003) -> tuple[int, float]:
@@ -100,7 +97,7 @@ def test_polls_leave_a_reserve_for_creates(token_bucket, budget_clock):
     # 5 tokens, 1 kept for creates: four polls go, then polls wait for the reserve to refill.
     assert [budget.take("poll") for _ in range(6)] == [0, 0, 0, 0, 0.2, 0.4]
     assert budget.take("create") == 0  # the reserve: a create arriving goes at once
-    assert budget.take("create") == 0.6  # deferred, it is served in turn, after the polls
+    assert budget.take("create") == 0.2  # deferred, still ahead of the deferred polls
 
 
 def test_the_smallest_bucket_holds_two_tokens_and_still_lets_polls_through(

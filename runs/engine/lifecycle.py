@@ -129,11 +129,11 @@ def _decide(run: Run, now: datetime) -> Decision:
         return answers.decide_error(
             run, exc, ticket, counters, what="retrieve", source=EventSource.POLL
         )
-    writer.end_error_streak(run)
     # state.api_calls: e.g. Assistants reads the answer's messages with the run.
     metrics.count_api_call("retrieve", state.api_calls)
     counters = Counters(api_calls=state.api_calls, polls=1)
     if state.status == RunStatus.REQUIRES_ACTION:
+        writer.end_error_streak(run, ticket)
         return tool_round.on_answer(run, state, ticket, counters)
     return answers.decide_answer(
         run, state, ticket, counters, source=EventSource.POLL, attempt=run.poll_attempt + 1

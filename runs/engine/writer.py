@@ -227,11 +227,14 @@ def count(run_id: int, counters: Counters) -> None:
         Run.objects.filter(pk=run_id).update(**counter_values(counters))
 
 
-def end_error_streak(run: Run) -> None:
-    """A good answer ends a streak of errors, whatever the tick decides next: a submit that
-    follows a long outage of reads gets its own tries, not what the reads left of them."""
+def end_error_streak(run: Run, ticket: int) -> None:
+    """A good read that starts a tool round ends a streak of errors there and then (other
+    answers reset it with their decision): the submit that follows a long outage of reads gets
+    its own tries, not what the reads left of them. Only while the tick's ticket is current."""
     if run.error_retries:
-        Run.objects.filter(pk=run.pk).update(error_retries=0)
+        Run.objects.filter(pk=run.pk, poll_generation=ticket, status__in=ACTIVE).update(
+            error_retries=0
+        )
         run.error_retries = 0
 
 
