@@ -126,7 +126,7 @@ def bucket(redis_url: str, rps: float, script: str, clock: Clock) -> Iterator[No
 
 def drain(kinds: list[str], clock: Clock, late: Callable[[], float]) -> dict[str, Any]:
     """Every call of ``kinds`` made at once, each deferred one back after its wait and
-    ``late()``; asks, the time the last call got its token, and the longest any call waited."""
+    ``late()``: how many times the budget was asked, and when the last call got its token."""
     from runs import budget
 
     start = clock.now
